@@ -1,0 +1,135 @@
+#pragma once
+/// The Communicator: the library API frameworks link against (one object per rank, as NCCL's ncclComm_t).
+///
+/// Count conventions follow NCCL: all-reduce, broadcast, reduce: elements of the buffer; all-gather:
+/// send count; reduce-scatter: receive count; all-to-all: elements to each peer. Every collective is
+/// asynchronous and returns a Request; `.wait()` blocks. See docs/api.md for the rules on several calls
+/// in flight and calls from several threads.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "copro/collectives/collective.hpp"
+#include "copro/core/config.hpp"
+#include "copro/core/dtype.hpp"
+#include "copro/core/executor.hpp"
+#include "copro/core/status.hpp"
+
+namespace copro::collectives {
+
+/// Per-call options.
+struct CallOptions {
+  std::string algorithm;  ///< force an algorithm by name ("ring", "rhd", ...); empty: planner / COPRO_ALGO
+};
+
+/// An in-flight collective. Move-only. Destroying an unfinished Request waits for it.
+class Request {
+ public:
+  Request() = default;
+  Request(Request&&) noexcept;
+  Request& operator=(Request&&) noexcept;
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+  ~Request();
+
+  /// Blocks until the call finished; returns its status (errors name ranks and causes).
+  Status wait();
+  /// Makes progress; true when finished (then wait() returns immediately).
+  bool test();
+  /// True when this Request refers to a call (false for a default-constructed one).
+  [[nodiscard]] bool valid() const { return state_ != nullptr; }
+
+  struct State;
+  explicit Request(std::shared_ptr<State> s) : state_(std::move(s)) {}
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+class Communicator {
+ public:
+  Communicator() = default;  ///< an empty handle (what split returns for color < 0)
+  /// Wraps one executor (one rank). Use createAll / the umbrella helpers instead in user code.
+  explicit Communicator(std::unique_ptr<core::Executor> executor);
+  /// Creates every rank of a backend that hosts all ranks in this process (inproc), or this process's
+  /// rank of a multi-process backend. Backends come from core::ExecutorRegistry::instance().
+  static std::vector<Communicator> createAll(const std::string& backend, const core::ExecutorOptions& options);
+
+  [[nodiscard]] bool valid() const { return impl_ != nullptr; }
+  [[nodiscard]] int rank() const;
+  [[nodiscard]] int size() const;
+  [[nodiscard]] std::string backend() const;
+  [[nodiscard]] const core::Config& config() const;
+  /// Node of each rank (COPRO_NODE_MAP when set, else the backend's).
+  [[nodiscard]] const std::vector<int>& nodeOfRank() const;
+
+  /// Collective: a communicator of the ranks with the same color ordered by (key, rank); color < 0 gives
+  /// an empty handle. Frameworks build TP/DP/EP groups this way.
+  Communicator split(int color, int key);
+  /// Collective: a communicator with the same ranks and its own sequence of calls.
+  Communicator dup();
+
+  /// Registers memory so calls on it avoid copies (backend-dependent; harmless elsewhere).
+  Status registerBuffer(void* ptr, std::size_t bytes);
+  Status deregisterBuffer(void* ptr);
+  /// Memory suited to the backend; free with deallocate.
+  void* allocate(std::size_t bytes);
+  void deallocate(void* ptr);
+
+  Request allReduce(const void* send, void* recv, std::uint64_t count, DataType dtype, ReduceOp op,
+                    const CallOptions& opts = {});
+  Request reduceScatter(const void* send, void* recv, std::uint64_t recvCount, DataType dtype, ReduceOp op,
+                        const CallOptions& opts = {});
+  Request reduceScatterV(const void* send, void* recv, const std::vector<std::uint64_t>& recvCounts, DataType dtype,
+                         ReduceOp op, const CallOptions& opts = {});
+  Request allGather(const void* send, void* recv, std::uint64_t sendCount, DataType dtype,
+                    const CallOptions& opts = {});
+  Request allGatherV(const void* send, void* recv, const std::vector<std::uint64_t>& recvCounts, DataType dtype,
+                     const CallOptions& opts = {});
+  Request broadcast(const void* send, void* recv, std::uint64_t count, DataType dtype, int root,
+                    const CallOptions& opts = {});
+  Request reduce(const void* send, void* recv, std::uint64_t count, DataType dtype, ReduceOp op, int root,
+                 const CallOptions& opts = {});
+  Request gather(const void* send, void* recv, std::uint64_t sendCount, DataType dtype, int root,
+                 const CallOptions& opts = {});
+  Request scatter(const void* send, void* recv, std::uint64_t recvCount, DataType dtype, int root,
+                  const CallOptions& opts = {});
+  Request allToAll(const void* send, void* recv, std::uint64_t count, DataType dtype, const CallOptions& opts = {});
+  /// Counts and displacements in elements, one per rank (MPI_Alltoallv's convention).
+  Request allToAllV(const void* send, const std::vector<std::uint64_t>& sendCounts,
+                    const std::vector<std::uint64_t>& sendDispls, void* recv,
+                    const std::vector<std::uint64_t>& recvCounts, const std::vector<std::uint64_t>& recvDispls,
+                    DataType dtype, const CallOptions& opts = {});
+  Request barrier(const CallOptions& opts = {});
+
+  /// Point-to-point. Outside a group each is a group of one; inside groupStart()/groupEnd() they are
+  /// collected and run together (matching in order per peer pair, as NCCL), and return invalid Requests.
+  Request send(const void* buf, std::uint64_t count, DataType dtype, int peer);
+  Request recv(void* buf, std::uint64_t count, DataType dtype, int peer);
+  void groupStart();
+  /// Runs the operations collected since groupStart().
+  Request groupEnd();
+
+  /// Releases this rank's in-flight and future calls with an aborted error (any thread).
+  void abort();
+
+  /// Number of Programs in this communicator's cache, and how many calls found theirs there.
+  [[nodiscard]] std::size_t programCacheSize() const;
+  [[nodiscard]] std::uint64_t programCacheHits() const;
+  /// The algorithm the last call used ("allreduce.ring").
+  [[nodiscard]] std::string lastProgramName() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace copro::collectives
+
+namespace copro {
+using collectives::CallOptions;
+using collectives::Communicator;
+using collectives::Request;
+}  // namespace copro

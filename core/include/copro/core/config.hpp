@@ -1,0 +1,60 @@
+#pragma once
+/// Every COPRO_* environment variable is a field of `Config` (documented in docs/config.md, printed by
+/// `copro-info --config`). Communicators take a copy, so tests can build their own.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace copro::core {
+
+struct Config {
+  // Logging.
+  std::string debug = "WARN";       ///< COPRO_DEBUG: NONE, WARN, INFO, TRACE
+  std::string debugSubsys = "ALL";  ///< COPRO_DEBUG_SUBSYS: e.g. "INIT,COLL" or "^PROGRAM"
+  // Execution.
+  double timeoutSec = 300.0;          ///< COPRO_TIMEOUT: seconds a call may wait for a peer before failing
+  std::string initiation = "device";  ///< COPRO_INITIATION: proxy (progress threads post) or device (caller's thread)
+  int threads = 0;                    ///< COPRO_THREADS: inproc proxy progress threads (0: one per core)
+  double spinUs = 20.0;               ///< COPRO_SPIN_US: spin this long on a wait before blocking
+  bool validate = false;              ///< COPRO_VALIDATE: validate every new Program before its first run
+  bool checkCalls = false;            ///< COPRO_CHECK_CALLS: verify that every rank made the same call
+  std::uint64_t programCacheEntries = 256;  ///< COPRO_PROGRAM_CACHE: Programs kept per communicator
+  // Algorithms.
+  std::string algo;                     ///< COPRO_ALGO: "ring" or "allreduce=ring,allgather=bruck"
+  std::uint64_t chunkBytes = 1U << 20;  ///< COPRO_CHUNK_SIZE: pipelining chunk of ring/tree/chain algorithms
+  std::string nodeMap;                  ///< COPRO_NODE_MAP: rank->node map "0,0,1,1" or ranks per node "4"
+  // Planner cost model (alpha-beta-gamma), see docs/planner.md.
+  double planAlphaUs = 2.0;             ///< COPRO_PLAN_ALPHA_US: latency per message step (scale-up)
+  double planBandwidthGBps = 10.0;      ///< COPRO_PLAN_BW_GBPS: point-to-point bandwidth (scale-up)
+  double planInterAlphaUs = 10.0;       ///< COPRO_PLAN_INTER_ALPHA_US: latency per inter-node step
+  double planInterBandwidthGBps = 5.0;  ///< COPRO_PLAN_INTER_BW_GBPS: inter-node bandwidth per rank
+  double planReduceGBps = 8.0;          ///< COPRO_PLAN_REDUCE_GBPS: reduction throughput per rank
+  double planMemoryGBps = 20.0;         ///< COPRO_PLAN_MEM_GBPS: memory bandwidth shared by a load/store domain
+
+  /// Reads every COPRO_* variable from the environment; throws Error naming a bad value. Unknown
+  /// COPRO_* variables produce a warning suggesting the nearest known name.
+  static Config fromEnvironment();
+  /// Sets one field by its variable name (COPRO_TIMEOUT) or short name (timeout); throws on error.
+  void set(std::string_view name, std::string_view value);
+  /// Current values as (variable, value) in documentation order.
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> values() const;
+
+  /// Documentation of one variable.
+  struct Var {
+    std::string_view name;
+    std::string_view defaultValue;
+    std::string_view doc;
+  };
+  static const std::vector<Var>& variables();
+};
+
+/// Levenshtein-nearest candidate to `word` (empty when nothing is close): for "did you mean" messages.
+std::string nearestName(std::string_view word, const std::vector<std::string>& candidates);
+
+}  // namespace copro::core
+
+namespace copro {
+using core::Config;
+}

@@ -1,0 +1,262 @@
+#include "copro/core/config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <functional>
+#include <sstream>
+
+#include "copro/core/log.hpp"
+#include "copro/core/status.hpp"
+#include "copro/core/units.hpp"
+
+extern char** environ;  // NOLINT(readability-identifier-naming)
+
+namespace copro::core {
+
+namespace {
+
+std::string trimmed(std::string_view s) {
+  std::size_t b = 0;
+  std::size_t e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b])) != 0) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1])) != 0) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+[[noreturn]] void badValue(std::string_view name, std::string_view value, std::string_view expected) {
+  throw Error(ErrorCode::kInvalidArgument,
+              std::string(name) + "='" + std::string(value) + "' is not valid: expected " + std::string(expected));
+}
+
+double parseDouble(std::string_view name, std::string_view value, double minValue) {
+  std::string t = trimmed(value);
+  char* end = nullptr;
+  double v = std::strtod(t.c_str(), &end);
+  if (t.empty() || end != t.c_str() + t.size() || !(v >= minValue)) {
+    std::ostringstream os;
+    os << "a number >= " << minValue;
+    badValue(name, value, os.str());
+  }
+  return v;
+}
+
+bool parseBool(std::string_view name, std::string_view value) {
+  std::string t = trimmed(value);
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (t == "1" || t == "true" || t == "yes" || t == "on") return true;
+  if (t == "0" || t == "false" || t == "no" || t == "off" || t.empty()) return false;
+  badValue(name, value, "0 or 1");
+}
+
+std::string formatDouble(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+struct Entry {
+  Config::Var var;
+  std::function<void(Config&, std::string_view)> set;
+  std::function<std::string(const Config&)> get;
+};
+
+const std::vector<Entry>& entries() {
+  static const std::vector<Entry> all = {
+      {{"COPRO_DEBUG", "WARN", "Log level: NONE, WARN, INFO or TRACE."},
+       [](Config& c, std::string_view v) {
+         (void)parseLogLevel(v);
+         c.debug = trimmed(v);
+       },
+       [](const Config& c) { return c.debug; }},
+      {{"COPRO_DEBUG_SUBSYS", "ALL",
+        "Comma-separated log subsystems (INIT, COLL, P2P, PLAN, PROGRAM, TRANSPORT, ALLOC, SIM, TOPO, ENV, ALL); "
+        "a leading ^ excludes them."},
+       [](Config& c, std::string_view v) {
+         (void)parseLogSubsysMask(v);
+         c.debugSubsys = trimmed(v);
+       },
+       [](const Config& c) { return c.debugSubsys; }},
+      {{"COPRO_TIMEOUT", "300",
+        "Seconds a call may wait for a peer (to enter the call or to signal) before it fails with an error "
+        "naming the missing ranks. Accepts units: 500ms, 2s."},
+       [](Config& c, std::string_view v) {
+         std::string t = trimmed(v);
+         double s = 0;
+         if (!t.empty() && std::isalpha(static_cast<unsigned char>(t.back())) != 0) {
+           s = parseTime(t).seconds();
+         } else {
+           s = parseDouble("COPRO_TIMEOUT", v, 0.0);
+         }
+         if (s <= 0) badValue("COPRO_TIMEOUT", v, "a positive duration");
+         c.timeoutSec = s;
+       },
+       [](const Config& c) { return formatDouble(c.timeoutSec); }},
+      {{"COPRO_INITIATION", "device",
+        "Who runs the lanes of a call: 'device' (the calling thread, IBGDA style) or 'proxy' (progress threads "
+        "post the operations, NCCL proxy style)."},
+       [](Config& c, std::string_view v) {
+         std::string t = trimmed(v);
+         if (t != "device" && t != "proxy") badValue("COPRO_INITIATION", v, "'device' or 'proxy'");
+         c.initiation = t;
+       },
+       [](const Config& c) { return c.initiation; }},
+      {{"COPRO_THREADS", "0", "Progress threads of the inproc backend in proxy mode (0: one per core)."},
+       [](Config& c, std::string_view v) { c.threads = static_cast<int>(parseDouble("COPRO_THREADS", v, 0.0)); },
+       [](const Config& c) { return std::to_string(c.threads); }},
+      {{"COPRO_SPIN_US", "20", "Microseconds a wait spins before it blocks."},
+       [](Config& c, std::string_view v) { c.spinUs = parseDouble("COPRO_SPIN_US", v, 0.0); },
+       [](const Config& c) { return formatDouble(c.spinUs); }},
+      {{"COPRO_VALIDATE", "0", "1: validate every new Program (bounds, waits, deadlock, races) before its first run."},
+       [](Config& c, std::string_view v) { c.validate = parseBool("COPRO_VALIDATE", v); },
+       [](const Config& c) { return std::string(c.validate ? "1" : "0"); }},
+      {{"COPRO_CHECK_CALLS", "0",
+        "1: before each collective, verify across ranks that every rank made the same call (collective, count, "
+        "dtype, op, root, sequence number) and report the first mismatch by rank."},
+       [](Config& c, std::string_view v) { c.checkCalls = parseBool("COPRO_CHECK_CALLS", v); },
+       [](const Config& c) { return std::string(c.checkCalls ? "1" : "0"); }},
+      {{"COPRO_PROGRAM_CACHE", "256", "Programs cached per communicator (0 disables the cache)."},
+       [](Config& c, std::string_view v) {
+         c.programCacheEntries = static_cast<std::uint64_t>(parseDouble("COPRO_PROGRAM_CACHE", v, 0.0));
+       },
+       [](const Config& c) { return std::to_string(c.programCacheEntries); }},
+      {{"COPRO_ALGO", "",
+        "Force algorithms: one name for every collective that has it ('ring'), or per collective "
+        "('allreduce=rhd,allgather=bruck'). Empty: the planner chooses."},
+       [](Config& c, std::string_view v) { c.algo = trimmed(v); },
+       [](const Config& c) { return c.algo; }},
+      {{"COPRO_CHUNK_SIZE", "1M", "Pipelining chunk of ring, tree and chain algorithms (bytes; K/M suffixes)."},
+       [](Config& c, std::string_view v) {
+         std::uint64_t b = parseBytes(v);
+         if (b == 0) badValue("COPRO_CHUNK_SIZE", v, "a size > 0");
+         c.chunkBytes = b;
+       },
+       [](const Config& c) { return formatBytes(c.chunkBytes); }},
+      {{"COPRO_NODE_MAP", "",
+        "Rank -> node map for hierarchical algorithms: a list '0,0,1,1' or ranks per node '4'. Empty: one node."},
+       [](Config& c, std::string_view v) { c.nodeMap = trimmed(v); },
+       [](const Config& c) { return c.nodeMap; }},
+      {{"COPRO_PLAN_ALPHA_US", "2", "Planner: latency of one message step inside a node (us)."},
+       [](Config& c, std::string_view v) { c.planAlphaUs = parseDouble("COPRO_PLAN_ALPHA_US", v, 0.0); },
+       [](const Config& c) { return formatDouble(c.planAlphaUs); }},
+      {{"COPRO_PLAN_BW_GBPS", "10", "Planner: point-to-point bandwidth inside a node (GB/s)."},
+       [](Config& c, std::string_view v) { c.planBandwidthGBps = parseDouble("COPRO_PLAN_BW_GBPS", v, 1e-9); },
+       [](const Config& c) { return formatDouble(c.planBandwidthGBps); }},
+      {{"COPRO_PLAN_INTER_ALPHA_US", "10", "Planner: latency of one inter-node step (us)."},
+       [](Config& c, std::string_view v) { c.planInterAlphaUs = parseDouble("COPRO_PLAN_INTER_ALPHA_US", v, 0.0); },
+       [](const Config& c) { return formatDouble(c.planInterAlphaUs); }},
+      {{"COPRO_PLAN_INTER_BW_GBPS", "5", "Planner: inter-node bandwidth per rank (GB/s)."},
+       [](Config& c, std::string_view v) {
+         c.planInterBandwidthGBps = parseDouble("COPRO_PLAN_INTER_BW_GBPS", v, 1e-9);
+       },
+       [](const Config& c) { return formatDouble(c.planInterBandwidthGBps); }},
+      {{"COPRO_PLAN_REDUCE_GBPS", "8", "Planner: reduction throughput per rank (GB/s of input)."},
+       [](Config& c, std::string_view v) { c.planReduceGBps = parseDouble("COPRO_PLAN_REDUCE_GBPS", v, 1e-9); },
+       [](const Config& c) { return formatDouble(c.planReduceGBps); }},
+      {{"COPRO_PLAN_MEM_GBPS", "20",
+        "Planner: memory bandwidth (bytes read + written per second) shared by a load/store domain (GB/s)."},
+       [](Config& c, std::string_view v) { c.planMemoryGBps = parseDouble("COPRO_PLAN_MEM_GBPS", v, 1e-9); },
+       [](const Config& c) { return formatDouble(c.planMemoryGBps); }},
+  };
+  return all;
+}
+
+std::vector<std::string> allNames() {
+  std::vector<std::string> names;
+  for (const auto& e : entries()) names.emplace_back(e.var.name);
+  return names;
+}
+
+}  // namespace
+
+const std::vector<Config::Var>& Config::variables() {
+  static const std::vector<Var> vars = [] {
+    std::vector<Var> v;
+    for (const auto& e : entries()) v.push_back(e.var);
+    return v;
+  }();
+  return vars;
+}
+
+void Config::set(std::string_view name, std::string_view value) {
+  std::string full(name);
+  std::transform(full.begin(), full.end(), full.begin(),
+                 [](unsigned char c) { return static_cast<char>(c == '-' ? '_' : std::toupper(c)); });
+  if (full.rfind("COPRO_", 0) != 0) full = "COPRO_" + full;
+  for (const auto& e : entries()) {
+    if (e.var.name == full) {
+      e.set(*this, value);
+      return;
+    }
+  }
+  std::string hint = nearestName(full, allNames());
+  throw Error(ErrorCode::kInvalidArgument, "unknown setting '" + std::string(name) + "'" +
+                                               (hint.empty() ? "" : " (did you mean " + hint + "?)") +
+                                               "; copro-info --config lists them");
+}
+
+Config Config::fromEnvironment() {
+  Config c;
+  for (const auto& e : entries()) {
+    if (const char* v = std::getenv(std::string(e.var.name).c_str())) e.set(c, v);
+  }
+  // Unknown COPRO_* variables are most likely typos: say which known one was meant.
+  for (char** env = environ; env != nullptr && *env != nullptr; ++env) {
+    std::string_view kv(*env);
+    if (kv.rfind("COPRO_", 0) != 0) continue;
+    std::string key(kv.substr(0, kv.find('=')));
+    bool known = false;
+    for (const auto& e : entries()) known = known || e.var.name == key;
+    // Variables owned by later layers (launchers, tests) are allowed under these prefixes.
+    if (!known && key.rfind("COPRO_TEST_", 0) != 0 && key != "COPRO_RANK" && key != "COPRO_WORLD_SIZE" &&
+        key != "COPRO_ROOT_ADDR" && key != "COPRO_NODE_ID") {
+      std::string hint = nearestName(key, allNames());
+      COPRO_LOG(Warn, Env,
+                "unknown environment variable " << key << (hint.empty() ? "" : " (did you mean ") << hint
+                                                << (hint.empty() ? "" : "?)"));
+    }
+  }
+  return c;
+}
+
+std::vector<std::pair<std::string, std::string>> Config::values() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : entries()) out.emplace_back(std::string(e.var.name), e.get(*this));
+  return out;
+}
+
+std::string nearestName(std::string_view word, const std::vector<std::string>& candidates) {
+  auto lower = [](std::string_view s) {
+    std::string o;
+    for (char c : s) o.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    return o;
+  };
+  const std::string w = lower(word);
+  std::string best;
+  std::size_t bestDist = std::string::npos;
+  for (const auto& cand : candidates) {
+    const std::string c = lower(cand);
+    std::vector<std::size_t> prev(c.size() + 1);
+    std::vector<std::size_t> cur(c.size() + 1);
+    for (std::size_t j = 0; j <= c.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= w.size(); ++i) {
+      cur[0] = i;
+      for (std::size_t j = 1; j <= c.size(); ++j) {
+        std::size_t sub = prev[j - 1] + (w[i - 1] == c[j - 1] ? 0 : 1);
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+      }
+      std::swap(prev, cur);
+    }
+    std::size_t d = prev[c.size()];
+    if (d < bestDist) {
+      bestDist = d;
+      best = cand;
+    }
+  }
+  // Only suggest when the edit distance is small relative to the word.
+  if (best.empty() || bestDist > std::max<std::size_t>(2, w.size() / 3)) return {};
+  return best;
+}
+
+}  // namespace copro::core

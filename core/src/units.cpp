@@ -1,0 +1,93 @@
+#include "copro/core/units.hpp"
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <string>
+
+#include "copro/core/status.hpp"
+
+namespace copro::core {
+
+Time Bandwidth::transferTime(std::uint64_t bytes) const {
+  if (bps_ <= 0.0) return Time::ps(std::numeric_limits<std::int64_t>::max());
+  return Time::ps(static_cast<std::int64_t>(std::llround(static_cast<double>(bytes) * 1e12 / bps_)));
+}
+
+namespace {
+
+std::string trimmed(std::string_view s) {
+  std::size_t b = 0;
+  std::size_t e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b])) != 0) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1])) != 0) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+}  // namespace
+
+std::uint64_t parseBytes(std::string_view text) {
+  std::string t = trimmed(text);
+  auto fail = [&]() -> std::uint64_t {
+    throw Error(ErrorCode::kParseError, "'" + std::string(text) +
+                                            "' is not a size: use a number with an optional K, M, G or T suffix "
+                                            "(powers of 1024), e.g. 4097, 64K, 1M, 1.5G");
+  };
+  if (t.empty()) return fail();
+  char* end = nullptr;
+  double v = std::strtod(t.c_str(), &end);
+  if (end == t.c_str() || !(v >= 0) || !std::isfinite(v)) return fail();
+  std::string suffix(end);
+  for (auto& c : suffix) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (suffix.size() >= 2 && suffix.substr(suffix.size() - 2) == "IB")
+    suffix.resize(suffix.size() - 2);
+  else if (!suffix.empty() && suffix.back() == 'B')
+    suffix.pop_back();
+  double mult = 1;
+  if (suffix.empty())
+    mult = 1;
+  else if (suffix == "K")
+    mult = 1024.0;
+  else if (suffix == "M")
+    mult = 1024.0 * 1024;
+  else if (suffix == "G")
+    mult = 1024.0 * 1024 * 1024;
+  else if (suffix == "T")
+    mult = 1024.0 * 1024 * 1024 * 1024;
+  else
+    return fail();
+  double bytes = v * mult;
+  if (bytes > 1.8e19 || std::floor(bytes) != bytes) return fail();
+  return static_cast<std::uint64_t>(bytes);
+}
+
+std::string formatBytes(std::uint64_t bytes) {
+  const char* suffixes[] = {"", "K", "M", "G", "T"};
+  int i = 0;
+  while (i < 4 && bytes != 0 && bytes % 1024 == 0) {
+    bytes /= 1024;
+    ++i;
+  }
+  return std::to_string(bytes) + suffixes[i];
+}
+
+Time parseTime(std::string_view text) {
+  std::string t = trimmed(text);
+  char* end = nullptr;
+  double v = std::strtod(t.c_str(), &end);
+  auto fail = [&]() -> Time {
+    throw Error(ErrorCode::kParseError,
+                "'" + std::string(text) + "' is not a duration: use e.g. 5s, 200ms, 10us, 3ns, 7ps");
+  };
+  if (t.empty() || end == t.c_str() || !std::isfinite(v)) return fail();
+  std::string unit(end);
+  if (unit.empty() || unit == "s") return Time::sec(v);
+  if (unit == "ms") return Time::ms(v);
+  if (unit == "us") return Time::us(v);
+  if (unit == "ns") return Time::ns(v);
+  if (unit == "ps") return Time::ps(static_cast<std::int64_t>(std::llround(v)));
+  return fail();
+}
+
+}  // namespace copro::core

@@ -1,0 +1,268 @@
+// The Communicator API on the inproc backend: planner, Program cache, split/dup, the call check, timeouts
+// of a missing rank, argument errors.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <numeric>
+#include <thread>
+
+#include "copro/copro.hpp"
+
+namespace copro {
+namespace {
+
+using collectives::CollectiveArgs;
+using collectives::CollectiveKind;
+
+Config testConfig() {
+  Config c;
+  c.timeoutSec = 30;
+  return c;
+}
+
+/// Runs fn(rank) on one thread per rank.
+void onRanks(int n, const std::function<void(int)>& fn) {
+  std::vector<std::thread> t;
+  for (int r = 0; r < n; ++r) t.emplace_back(fn, r);
+  for (auto& th : t) th.join();
+}
+
+TEST(Planner, PicksSmallMessageAndLargeMessageAlgorithmsByCost) {
+  Config cfg;
+  CollectiveArgs a;
+  a.kind = CollectiveKind::kAllReduce;
+  a.nranks = 8;
+  a.dtype = DataType::kFloat32;
+  a.count = 2;  // 8 bytes: latency bound
+  auto small = collectives::plan(a, cfg);
+  ASSERT_NE(small.chosen, nullptr);
+  a.count = 64ULL << 20;  // 256 MiB: bandwidth bound
+  auto large = collectives::plan(a, cfg);
+  ASSERT_NE(large.chosen, nullptr);
+  // The two regimes pick different algorithms, and each pick is the cheapest applicable estimate.
+  EXPECT_NE(small.chosen->name, large.chosen->name);
+  for (const auto* p : {&small, &large}) {
+    double chosen = 0;
+    for (const auto& c : p->candidates) {
+      if (c.algorithm == p->chosen) chosen = c.estimateUs;
+    }
+    for (const auto& c : p->candidates) {
+      if (c.unsupportedReason.empty()) {
+        EXPECT_LE(chosen, c.estimateUs) << c.algorithm->name;
+      }
+    }
+  }
+  std::string table = collectives::formatPlan(a, large);
+  EXPECT_NE(table.find("chosen"), std::string::npos) << table;
+  EXPECT_NE(table.find("ring"), std::string::npos) << table;
+}
+
+TEST(Planner, ForcedAlgorithms) {
+  Config cfg;
+  cfg.algo = "allreduce=rhd,allgather=bruck";
+  CollectiveArgs a;
+  a.kind = CollectiveKind::kAllReduce;
+  a.nranks = 4;
+  a.count = 100;
+  EXPECT_EQ(collectives::plan(a, cfg).chosen->name, "rhd");
+  EXPECT_EQ(collectives::plan(a, cfg, "ring").chosen->name, "ring");  // per call wins
+  a.kind = CollectiveKind::kAllGather;
+  EXPECT_EQ(collectives::plan(a, cfg).chosen->name, "bruck");
+  cfg.algo = "ring";
+  EXPECT_EQ(collectives::plan(a, cfg).chosen->name, "ring");
+  cfg.algo = "allreduce=rign";
+  try {
+    (void)collectives::plan(a, cfg);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("did you mean 'ring'"), std::string::npos) << e.message();
+  }
+  cfg.algo = "";
+  a.kind = CollectiveKind::kAllReduce;
+  EXPECT_THROW((void)collectives::plan(a, cfg, "hier"), Error);  // one node: hier does not apply
+}
+
+TEST(Planner, NodeMap) {
+  EXPECT_EQ(collectives::parseNodeMap("2", 4), (std::vector<int>{0, 0, 1, 1}));
+  EXPECT_EQ(collectives::parseNodeMap("5,5,9,9", 4), (std::vector<int>{0, 0, 1, 1}));
+  EXPECT_TRUE(collectives::parseNodeMap("", 4).empty());
+  EXPECT_THROW(collectives::parseNodeMap("0,1", 4), Error);
+  EXPECT_THROW(collectives::parseNodeMap("a,b,c,d", 4), Error);
+}
+
+TEST(Communicator, AllReduceEveryAlgorithmAndCacheHits) {
+  const int n = 4;
+  auto comms = createInproc(n, testConfig());
+  for (const auto* alg : collectives::algorithmsFor(CollectiveKind::kAllReduce)) {
+    if (alg->name == "hier") continue;
+    onRanks(n, [&](int r) {
+      std::vector<float> in(1000), out(1000, -1);
+      for (int rep = 0; rep < 3; ++rep) {
+        std::iota(in.begin(), in.end(), static_cast<float>(r + rep));
+        Status s = comms[static_cast<std::size_t>(r)]
+                       .allReduce(in.data(), out.data(), in.size(), DataType::kFloat32, ReduceOp::kSum, {alg->name})
+                       .wait();
+        ASSERT_TRUE(s.ok()) << alg->name << ": " << s.toString();
+        for (std::size_t i = 0; i < out.size(); ++i) {
+          ASSERT_EQ(out[i], static_cast<float>(4 * i + 6 + 4 * rep)) << alg->name << " i=" << i;
+        }
+      }
+    });
+  }
+  // Three calls per algorithm: the second and third found their Program in the cache.
+  EXPECT_GE(comms[0].programCacheHits(), 2U * (collectives::algorithmsFor(CollectiveKind::kAllReduce).size() - 1));
+}
+
+TEST(Communicator, HierarchicalOnVirtualNodes) {
+  const int n = 4;
+  auto comms = createInproc(n, testConfig(), {0, 0, 1, 1});
+  onRanks(n, [&](int r) {
+    std::vector<std::int32_t> in(513, r + 1), out(513, 0);
+    Status s = comms[static_cast<std::size_t>(r)]
+                   .allReduce(in.data(), out.data(), in.size(), DataType::kInt32, ReduceOp::kSum, {"hier"})
+                   .wait();
+    ASSERT_TRUE(s.ok()) << s.toString();
+    EXPECT_EQ(out[0], 10);
+    EXPECT_EQ(out[512], 10);
+    EXPECT_EQ(comms[static_cast<std::size_t>(r)].lastProgramName(), "allreduce.hier");
+  });
+}
+
+TEST(Communicator, SplitAndDup) {
+  const int n = 6;
+  auto comms = createInproc(n, testConfig());
+  onRanks(n, [&](int r) {
+    auto& c = comms[static_cast<std::size_t>(r)];
+    // Key reverses the order inside each group.
+    Communicator sub = c.split(r % 3 == 0 ? -1 : r % 2, -r);
+    if (r % 3 == 0) {
+      EXPECT_FALSE(sub.valid());
+    } else {
+      ASSERT_TRUE(sub.valid());
+      // Groups: color 1 = {1, 5} (ranks 3 has color -1), color 0 = {2, 4}.
+      EXPECT_EQ(sub.size(), 2);
+      EXPECT_EQ(sub.rank(), (r == 5 || r == 4) ? 0 : 1);
+      std::int64_t v = r;
+      std::int64_t sum = 0;
+      ASSERT_TRUE(sub.allReduce(&v, &sum, 1, DataType::kInt64, ReduceOp::kSum).wait().ok());
+      EXPECT_EQ(sum, r % 2 == 1 ? 6 : 6);
+    }
+    Communicator d = c.dup();
+    ASSERT_TRUE(d.valid());
+    EXPECT_EQ(d.size(), n);
+    EXPECT_EQ(d.rank(), r);
+    std::int32_t v = 1;
+    std::int32_t total = 0;
+    ASSERT_TRUE(d.allReduce(&v, &total, 1, DataType::kInt32, ReduceOp::kSum).wait().ok());
+    EXPECT_EQ(total, n);
+  });
+}
+
+TEST(Communicator, CallCheckReportsMismatchByRank) {
+  const int n = 3;
+  Config cfg = testConfig();
+  cfg.checkCalls = true;
+  auto comms = createInproc(n, cfg);
+  std::vector<Status> st(n);
+  onRanks(n, [&](int r) {
+    std::vector<float> buf(10, 1.0F);
+    // Rank 2 passes a different root.
+    st[static_cast<std::size_t>(r)] = comms[static_cast<std::size_t>(r)]
+                                          .broadcast(buf.data(), buf.data(), 10, DataType::kFloat32, r == 2 ? 1 : 0)
+                                          .wait();
+  });
+  for (int r = 0; r < n; ++r) {
+    EXPECT_EQ(st[static_cast<std::size_t>(r)].code(), ErrorCode::kInvalidUsage)
+        << st[static_cast<std::size_t>(r)].toString();
+    EXPECT_NE(st[static_cast<std::size_t>(r)].message().find("rank 2 called broadcast"), std::string::npos)
+        << st[static_cast<std::size_t>(r)].message();
+    EXPECT_NE(st[static_cast<std::size_t>(r)].message().find("root=1"), std::string::npos);
+  }
+  // A matching call passes the check and runs.
+  onRanks(n, [&](int r) {
+    std::vector<double> in(5, r), out(5);
+    Status s = comms[static_cast<std::size_t>(r)]
+                   .allReduce(in.data(), out.data(), 5, DataType::kFloat64, ReduceOp::kMax)
+                   .wait();
+    EXPECT_TRUE(s.ok()) << s.toString();
+    EXPECT_EQ(out[4], 2.0);
+  });
+}
+
+TEST(Communicator, MissingRankTimesOutNamingIt) {
+  const int n = 3;
+  Config cfg = testConfig();
+  cfg.timeoutSec = 0.5;
+  auto comms = createInproc(n, cfg);
+  std::vector<Status> st(n);
+  auto t0 = std::chrono::steady_clock::now();
+  onRanks(2, [&](int r) {  // rank 2 never calls
+    std::vector<float> in(100, 1), out(100);
+    st[static_cast<std::size_t>(r)] =
+        comms[static_cast<std::size_t>(r)]
+            .allReduce(in.data(), out.data(), 100, DataType::kFloat32, ReduceOp::kSum, {"ring"})
+            .wait();
+  });
+  double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(sec, 10.0);
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(st[static_cast<std::size_t>(r)].code(), ErrorCode::kTimeout)
+        << st[static_cast<std::size_t>(r)].toString();
+    EXPECT_NE(st[static_cast<std::size_t>(r)].message().find("2"), std::string::npos)
+        << st[static_cast<std::size_t>(r)].message();
+  }
+}
+
+TEST(Communicator, BadArgumentsGetClearErrors) {
+  auto comms = createInproc(2, testConfig());
+  auto& c = comms[0];
+  float x = 0;
+  Status s = c.allReduce(nullptr, &x, 4, DataType::kFloat32, ReduceOp::kSum).wait();
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("send buffer is null"), std::string::npos) << s.message();
+  s = c.allReduce(&x, &x, 1, static_cast<DataType>(99), ReduceOp::kSum).wait();
+  EXPECT_EQ(s.code(), ErrorCode::kUnsupported);
+  s = c.allReduce(&x, &x, 1, DataType::kFloat32, static_cast<ReduceOp>(42)).wait();
+  EXPECT_EQ(s.code(), ErrorCode::kUnsupported);
+  s = c.allGather(&x, &x, UINT64_MAX / 2, DataType::kFloat32).wait();
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("overflows"), std::string::npos) << s.message();
+  s = c.broadcast(&x, &x, 1, DataType::kFloat32, 5).wait();
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("root 5"), std::string::npos) << s.message();
+  s = c.send(&x, 1, DataType::kFloat32, 9).wait();
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  s = c.allGatherV(&x, &x, {1}, DataType::kFloat32).wait();
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("one per rank"), std::string::npos) << s.message();
+  s = c.allReduce(&x, &x, 1, DataType::kFloat32, ReduceOp::kSum, {"no-such-algo"}).wait();
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("known:"), std::string::npos) << s.message();
+  Communicator empty;
+  EXPECT_THROW((void)empty.rank(), Error);
+  EXPECT_THROW(createInproc(0), Error);
+}
+
+TEST(Communicator, SeveralCallsInFlight) {
+  const int n = 3;
+  auto comms = createInproc(n, testConfig());
+  onRanks(n, [&](int r) {
+    auto& c = comms[static_cast<std::size_t>(r)];
+    std::vector<std::vector<std::int32_t>> in(8, std::vector<std::int32_t>(300)),
+        out(8, std::vector<std::int32_t>(300));
+    std::vector<Request> reqs;
+    for (int k = 0; k < 8; ++k) {
+      std::fill(in[static_cast<std::size_t>(k)].begin(), in[static_cast<std::size_t>(k)].end(), k * 10 + r);
+      reqs.push_back(c.allReduce(in[static_cast<std::size_t>(k)].data(), out[static_cast<std::size_t>(k)].data(), 300,
+                                 DataType::kInt32, ReduceOp::kSum));
+    }
+    for (int k = 7; k >= 0; --k) {  // waiting out of order is allowed
+      ASSERT_TRUE(reqs[static_cast<std::size_t>(k)].wait().ok());
+      EXPECT_EQ(out[static_cast<std::size_t>(k)][299], 3 * k * 10 + 3);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace copro
