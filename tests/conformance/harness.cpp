@@ -187,7 +187,7 @@ bool isReduction(CollectiveKind k) {
 }
 
 bool supportsInPlace(CollectiveKind k) {
-  return k != CollectiveKind::kAllToAll && k != CollectiveKind::kAllToAllV && k != CollectiveKind::kBarrier &&
+  return k != CollectiveKind::kAllToAllV && k != CollectiveKind::kBarrier &&
          k != CollectiveKind::kSendRecv;
 }
 

@@ -2,6 +2,7 @@
 // Conformance harness: runs one collective call through the public Communicator API on every rank of a
 // backend and checks every output element against a float64 reference.
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ struct Case {
   std::string backend = "inproc";
   [[nodiscard]] std::string describe() const;
 };
+
+/// GoogleTest prints parameters with this instead of a byte dump.
+inline void PrintTo(const Case& c, std::ostream* os) { *os << c.describe(); }
 
 /// Runs the case; returns "" when every rank's output matched, else a description of the first errors.
 std::string runCase(const Case& c, std::uint64_t seed);
