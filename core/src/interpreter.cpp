@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -125,7 +126,9 @@ class Interpreter {
       InterpreterRank& ir = ranks_[ri];
       const std::string who = "interpretProgram: rank " + std::to_string(r) + ": ";
       std::uint64_t outLimit = ir.output.size();
-      if (!header_.outputBytes.empty()) {
+      // UINT64_MAX in the header means "fixed by the call" (all-to-all-v): use the buffer as given.
+      constexpr std::uint64_t kByCall = std::numeric_limits<std::uint64_t>::max();
+      if (!header_.outputBytes.empty() && header_.outputBytes[ri] != kByCall) {
         if (ir.output.size() < header_.outputBytes[ri]) {
           return {ErrorCode::kInvalidArgument, who + "output has " + std::to_string(ir.output.size()) +
                                                    " bytes, the Program needs " +
@@ -136,7 +139,7 @@ class Interpreter {
       Region input{ir.input.data(), ir.input.size()};
       if (inPlace_) {
         input = Region{ir.output.data(), outLimit};
-      } else if (!header_.inputBytes.empty()) {
+      } else if (!header_.inputBytes.empty() && header_.inputBytes[ri] != kByCall) {
         if (ir.input.size() < header_.inputBytes[ri]) {
           return {ErrorCode::kInvalidArgument, who + "input has " + std::to_string(ir.input.size()) +
                                                    " bytes, the Program needs " +
