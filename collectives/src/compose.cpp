@@ -1,0 +1,557 @@
+/// Stage emitters shared by the flat and the hierarchical algorithms (see compose.hpp).
+#include "compose.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "copro/core/status.hpp"
+
+namespace copro::collectives::detail {
+
+using core::Addr;
+using core::BufferId;
+using core::kSelf;
+using core::Op;
+using core::RankProgram;
+
+// ---- small shared helpers --------------------------------------------------------------------------
+
+std::uint64_t chunkElemsOf(const CollectiveArgs& args) {
+  const std::uint64_t es = elemBytes(args);
+  if (es == 0) return 1;
+  return std::max<std::uint64_t>(1, args.chunkBytes / es);
+}
+
+std::uint32_t finalDivisor(core::ReduceOp op, std::int32_t nranks) {
+  return op == core::ReduceOp::kAvg ? static_cast<std::uint32_t>(nranks) : 0;
+}
+
+std::uint64_t partOffset(std::uint64_t count, std::uint64_t parts, std::uint64_t i) {
+  const std::uint64_t base = count / parts;
+  const std::uint64_t rem = count % parts;
+  return i * base + std::min(i, rem);
+}
+
+std::int32_t floorPow2(std::int32_t n) {
+  std::int32_t p = 1;
+  while (p <= n / 2) p *= 2;
+  return p;
+}
+
+int log2Floor(std::uint64_t n) {
+  int l = 0;
+  while (n > 1) {
+    n >>= 1;
+    ++l;
+  }
+  return l;
+}
+
+int log2Ceil(std::uint64_t n) {
+  int l = 0;
+  std::uint64_t v = 1;
+  while (v < n) {
+    v <<= 1;
+    ++l;
+  }
+  return l;
+}
+
+core::ProgramHeader baseHeader(const CollectiveArgs& args, const std::string& algorithm) {
+  core::ProgramHeader h;
+  h.name = std::string(collectiveName(args.kind)) + "." + algorithm;
+  h.nranks = args.nranks;
+  h.loadStoreDomains = args.loadStoreDomains;
+  const std::uint64_t es = elemBytes(args);
+  const auto p = static_cast<std::uint64_t>(std::max(args.nranks, 0));
+  std::uint64_t total = 0;
+  for (std::uint64_t c : args.counts) total += c;
+  h.inputBytes.resize(p);
+  h.outputBytes.resize(p);
+  for (std::size_t r = 0; r < p; ++r) {
+    const std::uint64_t mine = r < args.counts.size() ? args.counts[r] : 0;
+    switch (args.kind) {
+      case CollectiveKind::kReduceScatter:
+        h.inputBytes[r] = args.count * p * es;
+        h.outputBytes[r] = args.count * es;
+        break;
+      case CollectiveKind::kReduceScatterV:
+        h.inputBytes[r] = total * es;
+        h.outputBytes[r] = mine * es;
+        break;
+      case CollectiveKind::kAllGather:
+        h.inputBytes[r] = args.count * es;
+        h.outputBytes[r] = args.count * p * es;
+        break;
+      case CollectiveKind::kAllGatherV:
+        h.inputBytes[r] = mine * es;
+        h.outputBytes[r] = total * es;
+        break;
+      case CollectiveKind::kAllToAll:
+        h.inputBytes[r] = args.count * p * es;
+        h.outputBytes[r] = args.count * p * es;
+        break;
+      default:  // all-reduce and anything element-for-element
+        h.inputBytes[r] = args.count * es;
+        h.outputBytes[r] = args.count * es;
+        break;
+    }
+  }
+  return h;
+}
+
+std::string nodeMapProblem(const CollectiveArgs& args) {
+  if (args.nodeOfRank.empty()) return {};
+  if (args.nodeOfRank.size() != static_cast<std::size_t>(args.nranks)) {
+    return "nodeOfRank has " + std::to_string(args.nodeOfRank.size()) + " entries for " + std::to_string(args.nranks) +
+           " ranks";
+  }
+  for (std::size_t r = 0; r < args.nodeOfRank.size(); ++r) {
+    if (args.nodeOfRank[r] < 0) {
+      return "nodeOfRank[" + std::to_string(r) + "] is negative (" + std::to_string(args.nodeOfRank[r]) + ")";
+    }
+  }
+  return {};
+}
+
+int numNodes(const CollectiveArgs& args) {
+  if (args.nodeOfRank.empty()) return 1;
+  std::set<int> nodes(args.nodeOfRank.begin(), args.nodeOfRank.end());
+  return static_cast<int>(nodes.size());
+}
+
+LinkCost intraLinkCost(const CostModel& cm) {
+  return {cm.alphaUs, 1.0 / (cm.bandwidthGBps * 1e3)};
+}
+LinkCost interLinkCost(const CostModel& cm) {
+  return {cm.interAlphaUs, 1.0 / (cm.interBandwidthGBps * 1e3)};
+}
+LinkCost flatLinkCost(const CollectiveArgs& args, const CostModel& cm) {
+  return numNodes(args) > 1 ? interLinkCost(cm) : intraLinkCost(cm);
+}
+double gammaUsPerByte(const CostModel& cm) {
+  return 1.0 / (cm.reduceGBps * 1e3);
+}
+double copyUsPerByte(const CostModel& cm) {
+  return 2.0 / (cm.memoryGBps * 1e3);
+}
+
+std::vector<Block> evenBlocks(std::uint64_t count, std::uint64_t parts) {
+  std::vector<Block> blocks(parts);
+  for (std::uint64_t i = 0; i < parts; ++i)
+    blocks[i] = {Segment{partOffset(count, parts, i), partSize(count, parts, i)}};
+  return blocks;
+}
+
+std::uint64_t emitChunkedPut(RankProgram& out, int lane, std::int32_t peer, Addr dst, Addr src, std::uint64_t bytes,
+                             std::uint64_t chunkBytes, std::int32_t sem) {
+  std::uint64_t n = 0;
+  for (std::uint64_t off = 0; off < bytes; off += chunkBytes) {
+    const std::uint64_t len = std::min(chunkBytes, bytes - off);
+    Addr d = dst;
+    Addr s = src;
+    d.offset += off;
+    s.offset += off;
+    out.emit(lane, Op::put(peer, d, s, len, sem, 1));
+    ++n;
+  }
+  return n;
+}
+
+// ---- StageContext, RingRounds ----------------------------------------------------------------------
+
+int StageContext::size() const {
+  return group.empty() ? identitySize : static_cast<int>(group.size());
+}
+
+std::int32_t StageContext::member(int pos) const {
+  return group.empty() ? pos : group[static_cast<std::size_t>(pos)];
+}
+
+int StageContext::position() const {
+  if (group.empty() && self >= 0 && self < identitySize) return self;
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    if (group[i] == self) return static_cast<int>(i);
+  }
+  throw core::Error(core::ErrorCode::kInternal,
+                    "stage emitter: rank " + std::to_string(self) + " is not a member of its stage group");
+}
+
+std::uint64_t StageContext::elemSize() const {
+  return core::dataTypeSize(dtype);
+}
+
+RingRounds::RingRounds(const std::vector<Block>& blocks, std::uint64_t chunkElems) : chunkElems_(chunkElems) {
+  std::size_t maxSegs = 0;
+  for (const Block& b : blocks) maxSegs = std::max(maxSegs, b.size());
+  for (std::size_t j = 0; j < maxSegs; ++j) {
+    std::uint64_t chunks = 0;
+    for (const Block& b : blocks) {
+      if (j < b.size()) chunks = std::max(chunks, ceilDiv(b[j].count, chunkElems));
+    }
+    for (std::uint64_t c = 0; c < chunks; ++c) rounds_.push_back(Round{j, c});
+  }
+}
+
+Segment RingRounds::piece(const Block& block, std::size_t k) const {
+  const Round& r = rounds_[k];
+  if (r.segment >= block.size()) return {};
+  const Segment& s = block[r.segment];
+  const std::uint64_t start = r.chunk * chunkElems_;
+  if (start >= s.count) return {};
+  return Segment{s.offset + start, std::min(chunkElems_, s.count - start)};
+}
+
+std::uint64_t RingRounds::compactOffset(const Block& block, std::size_t k) const {
+  const Round& r = rounds_[k];
+  std::uint64_t off = 0;
+  for (std::size_t j = 0; j < r.segment && j < block.size(); ++j) off += block[j].count;
+  return off + r.chunk * chunkElems_;
+}
+
+namespace {
+
+std::uint64_t maxSegmentCount(const std::vector<Block>& blocks) {
+  std::uint64_t m = 0;
+  for (const Block& b : blocks) {
+    for (const Segment& s : b) m = std::max(m, s.count);
+  }
+  return m;
+}
+
+/// The trivial one-member stage: the result is the rank's own contribution (divided for kAvg).
+void emitSingleton(const StageContext& ctx, RankProgram& out, Addr dst, Addr src, std::uint64_t count,
+                   std::uint32_t divisor) {
+  if (count == 0) return;
+  if (divisor > 0) {
+    out.emit(ctx.lane, Op::reduce(dst, {src}, count, ctx.dtype, ctx.op, divisor));
+  } else if (!(dst.buf == src.buf && dst.offset == src.offset)) {
+    out.emit(ctx.lane, Op::copy(dst, src, count * ctx.elemSize()));
+  }
+}
+
+}  // namespace
+
+// ---- RingReduceScatter -----------------------------------------------------------------------------
+
+std::uint64_t RingReduceScatter::scratchBytes(const Spec& spec, std::uint64_t chunkElems, std::uint64_t elemSize) {
+  if (spec.blocks.size() <= 1) return 0;
+  const std::uint64_t slot = std::min(chunkElems, maxSegmentCount(spec.blocks)) * elemSize;
+  return slot * (spec.partialsInRegion ? 2 : 4);
+}
+
+RingReduceScatter::RingReduceScatter(StageContext ctx, Spec spec)
+    : ctx_(std::move(ctx)), spec_(std::move(spec)), rounds_(spec_.blocks, ctx_.chunkElems) {
+  m_ = ctx_.size();
+  if (spec_.blocks.size() != static_cast<std::size_t>(m_)) {
+    throw core::Error(core::ErrorCode::kInternal, "ring reduce-scatter: one block per group member expected");
+  }
+  pos_ = ctx_.position();
+  next_ = ctx_.member((pos_ + 1) % m_);
+  prev_ = ctx_.member((pos_ + m_ - 1) % m_);
+  es_ = ctx_.elemSize();
+  slotBytes_ = std::min(ctx_.chunkElems, maxSegmentCount(spec_.blocks)) * es_;
+  // Message totals on both links: the receiver returns a credit only while the sender still needs one.
+  for (std::size_t k = 0; k < rounds_.size(); ++k) {
+    for (int s = 0; s + 1 < m_; ++s) {
+      const auto send = static_cast<std::size_t>(((pos_ - s - 1) % m_ + m_) % m_);
+      const auto recv = static_cast<std::size_t>(((pos_ - s - 2) % m_ + m_) % m_);
+      if (rounds_.piece(spec_.blocks[send], k).count > 0) ++totalSend_;
+      if (rounds_.piece(spec_.blocks[recv], k).count > 0) ++totalRecv_;
+    }
+  }
+}
+
+Addr RingReduceScatter::recvSlot(std::int32_t rank, std::uint64_t seq) const {
+  return Addr{rank, BufferId::kScratch, ctx_.scratchBase + (seq % 2) * slotBytes_};
+}
+
+Addr RingReduceScatter::sendSlot(std::uint64_t seq) const {
+  return Addr{kSelf, BufferId::kScratch, ctx_.scratchBase + (2 + seq % 2) * slotBytes_};
+}
+
+Addr RingReduceScatter::at(const Region& r, std::uint64_t elem) const {
+  return Addr{kSelf, r.buf, r.offset + elem * es_};
+}
+
+Addr RingReduceScatter::srcAt(std::uint64_t elem) const {
+  const Segment& a = spec_.srcAlias;
+  if (spec_.hasSrcAlias && elem >= a.offset && elem < a.offset + a.count) {
+    return at(spec_.srcAliasRegion, elem - a.offset);
+  }
+  return at(spec_.src, elem);
+}
+
+void RingReduceScatter::emitRound(std::size_t k, RankProgram& out) {
+  const int lane = ctx_.lane;
+  const std::int32_t dataSem = ctx_.semBase;
+  const std::int32_t creditSem = ctx_.semBase + 1;
+  const Block& own = spec_.blocks[static_cast<std::size_t>(pos_)];
+  const auto resultAddr = [&](const Segment& pc) {
+    return spec_.resultCompact ? at(spec_.result, rounds_.compactOffset(own, k)) : at(spec_.result, pc.offset);
+  };
+  if (m_ == 1) {
+    const Segment pc = rounds_.piece(own, k);
+    emitSingleton(ctx_, out, resultAddr(pc), srcAt(pc.offset), pc.count, spec_.divisor);
+    return;
+  }
+  // Slot seq % 2 of the receiver is free once it consumed message seq - 2 (credits count consumptions).
+  const auto waitCredit = [&] {
+    if (seqSend_ >= 2) out.emit(lane, Op::wait(creditSem, seqSend_ - 1));
+  };
+  const auto returnCredit = [&] {
+    if (seqRecv_ + 2 < totalRecv_) out.emit(lane, Op::signal(prev_, creditSem, 1));
+  };
+  for (int s = 0; s + 1 < m_; ++s) {
+    const auto b = static_cast<std::size_t>(((pos_ - s - 1) % m_ + m_) % m_);
+    const Segment pc = rounds_.piece(spec_.blocks[b], k);
+    if (pc.count == 0) continue;
+    const std::uint64_t bytes = pc.count * es_;
+    if (s == 0) {
+      waitCredit();
+      out.emit(lane, Op::put(next_, recvSlot(next_, seqSend_), srcAt(pc.offset), bytes, dataSem));
+      ++seqSend_;
+      continue;
+    }
+    // Block b arrived from prev in step s - 1: add our contribution and pass it on.
+    out.emit(lane, Op::wait(dataSem, seqRecv_ + 1));
+    waitCredit();  // before writing a send slot too: its previous put has been consumed by then
+    const Addr partial = spec_.partialsInRegion ? at(spec_.partials, pc.offset) : sendSlot(seqSend_);
+    out.emit(lane, Op::reduce(partial, {recvSlot(kSelf, seqRecv_), srcAt(pc.offset)}, pc.count, ctx_.dtype, ctx_.op));
+    returnCredit();
+    ++seqRecv_;
+    out.emit(lane, Op::put(next_, recvSlot(next_, seqSend_), partial, bytes, dataSem));
+    ++seqSend_;
+  }
+  const Segment pc = rounds_.piece(own, k);
+  if (pc.count == 0) return;
+  out.emit(lane, Op::wait(dataSem, seqRecv_ + 1));
+  out.emit(lane, Op::reduce(resultAddr(pc), {recvSlot(kSelf, seqRecv_), srcAt(pc.offset)}, pc.count, ctx_.dtype,
+                            ctx_.op, spec_.divisor));
+  returnCredit();
+  ++seqRecv_;
+}
+
+void RingReduceScatter::emitAll(RankProgram& out) {
+  for (std::size_t k = 0; k < rounds_.size(); ++k) emitRound(k, out);
+}
+
+// ---- RingAllGather ---------------------------------------------------------------------------------
+
+RingAllGather::RingAllGather(StageContext ctx, Spec spec)
+    : ctx_(std::move(ctx)), spec_(std::move(spec)), rounds_(spec_.blocks, ctx_.chunkElems) {
+  m_ = ctx_.size();
+  if (spec_.blocks.size() != static_cast<std::size_t>(m_)) {
+    throw core::Error(core::ErrorCode::kInternal, "ring all-gather: one block per group member expected");
+  }
+  pos_ = ctx_.position();
+  next_ = ctx_.member((pos_ + 1) % m_);
+  es_ = ctx_.elemSize();
+}
+
+void RingAllGather::emitRound(std::size_t k, RankProgram& out) {
+  if (m_ == 1) return;
+  const int lane = ctx_.lane;
+  const std::int32_t dataSem = ctx_.semBase;
+  const Block& own = spec_.blocks[static_cast<std::size_t>(pos_)];
+  for (int s = 0; s + 1 < m_; ++s) {
+    const auto b = static_cast<std::size_t>(((pos_ - s) % m_ + m_) % m_);
+    const Segment pc = rounds_.piece(spec_.blocks[b], k);
+    if (pc.count == 0) continue;
+    Addr src;
+    if (s == 0) {
+      const std::uint64_t off = spec_.ownCompact ? rounds_.compactOffset(own, k) : pc.offset;
+      src = Addr{kSelf, spec_.ownSrc.buf, spec_.ownSrc.offset + off * es_};
+    } else {
+      out.emit(lane, Op::wait(dataSem, ++seqRecv_));  // block b arrived from prev in step s - 1
+      src = Addr{kSelf, spec_.buf.buf, spec_.buf.offset + pc.offset * es_};
+    }
+    const Addr dst{next_, spec_.buf.buf, spec_.buf.offset + pc.offset * es_};
+    out.emit(lane, Op::put(next_, dst, src, pc.count * es_, dataSem));
+  }
+  const Segment last = rounds_.piece(spec_.blocks[static_cast<std::size_t>((pos_ + 1) % m_)], k);
+  if (last.count > 0) out.emit(lane, Op::wait(dataSem, ++seqRecv_));
+}
+
+void RingAllGather::emitAll(RankProgram& out) {
+  for (std::size_t k = 0; k < rounds_.size(); ++k) emitRound(k, out);
+}
+
+// ---- RingAllReduce ---------------------------------------------------------------------------------
+
+std::uint64_t RingAllReduce::scratchBytes(std::uint64_t count, int groupSize, std::uint64_t chunkElems,
+                                          std::uint64_t elemSize) {
+  RingReduceScatter::Spec spec;
+  spec.blocks = evenBlocks(count, static_cast<std::uint64_t>(groupSize));
+  spec.partialsInRegion = true;
+  return RingReduceScatter::scratchBytes(spec, chunkElems, elemSize);
+}
+
+void RingAllReduce::emit(const StageContext& ctx, const Spec& spec, RankProgram& out) {
+  const std::vector<Block> blocks = evenBlocks(spec.count, static_cast<std::uint64_t>(ctx.size()));
+  RingReduceScatter::Spec rs;
+  rs.blocks = blocks;
+  rs.src = spec.src;
+  rs.partialsInRegion = true;  // partial sums live in dst; the all-gather overwrites them with finals
+  rs.partials = spec.dst;
+  rs.result = spec.dst;
+  rs.resultCompact = false;
+  rs.divisor = spec.divisor;
+  RingAllGather::Spec ag;
+  ag.blocks = blocks;
+  ag.buf = spec.dst;
+  ag.ownSrc = spec.dst;
+  StageContext agCtx = ctx;
+  agCtx.semBase = ctx.semBase + RingReduceScatter::kSemaphores;
+  RingReduceScatter rsEmitter(ctx, std::move(rs));
+  RingAllGather agEmitter(std::move(agCtx), std::move(ag));
+  for (std::size_t k = 0; k < rsEmitter.rounds(); ++k) {
+    rsEmitter.emitRound(k, out);
+    agEmitter.emitRound(k, out);
+  }
+}
+
+// ---- RhdAllReduce ----------------------------------------------------------------------------------
+
+namespace {
+
+/// Scratch layout of the Rabenseifner stage: [fold: count][step 0 receive][step 1 receive]...
+struct RhdLayout {
+  std::int32_t pp = 1;     ///< power-of-two core size
+  std::int32_t extra = 0;  ///< positions folded into a partner
+  int steps = 0;           ///< log2(pp)
+  std::uint64_t foldBytes = 0;
+  std::vector<std::uint64_t> stepOffset;  ///< relative to the stage's scratch base
+  std::uint64_t total = 0;
+
+  RhdLayout(std::uint64_t count, int m, std::uint64_t es) {
+    if (m <= 1) return;
+    pp = floorPow2(m);
+    extra = m - pp;
+    steps = log2Floor(static_cast<std::uint64_t>(pp));
+    foldBytes = extra > 0 ? count * es : 0;
+    std::uint64_t off = foldBytes;
+    const std::uint64_t perBlock = ceilDiv(count, static_cast<std::uint64_t>(pp)) * es;
+    for (int k = 0; k < steps; ++k) {
+      stepOffset.push_back(off);
+      off += static_cast<std::uint64_t>(pp >> (k + 1)) * perBlock;
+    }
+    total = off;
+  }
+};
+
+}  // namespace
+
+int RhdAllReduce::numSemaphores(int groupSize) {
+  if (groupSize <= 1) return 0;
+  return 2 * log2Floor(static_cast<std::uint64_t>(floorPow2(groupSize))) + 2;
+}
+
+std::uint64_t RhdAllReduce::scratchBytes(std::uint64_t count, int groupSize, std::uint64_t elemSize) {
+  return RhdLayout(count, groupSize, elemSize).total;
+}
+
+void RhdAllReduce::emit(const StageContext& ctx, const Spec& spec, RankProgram& out) {
+  const int m = ctx.size();
+  const int pos = ctx.position();
+  const std::uint64_t es = ctx.elemSize();
+  const int lane = ctx.lane;
+  const auto at = [&](const Region& r, std::uint64_t elem) { return Addr{kSelf, r.buf, r.offset + elem * es}; };
+  if (m == 1) {
+    emitSingleton(ctx, out, at(spec.dst, 0), at(spec.src, 0), spec.count, spec.divisor);
+    return;
+  }
+  const RhdLayout lay(spec.count, m, es);
+  const std::uint64_t chunkBytes = ctx.chunkElems * es;
+  const std::int32_t foldSem = ctx.semBase;
+  const auto rsSem = [&](int k) { return ctx.semBase + 1 + k; };
+  const auto agSem = [&](int k) { return ctx.semBase + 1 + lay.steps + k; };
+  const std::int32_t unfoldSem = ctx.semBase + 1 + 2 * lay.steps;
+  const auto posOf = [&](std::int32_t nr) { return nr < lay.extra ? 2 * nr + 1 : nr + lay.extra; };
+  const auto rankOf = [&](std::int32_t nr) { return ctx.member(posOf(nr)); };
+  const auto blockOff = [&](std::int32_t q) {
+    return partOffset(spec.count, static_cast<std::uint64_t>(lay.pp), static_cast<std::uint64_t>(q));
+  };
+  const std::uint64_t totalBytes = spec.count * es;
+
+  // Fold: an extra position hands its whole vector to its partner and waits for the result.
+  if (pos < 2 * lay.extra && pos % 2 == 0) {
+    const std::int32_t partner = ctx.member(pos + 1);
+    emitChunkedPut(out, lane, partner, Addr{partner, BufferId::kScratch, ctx.scratchBase}, at(spec.src, 0), totalBytes,
+                   chunkBytes, foldSem);
+    const std::uint64_t n = chunkedPutCount(totalBytes, chunkBytes);
+    if (n > 0) out.emit(lane, Op::wait(unfoldSem, n));
+    return;
+  }
+  Region cur = spec.src;
+  std::int32_t nr = 0;
+  if (pos < 2 * lay.extra) {
+    nr = pos / 2;
+    for (std::uint64_t e = 0, i = 0; e < spec.count; e += ctx.chunkElems, ++i) {
+      const std::uint64_t len = std::min(ctx.chunkElems, spec.count - e);
+      out.emit(lane, Op::wait(foldSem, i + 1));
+      out.emit(lane,
+               Op::reduce(at(spec.dst, e), {at(spec.src, e), Addr{kSelf, BufferId::kScratch, ctx.scratchBase + e * es}},
+                          len, ctx.dtype, ctx.op));
+    }
+    cur = spec.dst;
+  } else {
+    nr = pos - lay.extra;
+  }
+
+  // Recursive halving: keep the half of the current block range that contains us, send the other.
+  std::int32_t lo = 0;
+  std::int32_t span = lay.pp;
+  for (int k = 0; k < lay.steps; ++k) {
+    const std::int32_t half = span / 2;
+    const std::int32_t partnerNr = nr ^ half;
+    const std::int32_t partner = rankOf(partnerNr);
+    const bool upper = (nr & half) != 0;
+    const std::int32_t keepLo = upper ? lo + half : lo;
+    const std::int32_t sendLo = upper ? lo : lo + half;
+    const std::uint64_t sendStart = blockOff(sendLo);
+    const std::uint64_t sendEnd = blockOff(sendLo + half);
+    const std::uint64_t keepStart = blockOff(keepLo);
+    const std::uint64_t keepEnd = blockOff(keepLo + half);
+    const std::uint64_t stepBase = ctx.scratchBase + lay.stepOffset[static_cast<std::size_t>(k)];
+    emitChunkedPut(out, lane, partner, Addr{partner, BufferId::kScratch, stepBase}, at(cur, sendStart),
+                   (sendEnd - sendStart) * es, chunkBytes, rsSem(k));
+    const std::uint32_t div = k + 1 == lay.steps ? spec.divisor : 0;
+    std::uint64_t i = 0;
+    for (std::uint64_t e = keepStart; e < keepEnd; e += ctx.chunkElems, ++i) {
+      const std::uint64_t len = std::min(ctx.chunkElems, keepEnd - e);
+      out.emit(lane, Op::wait(rsSem(k), i + 1));
+      out.emit(lane, Op::reduce(at(spec.dst, e),
+                                {at(cur, e), Addr{kSelf, BufferId::kScratch, stepBase + (e - keepStart) * es}}, len,
+                                ctx.dtype, ctx.op, div));
+    }
+    cur = spec.dst;
+    lo = keepLo;
+    span = half;
+  }
+
+  // Recursive doubling: exchange the finished ranges straight into the partner's dst.
+  for (int k = 0; k < lay.steps; ++k) {
+    const std::int32_t size = 1 << k;
+    const std::int32_t partnerNr = nr ^ size;
+    const std::int32_t partner = rankOf(partnerNr);
+    const std::int32_t myLo = nr & ~(size - 1);
+    const std::int32_t theirLo = partnerNr & ~(size - 1);
+    const std::uint64_t myStart = blockOff(myLo);
+    const std::uint64_t myEnd = blockOff(myLo + size);
+    const std::uint64_t theirBytes = (blockOff(theirLo + size) - blockOff(theirLo)) * es;
+    emitChunkedPut(out, lane, partner, Addr{partner, spec.dst.buf, spec.dst.offset + myStart * es},
+                   at(spec.dst, myStart), (myEnd - myStart) * es, chunkBytes, agSem(k));
+    const std::uint64_t n = chunkedPutCount(theirBytes, chunkBytes);
+    if (n > 0) out.emit(lane, Op::wait(agSem(k), n));
+  }
+
+  // Unfold: the folded partner gets the whole result.
+  if (pos < 2 * lay.extra) {
+    const std::int32_t partner = ctx.member(pos - 1);
+    emitChunkedPut(out, lane, partner, Addr{partner, spec.dst.buf, spec.dst.offset}, at(spec.dst, 0), totalBytes,
+                   chunkBytes, unfoldSem);
+  }
+}
+
+}  // namespace copro::collectives::detail
