@@ -452,7 +452,22 @@ int main(int argc, char** argv) {
 
     std::vector<std::string> algos;
     if (o.algo == "all") {
-      for (const auto* a : copro::collectives::algorithmsFor(o.kind)) algos.push_back(a->name);
+      // Every algorithm that can run on this communicator (hier needs a node map: COPRO_NODE_MAP).
+      copro::collectives::CollectiveArgs probe;
+      probe.kind = o.kind;
+      probe.nranks = p;
+      probe.count = 1024;
+      probe.dtype = o.dtype;
+      probe.op = o.op;
+      probe.nodeOfRank = copro::collectives::parseNodeMap(cfg.nodeMap, p);
+      for (const auto* a : copro::collectives::algorithmsFor(o.kind)) {
+        std::string why = a->unsupportedReason(probe);
+        if (why.empty()) {
+          algos.push_back(a->name);
+        } else {
+          std::printf("# skipping %s: %s\n", a->name.c_str(), why.c_str());
+        }
+      }
     } else if (!o.algo.empty()) {
       std::size_t pos = 0;
       while (pos <= o.algo.size()) {
