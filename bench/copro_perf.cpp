@@ -168,6 +168,7 @@ class Bench {
     std::pair<Result, Result> out;
     std::barrier sync(p_);
     std::vector<std::thread> threads;
+    threads.reserve(static_cast<std::size_t>(p_));
     for (int r = 0; r < p_; ++r) {
       threads.emplace_back([&, r] {
         runRank(r, count, algo, false, sync, out.first);

@@ -303,7 +303,7 @@ Communicator::Communicator(std::unique_ptr<core::Executor> executor) : impl_(std
     auto nodes = executor->nodeOfRank();
     bool multi = false;
     for (int n : nodes) multi = multi || n != nodes.front();
-    if (multi)
+    if (multi) {
       impl_->nodeOfRank = parseNodeMap(
           [&] {
             std::string s;
@@ -311,6 +311,7 @@ Communicator::Communicator(std::unique_ptr<core::Executor> executor) : impl_(std
             return s;
           }(),
           executor->size());
+    }
   }
   impl_->exec = std::move(executor);
 }
@@ -629,7 +630,7 @@ Request Communicator::allToAllV(const void* send, const std::vector<std::uint64_
   a.dtype = dtype;
   a.inPlace = send == recv && sendExtent > 0;
   CallBuffers b = makeBuffers(send, recv);
-  b.layoutInit.reserve(static_cast<std::size_t>(4 * p));
+  b.layoutInit.reserve(4 * static_cast<std::size_t>(p));
   for (const auto* v : {&sendCounts, &sendDispls, &recvCounts, &recvDispls}) {
     b.layoutInit.insert(b.layoutInit.end(), v->begin(), v->end());
   }

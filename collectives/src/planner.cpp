@@ -74,8 +74,11 @@ std::string forcedAlgorithm(std::string_view algoSetting, CollectiveKind kind) {
   for (const auto& item : splitList(setting, ',')) {
     auto eq = item.find('=');
     if (eq == std::string::npos) {
-      throw core::Error(core::ErrorCode::kInvalidArgument,
-                        "COPRO_ALGO='" + setting + "': item '" + item + "' is not collective=algorithm");
+      throw core::Error(core::ErrorCode::kInvalidArgument, std::string("COPRO_ALGO='")
+                                                               .append(setting)
+                                                               .append("': item '")
+                                                               .append(item)
+                                                               .append("' is not collective=algorithm"));
     }
     CollectiveKind k{};
     std::string coll = trimmed(item.substr(0, eq));
@@ -86,8 +89,10 @@ std::string forcedAlgorithm(std::string_view algoSetting, CollectiveKind kind) {
     }
     if (findAlgorithm(k, algo) == nullptr) {
       std::string hint = core::nearestName(algo, algorithmNames(k));
-      throw core::Error(core::ErrorCode::kInvalidArgument, "COPRO_ALGO: " + coll + " has no algorithm '" + algo + "'" +
-                                                               (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+      std::string msg = "COPRO_ALGO: ";
+      msg.append(coll).append(" has no algorithm '").append(algo).append("'");
+      if (!hint.empty()) msg += " (did you mean '" + hint + "'?)";
+      throw core::Error(core::ErrorCode::kInvalidArgument, msg);
     }
     if (k == kind) result = algo;
   }
@@ -163,10 +168,11 @@ std::string formatPlan(const CollectiveArgs& args, const Plan& p) {
   os << line;
   for (const auto& c : p.candidates) {
     std::string note;
-    if (!c.unsupportedReason.empty())
+    if (!c.unsupportedReason.empty()) {
       note = "n/a: " + c.unsupportedReason;
-    else if (c.algorithm == p.chosen)
+    } else if (c.algorithm == p.chosen) {
       note = "<- chosen (" + p.why + ")";
+    }
     if (c.unsupportedReason.empty()) {
       std::snprintf(line, sizeof line, "  %-12s %14.2f  %s\n", c.algorithm->name.c_str(), c.estimateUs, note.c_str());
     } else {

@@ -98,9 +98,13 @@ std::uint32_t parseLogSubsysMask(std::string_view text) {
       }
       if (!found) {
         std::string known;
-        for (const auto& s : kSubsysNames) known += (known.empty() ? "" : ", ") + std::string(s.name);
-        throw Error(ErrorCode::kInvalidArgument,
-                    "COPRO_DEBUG_SUBSYS: unknown subsystem '" + item + "'; known: " + known);
+        for (const auto& s : kSubsysNames) {
+          if (!known.empty()) known += ", ";
+          known += s.name;
+        }
+        std::string msg = "COPRO_DEBUG_SUBSYS: unknown subsystem '";
+        msg.append(item).append("'; known: ").append(known);
+        throw Error(ErrorCode::kInvalidArgument, msg);
       }
     }
     pos = comma + 1;

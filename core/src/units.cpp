@@ -40,23 +40,25 @@ std::uint64_t parseBytes(std::string_view text) {
   if (end == t.c_str() || !(v >= 0) || !std::isfinite(v)) return fail();
   std::string suffix(end);
   for (auto& c : suffix) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (suffix.size() >= 2 && suffix.substr(suffix.size() - 2) == "IB")
+  if (suffix.size() >= 2 && suffix.substr(suffix.size() - 2) == "IB") {
     suffix.resize(suffix.size() - 2);
-  else if (!suffix.empty() && suffix.back() == 'B')
+  } else if (!suffix.empty() && suffix.back() == 'B') {
     suffix.pop_back();
+  }
   double mult = 1;
-  if (suffix.empty())
+  if (suffix.empty()) {
     mult = 1;
-  else if (suffix == "K")
+  } else if (suffix == "K") {
     mult = 1024.0;
-  else if (suffix == "M")
+  } else if (suffix == "M") {
     mult = 1024.0 * 1024;
-  else if (suffix == "G")
+  } else if (suffix == "G") {
     mult = 1024.0 * 1024 * 1024;
-  else if (suffix == "T")
+  } else if (suffix == "T") {
     mult = 1024.0 * 1024 * 1024 * 1024;
-  else
+  } else {
     return fail();
+  }
   double bytes = v * mult;
   if (bytes > 1.8e19 || std::floor(bytes) != bytes) return fail();
   return static_cast<std::uint64_t>(bytes);
