@@ -1,0 +1,117 @@
+/// The inproc Executor and CallHandle: thin façades over the shared World.
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "copro/transport/inproc.hpp"
+#include "inproc_world.hpp"
+
+namespace copro::transport {
+
+namespace inproc {
+namespace {
+
+using core::Status;
+
+class InprocCallHandle final : public core::CallHandle {
+ public:
+  InprocCallHandle(std::shared_ptr<World> world, int rank, std::shared_ptr<Call> call)
+      : world_(std::move(world)), rank_(rank), call_(std::move(call)) {}
+
+  Status test(bool& done) override { return world_->progress(rank_, call_, false, done); }
+
+  Status wait() override {
+    bool done = false;
+    return world_->progress(rank_, call_, true, done);
+  }
+
+ private:
+  std::shared_ptr<World> world_;
+  int rank_;
+  std::shared_ptr<Call> call_;
+};
+
+class InprocExecutor final : public core::Executor {
+ public:
+  InprocExecutor(std::shared_ptr<World> world, int rank) : world_(std::move(world)), rank_(rank) {}
+  ~InprocExecutor() override { world_->retire(rank_); }
+  InprocExecutor(const InprocExecutor&) = delete;
+  InprocExecutor& operator=(const InprocExecutor&) = delete;
+
+  [[nodiscard]] std::string_view backend() const override { return "inproc"; }
+  [[nodiscard]] int rank() const override { return rank_; }
+  [[nodiscard]] int size() const override { return world_->size(); }
+  [[nodiscard]] std::vector<int> nodeOfRank() const override { return world_->nodeOfRank(); }
+
+  [[nodiscard]] std::vector<std::vector<std::int32_t>> loadStoreDomains() const override {
+    std::vector<std::int32_t> all(static_cast<std::size_t>(world_->size()));
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::int32_t>(i);
+    return {all};
+  }
+
+  Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
+               std::unique_ptr<core::CallHandle>& handle) override {
+    std::shared_ptr<Call> call;
+    COPRO_RETURN_IF_ERROR(world_->start(rank_, std::move(program), buffers, call));
+    handle = std::make_unique<InprocCallHandle>(world_, rank_, std::move(call));
+    return {};
+  }
+
+  std::unique_ptr<core::Executor> split(int color, int key) override { return world_->split(rank_, color, key); }
+
+  // Every buffer of the process is addressable by every rank: nothing to register.
+  Status registerBuffer(void* /*ptr*/, std::size_t /*bytes*/) override { return {}; }
+  Status deregisterBuffer(void* /*ptr*/) override { return {}; }
+
+  void* allocate(std::size_t bytes) override { return allocateAligned(bytes).data; }
+  void deallocate(void* ptr) override { std::free(ptr); }
+
+  void abort() override { world_->abort(rank_); }
+  [[nodiscard]] const core::Config& config() const override { return world_->config(); }
+
+ private:
+  std::shared_ptr<World> world_;
+  int rank_;
+};
+
+}  // namespace
+
+std::unique_ptr<core::Executor> makeExecutor(std::shared_ptr<World> world, int rank) {
+  return std::make_unique<InprocExecutor>(std::move(world), rank);
+}
+
+}  // namespace inproc
+
+std::vector<std::unique_ptr<core::Executor>> createInprocExecutors(const core::ExecutorOptions& options) {
+  if (options.nranks < 1) {
+    throw core::Error(core::ErrorCode::kInvalidArgument,
+                      "inproc: nranks must be at least 1 (got " + std::to_string(options.nranks) + ")");
+  }
+  const auto n = static_cast<std::size_t>(options.nranks);
+  std::vector<int> nodes = options.nodeOfRank;
+  if (nodes.empty()) {
+    nodes.assign(n, 0);
+  } else if (nodes.size() != n) {
+    throw core::Error(core::ErrorCode::kInvalidArgument, "inproc: nodeOfRank has " + std::to_string(nodes.size()) +
+                                                             " entries for " + std::to_string(n) + " ranks");
+  }
+  const std::string& mode = options.config.initiation;
+  if (mode != "device" && mode != "proxy") {
+    throw core::Error(core::ErrorCode::kInvalidArgument,
+                      "inproc: initiation '" + mode + "' is not supported (COPRO_INITIATION: device or proxy)");
+  }
+  auto world = std::make_shared<inproc::World>(options.nranks, options.config, std::move(nodes));
+  std::vector<std::unique_ptr<core::Executor>> out;
+  out.reserve(n);
+  for (int r = 0; r < options.nranks; ++r) out.push_back(inproc::makeExecutor(world, r));
+  return out;
+}
+
+void registerInproc(core::ExecutorRegistry& registry) {
+  registry.add(
+      "inproc", [](const core::ExecutorOptions& o) { return createInprocExecutors(o); },
+      "ranks are threads of this process, all in one load/store domain");
+}
+
+}  // namespace copro::transport

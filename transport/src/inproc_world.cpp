@@ -1,0 +1,575 @@
+/// The inproc world: starting, entering, completing and failing calls; abort; split; reports.
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "copro/core/log.hpp"
+#include "inproc_world.hpp"
+
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+namespace copro::transport::inproc {
+
+using core::ErrorCode;
+using core::Status;
+
+// ---------------------------------------------------------------------------------------------------------
+// Spinning and sleeping
+
+void cpuRelax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+namespace {
+
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t), "futex word must be a plain uint32");
+
+void futexWait(std::atomic<std::uint32_t>* word, std::uint32_t seen, std::chrono::nanoseconds timeout) noexcept {
+#ifdef __linux__
+  const auto ns = std::max<std::int64_t>(timeout.count(), 1000);
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+  ts.tv_nsec = static_cast<long>(ns % 1000000000);
+  // EINTR, EAGAIN (the word changed) and ETIMEDOUT all mean "look again".
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
+#else
+  if (word->load() == seen)
+    std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(timeout, std::chrono::microseconds(50)));
+#endif
+}
+
+void futexWakeAll(std::atomic<std::uint32_t>* word) noexcept {
+#ifdef __linux__
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#else
+  (void)word;
+#endif
+}
+
+std::string formatSeconds(double s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+std::string rankList(const std::vector<int>& ranks) {
+  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
+  constexpr std::size_t kMaxListed = 32;
+  for (std::size_t i = 0; i < ranks.size() && i < kMaxListed; ++i) {
+    if (i > 0) out += ", ";
+    out += std::to_string(ranks[i]);
+  }
+  if (ranks.size() > kMaxListed) out += " and " + std::to_string(ranks.size() - kMaxListed) + " more";
+  return out;
+}
+
+}  // namespace
+
+void Notifier::notify() noexcept {
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  word_.fetch_add(1, std::memory_order_seq_cst);
+  futexWakeAll(&word_);
+}
+
+std::uint32_t Notifier::prepareSleep() noexcept {
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  return word_.load(std::memory_order_seq_cst);
+}
+
+void Notifier::sleep(std::uint32_t seen, std::chrono::nanoseconds timeout) noexcept {
+  futexWait(&word_, seen, timeout);
+}
+
+void Notifier::finishSleep() noexcept {
+  sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Memory
+
+AlignedBlock allocateAligned(std::size_t bytes) {
+  // Large blocks are page aligned (so the kernel can back them with whole pages), small ones cache-line
+  // aligned; aligned_alloc wants a size that is a multiple of the alignment.
+  const std::size_t align = bytes >= (std::size_t{1} << 20) ? 4096 : 64;
+  const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, rounded);
+  if (p == nullptr) {
+    throw core::Error(ErrorCode::kOutOfMemory, "inproc: cannot allocate " + std::to_string(bytes) + " bytes");
+  }
+  return AlignedBlock{static_cast<std::byte*>(p), bytes};
+}
+
+void freeAligned(AlignedBlock& block) noexcept {
+  std::free(block.data);
+  block = AlignedBlock{};
+}
+
+RankState::~RankState() {
+  freeAligned(scratch);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// World
+
+World::World(int nranks, core::Config config, std::vector<int> nodeOfRank)
+    : config_(std::move(config)),
+      nodeOfRank_(std::move(nodeOfRank)),
+      proxy_(config_.initiation == "proxy"),
+      spinSec_(std::max(config_.spinUs, 0.0) * 1e-6) {
+  ranks_.reserve(static_cast<std::size_t>(nranks));
+  for (int r = 0; r < nranks; ++r) ranks_.push_back(std::make_unique<RankState>(*this, r));
+  if (proxy_) {
+    int threads = config_.threads;
+    if (threads <= 0) threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+    pool_ = std::make_unique<ProgressPool>(*this, threads);
+  }
+}
+
+World::~World() {
+  // The progress threads run lanes of these ranks: stop them first.
+  pool_.reset();
+}
+
+ProgressPool& World::pool() {
+  return *pool_;
+}
+
+void World::notifyRank(RankState& r) noexcept {
+  if (proxy_) {
+    pool_->notifier().notify();
+  } else {
+    r.notifier.notify();
+  }
+}
+
+void World::notifyAll() noexcept {
+  if (pool_) pool_->notifier().notify();
+  for (const auto& r : ranks_) r->notifier.notify();
+}
+
+std::shared_ptr<Call> World::frontCall(RankState& rs) {
+  std::lock_guard<std::mutex> lock(rs.mutex);
+  return rs.queue.empty() ? nullptr : rs.queue.front();
+}
+
+Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
+                    std::shared_ptr<Call>& out) {
+  RankState& rs = rank(r);
+  const std::string who = "inproc rank " + std::to_string(r) + ": ";
+  if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
+  const core::ProgramHeader& h = program->header();
+  const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
+  if (h.nranks != size()) {
+    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' is for " + std::to_string(h.nranks) +
+                                             " ranks, but this communicator has " + std::to_string(size())};
+  }
+  if (h.numSemaphores < 0) {
+    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' declares a negative semaphore count"};
+  }
+  for (const auto* declared : {&h.inputBytes, &h.outputBytes}) {
+    if (!declared->empty() && declared->size() != static_cast<std::size_t>(size())) {
+      std::string msg = who;
+      msg.append("Program '").append(name).append("' declares buffer sizes for ");
+      msg.append(std::to_string(declared->size())).append(" ranks, not ").append(std::to_string(size()));
+      return {ErrorCode::kInvalidArgument, msg};
+    }
+  }
+  const auto ri = static_cast<std::size_t>(r);
+  const std::uint64_t inBytes = h.inputBytes.empty() ? 0 : h.inputBytes[ri];
+  const std::uint64_t outBytes = h.outputBytes.empty() ? 0 : h.outputBytes[ri];
+  if (inBytes > 0 && b.input == nullptr) {
+    return {ErrorCode::kInvalidArgument,
+            who + "Program '" + name + "' reads " + std::to_string(inBytes) + " input bytes, but the input is null"};
+  }
+  if (outBytes > 0 && b.output == nullptr) {
+    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' writes " + std::to_string(outBytes) +
+                                             " output bytes, but the output is null"};
+  }
+  if (b.layoutInit.size() > h.layoutWords) {
+    return {ErrorCode::kInvalidArgument, who + "layoutInit has " + std::to_string(b.layoutInit.size()) +
+                                             " words, Program '" + name + "' has a layout of " +
+                                             std::to_string(h.layoutWords)};
+  }
+  if (b.extra.size() != b.extraBytes.size()) {
+    return {ErrorCode::kInvalidArgument, who + std::to_string(b.extra.size()) + " extra buffers but " +
+                                             std::to_string(b.extraBytes.size()) + " extra sizes"};
+  }
+  for (std::size_t e = 0; e < b.extra.size(); ++e) {
+    if (b.extra[e] == nullptr && b.extraBytes[e] > 0) {
+      return {ErrorCode::kInvalidArgument, who + "extra buffer " + std::to_string(e) + " is null"};
+    }
+  }
+
+  auto call = std::make_shared<Call>();
+  try {
+    call->rankProgram = &program->rank(r);
+  } catch (const core::Error& e) {
+    return {e.code(), who + "Program '" + name + "': " + e.message()};
+  } catch (const std::exception& e) {
+    return {ErrorCode::kInternal, who + "Program '" + name + "': " + e.what()};
+  }
+  {
+    std::lock_guard<std::mutex> lock(rs.mutex);
+    for (auto it = rs.advanceCache.begin(); it != rs.advanceCache.end(); ++it) {
+      if (it->first == program) {
+        call->advance = it->second;
+        // Most recent last, so the oldest is evicted first.
+        std::rotate(it, it + 1, rs.advanceCache.end());
+        break;
+      }
+    }
+  }
+  if (!call->advance) {
+    auto adv =
+        std::make_shared<const std::vector<std::uint64_t>>(core::semaphoreAdvance(*call->rankProgram, h.numSemaphores));
+    call->advance = adv;
+    std::lock_guard<std::mutex> lock(rs.mutex);
+    constexpr std::size_t kCachedPrograms = 8;
+    if (rs.advanceCache.size() >= kCachedPrograms) rs.advanceCache.erase(rs.advanceCache.begin());
+    rs.advanceCache.emplace_back(program, adv);
+  }
+  call->program = std::move(program);
+  call->header = &h;
+  call->buffers = b;
+  call->rank = &rs;
+  call->numLanes = static_cast<int>(call->rankProgram->lanes.size());
+  call->lanes = std::make_unique<LaneState[]>(static_cast<std::size_t>(call->numLanes));
+  int live = 0;
+  for (int i = 0; i < call->numLanes; ++i) {
+    LaneState& l = call->lanes[static_cast<std::size_t>(i)];
+    l.ops = &call->rankProgram->lanes[static_cast<std::size_t>(i)].ops;
+    if (l.ops->empty()) {
+      l.done.store(true, std::memory_order_relaxed);
+    } else {
+      ++live;
+    }
+  }
+  call->lanesLeft.store(live, std::memory_order_relaxed);
+
+  std::lock_guard<std::mutex> lock(rs.mutex);
+  const std::string label = name + " (call " + std::to_string(rs.nextSeq) + ") on rank " + std::to_string(r);
+  if (rs.aborted.load(std::memory_order_acquire)) {
+    return {ErrorCode::kAborted, label + ": the communicator was aborted (Executor::abort())"};
+  }
+  if (rs.broken) {
+    return {rs.brokenStatus.code(),
+            label + ": the communicator is unusable after an earlier failure: " + rs.brokenStatus.message()};
+  }
+  call->seq = rs.nextSeq++;
+  call->label = label;
+  rs.queue.push_back(call);
+  if (rs.queue.size() == 1) enterQueuedLocked(rs);
+  out = std::move(call);
+  return {};
+}
+
+void World::enterQueuedLocked(RankState& rs) {
+  while (!rs.queue.empty()) {
+    std::shared_ptr<Call> front = rs.queue.front();
+    if (front->phase.load(std::memory_order_acquire) != Phase::kQueued) return;
+    enterLocked(rs, front);
+    if (front->lanesLeft.load(std::memory_order_acquire) > 0) return;
+    // No ops on this rank: the call is complete as soon as it is entered.
+    for (std::size_t s = 0; s < front->advance->size() && s < rs.semBase.size(); ++s) {
+      rs.semBase[s] += (*front->advance)[s];
+    }
+    front->status = Status();
+    front->phase.store(Phase::kDone, std::memory_order_seq_cst);
+    rs.queue.pop_front();
+  }
+}
+
+void World::enterLocked(RankState& rs, const std::shared_ptr<Call>& call) {
+  const core::ProgramHeader& h = *call->header;
+  const core::CallBuffers& b = call->buffers;
+  const std::uint64_t seq = call->seq;
+  rs.state.store(2 * seq - 1, std::memory_order_seq_cst);
+  // Only a Program that lets this rank finish before a peer's access is done can leave a peer inside;
+  // wait it out rather than change the buffers under it.
+  while (rs.accessors.load(std::memory_order_seq_cst) != 0) cpuRelax();
+
+  if (rs.scratch.bytes < h.scratchBytes) {
+    freeAligned(rs.scratch);
+    rs.scratch = allocateAligned(h.scratchBytes);
+    // Zeroed so a Program that reads scratch before writing it sees the same bytes on every run.
+    std::memset(rs.scratch.data, 0, h.scratchBytes);
+  }
+  if (rs.semCapacity < h.numSemaphores) {
+    // Every signal of the previous calls has been consumed (value == base), so starting the larger
+    // array at zero keeps that invariant.
+    rs.semStorage = std::make_unique<std::atomic<std::uint64_t>[]>(static_cast<std::size_t>(h.numSemaphores));
+    for (std::int32_t s = 0; s < h.numSemaphores; ++s) rs.semStorage[static_cast<std::size_t>(s)].store(0);
+    rs.semCapacity = h.numSemaphores;
+    rs.semBase.assign(static_cast<std::size_t>(h.numSemaphores), 0);
+  }
+  rs.sems = rs.semStorage.get();
+  rs.numSems = h.numSemaphores;
+  rs.layoutWords.assign(h.layoutWords, 0);
+  std::copy(b.layoutInit.begin(), b.layoutInit.end(), rs.layoutWords.begin());
+  rs.layout = rs.layoutWords.data();
+
+  const auto ri = static_cast<std::size_t>(rs.rank());
+  rs.regions.assign(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size(), Region{});
+  auto* input = static_cast<std::byte*>(const_cast<void*>(b.input));
+  rs.regions[static_cast<std::size_t>(core::BufferId::kInput)] =
+      Region{input, h.inputBytes.empty() ? 0 : h.inputBytes[ri], b.input == b.output};
+  rs.regions[static_cast<std::size_t>(core::BufferId::kOutput)] =
+      Region{static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : h.outputBytes[ri], true};
+  rs.regions[static_cast<std::size_t>(core::BufferId::kScratch)] = Region{rs.scratch.data, h.scratchBytes, true};
+  rs.regions[static_cast<std::size_t>(core::BufferId::kLayout)] =
+      Region{reinterpret_cast<std::byte*>(rs.layout), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
+  for (std::size_t e = 0; e < b.extra.size(); ++e) {
+    rs.regions[static_cast<std::size_t>(core::kNumBuffers) + e] =
+        Region{static_cast<std::byte*>(b.extra[e]), b.extraBytes[e], true};
+  }
+  rs.header = &h;
+
+  call->phase.store(Phase::kRunning, std::memory_order_seq_cst);
+  rs.state.store(2 * seq, std::memory_order_seq_cst);
+  COPRO_LOG(Trace, Transport, call->label << ": entered");
+  if (proxy_) {
+    if (call->lanesLeft.load(std::memory_order_acquire) > 0) pool().activate(call);
+    pool().notifier().notify();  // peers' lanes may wait for this entry
+  } else if (sleepingRanks.load(std::memory_order_seq_cst) > 0) {
+    for (const auto& r : ranks_) r->notifier.notify();
+  }
+}
+
+void World::completeCall(RankState& rs, Call& call) {
+  {
+    std::lock_guard<std::mutex> lock(rs.mutex);
+    if (call.phase.load(std::memory_order_acquire) != Phase::kRunning) return;
+    for (std::size_t s = 0; s < call.advance->size() && s < rs.semBase.size(); ++s) {
+      rs.semBase[s] += (*call.advance)[s];
+    }
+    call.status = Status();
+    call.phase.store(Phase::kDone, std::memory_order_seq_cst);
+    if (proxy_) pool().deactivate(&call);
+    if (!rs.queue.empty() && rs.queue.front().get() == &call) rs.queue.pop_front();
+    enterQueuedLocked(rs);
+  }
+  rs.notifier.notify();
+}
+
+bool World::failCalls(RankState& rs, const Call* which, const std::function<Status(const Call&)>& statusOf,
+                      ErrorCode code, const std::string& reason, bool poisonWorld) {
+  Status first;
+  {
+    std::lock_guard<std::mutex> lock(rs.mutex);
+    if (which != nullptr) {
+      if (rs.queue.empty() || rs.queue.front().get() != which ||
+          which->phase.load(std::memory_order_acquire) != Phase::kRunning) {
+        return false;
+      }
+    }
+    for (const std::shared_ptr<Call>& c : rs.queue) {
+      if (c->finished()) continue;
+      c->status = (c.get() == which) ? statusOf(*c) : Status(code, c->label + ": " + reason);
+      if (first.ok()) first = c->status;
+      c->phase.store(Phase::kFailed, std::memory_order_seq_cst);
+      if (proxy_) pool().deactivate(c.get());
+    }
+    rs.queue.clear();
+    if (first.ok()) first = Status(code, "rank " + std::to_string(rs.rank()) + ": " + reason);
+    if (!rs.broken) {
+      rs.broken = true;
+      rs.brokenStatus = first;
+    }
+    rs.state.store(RankState::kDead, std::memory_order_seq_cst);
+  }
+  COPRO_LOG(Warn, Transport, first.message());
+  if (poisonWorld) poison(rs.rank(), first.message());
+  notifyAll();
+  return true;
+}
+
+void World::poison(int rank, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(poisonMutex_);
+  if (poisonRank_.load(std::memory_order_acquire) >= 0) return;
+  poisonReason_ = reason;
+  poisonRank_.store(rank, std::memory_order_seq_cst);
+}
+
+std::string World::poisonReason() const {
+  std::lock_guard<std::mutex> lock(poisonMutex_);
+  return poisonReason_;
+}
+
+void World::abort(int r) {
+  RankState& rs = rank(r);
+  rs.aborted.store(true, std::memory_order_seq_cst);
+  failCalls(rs, nullptr, nullptr, ErrorCode::kAborted,
+            "aborted (Executor::abort() was called on rank " + std::to_string(r) + ")", true);
+}
+
+void World::retire(int r) {
+  RankState& rs = rank(r);
+  bool inFlight = false;
+  {
+    std::lock_guard<std::mutex> lock(rs.mutex);
+    inFlight = !rs.queue.empty();
+    if (!inFlight) {
+      // The usual teardown: nothing to fail and nobody to alarm; peers must not reach this rank again.
+      if (!rs.broken) {
+        rs.broken = true;
+        rs.brokenStatus = Status(ErrorCode::kAborted, "rank " + std::to_string(r) + ": the executor was destroyed");
+      }
+      rs.state.store(RankState::kDead, std::memory_order_seq_cst);
+    }
+  }
+  if (inFlight) {
+    failCalls(rs, nullptr, nullptr, ErrorCode::kAborted,
+              "the executor of rank " + std::to_string(r) + " was destroyed with calls in flight", true);
+  }
+  drain(rs);
+}
+
+void World::drain(RankState& rs) noexcept {
+  while (rs.runners.load(std::memory_order_seq_cst) != 0 || rs.accessors.load(std::memory_order_seq_cst) != 0) {
+    std::this_thread::yield();
+  }
+}
+
+std::string World::stallReport(const Call& call) const {
+  const std::uint64_t want = 2 * call.seq;
+  std::vector<int> missing;
+  std::vector<int> dead;
+  for (int r = 0; r < size(); ++r) {
+    const std::uint64_t s = rank(r).state.load(std::memory_order_acquire);
+    if (s == RankState::kDead) {
+      if (r != call.rank->rank()) dead.push_back(r);
+    } else if (s < want) {
+      missing.push_back(r);
+    }
+  }
+  std::string out;
+  if (!missing.empty()) {
+    out = rankList(missing) + " never entered this call";
+    if (!dead.empty()) out += "; " + rankList(dead) + " failed or left";
+    return out;
+  }
+  if (!dead.empty()) return rankList(dead) + " failed or left the communicator";
+  out = "every rank entered this call; blocked lanes:";
+  const RankState& rs = *call.rank;
+  int listed = 0;
+  for (int i = 0; i < call.numLanes && listed < 16; ++i) {
+    const LaneState& l = call.lanes[static_cast<std::size_t>(i)];
+    if (l.done.load(std::memory_order_acquire)) continue;
+    const std::uint32_t pc = l.pc.load(std::memory_order_relaxed);
+    out += (listed++ == 0 ? " " : "; ") + opLabel(call, i, pc).substr(call.label.size() + 1);
+    if (pc >= l.ops->size()) continue;
+    const core::Op& op = (*l.ops)[pc];
+    const std::int32_t peer = l.blockedOnRank.load(std::memory_order_relaxed);
+    if (op.code == core::OpCode::kWait && op.sem >= 0 && op.sem < rs.numSems) {
+      const std::uint64_t base = rs.semBase[static_cast<std::size_t>(op.sem)];
+      const std::uint64_t v = rs.sems[op.sem].load(std::memory_order_acquire);
+      out += " waits for semaphore " + std::to_string(op.sem) + " >= " + std::to_string(op.value) + " (it is " +
+             std::to_string(v - base) + ")";
+    } else if (peer >= 0) {
+      out += " waits for rank " + std::to_string(peer) + " to enter the call";
+    }
+  }
+  return out;
+}
+
+bool World::checkStall(RankState& rs, const std::shared_ptr<Call>& front, double stalledSec, double poisonGraceSec) {
+  const int pr = poisonedRank();
+  if (pr >= 0 && pr != rs.rank() && stalledSec >= poisonGraceSec) {
+    const std::string reason = poisonReason();
+    return failCalls(
+        rs, front.get(),
+        [&](const Call& c) {
+          return Status(ErrorCode::kRemoteError,
+                        c.label + ": blocked while rank " + std::to_string(pr) + " is gone: " + reason);
+        },
+        ErrorCode::kRemoteError, "not run: rank " + std::to_string(pr) + " is gone", false);
+  }
+  const double timeout = config_.timeoutSec;
+  if (timeout > 0 && stalledSec >= timeout) {
+    return failCalls(
+        rs, front.get(),
+        [&](const Call& c) {
+          return Status(ErrorCode::kTimeout,
+                        c.label + ": timed out after " + formatSeconds(timeout) + " s: " + stallReport(c));
+        },
+        ErrorCode::kTimeout, "not run: an earlier call timed out", false);
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Split
+
+std::unique_ptr<core::Executor> World::split(int r, int color, int key) {
+  RankState& rs = rank(r);
+  const std::uint64_t round = ++rs.splitCount;
+  const int n = size();
+  std::unique_lock<std::mutex> lock(splitMutex_);
+  SplitRound& sr = splitRounds_[round];
+  if (sr.arrived.empty()) {
+    sr.color.assign(static_cast<std::size_t>(n), -1);
+    sr.key.assign(static_cast<std::size_t>(n), 0);
+    sr.arrived.assign(static_cast<std::size_t>(n), false);
+    sr.results.resize(static_cast<std::size_t>(n));
+  }
+  const auto ri = static_cast<std::size_t>(r);
+  sr.arrived[ri] = true;
+  sr.color[ri] = color;
+  sr.key[ri] = key;
+  if (++sr.count == n) {
+    // Last to arrive builds every group: ranks ordered by (key, old rank).
+    std::map<int, std::vector<std::pair<int, int>>> groups;
+    for (int q = 0; q < n; ++q) {
+      const auto qi = static_cast<std::size_t>(q);
+      if (sr.color[qi] >= 0) groups[sr.color[qi]].emplace_back(sr.key[qi], q);
+    }
+    for (auto& [c, members] : groups) {
+      std::sort(members.begin(), members.end());
+      std::vector<int> nodes;
+      nodes.reserve(members.size());
+      for (const auto& m : members) nodes.push_back(nodeOfRank_[static_cast<std::size_t>(m.second)]);
+      auto world = std::make_shared<World>(static_cast<int>(members.size()), config_, std::move(nodes));
+      for (std::size_t i = 0; i < members.size(); ++i) {
+        sr.results[static_cast<std::size_t>(members[i].second)] = makeExecutor(world, static_cast<int>(i));
+      }
+    }
+    sr.ready = true;
+    splitCv_.notify_all();
+  } else {
+    const auto begin = Clock::now();
+    while (!sr.ready) {
+      splitCv_.wait_for(lock, std::chrono::milliseconds(20));
+      if (sr.ready) break;
+      if (rs.aborted.load(std::memory_order_acquire)) {
+        throw core::Error(ErrorCode::kAborted, "inproc rank " + std::to_string(r) + ": split aborted");
+      }
+      const double waited = std::chrono::duration<double>(Clock::now() - begin).count();
+      if (config_.timeoutSec > 0 && waited >= config_.timeoutSec) {
+        std::vector<int> missing;
+        for (int q = 0; q < n; ++q) {
+          if (!sr.arrived[static_cast<std::size_t>(q)]) missing.push_back(q);
+        }
+        throw core::Error(ErrorCode::kTimeout, "inproc rank " + std::to_string(r) + ": split " + std::to_string(round) +
+                                                   " timed out after " + formatSeconds(config_.timeoutSec) +
+                                                   " s: " + rankList(missing) + " never called split");
+      }
+    }
+  }
+  std::unique_ptr<core::Executor> result = std::move(sr.results[ri]);
+  if (++sr.taken == n) splitRounds_.erase(round);
+  return result;
+}
+
+}  // namespace copro::transport::inproc
