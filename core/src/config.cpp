@@ -151,10 +151,10 @@ const std::vector<Entry>& entries() {
          c.planInterBandwidthGBps = parseDouble("COPRO_PLAN_INTER_BW_GBPS", v, 1e-9);
        },
        [](const Config& c) { return formatDouble(c.planInterBandwidthGBps); }},
-      {{"COPRO_PLAN_REDUCE_GBPS", "8", "Planner: reduction throughput per rank (GB/s of input)."},
+      {{"COPRO_PLAN_REDUCE_GBPS", "20", "Planner: reduction throughput per rank (GB/s of input)."},
        [](Config& c, std::string_view v) { c.planReduceGBps = parseDouble("COPRO_PLAN_REDUCE_GBPS", v, 1e-9); },
        [](const Config& c) { return formatDouble(c.planReduceGBps); }},
-      {{"COPRO_PLAN_MEM_GBPS", "20",
+      {{"COPRO_PLAN_MEM_GBPS", "60",
         "Planner: memory bandwidth (bytes read + written per second) shared by a load/store domain (GB/s)."},
        [](Config& c, std::string_view v) { c.planMemoryGBps = parseDouble("COPRO_PLAN_MEM_GBPS", v, 1e-9); },
        [](const Config& c) { return formatDouble(c.planMemoryGBps); }},

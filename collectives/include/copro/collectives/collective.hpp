@@ -89,8 +89,8 @@ struct CostModel {
   double bandwidthGBps = 10.0;  ///< point-to-point bandwidth inside a node
   double interAlphaUs = 10.0;   ///< per inter-node step
   double interBandwidthGBps = 5.0;
-  double reduceGBps = 8.0;   ///< reduction throughput per rank
-  double memoryGBps = 20.0;  ///< memory bandwidth shared by a load/store domain
+  double reduceGBps = 20.0;  ///< reduction throughput per rank
+  double memoryGBps = 60.0;  ///< memory bandwidth shared by a load/store domain
 };
 
 /// An algorithm: name, the collective it implements, when it applies, its cost estimate, its builder.

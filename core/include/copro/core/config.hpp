@@ -30,8 +30,8 @@ struct Config {
   double planBandwidthGBps = 10.0;      ///< COPRO_PLAN_BW_GBPS: point-to-point bandwidth (scale-up)
   double planInterAlphaUs = 10.0;       ///< COPRO_PLAN_INTER_ALPHA_US: latency per inter-node step
   double planInterBandwidthGBps = 5.0;  ///< COPRO_PLAN_INTER_BW_GBPS: inter-node bandwidth per rank
-  double planReduceGBps = 8.0;          ///< COPRO_PLAN_REDUCE_GBPS: reduction throughput per rank
-  double planMemoryGBps = 20.0;         ///< COPRO_PLAN_MEM_GBPS: memory bandwidth shared by a load/store domain
+  double planReduceGBps = 20.0;         ///< COPRO_PLAN_REDUCE_GBPS: reduction throughput per rank
+  double planMemoryGBps = 60.0;         ///< COPRO_PLAN_MEM_GBPS: memory bandwidth shared by a load/store domain
 
   /// Reads every COPRO_* variable from the environment; throws Error naming a bad value. Unknown
   /// COPRO_* variables produce a warning suggesting the nearest known name.
