@@ -97,25 +97,6 @@ double inputValue(DataType t, ReduceOp op, int r, std::uint64_t i) {
   return isUnsigned ? v : v - (narrow8 ? 1 : 6);
 }
 
-double unitRoundoff(DataType t) {
-  switch (t) {
-    case DataType::kFloat16:
-      return std::ldexp(1.0, -11);
-    case DataType::kBfloat16:
-      return std::ldexp(1.0, -8);
-    case DataType::kFloat8E4M3:
-      return std::ldexp(1.0, -4);
-    case DataType::kFloat8E5M2:
-      return std::ldexp(1.0, -3);
-    case DataType::kFloat32:
-      return std::ldexp(1.0, -24);
-    case DataType::kFloat64:
-      return std::ldexp(1.0, -53);
-    default:
-      return 0.0;
-  }
-}
-
 /// Reference of a reduction of element i over all ranks, and the scale of its rounding error.
 void reduceRef(const Options& o, int p, std::uint64_t i, double& value, double& sumAbs) {
   value = 0;
@@ -269,7 +250,7 @@ class Bench {
 
   std::uint64_t checkOutputs(int r, const void* recv, std::uint64_t count) const {
     std::uint64_t wrong = 0;
-    const double eps = unitRoundoff(o_.dtype);
+    const double eps = copro::core::unitRoundoff(o_.dtype);
     auto cmp = [&](std::uint64_t idx, double expect, double scale) {
       double got = copro::core::loadAsDouble(o_.dtype, recv, idx);
       double tol = (o_.op == ReduceOp::kMin || o_.op == ReduceOp::kMax) ? 0.0 : p_ * eps * scale;

@@ -17,18 +17,8 @@ using core::kSelf;
 using core::Op;
 using core::RankProgram;
 
-std::string basicProblem(const CollectiveArgs& args) {
-  if (args.nranks < 1) return "needs at least one rank";
-  return {};
-}
-
 std::string vProblem(const CollectiveArgs& args) {
-  if (std::string why = basicProblem(args); !why.empty()) return why;
-  if (args.counts.size() != static_cast<std::size_t>(args.nranks)) {
-    return "counts has " + std::to_string(args.counts.size()) + " entries for " + std::to_string(args.nranks) +
-           " ranks (one send count per rank expected)";
-  }
-  return {};
+  return vCountsProblem(args, "send");
 }
 
 StageContext flatContext(const CollectiveArgs& args, std::int32_t rank) {

@@ -20,11 +20,6 @@ using core::RankProgram;
 
 constexpr CollectiveKind kKind = CollectiveKind::kAllReduce;
 
-std::string basicProblem(const CollectiveArgs& args) {
-  if (args.nranks < 1) return "needs at least one rank";
-  return {};
-}
-
 /// Where a rank's contribution lives: the output itself in place (the executor aliases the two).
 Region inputRegion(const CollectiveArgs& args) {
   return args.inPlace ? Region{BufferId::kOutput, 0} : Region{BufferId::kInput, 0};

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "algorithms_internal.hpp"
+#include "compose.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::collectives::detail {
@@ -21,17 +22,14 @@ using core::ProgramHeader;
 using core::RankProgram;
 
 Addr local(BufferId buf, std::uint64_t offset) {
-  return Addr{kSelf, buf, offset};
+  return localAddr(buf, offset);
 }
 Addr remote(std::int32_t peer, BufferId buf, std::uint64_t offset) {
-  return Addr{peer, buf, offset};
+  return remoteAddr(peer, buf, offset);
 }
 
-/// The count of k with 2^k < p (ceil(log2 p)): Bruck's rounds.
 int logRounds(std::int32_t p) {
-  int l = 0;
-  while ((std::int64_t{1} << l) < p) ++l;
-  return l;
+  return log2Ceil(static_cast<std::uint64_t>(p));
 }
 
 ProgramHeader makeHeader(const CollectiveArgs& a, const char* algo, std::int32_t sems, std::uint64_t scratch,

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "algorithms_internal.hpp"
+#include "compose.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::collectives::detail {
@@ -36,13 +37,11 @@ using core::RankProgram;
 // ----------------------------------------------------------------------------------------------------------
 // Shared helpers.
 
-/// A local address of the executing rank.
 Addr local(BufferId buf, std::uint64_t offset) {
-  return Addr{kSelf, buf, offset};
+  return localAddr(buf, offset);
 }
-/// An address in `peer`'s buffer (the destination of a put).
 Addr remote(std::int32_t peer, BufferId buf, std::uint64_t offset) {
-  return Addr{peer, buf, offset};
+  return remoteAddr(peer, buf, offset);
 }
 
 std::int32_t relRank(std::int32_t r, std::int32_t root, std::int32_t p) {

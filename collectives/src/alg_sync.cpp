@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "algorithms_internal.hpp"
+#include "compose.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::collectives::detail {
@@ -22,16 +23,14 @@ using core::ProgramHeader;
 using core::RankProgram;
 
 Addr local(BufferId buf, std::uint64_t offset) {
-  return Addr{kSelf, buf, offset};
+  return localAddr(buf, offset);
 }
 Addr remote(std::int32_t peer, BufferId buf, std::uint64_t offset) {
-  return Addr{peer, buf, offset};
+  return remoteAddr(peer, buf, offset);
 }
 
 int logRounds(std::int32_t p) {
-  int l = 0;
-  while ((std::int64_t{1} << l) < p) ++l;
-  return l;
+  return log2Ceil(static_cast<std::uint64_t>(p));
 }
 
 struct LinkCost {

@@ -554,4 +554,18 @@ void RhdAllReduce::emit(const StageContext& ctx, const Spec& spec, RankProgram& 
   }
 }
 
+std::string basicProblem(const CollectiveArgs& args) {
+  if (args.nranks < 1) return "needs at least one rank";
+  return {};
+}
+
+std::string vCountsProblem(const CollectiveArgs& args, const char* what) {
+  if (std::string why = basicProblem(args); !why.empty()) return why;
+  if (args.counts.size() != static_cast<std::size_t>(args.nranks)) {
+    return "counts has " + std::to_string(args.counts.size()) + " entries for " + std::to_string(args.nranks) +
+           " ranks (one " + what + " count per rank expected)";
+  }
+  return {};
+}
+
 }  // namespace copro::collectives::detail

@@ -39,6 +39,19 @@ inline std::uint64_t ceilDiv(std::uint64_t a, std::uint64_t b) {
   return (a + b - 1) / b;
 }
 /// A header with the fields every algorithm fills the same way.
+/// A local address of the executing rank, and an address in a peer's buffer.
+inline core::Addr localAddr(core::BufferId buf, std::uint64_t offset) {
+  return core::Addr{core::kSelf, buf, offset};
+}
+inline core::Addr remoteAddr(std::int32_t peer, core::BufferId buf, std::uint64_t offset) {
+  return core::Addr{peer, buf, offset};
+}
+
+/// "" when the rank count is usable; else why not.
+std::string basicProblem(const CollectiveArgs& args);
+/// basicProblem plus one per-rank count (`what`: "send" or "receive") per rank for the v-collectives.
+std::string vCountsProblem(const CollectiveArgs& args, const char* what);
+
 core::ProgramHeader baseHeader(const CollectiveArgs& args, const std::string& algorithm);
 /// Empty, or why `nodeOfRank` is unusable for this rank count (wrong length, negative node id).
 std::string nodeMapProblem(const CollectiveArgs& args);

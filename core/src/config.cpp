@@ -9,6 +9,7 @@
 
 #include "copro/core/log.hpp"
 #include "copro/core/status.hpp"
+#include "copro/core/text.hpp"
 #include "copro/core/units.hpp"
 
 extern char** environ;  // NOLINT(readability-identifier-naming)
@@ -16,14 +17,6 @@ extern char** environ;  // NOLINT(readability-identifier-naming)
 namespace copro::core {
 
 namespace {
-
-std::string trimmed(std::string_view s) {
-  std::size_t b = 0;
-  std::size_t e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b])) != 0) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1])) != 0) --e;
-  return std::string(s.substr(b, e - b));
-}
 
 [[noreturn]] void badValue(std::string_view name, std::string_view value, std::string_view expected) {
   throw Error(ErrorCode::kInvalidArgument,

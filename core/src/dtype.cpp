@@ -239,4 +239,23 @@ void storeFromDouble(DataType t, void* base, std::size_t index, double value) no
   }
 }
 
+double unitRoundoff(DataType t) noexcept {
+  switch (t) {
+    case DataType::kFloat16:
+      return 0x1p-11;
+    case DataType::kBfloat16:
+      return 0x1p-8;
+    case DataType::kFloat8E4M3:
+      return 0x1p-4;
+    case DataType::kFloat8E5M2:
+      return 0x1p-3;
+    case DataType::kFloat32:
+      return 0x1p-24;
+    case DataType::kFloat64:
+      return 0x1p-53;
+    default:
+      return 0.0;
+  }
+}
+
 }  // namespace copro::core

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "copro/core/status.hpp"
+#include "copro/core/text.hpp"
 
 namespace copro::core {
 
@@ -30,14 +31,6 @@ std::string upper(std::string_view s) {
   std::string out;
   for (char c : s) out.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
   return out;
-}
-
-std::string trim(std::string_view s) {
-  std::size_t b = 0;
-  std::size_t e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b])) != 0) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1])) != 0) --e;
-  return std::string(s.substr(b, e - b));
 }
 
 // Filter state: initialised lazily from the environment so logging works before any Config exists.
@@ -65,7 +58,7 @@ void initFromEnvironment() {
 }  // namespace
 
 LogLevel parseLogLevel(std::string_view text) {
-  std::string t = upper(trim(text));
+  std::string t = upper(trimmed(text));
   if (t.empty() || t == "WARN" || t == "WARNING") return LogLevel::kWarn;
   if (t == "NONE" || t == "OFF") return LogLevel::kNone;
   if (t == "INFO") return LogLevel::kInfo;
@@ -75,7 +68,7 @@ LogLevel parseLogLevel(std::string_view text) {
 }
 
 std::uint32_t parseLogSubsysMask(std::string_view text) {
-  std::string t = upper(trim(text));
+  std::string t = upper(trimmed(text));
   if (t.empty()) return static_cast<std::uint32_t>(LogSubsys::kAll);
   bool exclude = false;
   if (t[0] == '^') {
@@ -87,7 +80,7 @@ std::uint32_t parseLogSubsysMask(std::string_view text) {
   while (pos <= t.size()) {
     std::size_t comma = t.find(',', pos);
     if (comma == std::string::npos) comma = t.size();
-    std::string item = trim(std::string_view(t).substr(pos, comma - pos));
+    std::string item = trimmed(std::string_view(t).substr(pos, comma - pos));
     if (!item.empty()) {
       bool found = false;
       for (const auto& s : kSubsysNames) {

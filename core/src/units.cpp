@@ -7,6 +7,7 @@
 #include <string>
 
 #include "copro/core/status.hpp"
+#include "copro/core/text.hpp"
 
 namespace copro::core {
 
@@ -14,18 +15,6 @@ Time Bandwidth::transferTime(std::uint64_t bytes) const {
   if (bps_ <= 0.0) return Time::ps(std::numeric_limits<std::int64_t>::max());
   return Time::ps(static_cast<std::int64_t>(std::llround(static_cast<double>(bytes) * 1e12 / bps_)));
 }
-
-namespace {
-
-std::string trimmed(std::string_view s) {
-  std::size_t b = 0;
-  std::size_t e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b])) != 0) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1])) != 0) --e;
-  return std::string(s.substr(b, e - b));
-}
-
-}  // namespace
 
 std::uint64_t parseBytes(std::string_view text) {
   std::string t = trimmed(text);

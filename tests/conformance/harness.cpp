@@ -46,25 +46,6 @@ double inputValue(const Case& c, std::uint64_t seed, int r, std::uint64_t i) {
   return isUnsigned(c.dtype) ? v : v - 6.0;
 }
 
-double unitRoundoff(DataType t) {
-  switch (t) {
-    case DataType::kFloat16:
-      return std::ldexp(1.0, -11);
-    case DataType::kBfloat16:
-      return std::ldexp(1.0, -8);
-    case DataType::kFloat8E4M3:
-      return std::ldexp(1.0, -4);
-    case DataType::kFloat8E5M2:
-      return std::ldexp(1.0, -3);
-    case DataType::kFloat32:
-      return std::ldexp(1.0, -24);
-    case DataType::kFloat64:
-      return std::ldexp(1.0, -53);
-    default:
-      return 0.0;
-  }
-}
-
 /// Integer reference with the wrap-around of the element type (sum/prod of integers wrap).
 double wrapInt(DataType t, double v) {
   auto wrapBits = [&](int bits, bool sign) {
@@ -187,8 +168,7 @@ bool isReduction(CollectiveKind k) {
 }
 
 bool supportsInPlace(CollectiveKind k) {
-  return k != CollectiveKind::kAllToAllV && k != CollectiveKind::kBarrier &&
-         k != CollectiveKind::kSendRecv;
+  return k != CollectiveKind::kAllToAllV && k != CollectiveKind::kBarrier && k != CollectiveKind::kSendRecv;
 }
 
 std::string Case::describe() const {
@@ -408,7 +388,7 @@ std::string runCase(const Case& c, std::uint64_t seed) {
       return;
     }
     // Check.
-    const double eps = unitRoundoff(c.dtype);
+    const double eps = core::unitRoundoff(c.dtype);
     int wrong = 0;
     std::ostringstream err;
     auto check = [&](const void* base, std::uint64_t idx, double expect, double scale, const char* what) {

@@ -30,12 +30,15 @@ enum class ReduceOp : std::uint8_t { kSum = 0, kProd, kMin, kMax, kAvg };
 inline constexpr int kNumReduceOps = 5;
 
 std::size_t dataTypeSize(DataType t) noexcept;
-std::string_view dataTypeName(DataType t) noexcept;  ///< "float32", "bfloat16", "float8e4m3", ...
+std::string_view dataTypeName(DataType t) noexcept;   ///< "float32", "bfloat16", "float8e4m3", ...
 std::string_view reduceOpName(ReduceOp op) noexcept;  ///< "sum", "prod", "min", "max", "avg"
 /// Accepts copro names and nccl-tests names ("float", "half", "bf16", "int32", "fp8_e4m3", ...).
 std::optional<DataType> parseDataType(std::string_view text) noexcept;
 std::optional<ReduceOp> parseReduceOp(std::string_view text) noexcept;
 bool isFloatingPoint(DataType t) noexcept;
+/// Unit roundoff of a floating type (half its machine epsilon: 2^-11 for float16, 2^-8 bfloat16, 2^-4 e4m3,
+/// 2^-3 e5m2, 2^-24 float32, 2^-53 float64); 0 for integers. Error bounds of checks are stated in it.
+double unitRoundoff(DataType t) noexcept;
 
 // Scalar conversions, all rounding to nearest even.
 float halfToFloat(std::uint16_t h) noexcept;
