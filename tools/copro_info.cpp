@@ -4,7 +4,9 @@
 #include <iostream>
 
 #include "copro/copro.hpp"
+#include "copro/core/program_json.hpp"
 #include "copro/core/units.hpp"
+#include "copro/core/validator.hpp"
 
 namespace {
 
@@ -48,10 +50,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> planArgs;
   std::string nodeMap;
   std::string dtype = "float32";
+  std::vector<std::string> dumpArgs;
+  std::string algo;
+  std::string validateFile;
   app.add_flag("--config", config, "print every COPRO_* variable with its effective value");
   app.add_flag("--algorithms", algos, "list the algorithms of every collective");
   app.add_flag("--backends", backends, "list the backends built into this library");
   app.add_option("--plan", planArgs, "COLLECTIVE SIZE RANKS: the planner's estimate for every candidate")->expected(3);
+  app.add_option("--dump", dumpArgs, "COLLECTIVE SIZE RANKS: print the Program (JSON) of that call")->expected(3);
+  app.add_option("--algo", algo, "algorithm for --dump (default: the planner's choice)");
+  app.add_option("--validate", validateFile, "load a Program from a JSON file and run the validator on it");
   app.add_option("--node-map", nodeMap, "rank->node map for --plan ('0,0,1,1' or ranks per node '4')");
   app.add_option("--dtype", dtype, "element type for --plan (default float32)");
   CLI11_PARSE(app, argc, argv);
@@ -61,11 +69,26 @@ int main(int argc, char** argv) {
     if (config) return printConfig(cfg);
     if (algos) return printAlgorithms();
     if (backends) return printBackends();
-    if (!planArgs.empty()) {
+    if (!validateFile.empty()) {
+      copro::core::Program program = copro::core::loadProgram(validateFile);
+      auto result = copro::core::validateProgram(program);
+      std::printf("%s: %s, %d ranks, %zu ops\n", validateFile.c_str(), program.header().name.c_str(),
+                  program.header().nranks, program.numOps());
+      if (!result.note.empty()) std::printf("note: %s\n", result.note.c_str());
+      if (result.ok()) {
+        std::printf("valid\n");
+        return 0;
+      }
+      std::printf("%s", result.summary().c_str());
+      return 1;
+    }
+    const std::vector<std::string>& callArgs = planArgs.empty() ? dumpArgs : planArgs;
+    if (!callArgs.empty()) {
+      const auto& call = callArgs;
       copro::collectives::CollectiveArgs args;
-      if (!copro::collectives::parseCollectiveKind(planArgs[0], args.kind)) {
+      if (!copro::collectives::parseCollectiveKind(call[0], args.kind)) {
         std::fprintf(stderr, "copro-info: unknown collective '%s' (allreduce, allgather, reducescatter, ...)\n",
-                     planArgs[0].c_str());
+                     call[0].c_str());
         return 2;
       }
       auto t = copro::core::parseDataType(dtype);
@@ -74,8 +97,8 @@ int main(int argc, char** argv) {
         return 2;
       }
       args.dtype = *t;
-      std::uint64_t bytes = copro::core::parseBytes(planArgs[1]);
-      args.nranks = std::stoi(planArgs[2]);
+      std::uint64_t bytes = copro::core::parseBytes(call[1]);
+      args.nranks = std::stoi(call[2]);
       if (args.nranks <= 0) throw copro::Error(copro::ErrorCode::kInvalidArgument, "RANKS must be > 0");
       // SIZE is the buffer of one rank as nccl-tests counts it (all-gather: the output).
       std::uint64_t elems = bytes / copro::core::dataTypeSize(args.dtype);
@@ -87,6 +110,20 @@ int main(int argc, char** argv) {
       args.count = elems;
       args.chunkBytes = cfg.chunkBytes;
       args.nodeOfRank = copro::collectives::parseNodeMap(nodeMap.empty() ? cfg.nodeMap : nodeMap, args.nranks);
+      if (!dumpArgs.empty()) {
+        if (args.kind == copro::collectives::CollectiveKind::kSendRecv ||
+            args.kind == copro::collectives::CollectiveKind::kAllToAllV ||
+            args.kind == copro::collectives::CollectiveKind::kReduceScatterV ||
+            args.kind == copro::collectives::CollectiveKind::kAllGatherV) {
+          throw copro::Error(
+              copro::ErrorCode::kUnsupported,
+              "--dump takes collectives whose Program follows from a size (not v-collectives or sendrecv)");
+        }
+        auto p = copro::collectives::plan(args, cfg, algo);
+        auto program = copro::collectives::buildProgram(args, p.chosen->name);
+        std::cout << copro::core::programToJson(*program) << "\n";
+        return 0;
+      }
       auto p = copro::collectives::plan(args, cfg);
       std::cout << copro::collectives::formatPlan(args, p);
       return 0;

@@ -105,7 +105,7 @@ Status World::driveDevice(RankState& rs, const std::shared_ptr<Call>& target, bo
       return {};
     }
     if (stalled < spinSec_) {
-      cpuRelax();
+      spinPause();
       continue;
     }
     if (!armed) {
@@ -162,7 +162,7 @@ Status World::watchProxy(RankState& rs, const std::shared_ptr<Call>& target, boo
       return {};
     }
     if (secondsSince(begin, now) < spinSec_) {
-      cpuRelax();
+      spinPause();
       continue;
     }
     if (!armed) {
@@ -274,7 +274,7 @@ void ProgressPool::threadMain(int index) {
       continue;
     }
     if (!armed && !local.empty() && secondsSince(idleSince, Clock::now()) < spin) {
-      cpuRelax();
+      spinPause();
       continue;
     }
     if (!armed) {

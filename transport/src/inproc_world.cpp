@@ -1,4 +1,5 @@
 /// The inproc world: starting, entering, completing and failing calls; abort; split; reports.
+#include <thread>
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
@@ -30,6 +31,12 @@ void cpuRelax() noexcept {
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
+}
+
+void spinPause() noexcept {
+  // Yielding costs little when no other thread is runnable and gives the core away when one is, so a
+  // spinning rank on a 2-core machine does not delay the rank that will signal it.
+  std::this_thread::yield();
 }
 
 namespace {

@@ -36,6 +36,9 @@ using Clock = std::chrono::steady_clock;
 
 /// One pause of a spin loop.
 void cpuRelax() noexcept;
+/// One step of a spinning wait: a pause, or a yield of the core when there are more runnable threads
+/// than cores (ranks on an oversubscribed machine must let the peer they wait for run).
+void spinPause() noexcept;
 
 /// An event word that threads can sleep on (a futex on Linux). notify() costs one load when nobody
 /// sleeps; a sleeper announces itself before its final check, so no wake-up is lost.
