@@ -1,11 +1,11 @@
 /// The inproc world: starting, entering, completing and failing calls; abort; split; reports.
-#include <thread>
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "copro/core/log.hpp"
