@@ -25,7 +25,9 @@ struct Case {
 };
 
 /// GoogleTest prints parameters with this instead of a byte dump.
-inline void PrintTo(const Case& c, std::ostream* os) { *os << c.describe(); }
+inline void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.describe();
+}
 
 /// Runs the case; returns "" when every rank's output matched, else a description of the first errors.
 std::string runCase(const Case& c, std::uint64_t seed);

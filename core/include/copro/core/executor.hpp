@@ -4,8 +4,8 @@
 /// An executor runs Programs: it resolves addresses of the call's buffers, keeps the semaphores, runs
 /// the lanes, and reports errors (timeouts naming missing ranks, dead peers, aborts).
 #include <cstdint>
-#include <limits>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>

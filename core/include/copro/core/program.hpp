@@ -23,7 +23,9 @@ namespace copro::core {
 /// send/recv gives each operation of the group its own buffer.
 enum class BufferId : std::uint16_t { kInput = 0, kOutput = 1, kScratch = 2, kLayout = 3, kExtra0 = 4 };
 inline constexpr int kNumBuffers = 4;  ///< the named buffers; extras follow
-inline constexpr BufferId extraBuffer(int i) { return static_cast<BufferId>(4 + i); }
+inline constexpr BufferId extraBuffer(int i) {
+  return static_cast<BufferId>(4 + i);
+}
 std::string bufferName(BufferId b);  ///< "input", "output", "scratch", "layout", "extra3"
 
 /// Rank value meaning "the rank executing the op".
@@ -61,7 +63,9 @@ struct Indirect {
   std::int32_t srcOffsetSlot = kNoSlot;  ///< src.offset += layout[srcOffsetSlot] * bytesScale
   std::int32_t dstOffsetSlot = kNoSlot;  ///< dst.offset += layout[dstOffsetSlot] * bytesScale
   std::uint32_t bytesScale = 1;          ///< element size when the layout holds element counts
-  [[nodiscard]] bool active() const { return bytesSlot != kNoSlot || srcOffsetSlot != kNoSlot || dstOffsetSlot != kNoSlot; }
+  [[nodiscard]] bool active() const {
+    return bytesSlot != kNoSlot || srcOffsetSlot != kNoSlot || dstOffsetSlot != kNoSlot;
+  }
   friend bool operator==(const Indirect&, const Indirect&) = default;
 };
 
@@ -76,9 +80,9 @@ struct Op {
   std::uint64_t value = 0;    ///< signal: amount added; wait: threshold relative to the epoch base
   DataType dtype = DataType::kUint8;
   ReduceOp redop = ReduceOp::kSum;
-  std::uint32_t divisor = 0;          ///< reduce/put_reduce: divide the result by this (avg finish)
-  std::vector<Addr> srcs;             ///< reduce: the sources (>= 1)
-  std::vector<std::int32_t> ranks;    ///< multicast: target ranks
+  std::uint32_t divisor = 0;        ///< reduce/put_reduce: divide the result by this (avg finish)
+  std::vector<Addr> srcs;           ///< reduce: the sources (>= 1)
+  std::vector<std::int32_t> ranks;  ///< multicast: target ranks
   Indirect indirect{};
 
   [[nodiscard]] std::uint64_t count() const;  ///< elements for reduce/put_reduce (bytes / dtype size)
@@ -107,11 +111,11 @@ std::string_view initiationName(Initiation i) noexcept;
 
 /// Sizes and names that hold for the whole Program.
 struct ProgramHeader {
-  std::string name;                   ///< e.g. "allreduce.ring"
+  std::string name;  ///< e.g. "allreduce.ring"
   std::int32_t nranks = 0;
-  std::int32_t numSemaphores = 0;     ///< per rank
-  std::uint64_t scratchBytes = 0;     ///< per rank
-  std::uint32_t layoutWords = 0;      ///< per rank, uint64 words
+  std::int32_t numSemaphores = 0;          ///< per rank
+  std::uint64_t scratchBytes = 0;          ///< per rank
+  std::uint32_t layoutWords = 0;           ///< per rank, uint64 words
   std::vector<std::uint64_t> inputBytes;   ///< per rank (what the call's input buffer must hold)
   std::vector<std::uint64_t> outputBytes;  ///< per rank
   /// Groups of ranks that share a load/store domain (ranks in one group may address each other's
@@ -172,9 +176,7 @@ class Program final : public ProgramSource {
   ProgramHeader& mutableHeader() { return header_; }
   RankProgram& mutableRank(std::int32_t r);
   [[nodiscard]] std::size_t numOps() const;
-  friend bool operator==(const Program& a, const Program& b) {
-    return a.header_ == b.header_ && a.ranks_ == b.ranks_;
-  }
+  friend bool operator==(const Program& a, const Program& b) { return a.header_ == b.header_ && a.ranks_ == b.ranks_; }
 
  private:
   ProgramHeader header_;
@@ -187,7 +189,8 @@ class LazyProgram final : public ProgramSource {
  public:
   /// `emit(rank, out)` must fill `out` with rank's lanes; it is called at most once per rank.
   template <typename F>
-  LazyProgram(ProgramHeader header, F emit) : header_(std::move(header)), emit_(std::make_shared<Holder<F>>(std::move(emit))) {
+  LazyProgram(ProgramHeader header, F emit)
+      : header_(std::move(header)), emit_(std::make_shared<Holder<F>>(std::move(emit))) {
     slots_ = std::make_unique<Slot[]>(static_cast<std::size_t>(header_.nranks));
   }
 

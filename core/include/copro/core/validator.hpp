@@ -12,13 +12,13 @@ namespace copro::core {
 
 struct ValidationIssue {
   enum class Kind : std::uint8_t {
-    kMalformed,      ///< bad rank, semaphore, buffer, zero sources, dtype-size mismatch
-    kOutOfBounds,    ///< an access beyond a buffer's declared size
+    kMalformed,          ///< bad rank, semaphore, buffer, zero sources, dtype-size mismatch
+    kOutOfBounds,        ///< an access beyond a buffer's declared size
     kUnsatisfiableWait,  ///< the signals into (rank, sem) can never reach the threshold
     kLeftoverSignals,    ///< signals into (rank, sem) exceed the largest wait (would corrupt the next epoch)
-    kDeadlock,       ///< lanes block each other forever
-    kRace,           ///< two accesses to the same bytes, one a write, not ordered (scratch reuse without credits)
-    kDomain,         ///< a direct access to a peer outside the rank's load/store domain
+    kDeadlock,           ///< lanes block each other forever
+    kRace,               ///< two accesses to the same bytes, one a write, not ordered (scratch reuse without credits)
+    kDomain,             ///< a direct access to a peer outside the rank's load/store domain
   };
   Kind kind = Kind::kMalformed;
   std::int32_t rank = -1;
