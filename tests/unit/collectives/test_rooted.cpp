@@ -81,22 +81,8 @@ std::vector<std::byte> sentinel(std::uint64_t bytes) {
 }
 
 double epsOf(DataType t) {
-  switch (t) {
-    case DataType::kFloat16:
-      return std::ldexp(1.0, -10);
-    case DataType::kBfloat16:
-      return std::ldexp(1.0, -7);
-    case DataType::kFloat8E4M3:
-      return std::ldexp(1.0, -3);
-    case DataType::kFloat8E5M2:
-      return std::ldexp(1.0, -2);
-    case DataType::kFloat32:
-      return std::ldexp(1.0, -23);
-    case DataType::kFloat64:
-      return std::ldexp(1.0, -52);
-    default:
-      return 0.0;
-  }
+  // Machine epsilon: twice the unit roundoff.
+  return 2.0 * core::unitRoundoff(t);
 }
 
 std::string caseName(const CollectiveArgs& a, const std::string& algo, std::uint64_t seed) {
