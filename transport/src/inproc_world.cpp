@@ -194,8 +194,9 @@ Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, c
     }
   }
   const auto ri = static_cast<std::size_t>(r);
-  const std::uint64_t inBytes = h.inputBytes.empty() ? 0 : h.inputBytes[ri];
-  const std::uint64_t outBytes = h.outputBytes.empty() ? 0 : h.outputBytes[ri];
+  // The call's own sizes bound what a header cannot fix (UINT64_MAX there: all-to-all-v).
+  const std::uint64_t inBytes = h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes);
+  const std::uint64_t outBytes = h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes);
   if (inBytes > 0 && b.input == nullptr) {
     return {ErrorCode::kInvalidArgument,
             who + "Program '" + name + "' reads " + std::to_string(inBytes) + " input bytes, but the input is null"};
@@ -331,9 +332,9 @@ void World::enterLocked(RankState& rs, const std::shared_ptr<Call>& call) {
   rs.regions.assign(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size(), Region{});
   auto* input = static_cast<std::byte*>(const_cast<void*>(b.input));
   rs.regions[static_cast<std::size_t>(core::BufferId::kInput)] =
-      Region{input, h.inputBytes.empty() ? 0 : h.inputBytes[ri], b.input == b.output};
-  rs.regions[static_cast<std::size_t>(core::BufferId::kOutput)] =
-      Region{static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : h.outputBytes[ri], true};
+      Region{input, h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
+  rs.regions[static_cast<std::size_t>(core::BufferId::kOutput)] = Region{
+      static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
   rs.regions[static_cast<std::size_t>(core::BufferId::kScratch)] = Region{rs.scratch.data, h.scratchBytes, true};
   rs.regions[static_cast<std::size_t>(core::BufferId::kLayout)] =
       Region{reinterpret_cast<std::byte*>(rs.layout), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
