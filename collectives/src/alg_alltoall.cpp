@@ -21,17 +21,6 @@ using core::Op;
 using core::ProgramHeader;
 using core::RankProgram;
 
-Addr local(BufferId buf, std::uint64_t offset) {
-  return localAddr(buf, offset);
-}
-Addr remote(std::int32_t peer, BufferId buf, std::uint64_t offset) {
-  return remoteAddr(peer, buf, offset);
-}
-
-int logRounds(std::int32_t p) {
-  return log2Ceil(static_cast<std::uint64_t>(p));
-}
-
 ProgramHeader makeHeader(const CollectiveArgs& a, const char* algo, std::int32_t sems, std::uint64_t scratch,
                          std::uint32_t layoutWords, std::uint64_t inBytes, std::uint64_t outBytes) {
   ProgramHeader h;
@@ -95,20 +84,20 @@ std::shared_ptr<const core::ProgramSource> buildAllToAllPairwise(const Collectiv
         const auto block = [n](std::int32_t i) { return static_cast<std::uint64_t>(i) * n; };
         const BufferId landing = args.inPlace ? BufferId::kScratch : BufferId::kOutput;
         if (!args.inPlace)
-          out.emit(0, Op::copy(local(BufferId::kOutput, block(r)), local(BufferId::kInput, block(r)), n));
+          out.emit(0, Op::copy(localAddr(BufferId::kOutput, block(r)), localAddr(BufferId::kInput, block(r)), n));
         for (std::int32_t s = 1; s < p; ++s) {
           const std::int32_t d = (r + s) % p;
-          out.emit(0, Op::put(d, remote(d, landing, block(r)), local(BufferId::kInput, block(d)), n, 0, 1));
+          out.emit(0, Op::put(d, remoteAddr(d, landing, block(r)), localAddr(BufferId::kInput, block(d)), n, 0, 1));
         }
         if (p == 1) return;
         out.emit(0, Op::wait(0, static_cast<std::uint64_t>(p - 1)));
         if (args.inPlace) {
           // Our own puts read our output (== input); they must be done before we overwrite it.
           out.emit(0, Op::flush());
-          if (r > 0) out.emit(0, Op::copy(local(BufferId::kOutput, 0), local(BufferId::kScratch, 0), block(r)));
+          if (r > 0) out.emit(0, Op::copy(localAddr(BufferId::kOutput, 0), localAddr(BufferId::kScratch, 0), block(r)));
           if (r + 1 < p) {
-            out.emit(0, Op::copy(local(BufferId::kOutput, block(r + 1)), local(BufferId::kScratch, block(r + 1)),
-                                 block(p - r - 1)));
+            out.emit(0, Op::copy(localAddr(BufferId::kOutput, block(r + 1)),
+                                 localAddr(BufferId::kScratch, block(r + 1)), block(p - r - 1)));
           }
         }
       });
@@ -149,7 +138,7 @@ std::vector<std::pair<std::int32_t, std::int32_t>> bruckRuns(std::int32_t p, int
 }
 
 BruckShape bruckShape(std::int32_t p) {
-  BruckShape s{logRounds(p), 0};
+  BruckShape s{log2Ceil(static_cast<std::uint64_t>(p)), 0};
   for (int k = 0; k < s.rounds; ++k) {
     std::uint64_t blocks = 0;
     for (const auto& [lo, hi] : bruckRuns(p, k)) blocks += static_cast<std::uint64_t>(hi - lo);
@@ -172,7 +161,7 @@ std::shared_ptr<const core::ProgramSource> buildAllToAllBruck(const CollectiveAr
     const std::int32_t p = args.nranks;
     if (n == 0) return;
     if (p == 1) {
-      if (!args.inPlace) out.emit(0, Op::copy(local(BufferId::kOutput, 0), local(BufferId::kInput, 0), n));
+      if (!args.inPlace) out.emit(0, Op::copy(localAddr(BufferId::kOutput, 0), localAddr(BufferId::kInput, 0), n));
       return;
     }
     const auto at = [n](std::int64_t blocks) { return static_cast<std::uint64_t>(blocks) * n; };
@@ -183,8 +172,9 @@ std::shared_ptr<const core::ProgramSource> buildAllToAllBruck(const CollectiveAr
 
     // Rotation: W[j] = input[(r + j) % p], two contiguous pieces. In place this reads the output before
     // anything writes it (phase 3 is last).
-    out.emit(0, Op::copy(local(BufferId::kScratch, wBase), local(BufferId::kInput, at(r)), at(p - r)));
-    if (r > 0) out.emit(0, Op::copy(local(BufferId::kScratch, wBase + at(p - r)), local(BufferId::kInput, 0), at(r)));
+    out.emit(0, Op::copy(localAddr(BufferId::kScratch, wBase), localAddr(BufferId::kInput, at(r)), at(p - r)));
+    if (r > 0)
+      out.emit(0, Op::copy(localAddr(BufferId::kScratch, wBase + at(p - r)), localAddr(BufferId::kInput, 0), at(r)));
 
     for (int k = 0; k < rounds; ++k) {
       const std::int64_t d = std::int64_t{1} << k;
@@ -194,18 +184,18 @@ std::shared_ptr<const core::ProgramSource> buildAllToAllBruck(const CollectiveAr
       if (k > 0) out.emit(0, Op::flush());
       std::int64_t packed = 0;
       for (const auto& [lo, hi] : runs) {
-        out.emit(0, Op::copy(local(BufferId::kScratch, sendBase + at(packed)),
-                             local(BufferId::kScratch, wBase + at(lo)), at(hi - lo)));
+        out.emit(0, Op::copy(localAddr(BufferId::kScratch, sendBase + at(packed)),
+                             localAddr(BufferId::kScratch, wBase + at(lo)), at(hi - lo)));
         packed += hi - lo;
       }
       if (k >= 2) out.emit(0, Op::wait(rounds + k, 1));
-      out.emit(0, Op::put(dst, remote(dst, BufferId::kScratch, recvBase(k)), local(BufferId::kScratch, sendBase),
-                          at(packed), k, 1));
+      out.emit(0, Op::put(dst, remoteAddr(dst, BufferId::kScratch, recvBase(k)),
+                          localAddr(BufferId::kScratch, sendBase), at(packed), k, 1));
       out.emit(0, Op::wait(k, 1));
       std::int64_t unpacked = 0;
       for (const auto& [lo, hi] : runs) {
-        out.emit(0, Op::copy(local(BufferId::kScratch, wBase + at(lo)),
-                             local(BufferId::kScratch, recvBase(k) + at(unpacked)), at(hi - lo)));
+        out.emit(0, Op::copy(localAddr(BufferId::kScratch, wBase + at(lo)),
+                             localAddr(BufferId::kScratch, recvBase(k) + at(unpacked)), at(hi - lo)));
         unpacked += hi - lo;
       }
       if (k + 2 < rounds) {
@@ -218,7 +208,7 @@ std::shared_ptr<const core::ProgramSource> buildAllToAllBruck(const CollectiveAr
     // Inverse rotation: output[(r - j) % p] = W[j].
     for (std::int32_t j = 0; j < p; ++j) {
       const std::int32_t src = ((r - j) % p + p) % p;
-      out.emit(0, Op::copy(local(BufferId::kOutput, at(src)), local(BufferId::kScratch, wBase + at(j)), n));
+      out.emit(0, Op::copy(localAddr(BufferId::kOutput, at(src)), localAddr(BufferId::kScratch, wBase + at(j)), n));
     }
   });
 }
@@ -265,18 +255,18 @@ std::shared_ptr<const core::ProgramSource> buildAllToAllvPairwise(const Collecti
     // Phase 1: tell every peer where its data lands in our output.
     for (std::int32_t i = 1; i < p; ++i) {
       const std::int32_t s = (r + i) % p;
-      out.emit(0, Op::put(s, remote(s, BufferId::kLayout, word(4 * p + r)), local(BufferId::kLayout, word(3 * p + s)),
-                          sizeof(std::uint64_t), 0, 1));
+      out.emit(0, Op::put(s, remoteAddr(s, BufferId::kLayout, word(4 * p + r)),
+                          localAddr(BufferId::kLayout, word(3 * p + s)), sizeof(std::uint64_t), 0, 1));
     }
     if (p > 1) out.emit(0, Op::wait(0, static_cast<std::uint64_t>(p - 1)));
     // Phase 2: data, sizes and offsets read from the layout at run time.
     for (std::int32_t i = 1; i < p; ++i) {
       const std::int32_t s = (r + i) % p;
-      Op put = Op::put(s, remote(s, BufferId::kOutput, 0), local(BufferId::kInput, 0), 0, 1, 1);
+      Op put = Op::put(s, remoteAddr(s, BufferId::kOutput, 0), localAddr(BufferId::kInput, 0), 0, 1, 1);
       put.indirect = core::Indirect{s, p + s, 4 * p + s, es};
       out.emit(0, put);
     }
-    Op self = Op::copy(local(BufferId::kOutput, 0), local(BufferId::kInput, 0), 0);
+    Op self = Op::copy(localAddr(BufferId::kOutput, 0), localAddr(BufferId::kInput, 0), 0);
     self.indirect = core::Indirect{r, p + r, 3 * p + r, es};
     out.emit(0, self);
     if (p > 1) out.emit(0, Op::wait(1, static_cast<std::uint64_t>(p - 1)));

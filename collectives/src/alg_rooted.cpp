@@ -37,13 +37,6 @@ using core::RankProgram;
 // ----------------------------------------------------------------------------------------------------------
 // Shared helpers.
 
-Addr local(BufferId buf, std::uint64_t offset) {
-  return localAddr(buf, offset);
-}
-Addr remote(std::int32_t peer, BufferId buf, std::uint64_t offset) {
-  return remoteAddr(peer, buf, offset);
-}
-
 std::int32_t relRank(std::int32_t r, std::int32_t root, std::int32_t p) {
   return (r - root + p) % p;
 }
@@ -165,7 +158,7 @@ constexpr double kMinEstimateUs = 1e-3;
 /// The one-rank case shared by every rooted collective: copy input to output unless in place.
 void emitSingleRank(const CollectiveArgs& a, RankProgram& out) {
   const std::uint64_t n = a.count * elemBytes(a);
-  if (!a.inPlace && n > 0) out.emit(0, Op::copy(local(BufferId::kOutput, 0), local(BufferId::kInput, 0), n));
+  if (!a.inPlace && n > 0) out.emit(0, Op::copy(localAddr(BufferId::kOutput, 0), localAddr(BufferId::kInput, 0), n));
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -197,11 +190,11 @@ void emitBroadcastRank(const CollectiveArgs& a, std::int32_t r, bool hasParent,
     const std::uint64_t len = std::min(ce, a.count - c * ce) * es;
     if (hasParent) out.emit(0, Op::wait(0, c + 1));
     for (std::int32_t child : children) {
-      out.emit(0, Op::put(child, remote(child, BufferId::kOutput, off), local(src, off), len, 0, 1));
+      out.emit(0, Op::put(child, remoteAddr(child, BufferId::kOutput, off), localAddr(src, off), len, 0, 1));
     }
   }
   // Last, so the sends are not delayed by the root's own copy.
-  if (isRoot && !a.inPlace) out.emit(0, Op::copy(local(BufferId::kOutput, 0), local(BufferId::kInput, 0), n));
+  if (isRoot && !a.inPlace) out.emit(0, Op::copy(localAddr(BufferId::kOutput, 0), localAddr(BufferId::kInput, 0), n));
 }
 
 std::shared_ptr<const core::ProgramSource> buildBroadcastBinomial(const CollectiveArgs& args) {
@@ -303,18 +296,18 @@ void emitReduceRank(const CollectiveArgs& a, const ReduceShape& s, std::int32_t 
     const std::uint64_t off = c * ce * es;
     const std::uint64_t elems = std::min(ce, a.count - c * ce);
     const std::uint64_t len = elems * es;
-    std::vector<Addr> srcs{local(BufferId::kInput, off)};
+    std::vector<Addr> srcs{localAddr(BufferId::kInput, off)};
     for (const TreeChild& ch : children) {
       out.emit(0, Op::wait(ch.k, c + 1));
-      srcs.push_back(local(BufferId::kScratch, slotOffset(ch.k, c)));
+      srcs.push_back(localAddr(BufferId::kScratch, slotOffset(ch.k, c)));
     }
-    Addr sendFrom = local(BufferId::kInput, off);
+    Addr sendFrom = localAddr(BufferId::kInput, off);
     if (isRoot) {
-      out.emit(0, Op::reduce(local(BufferId::kOutput, off), srcs, elems, a.dtype, a.op, divisor));
+      out.emit(0, Op::reduce(localAddr(BufferId::kOutput, off), srcs, elems, a.dtype, a.op, divisor));
     } else if (!children.empty()) {
       // The staging slot was last sent two chunks ago; its put must have read it before we overwrite it.
       if (c >= 2) out.emit(0, Op::flush());
-      sendFrom = local(BufferId::kScratch, stagingOffset(c));
+      sendFrom = localAddr(BufferId::kScratch, stagingOffset(c));
       out.emit(0, Op::reduce(sendFrom, srcs, elems, a.dtype, a.op, 0));
     }
     // A child reuses slot c % 2 for chunk c + 2; credit only what it will wait for.
@@ -323,7 +316,7 @@ void emitReduceRank(const CollectiveArgs& a, const ReduceShape& s, std::int32_t 
     }
     if (!isRoot) {
       if (c >= 2) out.emit(0, Op::wait(creditSem, c - 1));
-      out.emit(0, Op::put(parent, remote(parent, BufferId::kScratch, slotOffset(parentEdge, c)), sendFrom, len,
+      out.emit(0, Op::put(parent, remoteAddr(parent, BufferId::kScratch, slotOffset(parentEdge, c)), sendFrom, len,
                           parentEdge, 1));
     }
   }
@@ -394,7 +387,8 @@ ProgramHeader gatherHeader(const CollectiveArgs& a, const char* algo, std::uint6
 void emitRootOwnBlockGather(const CollectiveArgs& a, std::int32_t r, RankProgram& out) {
   const std::uint64_t n = a.count * elemBytes(a);
   if (!a.inPlace && n > 0) {
-    out.emit(0, Op::copy(local(BufferId::kOutput, static_cast<std::uint64_t>(r) * n), local(BufferId::kInput, 0), n));
+    out.emit(0, Op::copy(localAddr(BufferId::kOutput, static_cast<std::uint64_t>(r) * n),
+                         localAddr(BufferId::kInput, 0), n));
   }
 }
 
@@ -407,8 +401,8 @@ std::shared_ptr<const core::ProgramSource> buildGatherDirect(const CollectiveArg
       if (args.nranks > 1) out.emit(0, Op::wait(0, static_cast<std::uint64_t>(args.nranks - 1)));
       return;
     }
-    out.emit(0, Op::put(args.root, remote(args.root, BufferId::kOutput, static_cast<std::uint64_t>(r) * n),
-                        local(BufferId::kInput, 0), n, 0, 1));
+    out.emit(0, Op::put(args.root, remoteAddr(args.root, BufferId::kOutput, static_cast<std::uint64_t>(r) * n),
+                        localAddr(BufferId::kInput, 0), n, 0, 1));
   });
 }
 
@@ -421,12 +415,12 @@ void emitPutToRootOutput(const CollectiveArgs& a, std::int32_t firstRel, std::in
   const std::int32_t first = absRank(firstRel, a.root, p);
   const std::int32_t head = std::min(blocks, p - first);
   const bool wraps = head < blocks;
-  out.emit(0, Op::put(a.root, remote(a.root, BufferId::kOutput, static_cast<std::uint64_t>(first) * n), src,
+  out.emit(0, Op::put(a.root, remoteAddr(a.root, BufferId::kOutput, static_cast<std::uint64_t>(first) * n), src,
                       static_cast<std::uint64_t>(head) * n, wraps ? -1 : 0, 1));
   if (wraps) {
     Addr rest = src;
     rest.offset += static_cast<std::uint64_t>(head) * n;
-    out.emit(0, Op::put(a.root, remote(a.root, BufferId::kOutput, 0), rest,
+    out.emit(0, Op::put(a.root, remoteAddr(a.root, BufferId::kOutput, 0), rest,
                         static_cast<std::uint64_t>(blocks - head) * n, 0, 1));
   }
 }
@@ -434,35 +428,35 @@ void emitPutToRootOutput(const CollectiveArgs& a, std::int32_t firstRel, std::in
 std::shared_ptr<const core::ProgramSource> buildGatherBinomial(const CollectiveArgs& args) {
   const std::uint64_t n = args.count * elemBytes(args);
   const std::uint64_t scratch = static_cast<std::uint64_t>(largestChildSubtree(args.nranks)) * n;
-  return std::make_shared<core::LazyProgram>(
-      gatherHeader(args, "binomial", scratch), [args, n](std::int32_t r, RankProgram& out) {
-        if (n == 0) return;
-        const std::int32_t p = args.nranks;
-        const std::int32_t v = relRank(r, args.root, p);
-        const std::vector<TreeChild> children = treeChildren(v, p);
-        const auto nchildren = static_cast<std::uint64_t>(children.size());
-        if (v == 0) {
-          emitRootOwnBlockGather(args, r, out);
-          if (nchildren > 0) out.emit(0, Op::wait(0, nchildren));
-          return;
-        }
-        // A non-root collects its subtree's blocks in relative order in its scratch, then sends them up.
-        const std::int32_t size = subtreeSize(v, p);
-        Addr src = local(BufferId::kInput, 0);
-        if (size > 1) {
-          out.emit(0, Op::copy(local(BufferId::kScratch, 0), src, n));
-          out.emit(0, Op::wait(0, nchildren));
-          src = local(BufferId::kScratch, 0);
-        }
-        const std::int32_t parentRel = treeParent(v);
-        if (parentRel == 0) {
-          emitPutToRootOutput(args, v, size, src, out);
-        } else {
-          const std::int32_t parent = absRank(parentRel, args.root, p);
-          out.emit(0, Op::put(parent, remote(parent, BufferId::kScratch, static_cast<std::uint64_t>(v - parentRel) * n),
-                              src, static_cast<std::uint64_t>(size) * n, 0, 1));
-        }
-      });
+  return std::make_shared<core::LazyProgram>(gatherHeader(args, "binomial", scratch), [args, n](std::int32_t r,
+                                                                                                RankProgram& out) {
+    if (n == 0) return;
+    const std::int32_t p = args.nranks;
+    const std::int32_t v = relRank(r, args.root, p);
+    const std::vector<TreeChild> children = treeChildren(v, p);
+    const auto nchildren = static_cast<std::uint64_t>(children.size());
+    if (v == 0) {
+      emitRootOwnBlockGather(args, r, out);
+      if (nchildren > 0) out.emit(0, Op::wait(0, nchildren));
+      return;
+    }
+    // A non-root collects its subtree's blocks in relative order in its scratch, then sends them up.
+    const std::int32_t size = subtreeSize(v, p);
+    Addr src = localAddr(BufferId::kInput, 0);
+    if (size > 1) {
+      out.emit(0, Op::copy(localAddr(BufferId::kScratch, 0), src, n));
+      out.emit(0, Op::wait(0, nchildren));
+      src = localAddr(BufferId::kScratch, 0);
+    }
+    const std::int32_t parentRel = treeParent(v);
+    if (parentRel == 0) {
+      emitPutToRootOutput(args, v, size, src, out);
+    } else {
+      const std::int32_t parent = absRank(parentRel, args.root, p);
+      out.emit(0, Op::put(parent, remoteAddr(parent, BufferId::kScratch, static_cast<std::uint64_t>(v - parentRel) * n),
+                          src, static_cast<std::uint64_t>(size) * n, 0, 1));
+    }
+  });
 }
 
 /// Gather and scatter, direct: p-1 messages converge on (leave) the root, whose link carries p-1 blocks.
@@ -501,7 +495,8 @@ ProgramHeader scatterHeader(const CollectiveArgs& a, const char* algo, std::uint
 void emitRootOwnBlockScatter(const CollectiveArgs& a, std::int32_t r, RankProgram& out) {
   const std::uint64_t n = a.count * elemBytes(a);
   if (!a.inPlace && n > 0) {
-    out.emit(0, Op::copy(local(BufferId::kOutput, 0), local(BufferId::kInput, static_cast<std::uint64_t>(r) * n), n));
+    out.emit(0, Op::copy(localAddr(BufferId::kOutput, 0),
+                         localAddr(BufferId::kInput, static_cast<std::uint64_t>(r) * n), n));
   }
 }
 
@@ -517,8 +512,8 @@ std::shared_ptr<const core::ProgramSource> buildScatterDirect(const CollectiveAr
         }
         for (std::int32_t i = 1; i < p; ++i) {
           const std::int32_t q = (r + i) % p;
-          out.emit(0, Op::put(q, remote(q, BufferId::kOutput, 0),
-                              local(BufferId::kInput, static_cast<std::uint64_t>(q) * n), n, 0, 1));
+          out.emit(0, Op::put(q, remoteAddr(q, BufferId::kOutput, 0),
+                              localAddr(BufferId::kInput, static_cast<std::uint64_t>(q) * n), n, 0, 1));
         }
         emitRootOwnBlockScatter(args, r, out);
       });
@@ -527,44 +522,45 @@ std::shared_ptr<const core::ProgramSource> buildScatterDirect(const CollectiveAr
 std::shared_ptr<const core::ProgramSource> buildScatterBinomial(const CollectiveArgs& args) {
   const std::uint64_t n = args.count * elemBytes(args);
   const std::uint64_t scratch = static_cast<std::uint64_t>(largestChildSubtree(args.nranks)) * n;
-  return std::make_shared<core::LazyProgram>(scatterHeader(args, "binomial", scratch), [args, n](std::int32_t r,
-                                                                                                 RankProgram& out) {
-    if (n == 0) return;
-    const std::int32_t p = args.nranks;
-    const std::int32_t v = relRank(r, args.root, p);
-    // A child with a subtree receives its blocks in relative order into scratch; a leaf straight into
-    // its output.
-    const auto childDst = [&](std::int32_t childRel) {
-      const std::int32_t child = absRank(childRel, args.root, p);
-      return remote(child, subtreeSize(childRel, p) > 1 ? BufferId::kScratch : BufferId::kOutput, 0);
-    };
-    if (v == 0) {
-      for (const TreeChild& c : treeChildren(0, p)) {
-        const std::int32_t child = absRank(c.rel, args.root, p);
-        const std::int32_t blocks = subtreeSize(c.rel, p);
-        const std::int32_t head = std::min(blocks, p - child);
-        const bool wraps = head < blocks;
-        Addr dst = childDst(c.rel);
-        out.emit(0, Op::put(child, dst, local(BufferId::kInput, static_cast<std::uint64_t>(child) * n),
-                            static_cast<std::uint64_t>(head) * n, wraps ? -1 : 0, 1));
-        if (wraps) {
-          dst.offset += static_cast<std::uint64_t>(head) * n;
-          out.emit(
-              0, Op::put(child, dst, local(BufferId::kInput, 0), static_cast<std::uint64_t>(blocks - head) * n, 0, 1));
+  return std::make_shared<core::LazyProgram>(
+      scatterHeader(args, "binomial", scratch), [args, n](std::int32_t r, RankProgram& out) {
+        if (n == 0) return;
+        const std::int32_t p = args.nranks;
+        const std::int32_t v = relRank(r, args.root, p);
+        // A child with a subtree receives its blocks in relative order into scratch; a leaf straight into
+        // its output.
+        const auto childDst = [&](std::int32_t childRel) {
+          const std::int32_t child = absRank(childRel, args.root, p);
+          return remoteAddr(child, subtreeSize(childRel, p) > 1 ? BufferId::kScratch : BufferId::kOutput, 0);
+        };
+        if (v == 0) {
+          for (const TreeChild& c : treeChildren(0, p)) {
+            const std::int32_t child = absRank(c.rel, args.root, p);
+            const std::int32_t blocks = subtreeSize(c.rel, p);
+            const std::int32_t head = std::min(blocks, p - child);
+            const bool wraps = head < blocks;
+            Addr dst = childDst(c.rel);
+            out.emit(0, Op::put(child, dst, localAddr(BufferId::kInput, static_cast<std::uint64_t>(child) * n),
+                                static_cast<std::uint64_t>(head) * n, wraps ? -1 : 0, 1));
+            if (wraps) {
+              dst.offset += static_cast<std::uint64_t>(head) * n;
+              out.emit(0, Op::put(child, dst, localAddr(BufferId::kInput, 0),
+                                  static_cast<std::uint64_t>(blocks - head) * n, 0, 1));
+            }
+          }
+          emitRootOwnBlockScatter(args, r, out);
+          return;
         }
-      }
-      emitRootOwnBlockScatter(args, r, out);
-      return;
-    }
-    out.emit(0, Op::wait(0, 1));
-    if (subtreeSize(v, p) == 1) return;
-    for (const TreeChild& c : treeChildren(v, p)) {
-      const std::int32_t child = absRank(c.rel, args.root, p);
-      out.emit(0, Op::put(child, childDst(c.rel), local(BufferId::kScratch, static_cast<std::uint64_t>(c.rel - v) * n),
-                          static_cast<std::uint64_t>(subtreeSize(c.rel, p)) * n, 0, 1));
-    }
-    out.emit(0, Op::copy(local(BufferId::kOutput, 0), local(BufferId::kScratch, 0), n));
-  });
+        out.emit(0, Op::wait(0, 1));
+        if (subtreeSize(v, p) == 1) return;
+        for (const TreeChild& c : treeChildren(v, p)) {
+          const std::int32_t child = absRank(c.rel, args.root, p);
+          out.emit(0, Op::put(child, childDst(c.rel),
+                              localAddr(BufferId::kScratch, static_cast<std::uint64_t>(c.rel - v) * n),
+                              static_cast<std::uint64_t>(subtreeSize(c.rel, p)) * n, 0, 1));
+        }
+        out.emit(0, Op::copy(localAddr(BufferId::kOutput, 0), localAddr(BufferId::kScratch, 0), n));
+      });
 }
 
 std::string scatterReason(const CollectiveArgs& a) {

@@ -22,17 +22,6 @@ using core::Op;
 using core::ProgramHeader;
 using core::RankProgram;
 
-Addr local(BufferId buf, std::uint64_t offset) {
-  return localAddr(buf, offset);
-}
-Addr remote(std::int32_t peer, BufferId buf, std::uint64_t offset) {
-  return remoteAddr(peer, buf, offset);
-}
-
-int logRounds(std::int32_t p) {
-  return log2Ceil(static_cast<std::uint64_t>(p));
-}
-
 struct LinkCost {
   double alphaUs;
   double usPerByte;
@@ -68,7 +57,7 @@ std::string barrierReason(const CollectiveArgs& a) {
 }
 
 std::shared_ptr<const core::ProgramSource> buildBarrierDissemination(const CollectiveArgs& args) {
-  const int rounds = logRounds(args.nranks);
+  const int rounds = log2Ceil(static_cast<std::uint64_t>(args.nranks));
   return std::make_shared<core::LazyProgram>(
       makeHeader(args, "dissemination", std::max(1, rounds), 0), [args, rounds](std::int32_t r, RankProgram& out) {
         const std::int32_t p = args.nranks;
@@ -81,7 +70,7 @@ std::shared_ptr<const core::ProgramSource> buildBarrierDissemination(const Colle
 }
 
 double estimateBarrierDissemination(const CollectiveArgs& a, const CostModel& m) {
-  return std::max(kMinEstimateUs, logRounds(a.nranks) * linkCost(a, m).alphaUs);
+  return std::max(kMinEstimateUs, log2Ceil(static_cast<std::uint64_t>(a.nranks)) * linkCost(a, m).alphaUs);
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -206,8 +195,8 @@ void emitSendRecv(const CollectiveArgs& a, RankProgram& out) {
       for (std::uint64_t off = 0; off < bytes; off += slot, ++g) {
         const std::uint64_t len = std::min(slot, bytes - off);
         if (g >= 2) out.emit(lane, Op::wait(p + op.peer, g - 1));
-        out.emit(lane,
-                 Op::put(op.peer, remote(op.peer, BufferId::kScratch, slotOffset(me, g)), local(buf, off), len, me, 1));
+        out.emit(lane, Op::put(op.peer, remoteAddr(op.peer, BufferId::kScratch, slotOffset(me, g)), localAddr(buf, off),
+                               len, me, 1));
       }
     } else {
       const int lane = laneFor(recvLane, op.peer);
@@ -216,7 +205,7 @@ void emitSendRecv(const CollectiveArgs& a, RankProgram& out) {
       for (std::uint64_t off = 0; off < bytes; off += slot, ++g) {
         const std::uint64_t len = std::min(slot, bytes - off);
         out.emit(lane, Op::wait(op.peer, g + 1));
-        out.emit(lane, Op::copy(local(buf, off), local(BufferId::kScratch, slotOffset(op.peer, g)), len));
+        out.emit(lane, Op::copy(localAddr(buf, off), localAddr(BufferId::kScratch, slotOffset(op.peer, g)), len));
         if (g + 2 < total) out.emit(lane, Op::signal(op.peer, p + me, 1));
       }
     }
@@ -228,8 +217,8 @@ void emitSendRecv(const CollectiveArgs& a, RankProgram& out) {
     const std::uint64_t bytes = std::min(a.p2p[selfSends[k]].count, a.p2p[selfRecvs[k]].count) * es;
     if (bytes == 0) continue;
     if (selfLane < 0) selfLane = out.addLane();
-    out.emit(selfLane, Op::copy(local(core::extraBuffer(static_cast<int>(selfRecvs[k])), 0),
-                                local(core::extraBuffer(static_cast<int>(selfSends[k])), 0), bytes));
+    out.emit(selfLane, Op::copy(localAddr(core::extraBuffer(static_cast<int>(selfRecvs[k])), 0),
+                                localAddr(core::extraBuffer(static_cast<int>(selfSends[k])), 0), bytes));
   }
 }
 
