@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "copro/core/bootstrap.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
@@ -51,6 +52,9 @@ struct ExecutorOptions {
   Config config = Config::fromEnvironment();
   /// Node id of every rank (virtual nodes); empty: one node.
   std::vector<int> nodeOfRank;
+  /// Multi-process backends (shm, mpi, ucx): this process's link to its peers; the factory returns one
+  /// executor, for bootstrap->rank().
+  std::shared_ptr<Bootstrap> bootstrap;
 };
 
 class Executor {

@@ -1,0 +1,130 @@
+#pragma once
+/// The discrete-event simulator (DESIGN.md, "The simulator"; docs/simulator.md): runs a Program for all
+/// ranks in virtual time over a topo::Fabric, with flow-level max-min fair sharing of links.
+///
+/// One Simulator object per run, no globals: several may run at once on different threads. Identical
+/// inputs give identical results (integer picoseconds, deterministic tie-breaking).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "copro/core/program.hpp"
+#include "copro/core/units.hpp"
+#include "copro/topologies/fabric.hpp"
+
+namespace copro::sim {
+
+enum class Routing : std::uint8_t { kShortest = 0, kEcmp, kAdaptive, kRailAware };
+
+/// Cost of starting one op for one initiation mode (proxy: CPU thread posts work requests; device:
+/// IBGDA-style, the GPU rings the doorbell; offload: a communication co-processor runs the lane).
+struct InitiationCost {
+  core::Time issue{};         ///< per op, charged to the issuing lane before the op starts
+  core::Time extraLatency{};  ///< added to every transfer's delivery (e.g. the proxy's hop through host memory)
+  double messageRate = 0.0;   ///< ops/s per lane; 0 = unlimited
+};
+
+/// Simulator parameters; `fromFabric` reads them from the fabric's `sim:` section (docs/simulator.md
+/// lists every key, its unit and default).
+struct SimParams {
+  Routing routing = Routing::kEcmp;
+  InitiationCost initiation[3]{};          ///< indexed by core::Initiation
+  core::Bandwidth reduceBandwidth{};       ///< bytes of output per second per lane (gamma = 1 / this); 0 = free
+  core::Bandwidth copyBandwidth{};         ///< local copy bytes/s per lane; 0 = free
+  std::uint64_t signalBytes = 8;           ///< wire size of a standalone signal
+  std::uint64_t chunkBytes = 0;            ///< collective chunk size the tools pass to the planner; 0 = unchunked
+  std::uint64_t ecmpSeed = 0;              ///< hash seed for ECMP
+  /// Reads fabric.simParams; throws core::Error(kInvalidArgument) naming the key (and its origin) and the
+  /// nearest valid key for an unknown one.
+  static SimParams fromFabric(const topo::Fabric& fabric);
+};
+
+/// Traffic over one direction of one link.
+struct ChannelStats {
+  std::int32_t link = -1;
+  int direction = 0;
+  std::uint64_t bytes = 0;
+  core::Time busy{};          ///< time with at least one flow
+  double utilization = 0.0;   ///< bytes / (bandwidth * makespan)
+};
+
+struct RankStats {
+  std::uint64_t bytesSent = 0;       ///< payload bytes of puts/put_reduces/multicasts/signals issued
+  std::uint64_t bytesReceived = 0;   ///< payload bytes delivered into this rank
+  core::Time finish{};               ///< when the rank's last lane finished
+};
+
+/// One timeline record for traces: an op of a lane, or a flow.
+struct TraceEvent {
+  enum class Kind : std::uint8_t { kOp, kFlow, kLinkRate } kind = Kind::kOp;
+  std::int32_t rank = -1;
+  std::int32_t lane = -1;
+  std::int32_t peer = -1;
+  core::OpCode op = core::OpCode::kFlush;
+  core::Time begin{};
+  core::Time end{};
+  std::uint64_t bytes = 0;
+  std::int32_t channel = -1;  ///< kLinkRate: the channel
+  double value = 0.0;         ///< kLinkRate: utilization in [0, 1] from `begin` on
+};
+
+struct RunOptions {
+  /// Receives timeline records as they complete (nullptr: none are made).
+  std::function<void(const TraceEvent&)> trace;
+  /// Called now and then with (virtual time so far, events so far); for progress bars.
+  std::function<void(core::Time, std::uint64_t)> progress;
+  /// rank -> GPU index of the fabric (empty: rank r on gpus()[r]).
+  std::vector<std::int32_t> placement;
+};
+
+struct Result {
+  core::Time time{};                   ///< makespan: last lane of any rank finished
+  std::uint64_t events = 0;
+  std::uint64_t flows = 0;
+  std::uint64_t ops = 0;
+  std::uint64_t bytesPut = 0;          ///< total payload bytes issued
+  std::uint64_t bytesDelivered = 0;    ///< total payload bytes delivered (== bytesPut after a clean run)
+  std::size_t peakActiveFlows = 0;
+  std::vector<RankStats> ranks;
+  std::vector<ChannelStats> channels;  ///< only channels that carried traffic, by (link, direction)
+  double wallSeconds = 0.0;
+};
+
+class Simulator {
+ public:
+  /// `fabric` must be finalized and outlive the Simulator.
+  Simulator(const topo::Fabric& fabric, SimParams params);
+  ~Simulator();
+  Simulator(const Simulator&) = delete;
+  Simulator& operator=(const Simulator&) = delete;
+
+  /// Runs one call of `program` on ranks 0..nranks-1. Throws core::Error for a Program that does not fit
+  /// the fabric (more ranks than GPUs, unreachable peers) and for a deadlock (names the stuck ranks and
+  /// the semaphores they wait on).
+  Result run(const core::ProgramSource& program, const RunOptions& options = {});
+
+  /// The path (channel ids) a transfer from GPU rank `src` to GPU rank `dst` takes with the current
+  /// routing (ECMP: for flow hash `flowHash`). For tests and `copro-topo`.
+  std::vector<std::int32_t> route(std::int32_t src, std::int32_t dst, std::uint64_t flowHash = 0);
+
+  [[nodiscard]] const topo::Fabric& fabric() const;
+  [[nodiscard]] const SimParams& params() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Flow-level network only (no Program): each flow has a path of channels, a size and a start time;
+/// returns the completion time of each (transfer end + path latency). Exposed for the sharing tests and
+/// the SimGrid comparison bench.
+struct FlowSpec {
+  std::vector<std::int32_t> channels;
+  std::uint64_t bytes = 0;
+  core::Time start{};
+};
+std::vector<core::Time> simulateFlows(const topo::Fabric& fabric, const std::vector<FlowSpec>& flows);
+
+}  // namespace copro::sim
