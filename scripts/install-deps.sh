@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages copro needs to build and test (only those missing).
 set -euo pipefail
-pkgs=(build-essential cmake ninja-build pkg-config git libgtest-dev nlohmann-json3-dev libcli11-dev)
+pkgs=(build-essential cmake ninja-build pkg-config git libgtest-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
+      libopenmpi-dev openmpi-bin libucx-dev ucx-utils libsimgrid-dev libgloo-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
