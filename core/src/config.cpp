@@ -202,8 +202,11 @@ Config Config::fromEnvironment() {
     bool known = false;
     for (const auto& e : entries()) known = known || e.var.name == key;
     // Variables owned by later layers (launchers, tests) are allowed under these prefixes.
-    if (!known && key.rfind("COPRO_TEST_", 0) != 0 && key != "COPRO_RANK" && key != "COPRO_WORLD_SIZE" &&
-        key != "COPRO_ROOT_ADDR" && key != "COPRO_NODE_ID") {
+    static constexpr std::string_view kOwnedElsewhere[] = {
+        "COPRO_RANK",          "COPRO_WORLD_SIZE",      "COPRO_ROOT_ADDR",      "COPRO_NODE_ID",
+        "COPRO_TOPOLOGY_PATH", "COPRO_BOOTSTRAP_TOKEN", "COPRO_BOOTSTRAP_ADDR", "COPRO_REGEN_GOLDEN"};
+    for (std::string_view owned : kOwnedElsewhere) known = known || key == owned;
+    if (!known && key.rfind("COPRO_TEST_", 0) != 0) {
       std::string hint = nearestName(key, allNames());
       COPRO_LOG(Warn, Env,
                 "unknown environment variable " << key << (hint.empty() ? "" : " (did you mean ") << hint

@@ -83,14 +83,15 @@ void Fabric::finalize() {
     if (lk.a < 0 || lk.a >= n || lk.b < 0 || lk.b >= n) {
       throw Error(ErrorCode::kInvalidArgument, what + " connects a node that does not exist");
     }
-    if (lk.a == lk.b) throw Error(ErrorCode::kInvalidArgument, what + " connects '" + nodes_[lk.a].name + "' to itself");
+    if (lk.a == lk.b)
+      throw Error(ErrorCode::kInvalidArgument, what + " connects '" + nodes_[lk.a].name + "' to itself");
     if (!(lk.bandwidth.bytesPerSecond() > 0.0)) {
-      throw Error(ErrorCode::kInvalidArgument, what + " (" + nodes_[lk.a].name + " - " + nodes_[lk.b].name +
-                                                   ") needs a positive bandwidth");
+      throw Error(ErrorCode::kInvalidArgument,
+                  what + " (" + nodes_[lk.a].name + " - " + nodes_[lk.b].name + ") needs a positive bandwidth");
     }
     if (lk.latency.picoseconds() < 0) {
-      throw Error(ErrorCode::kInvalidArgument, what + " (" + nodes_[lk.a].name + " - " + nodes_[lk.b].name +
-                                                   ") has a negative latency");
+      throw Error(ErrorCode::kInvalidArgument,
+                  what + " (" + nodes_[lk.a].name + " - " + nodes_[lk.b].name + ") has a negative latency");
     }
     adjacency_[static_cast<std::size_t>(lk.a)].push_back(static_cast<std::int32_t>(l));
     adjacency_[static_cast<std::size_t>(lk.b)].push_back(static_cast<std::int32_t>(l));
