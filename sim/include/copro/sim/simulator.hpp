@@ -30,12 +30,12 @@ struct InitiationCost {
 /// lists every key, its unit and default).
 struct SimParams {
   Routing routing = Routing::kEcmp;
-  InitiationCost initiation[3]{};          ///< indexed by core::Initiation
-  core::Bandwidth reduceBandwidth{};       ///< bytes of output per second per lane (gamma = 1 / this); 0 = free
-  core::Bandwidth copyBandwidth{};         ///< local copy bytes/s per lane; 0 = free
-  std::uint64_t signalBytes = 8;           ///< wire size of a standalone signal
-  std::uint64_t chunkBytes = 0;            ///< collective chunk size the tools pass to the planner; 0 = unchunked
-  std::uint64_t ecmpSeed = 0;              ///< hash seed for ECMP
+  InitiationCost initiation[3]{};     ///< indexed by core::Initiation
+  core::Bandwidth reduceBandwidth{};  ///< bytes of output per second per lane (gamma = 1 / this); 0 = free
+  core::Bandwidth copyBandwidth{};    ///< local copy bytes/s per lane; 0 = free
+  std::uint64_t signalBytes = 8;      ///< wire size of a standalone signal
+  std::uint64_t chunkBytes = 0;       ///< collective chunk size the tools pass to the planner; 0 = unchunked
+  std::uint64_t ecmpSeed = 0;         ///< hash seed for ECMP
   /// Reads fabric.simParams; throws core::Error(kInvalidArgument) naming the key (and its origin) and the
   /// nearest valid key for an unknown one.
   static SimParams fromFabric(const topo::Fabric& fabric);
@@ -46,14 +46,15 @@ struct ChannelStats {
   std::int32_t link = -1;
   int direction = 0;
   std::uint64_t bytes = 0;
-  core::Time busy{};          ///< time with at least one flow
-  double utilization = 0.0;   ///< bytes / (bandwidth * makespan)
+  core::Time busy{};         ///< time with at least one flow
+  double utilization = 0.0;  ///< bytes / (bandwidth * makespan)
 };
 
 struct RankStats {
-  std::uint64_t bytesSent = 0;       ///< payload bytes of puts/put_reduces/multicasts/signals issued
-  std::uint64_t bytesReceived = 0;   ///< payload bytes delivered into this rank
-  core::Time finish{};               ///< when the rank's last lane finished
+  std::uint64_t bytesSent = 0;      ///< payload bytes of transfers from this rank (puts, put_reduces, multicast
+                                    ///< copies, gets reading from it, remote reduce/copy legs)
+  std::uint64_t bytesReceived = 0;  ///< payload bytes delivered into this rank
+  core::Time finish{};              ///< when the rank's last lane finished
 };
 
 /// One timeline record for traces: an op of a lane, or a flow.
@@ -80,13 +81,14 @@ struct RunOptions {
 };
 
 struct Result {
-  core::Time time{};                   ///< makespan: last lane of any rank finished
+  core::Time time{};  ///< makespan: last lane of any rank finished (or last delivery, if later)
   std::uint64_t events = 0;
   std::uint64_t flows = 0;
   std::uint64_t ops = 0;
-  std::uint64_t bytesPut = 0;          ///< total payload bytes issued
-  std::uint64_t bytesDelivered = 0;    ///< total payload bytes delivered (== bytesPut after a clean run)
+  std::uint64_t bytesPut = 0;        ///< total payload bytes issued
+  std::uint64_t bytesDelivered = 0;  ///< total payload bytes delivered (== bytesPut after a clean run)
   std::size_t peakActiveFlows = 0;
+  std::uint64_t rateRecomputations = 0;  ///< batched max-min recomputations (one per timestamp with changes)
   std::vector<RankStats> ranks;
   std::vector<ChannelStats> channels;  ///< only channels that carried traffic, by (link, direction)
   double wallSeconds = 0.0;

@@ -1,0 +1,127 @@
+#pragma once
+/// Flow-level network model: active flows over directed channels share bandwidth max-min fairly
+/// (progressive filling). Changes (flow starts and ends) only mark channels dirty; `recompute` then
+/// re-solves the connected components (flows <-> channels) that contain a dirty channel, once per batch.
+///
+/// Storage is index-based and recycled (flows, per-channel membership nodes, scratch vectors), so a long
+/// run allocates nothing per flow once the pools have grown.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "copro/topologies/fabric.hpp"
+
+namespace copro::sim::detail {
+
+class FlowNetwork {
+ public:
+  explicit FlowNetwork(const topo::Fabric& fabric);
+
+  /// A flow whose completion time was (re)computed: the caller schedules kFlowFinish(flow, version) at `time`.
+  struct Finish {
+    std::int32_t flow;
+    std::uint32_t version;
+    std::int64_t time;
+  };
+
+  /// Starts a flow of `bytes` (> 0) over `channels` (>= 1) at `now`; `tag` is the caller's (returned by
+  /// tagOf). Marks its channels dirty; the rates are set by the next recompute().
+  std::int32_t start(std::int64_t now, const std::int32_t* channels, std::size_t numChannels, std::uint64_t bytes,
+                     std::uint32_t tag);
+  /// Removes a flow whose transfer ended at `now` (its kFlowFinish event with the current version fired).
+  void finish(std::int32_t flow, std::int64_t now);
+  [[nodiscard]] bool isCurrent(std::int32_t flow, std::uint32_t version) const {
+    const FlowState& f = flows_[static_cast<std::size_t>(flow)];
+    return f.active && f.version == version;
+  }
+  [[nodiscard]] std::uint32_t tagOf(std::int32_t flow) const { return flows_[static_cast<std::size_t>(flow)].tag; }
+
+  [[nodiscard]] bool dirty() const { return !dirty_.empty(); }
+  /// Re-solves every component touched since the last call; appends the flows whose finish time changed.
+  /// `onRate(channel, utilization)` (optional) receives the new load of every channel of those components.
+  void recompute(std::int64_t now, std::vector<Finish>& out,
+                 const std::function<void(std::int32_t, double)>* onRate = nullptr);
+
+  /// Flows currently on a channel (adaptive routing).
+  [[nodiscard]] const std::vector<std::int32_t>& channelLoad() const { return load_; }
+  [[nodiscard]] std::size_t activeFlows() const { return active_; }
+  [[nodiscard]] std::uint64_t recomputations() const { return recomputations_; }
+
+  struct ChannelTotals {
+    std::uint64_t bytes = 0;
+    std::int64_t busy = 0;  ///< ps with at least one flow (closed intervals only; see closeBusy)
+  };
+  [[nodiscard]] const std::vector<ChannelTotals>& totals() const { return totals_; }
+  [[nodiscard]] double capacity(std::int32_t channel) const { return capacity_[static_cast<std::size_t>(channel)]; }
+  [[nodiscard]] std::size_t numChannels() const { return capacity_.size(); }
+  /// Counts bytes that crossed a channel outside the sharing (standalone signals).
+  void addBytes(std::int32_t channel, std::uint64_t bytes) {
+    totals_[static_cast<std::size_t>(channel)].bytes += bytes;
+  }
+
+ private:
+  struct FlowState {
+    double remaining = 0.0;  ///< bytes
+    double rate = 0.0;       ///< bytes per second
+    double newRate = 0.0;
+    std::int64_t last = 0;  ///< when `remaining` was last brought up to date
+    std::int64_t finishAt = -1;
+    std::uint32_t version = 0;
+    std::uint32_t tag = 0;
+    std::int32_t firstHop = -1;
+    std::uint32_t mark = 0;
+    bool active = false;
+    bool fixed = false;
+    bool fresh = false;  ///< started since the last recompute
+  };
+  /// Membership of one flow in one channel's list (doubly linked per channel, singly per flow).
+  struct Hop {
+    std::int32_t flow = -1;
+    std::int32_t channel = -1;
+    std::int32_t prev = -1;
+    std::int32_t next = -1;
+    std::int32_t nextInFlow = -1;
+  };
+  struct HeapEntry {
+    double share;
+    std::int32_t channel;
+    std::uint32_t version;
+  };
+
+  void markDirty(std::int32_t channel);
+  /// Progressive filling over compChannels_/compFlows_: sets every flow's newRate and remCap_.
+  void fillRates();
+  void solveComponent(std::int64_t now, std::vector<Finish>& out,
+                      const std::function<void(std::int32_t, double)>* onRate);
+
+  std::vector<double> capacity_;  ///< bytes/s per channel
+  std::vector<std::int32_t> head_;
+  std::vector<std::int32_t> load_;
+  std::vector<std::int64_t> busySince_;
+  std::vector<ChannelTotals> totals_;
+  std::vector<std::uint32_t> channelMark_;
+  std::vector<std::uint8_t> isDirty_;
+  std::vector<double> remCap_;
+  std::vector<std::int32_t> unfixed_;
+  std::vector<std::uint32_t> heapVersion_;
+
+  std::vector<FlowState> flows_;
+  std::vector<std::int32_t> freeFlows_;
+  std::vector<Hop> hops_;
+  std::int32_t freeHop_ = -1;
+
+  std::vector<std::int32_t> dirty_;
+  std::vector<std::int32_t> stack_;
+  std::vector<std::int32_t> compChannels_;
+  std::vector<std::int32_t> compFlows_;
+  std::vector<HeapEntry> heap_;
+  std::uint32_t stamp_ = 0;
+  std::size_t active_ = 0;
+  std::uint64_t recomputations_ = 0;
+};
+
+/// ceil(bytes / rate) in picoseconds, tolerant of the last-bit noise of the division so that exact
+/// quotients stay exact.
+std::int64_t transferPs(double bytes, double bytesPerSecond);
+
+}  // namespace copro::sim::detail
