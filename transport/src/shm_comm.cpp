@@ -1,0 +1,1018 @@
+/// The shm communicator of one process: creation (control segment, CMA probe), calls (start, entry,
+/// completion, failure), liveness of peers, device/proxy progress, split and allocation.
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "copro/core/log.hpp"
+#include "copro/transport/bootstrap_tcp.hpp"
+#include "shm_internal.hpp"
+
+namespace copro::transport::shm {
+
+using core::Error;
+using core::ErrorCode;
+using core::Status;
+
+namespace {
+
+constexpr std::uint64_t kCtlMagic = 0x314c5443'4f52504fULL;  // "OPROCTL1"
+/// Sleepers wake at least this often to look at timeouts and peers' liveness.
+constexpr auto kMaxSleep = std::chrono::milliseconds(50);
+/// A stalled call checks whether its peers are alive this often.
+constexpr double kLivenessPeriodSec = 0.1;
+
+std::size_t roundUp(std::size_t v, std::size_t a) {
+  return (v + a - 1) / a * a;
+}
+
+double secondsSince(Clock::time_point t, Clock::time_point now) {
+  return std::chrono::duration<double>(now - t).count();
+}
+
+std::chrono::nanoseconds sleepLength(double timeoutSec, double stalledSec) {
+  std::chrono::nanoseconds d = kMaxSleep;
+  if (timeoutSec > 0) {
+    const double left = std::max(timeoutSec - stalledSec, 0.0) + 1e-4;
+    d = std::min(d, std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(left)));
+  }
+  return d;
+}
+
+std::string formatSeconds(double s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+std::string rankList(const std::vector<int>& ranks) {
+  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
+  for (std::size_t i = 0; i < ranks.size() && i < 32; ++i) out += (i > 0 ? ", " : "") + std::to_string(ranks[i]);
+  if (ranks.size() > 32) out += " and " + std::to_string(ranks.size() - 32) + " more";
+  return out;
+}
+
+std::string hex64(std::uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+void spinPause() noexcept {
+  // Yield rather than burn: on an oversubscribed host the peer we wait for needs the core.
+  std::this_thread::yield();
+}
+
+struct RankInfo {
+  std::int32_t pid;
+  std::int32_t ok;
+  std::uint64_t startTime;
+  std::uint64_t token;
+  std::uint64_t probeAddr;
+  std::uint64_t probeValue;
+};
+
+Status gatherOk(core::Bootstrap& bs, bool ok, bool& all) {
+  std::vector<std::uint8_t> v(static_cast<std::size_t>(bs.size()));
+  const std::uint8_t mine = ok ? 1 : 0;
+  COPRO_RETURN_IF_ERROR(bs.allGather(&mine, v.data(), 1));
+  all = std::all_of(v.begin(), v.end(), [](std::uint8_t x) { return x == 1; });
+  return {};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Creation and teardown
+
+ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config, std::vector<int> nodeOfRank)
+    : bootstrap_(std::move(bootstrap)), config_(std::move(config)), nodeOfRank_(std::move(nodeOfRank)) {
+  rank_ = bootstrap_->rank();
+  size_ = bootstrap_->size();
+  if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(size_), 0);
+  proxy_ = config_.initiation == "proxy";
+  spinSec_ = std::max(config_.spinUs, 0.0) * 1e-6;
+  const std::string me = "shm rank " + std::to_string(rank_) + ": ";
+
+  RankInfo mine{};
+  mine.pid = static_cast<std::int32_t>(getpid());
+  mine.startTime = processStartTime(getpid());
+  std::uint64_t random[2] = {};
+  randomBytes(random, sizeof(random));
+  mine.token = random[0];
+  probe_ = random[1] | 1;
+  mine.probeAddr = reinterpret_cast<std::uint64_t>(&probe_);
+  mine.probeValue = probe_;
+  std::vector<RankInfo> infos(static_cast<std::size_t>(size_));
+  bootstrap_->allGather(&mine, infos.data(), sizeof(RankInfo)).throwIfError();
+  prefix_ = "copro-" + std::to_string(infos[0].pid) + "-" + hex64(infos[0].token) + "-";
+  pids_.resize(static_cast<std::size_t>(size_));
+  for (int r = 0; r < size_; ++r) pids_[static_cast<std::size_t>(r)] = infos[static_cast<std::size_t>(r)].pid;
+
+  // The control segment: rank 0 creates it, everyone maps it, then it is unlinked at once, so it cannot
+  // outlive the processes whatever happens to them.
+  const std::string ctlName = prefix_ + "ctl";
+  const std::size_t headerBytes = roundUp(sizeof(CtlHeader), 64);
+  const std::size_t ctlBytes = headerBytes + sizeof(RankCtl) * static_cast<std::size_t>(size_);
+  std::string why;
+  if (rank_ == 0) {
+    try {
+      ctlMap_ = createSegment(ctlName, ctlBytes);
+      auto* h = new (ctlMap_.base) CtlHeader{};
+      h->magic = kCtlMagic;
+      h->nranks = size_;
+      h->poisonRank.store(-1);
+      for (int r = 0; r < size_; ++r) new (ctlMap_.base + headerBytes + sizeof(RankCtl) * r) RankCtl{};
+    } catch (const Error& e) {
+      why = e.message();
+    }
+  }
+  bool allOk = false;
+  gatherOk(*bootstrap_, why.empty(), allOk).throwIfError();
+  if (!allOk) {
+    unmap(ctlMap_);
+    if (rank_ == 0) unlinkSegment(ctlName);
+    throw Error(ErrorCode::kSystemError,
+                me + "rank 0 could not create the shared control segment" + (why.empty() ? std::string() : ": " + why));
+  }
+  if (rank_ != 0 && !openSegment(ctlName, ctlMap_)) why = "cannot map /" + ctlName + ": " + std::strerror(errno);
+  if (why.empty() && ctlMap_.bytes < ctlBytes) why = "/" + ctlName + " is too small";
+  if (why.empty()) {
+    ctlHeader_ = reinterpret_cast<CtlHeader*>(ctlMap_.base);
+    ranks_ = reinterpret_cast<RankCtl*>(ctlMap_.base + headerBytes);
+    if (ctlHeader_->magic != kCtlMagic || ctlHeader_->nranks != size_) why = "/" + ctlName + " has a wrong header";
+  }
+  if (why.empty()) {
+    RankCtl& c = ranks_[rank_];
+    c.pid = mine.pid;
+    c.startTime = mine.startTime;
+    c.probeAddr = mine.probeAddr;
+  }
+  const Status gathered = gatherOk(*bootstrap_, why.empty(), allOk);
+  if (rank_ == 0) unlinkSegment(ctlName);
+  if (!gathered.ok() || !allOk) {
+    unmap(ctlMap_);
+    throw Error(ErrorCode::kSystemError, me + "mapping the shared control segment failed" +
+                                             (why.empty() ? std::string(" on another rank") : ": " + why));
+  }
+
+  // Cross Memory Attach: read a word of the next rank's private memory. Any failure anywhere: stage.
+  bool cmaOk = true;
+  std::string cmaWhy;
+  const char* noCma = std::getenv("COPRO_TEST_SHM_NO_CMA");
+  if (noCma != nullptr && std::strcmp(noCma, "1") == 0) {
+    cmaOk = false;
+    cmaWhy = "disabled by COPRO_TEST_SHM_NO_CMA=1";
+  } else if (size_ > 1) {
+    const RankInfo& next = infos[static_cast<std::size_t>((rank_ + 1) % size_)];
+    std::uint64_t v = 0;
+    const int e = cmaRead(next.pid, &v, next.probeAddr, sizeof(v));
+    if (e != 0 || v != next.probeValue) {
+      cmaOk = false;
+      cmaWhy = e != 0 ? std::string(std::strerror(e)) : "read a wrong value";
+    }
+  }
+  gatherOk(*bootstrap_, cmaOk, cma_).throwIfError();
+  if (!cma_) {
+    COPRO_LOG(Warn, Transport,
+              me << "Cross Memory Attach (process_vm_readv) is not available"
+                 << (cmaWhy.empty() ? std::string(" on another rank") : " (" + cmaWhy + ")")
+                 << ": user buffers are staged through shared memory (two extra copies per call). Allow ptrace "
+                    "between the ranks (kernel.yama.ptrace_scope=0, no seccomp filter) or use Communicator::"
+                    "allocate() buffers for zero copy");
+  }
+  peerData_.resize(static_cast<std::size_t>(size_));
+  deadSeen_.assign(static_cast<std::size_t>(size_), false);
+  COPRO_LOG(Info, Init,
+            me << "shm communicator of " << size_ << " ranks, segments /dev/shm/" << prefix_ << "*, "
+               << (cma_ ? "Cross Memory Attach" : "staging through shared memory") << ", "
+               << (proxy_ ? "proxy" : "device") << " initiation");
+  if (proxy_) progressThread_ = std::thread([this] { progressMain(); });
+}
+
+ShmComm::~ShmComm() {
+  bool inFlight = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    inFlight = !queue_.empty();
+  }
+  if (inFlight) {
+    failCalls(nullptr, Status(), ErrorCode::kAborted,
+              "the executor of rank " + std::to_string(rank_) + " was destroyed with calls in flight", true);
+  }
+  ranks_[rank_].left.store(1, std::memory_order_seq_cst);
+  ranks_[rank_].state.store(kDeadState, std::memory_order_seq_cst);
+  notifyAll();
+  if (progressThread_.joinable()) {
+    stop_.store(true, std::memory_order_seq_cst);
+    notifyRank(rank_);
+    progressThread_.join();
+  }
+  drainAccessors(true);
+  if (data_.base != nullptr) {
+    unlinkSegment(data_.name);
+    unmap(data_);
+  }
+  {
+    std::lock_guard<std::mutex> lock(allocMutex_);
+    // The memory stays mapped in this process (the user may still free it); only the names go.
+    for (const std::string& n : ownAllocNames_) unlinkSegment(n);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mapMutex_);
+    for (PeerData& p : peerData_) unmap(p.map);
+    for (auto& kv : allocMaps_) unmap(kv.second);
+  }
+  unmap(ctlMap_);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Peers' shared memory
+
+const DataHeader* ShmComm::peerData(int r, std::string& why) {
+  const std::uint64_t gen = ranks_[r].dataGen.load(std::memory_order_acquire);
+  std::lock_guard<std::mutex> lock(mapMutex_);
+  PeerData& p = peerData_[static_cast<std::size_t>(r)];
+  if (p.map.base == nullptr || p.gen != gen) {
+    unmap(p.map);
+    const std::string name = prefix_ + "r" + std::to_string(r) + "-d" + std::to_string(gen);
+    if (!openSegment(name, p.map)) {
+      why = "/" + name + ": " + std::strerror(errno);
+      return nullptr;
+    }
+    p.gen = gen;
+  }
+  return reinterpret_cast<const DataHeader*>(p.map.base);
+}
+
+std::byte* ShmComm::mapAllocation(const char* name, std::uint64_t needBytes, std::string& why) {
+  std::string n(name, strnlen(name, sizeof(SharedRegion::allocName)));
+  std::lock_guard<std::mutex> lock(mapMutex_);
+  auto it = allocMaps_.find(n);
+  if (it == allocMaps_.end()) {
+    Mapping m;
+    if (!openSegment(n, m)) {
+      why = "/" + n + ": " + std::strerror(errno);
+      return nullptr;
+    }
+    it = allocMaps_.emplace(n, m).first;
+  }
+  if (it->second.bytes < needBytes) {
+    why = "/" + n + " is smaller than the published buffer";
+    return nullptr;
+  }
+  return it->second.base;
+}
+
+void ShmComm::notifyRank(int r) noexcept {
+  RankCtl& c = ranks_[r];
+  if (c.sleepers.load(std::memory_order_seq_cst) == 0) return;
+  c.wakeWord.fetch_add(1, std::memory_order_seq_cst);
+  futexWakeShared(&c.wakeWord);
+}
+
+void ShmComm::notifyAll() noexcept {
+  for (int r = 0; r < size_; ++r) notifyRank(r);
+}
+
+void ShmComm::sleepOnSelf(std::uint32_t seen, std::chrono::nanoseconds d) noexcept {
+  futexWaitShared(&ranks_[rank_].wakeWord, seen, d);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Calls
+
+std::shared_ptr<Call> ShmComm::frontCall() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return queue_.empty() ? nullptr : queue_.front();
+}
+
+Status ShmComm::start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
+                      std::shared_ptr<Call>& out) {
+  const std::string who = "shm rank " + std::to_string(rank_) + ": ";
+  if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
+  const core::ProgramHeader& h = program->header();
+  const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
+  if (h.nranks != size_) {
+    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' is for " + std::to_string(h.nranks) +
+                                             " ranks, but this communicator has " + std::to_string(size_)};
+  }
+  if (h.numSemaphores < 0) {
+    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' declares a negative semaphore count"};
+  }
+  for (const auto* declared : {&h.inputBytes, &h.outputBytes}) {
+    if (!declared->empty() && declared->size() != static_cast<std::size_t>(size_)) {
+      return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' declares buffer sizes for " +
+                                               std::to_string(declared->size()) + " ranks, not " +
+                                               std::to_string(size_)};
+    }
+  }
+  const auto ri = static_cast<std::size_t>(rank_);
+  const std::uint64_t inBytes = h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes);
+  const std::uint64_t outBytes = h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes);
+  if (inBytes > 0 && b.input == nullptr) {
+    return {ErrorCode::kInvalidArgument,
+            who + "Program '" + name + "' reads " + std::to_string(inBytes) + " input bytes, but the input is null"};
+  }
+  if (outBytes > 0 && b.output == nullptr) {
+    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' writes " + std::to_string(outBytes) +
+                                             " output bytes, but the output is null"};
+  }
+  if (b.layoutInit.size() > h.layoutWords) {
+    return {ErrorCode::kInvalidArgument, who + "layoutInit has " + std::to_string(b.layoutInit.size()) +
+                                             " words, Program '" + name + "' has a layout of " +
+                                             std::to_string(h.layoutWords)};
+  }
+  if (b.extra.size() != b.extraBytes.size()) {
+    return {ErrorCode::kInvalidArgument, who + std::to_string(b.extra.size()) + " extra buffers but " +
+                                             std::to_string(b.extraBytes.size()) + " extra sizes"};
+  }
+  for (std::size_t e = 0; e < b.extra.size(); ++e) {
+    if (b.extra[e] == nullptr && b.extraBytes[e] > 0) {
+      return {ErrorCode::kInvalidArgument, who + "extra buffer " + std::to_string(e) + " is null"};
+    }
+  }
+  auto call = std::make_shared<Call>();
+  try {
+    call->rankProgram = &program->rank(rank_);
+  } catch (const Error& e) {
+    return {e.code(), who + "Program '" + name + "': " + e.message()};
+  } catch (const std::exception& e) {
+    return {ErrorCode::kInternal, who + "Program '" + name + "': " + e.what()};
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = advanceCache_.begin(); it != advanceCache_.end(); ++it) {
+      if (it->first == program) {
+        call->advance = it->second;
+        std::rotate(it, it + 1, advanceCache_.end());
+        break;
+      }
+    }
+  }
+  if (!call->advance) {
+    auto adv =
+        std::make_shared<const std::vector<std::uint64_t>>(core::semaphoreAdvance(*call->rankProgram, h.numSemaphores));
+    call->advance = adv;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (advanceCache_.size() >= 8) advanceCache_.erase(advanceCache_.begin());
+    advanceCache_.emplace_back(program, adv);
+  }
+  call->program = std::move(program);
+  call->header = &h;
+  call->buffers = b;
+  call->numLanes = static_cast<int>(call->rankProgram->lanes.size());
+  call->lanes = std::make_unique<LaneState[]>(static_cast<std::size_t>(call->numLanes));
+  int live = 0;
+  for (int i = 0; i < call->numLanes; ++i) {
+    LaneState& l = call->lanes[static_cast<std::size_t>(i)];
+    l.ops = &call->rankProgram->lanes[static_cast<std::size_t>(i)].ops;
+    if (l.ops->empty()) {
+      l.done.store(true, std::memory_order_relaxed);
+    } else {
+      ++live;
+    }
+  }
+  call->lanesLeft.store(live, std::memory_order_relaxed);
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::string label = name + " (call " + std::to_string(nextSeq_) + ") on rank " + std::to_string(rank_);
+  if (aborted_.load(std::memory_order_acquire)) {
+    return {ErrorCode::kAborted, label + ": the communicator was aborted (Executor::abort())"};
+  }
+  if (broken_) {
+    return {brokenStatus_.code(),
+            label + ": the communicator is unusable after an earlier failure: " + brokenStatus_.message()};
+  }
+  call->seq = nextSeq_++;
+  call->label = label;
+  queue_.push_back(call);
+  if (queue_.size() == 1) {
+    try {
+      enterQueuedLocked();
+    } catch (const Error& e) {
+      queue_.pop_back();
+      const Status st(e.code(), label + ": " + e.message());
+      broken_ = true;
+      brokenStatus_ = st;
+      ranks_[rank_].state.store(kDeadState, std::memory_order_seq_cst);
+      notifyAll();
+      return st;
+    }
+  }
+  out = std::move(call);
+  return {};
+}
+
+void ShmComm::enterQueuedLocked() {
+  while (!queue_.empty()) {
+    std::shared_ptr<Call> front = queue_.front();
+    if (front->phase.load(std::memory_order_acquire) != Phase::kQueued) return;
+    enterLocked(front);
+    if (front->lanesLeft.load(std::memory_order_acquire) > 0) return;
+    for (std::size_t s = 0; s < front->advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*front->advance)[s];
+    for (std::size_t i = 0; i < front->copyBack.size(); ++i) {
+      std::memcpy(front->copyBack[i].first, front->copyBack[i].second, front->copyBackBytes[i]);
+    }
+    front->status = Status();
+    front->phase.store(Phase::kDone, std::memory_order_seq_cst);
+    queue_.pop_front();
+  }
+}
+
+void ShmComm::ensureData(const core::ProgramHeader& h, std::size_t regions, std::uint64_t shadowBytes) {
+  const auto* cur = reinterpret_cast<const DataHeader*>(data_.base);
+  if (cur != nullptr && cur->regionCapacity >= regions && cur->semCapacity >= h.numSemaphores &&
+      cur->layoutCapacity >= h.layoutWords && cur->scratchCapacity >= h.scratchBytes &&
+      cur->shadowCapacity >= shadowBytes) {
+    return;
+  }
+  // Grow every part at least to what it was, so alternating Programs do not replace the segment each call.
+  const std::uint32_t regionCap =
+      std::max<std::uint32_t>(static_cast<std::uint32_t>(regions), cur != nullptr ? cur->regionCapacity : 0);
+  const std::int32_t semCap = std::max<std::int32_t>(h.numSemaphores, cur != nullptr ? cur->semCapacity : 0);
+  const std::uint64_t layoutCap = std::max<std::uint64_t>(h.layoutWords, cur != nullptr ? cur->layoutCapacity : 0);
+  const std::uint64_t scratchCap = std::max<std::uint64_t>(h.scratchBytes, cur != nullptr ? cur->scratchCapacity : 0);
+  const std::uint64_t shadowCap = std::max<std::uint64_t>(shadowBytes, cur != nullptr ? cur->shadowCapacity : 0);
+  DataHeader nh{};
+  nh.regionCapacity = regionCap;
+  nh.semCapacity = semCap;
+  nh.regionsOff = roundUp(sizeof(DataHeader), 64);
+  nh.semsOff = roundUp(nh.regionsOff + sizeof(SharedRegion) * regionCap, 64);
+  nh.layoutOff = roundUp(nh.semsOff + sizeof(std::uint64_t) * static_cast<std::size_t>(semCap), 64);
+  nh.layoutCapacity = layoutCap;
+  nh.scratchOff = roundUp(nh.layoutOff + sizeof(std::uint64_t) * layoutCap, 4096);
+  nh.scratchCapacity = scratchCap;
+  nh.shadowOff = roundUp(nh.scratchOff + scratchCap, 4096);
+  nh.shadowCapacity = shadowCap;
+  nh.bytes = roundUp(nh.shadowOff + shadowCap, 4096);
+  const std::uint64_t gen = dataGen_ + 1;
+  Mapping m = createSegment(prefix_ + "r" + std::to_string(rank_) + "-d" + std::to_string(gen), nh.bytes);
+  std::memcpy(m.base, &nh, sizeof(nh));
+  for (std::int32_t s = 0; s < semCap; ++s) {
+    new (m.base + nh.semsOff + sizeof(std::uint64_t) * static_cast<std::size_t>(s)) std::atomic<std::uint64_t>(0);
+  }
+  if (data_.base != nullptr) {
+    // Peers reach the old segment only inside a call of ours, and none is in one now (accessors are 0).
+    unlinkSegment(data_.name);
+    unmap(data_);
+  }
+  data_ = m;
+  dataGen_ = gen;
+  // Every signal of the previous calls was consumed (value == base), so fresh zeros keep the invariant.
+  semBase_.assign(static_cast<std::size_t>(semCap), 0);
+  COPRO_LOG(Trace, Transport, "shm rank " << rank_ << ": data segment " << data_.name << " (" << nh.bytes << " bytes)");
+}
+
+void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
+  const core::ProgramHeader& h = *call->header;
+  const core::CallBuffers& b = call->buffers;
+  RankCtl& me = ranks_[rank_];
+  me.state.store(2 * call->seq - 1, std::memory_order_seq_cst);
+  drainAccessors(false);
+
+  const auto ri = static_cast<std::size_t>(rank_);
+  const std::size_t nregions = static_cast<std::size_t>(core::kNumBuffers) + b.extra.size();
+  struct UserBuf {
+    std::byte* ptr;
+    std::uint64_t limit;
+    bool writable;
+  };
+  std::vector<UserBuf> user(nregions, UserBuf{nullptr, 0, true});
+  user[static_cast<std::size_t>(core::BufferId::kInput)] = {
+      static_cast<std::byte*>(const_cast<void*>(b.input)),
+      h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
+  user[static_cast<std::size_t>(core::BufferId::kOutput)] = {
+      static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
+  for (std::size_t e = 0; e < b.extra.size(); ++e) {
+    user[static_cast<std::size_t>(core::kNumBuffers) + e] = {static_cast<std::byte*>(b.extra[e]), b.extraBytes[e],
+                                                             true};
+  }
+  // Staging mode: every user buffer that peers cannot map gets a shadow in the data segment.
+  std::vector<AllocInfo> alloc(nregions);
+  std::vector<bool> inAlloc(nregions, false);
+  std::vector<std::uint64_t> shadowAt(nregions, ~std::uint64_t{0});
+  std::uint64_t shadowBytes = 0;
+  for (std::size_t i = 0; i < nregions; ++i) {
+    if (i == static_cast<std::size_t>(core::BufferId::kScratch) ||
+        i == static_cast<std::size_t>(core::BufferId::kLayout))
+      continue;
+    const UserBuf& u = user[i];
+    if (u.ptr == nullptr || u.limit == 0) continue;
+    inAlloc[i] = findAllocation(u.ptr, u.limit, alloc[i]);
+    if (inAlloc[i] || cma_) continue;
+    // An exact alias (an in-place call) shares its shadow.
+    for (std::size_t j = 0; j < i; ++j) {
+      if (user[j].ptr == u.ptr && shadowAt[j] != ~std::uint64_t{0} && user[j].limit >= u.limit)
+        shadowAt[i] = shadowAt[j];
+    }
+    if (shadowAt[i] == ~std::uint64_t{0}) {
+      shadowAt[i] = shadowBytes;
+      shadowBytes += roundUp(u.limit, 64);
+    }
+  }
+  ensureData(h, nregions, shadowBytes);
+  auto* dh = reinterpret_cast<DataHeader*>(data_.base);
+  auto* shared = reinterpret_cast<SharedRegion*>(data_.base + dh->regionsOff);
+  regions_.assign(nregions, Region{});
+  call->copyBack.clear();
+  call->copyBackBytes.clear();
+  for (std::size_t i = 0; i < nregions; ++i) {
+    SharedRegion sr{};
+    Region lr{};
+    if (i == static_cast<std::size_t>(core::BufferId::kScratch)) {
+      lr = Region{data_.base + dh->scratchOff, h.scratchBytes, true};
+      sr.kind = RegionKind::kData;
+      sr.offset = dh->scratchOff;
+    } else if (i == static_cast<std::size_t>(core::BufferId::kLayout)) {
+      lr = Region{data_.base + dh->layoutOff, std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
+      sr.kind = RegionKind::kData;
+      sr.offset = dh->layoutOff;
+    } else {
+      const UserBuf& u = user[i];
+      lr = Region{u.ptr, u.limit, u.writable};
+      if (u.ptr == nullptr || u.limit == 0) {
+        sr.kind = u.ptr == nullptr ? RegionKind::kNone : RegionKind::kUser;
+      } else if (inAlloc[i]) {
+        sr.kind = RegionKind::kAlloc;
+        sr.offset = static_cast<std::uint64_t>(u.ptr - alloc[i].base);
+        std::snprintf(sr.allocName, sizeof(sr.allocName), "%s", alloc[i].name.c_str());
+      } else if (cma_) {
+        sr.kind = RegionKind::kUser;
+      } else {
+        std::byte* shadow = data_.base + dh->shadowOff + shadowAt[i];
+        bool first = true;
+        for (std::size_t j = 0; j < i; ++j) first = first && !(user[j].ptr == u.ptr && shadowAt[j] == shadowAt[i]);
+        if (first) {
+          std::memcpy(shadow, u.ptr, u.limit);
+          if (u.writable) {
+            call->copyBack.emplace_back(u.ptr, shadow);
+            call->copyBackBytes.push_back(u.limit);
+          }
+        }
+        lr.base = shadow;
+        sr.kind = RegionKind::kData;
+        sr.offset = dh->shadowOff + shadowAt[i];
+      }
+      sr.ownerAddr = reinterpret_cast<std::uint64_t>(u.ptr);
+    }
+    sr.limit = lr.limit;
+    sr.writable = lr.writable ? 1 : 0;
+    shared[i] = sr;
+    regions_[i] = lr;
+  }
+  dh->numRegions = static_cast<std::uint32_t>(nregions);
+  dh->numSems = h.numSemaphores;
+  sems_ = reinterpret_cast<std::atomic<std::uint64_t>*>(data_.base + dh->semsOff);
+  numSems_ = h.numSemaphores;
+  layout_ = reinterpret_cast<std::uint64_t*>(data_.base + dh->layoutOff);
+  std::fill(layout_, layout_ + h.layoutWords, 0);
+  std::copy(b.layoutInit.begin(), b.layoutInit.end(), layout_);
+
+  me.dataGen.store(dataGen_, std::memory_order_release);
+  call->phase.store(Phase::kRunning, std::memory_order_seq_cst);
+  me.state.store(2 * call->seq, std::memory_order_seq_cst);
+  COPRO_LOG(Trace, Transport, call->label << ": entered");
+  notifyAll();  // peers' lanes may wait for this entry; in proxy mode our progress thread runs it
+}
+
+void ShmComm::completeCall(Call& call) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (call.phase.load(std::memory_order_acquire) != Phase::kRunning) return;
+    for (std::size_t s = 0; s < call.advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*call.advance)[s];
+    for (std::size_t i = 0; i < call.copyBack.size(); ++i) {
+      std::memcpy(call.copyBack[i].first, call.copyBack[i].second, call.copyBackBytes[i]);
+    }
+    call.status = Status();
+    call.phase.store(Phase::kDone, std::memory_order_seq_cst);
+    if (!queue_.empty() && queue_.front().get() == &call) queue_.pop_front();
+    try {
+      enterQueuedLocked();
+    } catch (const Error& e) {
+      // Entering the next call failed (no shared memory left): fail it and what follows.
+      const Status st(e.code(), e.message());
+      for (const auto& c : queue_) {
+        c->status = Status(e.code(), c->label + ": " + e.message());
+        c->phase.store(Phase::kFailed, std::memory_order_seq_cst);
+      }
+      queue_.clear();
+      broken_ = true;
+      brokenStatus_ = st;
+      ranks_[rank_].state.store(kDeadState, std::memory_order_seq_cst);
+    }
+  }
+  notifyRank(rank_);
+}
+
+bool ShmComm::failCalls(const Call* which, const Status& whichStatus, ErrorCode code, const std::string& reason,
+                        bool poisonWorld, int culprit) {
+  Status first;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (which != nullptr) {
+      if (queue_.empty() || queue_.front().get() != which ||
+          which->phase.load(std::memory_order_acquire) != Phase::kRunning) {
+        return false;
+      }
+    }
+    for (const std::shared_ptr<Call>& c : queue_) {
+      if (c->finished()) continue;
+      c->status = (c.get() == which) ? whichStatus : Status(code, c->label + ": " + reason);
+      if (first.ok()) first = c->status;
+      c->phase.store(Phase::kFailed, std::memory_order_seq_cst);
+    }
+    queue_.clear();
+    if (first.ok()) first = Status(code, "rank " + std::to_string(rank_) + ": " + reason);
+    if (!broken_) {
+      broken_ = true;
+      brokenStatus_ = first;
+    }
+    // Poison before the state says dead: a peer that finds this rank dead reads the reason with it.
+    if (poisonWorld) poison(culprit >= 0 ? culprit : rank_, first.message());
+    ranks_[rank_].state.store(kDeadState, std::memory_order_seq_cst);
+  }
+  COPRO_LOG(Warn, Transport, first.message());
+  notifyAll();
+  // A failure is often a peer's death (Cross Memory Attach to it fails at once): clean up after it now.
+  if (code != ErrorCode::kAborted) findDeadPeer(true);
+  return true;
+}
+
+void ShmComm::poison(int who, const std::string& reason) {
+  // Several processes may fail at once: a tiny spin lock in shared memory picks the first.
+  std::uint32_t expected = 0;
+  while (!ctlHeader_->poisonLock.compare_exchange_weak(expected, 1, std::memory_order_acquire)) {
+    expected = 0;
+    spinPause();
+  }
+  if (ctlHeader_->poisonRank.load(std::memory_order_relaxed) < 0) {
+    std::snprintf(ctlHeader_->poisonReason, sizeof(ctlHeader_->poisonReason), "%s", reason.c_str());
+    ctlHeader_->poisonRank.store(who, std::memory_order_seq_cst);
+  }
+  ctlHeader_->poisonLock.store(0, std::memory_order_release);
+}
+
+int ShmComm::poisonedRank() const noexcept {
+  return ctlHeader_->poisonRank.load(std::memory_order_acquire);
+}
+
+std::string ShmComm::poisonReason() const {
+  char buf[sizeof(CtlHeader::poisonReason)];
+  std::memcpy(buf, ctlHeader_->poisonReason, sizeof(buf));
+  buf[sizeof(buf) - 1] = '\0';
+  return buf;
+}
+
+void ShmComm::abort() {
+  aborted_.store(true, std::memory_order_seq_cst);
+  failCalls(nullptr, Status(), ErrorCode::kAborted,
+            "aborted (Executor::abort() was called on rank " + std::to_string(rank_) + ")", true);
+}
+
+void ShmComm::drainAccessors(bool includeRunners) noexcept {
+  // A peer killed in the middle of an access never gives its count back: stop waiting once one is dead.
+  const auto begin = Clock::now();
+  auto lastCheck = begin;
+  while ((includeRunners && runners_.load(std::memory_order_seq_cst) != 0) ||
+         ranks_[rank_].accessors.load(std::memory_order_seq_cst) != 0) {
+    spinPause();
+    const auto now = Clock::now();
+    if (secondsSince(lastCheck, now) < 0.01) continue;
+    lastCheck = now;
+    if ((!includeRunners || runners_.load(std::memory_order_seq_cst) == 0) && findDeadPeer(true) >= 0) return;
+    if (config_.timeoutSec > 0 && secondsSince(begin, now) > config_.timeoutSec) {
+      COPRO_LOG(
+          Warn, Transport,
+          "shm rank " << rank_ << ": peers still inside an access after " << config_.timeoutSec << " s; going on");
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stalls, liveness, reports
+
+int ShmComm::findDeadPeer(bool force) {
+  std::lock_guard<std::mutex> lock(livenessMutex_);
+  const auto now = Clock::now();
+  if (!force && secondsSince(lastLivenessCheck_, now) < kLivenessPeriodSec) {
+    for (int q = 0; q < size_; ++q) {
+      if (deadSeen_[static_cast<std::size_t>(q)]) return q;
+    }
+    return -1;
+  }
+  lastLivenessCheck_ = now;
+  int dead = -1;
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_) continue;
+    const RankCtl& c = ranks_[q];
+    if (deadSeen_[static_cast<std::size_t>(q)]) {
+      if (dead < 0) dead = q;
+      continue;
+    }
+    if (c.left.load(std::memory_order_acquire) != 0) continue;
+    if (processAlive(c.pid, c.startTime)) continue;
+    deadSeen_[static_cast<std::size_t>(q)] = true;
+    // Its segments can no longer be unlinked by their owner: do it here (every survivor tries; the first
+    // wins), so nothing of the communicator stays in /dev/shm.
+    const int n = unlinkByPrefix(prefix_ + "r" + std::to_string(q) + "-");
+    COPRO_LOG(Warn, Transport,
+              "shm rank " << rank_ << ": rank " << q << " (pid " << c.pid << ") exited or was killed; unlinked " << n
+                          << " of its segments");
+    if (dead < 0) dead = q;
+  }
+  return dead;
+}
+
+void ShmComm::peerGone(int q) {
+  std::lock_guard<std::mutex> lock(livenessMutex_);
+  if (q < 0 || q >= size_ || q == rank_ || deadSeen_[static_cast<std::size_t>(q)]) return;
+  deadSeen_[static_cast<std::size_t>(q)] = true;
+  const int n = unlinkByPrefix(prefix_ + "r" + std::to_string(q) + "-");
+  COPRO_LOG(Warn, Transport,
+            "shm rank " << rank_ << ": rank " << q << " (pid " << ranks_[q].pid << ") is gone; unlinked " << n
+                        << " of its segments");
+}
+
+bool ShmComm::knownGone(int q) {
+  std::lock_guard<std::mutex> lock(livenessMutex_);
+  return q >= 0 && q < size_ && deadSeen_[static_cast<std::size_t>(q)];
+}
+
+std::string ShmComm::stallReport(const Call& call) const {
+  const std::uint64_t want = 2 * call.seq;
+  std::vector<int> missing;
+  std::vector<int> dead;
+  for (int r = 0; r < size_; ++r) {
+    const std::uint64_t s = ranks_[r].state.load(std::memory_order_acquire);
+    if (s == kDeadState) {
+      if (r != rank_) dead.push_back(r);
+    } else if (s < want) {
+      missing.push_back(r);
+    }
+  }
+  if (!missing.empty()) {
+    std::string out = rankList(missing) + " never entered this call";
+    if (!dead.empty()) out += "; " + rankList(dead) + " failed or left";
+    return out;
+  }
+  if (!dead.empty()) return rankList(dead) + " failed or left the communicator";
+  std::string out = "every rank entered this call; blocked lanes:";
+  int listed = 0;
+  for (int i = 0; i < call.numLanes && listed < 16; ++i) {
+    const LaneState& l = call.lanes[static_cast<std::size_t>(i)];
+    if (l.done.load(std::memory_order_acquire)) continue;
+    const std::uint32_t pc = l.pc.load(std::memory_order_relaxed);
+    out += (listed++ == 0 ? " " : "; ") + opLabel(call, i, pc).substr(call.label.size() + 1);
+    if (pc >= l.ops->size()) continue;
+    const core::Op& op = (*l.ops)[pc];
+    const std::int32_t peer = l.blockedOnRank.load(std::memory_order_relaxed);
+    if (op.code == core::OpCode::kWait && op.sem >= 0 && op.sem < numSems_) {
+      const std::uint64_t base = semBase_[static_cast<std::size_t>(op.sem)];
+      const std::uint64_t v = sems_[op.sem].load(std::memory_order_acquire);
+      out += " waits for semaphore " + std::to_string(op.sem) + " >= " + std::to_string(op.value) + " (it is " +
+             std::to_string(v - base) + ")";
+    } else if (peer >= 0) {
+      out += " waits for rank " + std::to_string(peer) + " to enter the call";
+    }
+  }
+  return out;
+}
+
+bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) {
+  const int pr = poisonedRank();
+  if (pr >= 0 && pr != rank_) {
+    const std::string reason = poisonReason();
+    return failCalls(front.get(),
+                     Status(ErrorCode::kRemoteError,
+                            front->label + ": blocked while rank " + std::to_string(pr) + " is gone: " + reason),
+                     ErrorCode::kRemoteError, "not run: rank " + std::to_string(pr) + " is gone", false);
+  }
+  if (stalledSec >= 0.05) {
+    const int dead = findDeadPeer(false);
+    if (dead >= 0) {
+      const std::string why =
+          "rank " + std::to_string(dead) + " (pid " + std::to_string(ranks_[dead].pid) + ") exited or was killed";
+      return failCalls(front.get(), Status(ErrorCode::kRemoteError, front->label + ": " + why + " during this call"),
+                       ErrorCode::kRemoteError, "not run: " + why, true, dead);
+    }
+  }
+  const double timeout = config_.timeoutSec;
+  if (timeout > 0 && stalledSec >= timeout) {
+    return failCalls(front.get(),
+                     Status(ErrorCode::kTimeout, front->label + ": timed out after " + formatSeconds(timeout) +
+                                                     " s: " + stallReport(*front)),
+                     ErrorCode::kTimeout, "not run: an earlier call timed out", false);
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Progress
+
+bool ShmComm::runLanesOnce(const std::shared_ptr<Call>& call) {
+  bool progressed = false;
+  for (int i = 0; i < call->numLanes; ++i) {
+    if (call->lanes[static_cast<std::size_t>(i)].done.load(std::memory_order_acquire)) continue;
+    Status err;
+    const LaneRun run = runLane(*this, *call, i, err);
+    progressed = progressed || run.progressed;
+    if (run.finishedNow && call->lanesLeft.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      completeCall(*call);
+      return true;
+    }
+    if (run.end == LaneEnd::kFailed) {
+      // A peer that failed already told the world; do not blame this rank for it. A peer found dead
+      // here (Cross Memory Attach to it failed) cannot tell anyone: do it for it.
+      bool poisonIt = err.code() != ErrorCode::kRemoteError;
+      int culprit = -1;
+      for (int q = 0; q < size_ && !poisonIt; ++q) {
+        if (knownGone(q)) {
+          poisonIt = true;
+          culprit = q;
+        }
+      }
+      failCalls(call.get(), err, err.code(), "not run: an earlier call failed", poisonIt, culprit);
+      return true;
+    }
+    if (run.end == LaneEnd::kStopped) return true;
+  }
+  return progressed;
+}
+
+Status ShmComm::progress(const std::shared_ptr<Call>& target, bool block, bool& done) {
+  Status st = proxy_ ? watch(target, block, done) : drive(target, block, done);
+  // The user may free the buffers once we return: nobody may still be touching them.
+  if (done && target->phase.load(std::memory_order_acquire) == Phase::kFailed) drainAccessors(true);
+  return st;
+}
+
+Status ShmComm::drive(const std::shared_ptr<Call>& target, bool block, bool& done) {
+  std::unique_lock<std::recursive_mutex> driving(driveMutex_);
+  RankCtl& me = ranks_[rank_];
+  auto stallStart = Clock::now();
+  bool armed = false;
+  std::uint32_t seen = 0;
+  auto disarm = [&] {
+    if (!armed) return;
+    me.sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    armed = false;
+  };
+  std::shared_ptr<Call> front;
+  while (!target->finished()) {
+    if (!front || front->finished()) front = frontCall();
+    if (!front || front->phase.load(std::memory_order_acquire) != Phase::kRunning) {
+      std::this_thread::yield();
+      continue;
+    }
+    if (runLanesOnce(front)) {
+      disarm();
+      stallStart = Clock::now();
+      continue;
+    }
+    const auto now = Clock::now();
+    const double stalled = secondsSince(stallStart, now);
+    if (checkStall(front, stalled)) {
+      disarm();
+      continue;
+    }
+    if (!block) {
+      disarm();
+      done = false;
+      return {};
+    }
+    if (stalled < spinSec_) {
+      spinPause();
+      continue;
+    }
+    if (!armed) {
+      // Announce the sleep, then run the lanes once more: an event after this point wakes us.
+      me.sleepers.fetch_add(1, std::memory_order_seq_cst);
+      seen = me.wakeWord.load(std::memory_order_seq_cst);
+      armed = true;
+      continue;
+    }
+    sleepOnSelf(seen, sleepLength(config_.timeoutSec, stalled));
+    disarm();
+  }
+  disarm();
+  done = true;
+  return target->status;
+}
+
+Status ShmComm::watch(const std::shared_ptr<Call>& target, bool block, bool& done) {
+  RankCtl& me = ranks_[rank_];
+  const auto begin = Clock::now();
+  while (!target->finished()) {
+    if (!block) {
+      done = false;
+      return {};
+    }
+    if (secondsSince(begin, Clock::now()) < spinSec_) {
+      spinPause();
+      continue;
+    }
+    me.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint32_t seen = me.wakeWord.load(std::memory_order_seq_cst);
+    if (!target->finished()) sleepOnSelf(seen, kMaxSleep);
+    me.sleepers.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  done = true;
+  return target->status;
+}
+
+void ShmComm::progressMain() {
+  RankCtl& me = ranks_[rank_];
+  auto stallStart = Clock::now();
+  std::shared_ptr<Call> front;
+  auto runOnce = [&] {
+    if (!front || front->phase.load(std::memory_order_acquire) != Phase::kRunning) return false;
+    runners_.fetch_add(1, std::memory_order_seq_cst);
+    const bool progressed = runLanesOnce(front);
+    runners_.fetch_sub(1, std::memory_order_seq_cst);
+    return progressed;
+  };
+  while (!stop_.load(std::memory_order_acquire)) {
+    if (!front || front->finished()) {
+      front = frontCall();
+      stallStart = Clock::now();
+    }
+    double stalled = 0;
+    if (front && front->phase.load(std::memory_order_acquire) == Phase::kRunning) {
+      if (runOnce()) {
+        stallStart = Clock::now();
+        continue;
+      }
+      stalled = secondsSince(stallStart, Clock::now());
+      if (checkStall(front, stalled)) continue;
+      if (stalled < spinSec_) {
+        spinPause();
+        continue;
+      }
+    }
+    // Announce the sleep, then look once more: an event from now on changes the word.
+    me.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint32_t seen = me.wakeWord.load(std::memory_order_seq_cst);
+    const bool work = frontCall() != front || runOnce();
+    if (!work && !stop_.load(std::memory_order_acquire)) {
+      sleepOnSelf(seen, front ? sleepLength(config_.timeoutSec, stalled) : std::chrono::milliseconds(100));
+    }
+    me.sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    if (work) stallStart = Clock::now();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Split and allocation
+
+std::unique_ptr<ShmComm> ShmComm::split(int color, int key) {
+  std::unique_ptr<core::Bootstrap> child = bootstrap_->split(color, key);
+  ++splitCount_;
+  if (!child) return nullptr;
+  // The child's ranks learn each other's node from their old ranks.
+  std::vector<std::int32_t> oldRanks(static_cast<std::size_t>(child->size()));
+  const std::int32_t mine = rank_;
+  child->allGather(&mine, oldRanks.data(), sizeof(mine)).throwIfError();
+  std::vector<int> nodes;
+  nodes.reserve(oldRanks.size());
+  for (std::int32_t r : oldRanks) nodes.push_back(nodeOfRank_[static_cast<std::size_t>(r)]);
+  return std::make_unique<ShmComm>(std::shared_ptr<core::Bootstrap>(std::move(child)), config_, std::move(nodes));
+}
+
+void* ShmComm::allocate(std::size_t bytes) {
+  std::string name;
+  {
+    std::lock_guard<std::mutex> lock(allocMutex_);
+    name = prefix_ + "r" + std::to_string(rank_) + "-a" + std::to_string(nextAllocId_++);
+  }
+  Mapping m = createSegment(name, std::max<std::size_t>(bytes, 1));
+  registerAllocation(AllocInfo{m.base, m.bytes, name});
+  std::lock_guard<std::mutex> lock(allocMutex_);
+  ownAllocNames_.push_back(name);
+  return m.base;
+}
+
+void ShmComm::deallocate(void* ptr) {
+  if (ptr == nullptr) return;
+  AllocInfo info;
+  if (!takeAllocation(ptr, info)) {
+    COPRO_LOG(Warn, Alloc, "shm rank " << rank_ << ": deallocate(" << ptr << "): not memory from allocate()");
+    return;
+  }
+  munmap(info.base, info.bytes);
+  unlinkSegment(info.name);
+  std::lock_guard<std::mutex> lock(allocMutex_);
+  ownAllocNames_.erase(std::remove(ownAllocNames_.begin(), ownAllocNames_.end(), info.name), ownAllocNames_.end());
+}
+
+}  // namespace copro::transport::shm
