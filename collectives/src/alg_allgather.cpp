@@ -80,28 +80,39 @@ double ringEstimate(const CollectiveArgs& args, const CostModel& cm) {
   return (p - 1 + rounds - 1) * l.alpha + (p - 1) * static_cast<double>(maxBlock) * es * l.beta;
 }
 
+/// One rank's ring, then (not in place) its own block's local copy. The arguments and the block list are
+/// shared by every rank's coroutine.
+core::OpStream ringStream(std::shared_ptr<const CollectiveArgs> args, BlockList blocks, std::int32_t rank) {
+  const Segment own = blocks.segment(static_cast<std::size_t>(rank), 0);
+  RingAllGather::Spec spec;
+  spec.blocks = std::move(blocks);
+  spec.buf = Region{BufferId::kOutput, 0};
+  if (args->inPlace) {
+    spec.ownSrc = Region{BufferId::kOutput, 0};
+    spec.ownCompact = false;
+  } else {
+    // The first send reads the input, so it need not wait for the local copy.
+    spec.ownSrc = Region{BufferId::kInput, 0};
+    spec.ownCompact = true;
+  }
+  RingAllGather ag(flatContext(*args, rank), std::move(spec));
+  co_yield ag.all();
+  const std::uint64_t es = elemBytes(*args);
+  if (!args->inPlace && own.count > 0) {
+    co_yield Op::copy(Addr{kSelf, BufferId::kOutput, own.offset * es}, Addr{kSelf, BufferId::kInput, 0},
+                      own.count * es);
+  }
+}
+
 std::shared_ptr<const core::ProgramSource> ringBuild(const CollectiveArgs& args) {
   core::ProgramHeader h = baseHeader(args, "ring");
   h.numSemaphores = args.nranks > 1 ? RingAllGather::kSemaphores : 0;
-  const Offsets offsets = std::make_shared<const std::vector<std::uint64_t>>(blockOffsets(args));
-  return std::make_shared<core::LazyProgram>(std::move(h), [args, offsets](std::int32_t rank, RankProgram& out) {
-    out.addLane();
-    const std::vector<std::uint64_t>& off = *offsets;
-    RingAllGather::Spec spec;
-    for (std::size_t b = 0; b + 1 < off.size(); ++b) spec.blocks.push_back({Segment{off[b], off[b + 1] - off[b]}});
-    spec.buf = Region{BufferId::kOutput, 0};
-    if (args.inPlace) {
-      spec.ownSrc = Region{BufferId::kOutput, 0};
-      spec.ownCompact = false;
-    } else {
-      // The first send reads the input, so it need not wait for the local copy.
-      spec.ownSrc = Region{BufferId::kInput, 0};
-      spec.ownCompact = true;
-    }
-    RingAllGather ag(flatContext(args, rank), std::move(spec));
-    ag.emitAll(out);
-    emitOwnCopy(args, rank, off, out);
-  });
+  const BlockList blocks = args.kind == CollectiveKind::kAllGatherV
+                               ? BlockList::fromOffsets(blockOffsets(args))
+                               : BlockList::strided(args.count, static_cast<std::uint64_t>(args.nranks));
+  auto shared = std::make_shared<const CollectiveArgs>(args);
+  return std::make_shared<core::StreamProgram>(
+      std::move(h), 1, [shared, blocks](std::int32_t rank, int) { return ringStream(shared, blocks, rank); });
 }
 
 // ---- rdoubling -------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ StageContext flatContext(const CollectiveArgs& args, std::int32_t rank) {
   StageContext ctx;
   ctx.identitySize = args.nranks;
   ctx.self = rank;
-  ctx.lane = 0;
   ctx.dtype = args.dtype;
   ctx.op = args.op;
   ctx.chunkElems = chunkElemsOf(args);
@@ -37,12 +36,34 @@ StageContext flatContext(const CollectiveArgs& args, std::int32_t rank) {
 }
 
 /// The one-rank call: the output is the input.
+core::OpStream copyIfNeeded(std::uint64_t bytes, bool inPlace) {
+  if (!inPlace && bytes > 0)
+    co_yield Op::copy(Addr{kSelf, BufferId::kOutput, 0}, Addr{kSelf, BufferId::kInput, 0}, bytes);
+}
 void emitCopyIfNeeded(const CollectiveArgs& args, RankProgram& out) {
   out.addLane();
-  const std::uint64_t bytes = args.count * elemBytes(args);
-  if (!args.inPlace && bytes > 0) {
-    out.emit(0, Op::copy(Addr{kSelf, BufferId::kOutput, 0}, Addr{kSelf, BufferId::kInput, 0}, bytes));
+  copyIfNeeded(args.count * elemBytes(args), args.inPlace).drainInto(out, 0);
+}
+
+/// The stream of a flat all-reduce stage over all ranks (one lane per rank). The arguments are shared by
+/// every rank's coroutine, so a cursor does not copy the call's vectors.
+using SharedArgs = std::shared_ptr<const CollectiveArgs>;
+template <typename Stage>
+core::OpStream flatAllReduce(SharedArgs args, std::int32_t rank) {
+  if (args->nranks == 1) {
+    co_yield copyIfNeeded(args->count * elemBytes(*args), args->inPlace);
+    co_return;
   }
+  typename Stage::Spec spec{args->count, inputRegion(*args), Region{BufferId::kOutput, 0},
+                            finalDivisor(args->op, args->nranks)};
+  co_yield Stage::stream(flatContext(*args, rank), spec);
+}
+
+template <typename Stage>
+std::shared_ptr<const core::ProgramSource> flatAllReduceProgram(core::ProgramHeader h, const CollectiveArgs& args) {
+  auto shared = std::make_shared<const CollectiveArgs>(args);
+  return std::make_shared<core::StreamProgram>(
+      std::move(h), 1, [shared](std::int32_t rank, int) { return flatAllReduce<Stage>(shared, rank); });
 }
 
 double bytesOf(const CollectiveArgs& args) {
@@ -71,13 +92,7 @@ std::shared_ptr<const core::ProgramSource> ringBuild(const CollectiveArgs& args)
   core::ProgramHeader h = baseHeader(args, "ring");
   h.numSemaphores = RingAllReduce::kSemaphores;
   h.scratchBytes = RingAllReduce::scratchBytes(args.count, args.nranks, chunkElemsOf(args), elemBytes(args));
-  return std::make_shared<core::LazyProgram>(std::move(h), [args](std::int32_t rank, RankProgram& out) {
-    if (args.nranks == 1) return emitCopyIfNeeded(args, out);
-    out.addLane();
-    RingAllReduce::Spec spec{args.count, inputRegion(args), Region{BufferId::kOutput, 0},
-                             finalDivisor(args.op, args.nranks)};
-    RingAllReduce::emit(flatContext(args, rank), spec, out);
-  });
+  return flatAllReduceProgram<RingAllReduce>(std::move(h), args);
 }
 
 // ---- rhd -------------------------------------------------------------------------------------------
@@ -98,13 +113,7 @@ std::shared_ptr<const core::ProgramSource> rhdBuild(const CollectiveArgs& args) 
   core::ProgramHeader h = baseHeader(args, "rhd");
   h.numSemaphores = RhdAllReduce::numSemaphores(args.nranks);
   h.scratchBytes = RhdAllReduce::scratchBytes(args.count, args.nranks, elemBytes(args));
-  return std::make_shared<core::LazyProgram>(std::move(h), [args](std::int32_t rank, RankProgram& out) {
-    if (args.nranks == 1) return emitCopyIfNeeded(args, out);
-    out.addLane();
-    RhdAllReduce::Spec spec{args.count, inputRegion(args), Region{BufferId::kOutput, 0},
-                            finalDivisor(args.op, args.nranks)};
-    RhdAllReduce::emit(flatContext(args, rank), spec, out);
-  });
+  return flatAllReduceProgram<RhdAllReduce>(std::move(h), args);
 }
 
 // ---- tree: double binary tree ----------------------------------------------------------------------

@@ -73,34 +73,39 @@ std::uint64_t blockBytes(const CollectiveArgs& a) {
 // blocks go to the receiver's scratch at position r instead (scratch p*count), and each rank copies them
 // into its output after it has received all and its own puts have read their sources (flush).
 
+/// Rank r's lane. A coroutine of three numbers: it keeps no per-peer state.
+core::OpStream pairwiseStream(std::int32_t p, std::uint64_t n, bool inPlace, std::int32_t r) {
+  const auto block = [n](std::int32_t i) { return static_cast<std::uint64_t>(i) * n; };
+  const BufferId landing = inPlace ? BufferId::kScratch : BufferId::kOutput;
+  if (!inPlace) co_yield Op::copy(localAddr(BufferId::kOutput, block(r)), localAddr(BufferId::kInput, block(r)), n);
+  for (std::int32_t s = 1; s < p; ++s) {
+    const std::int32_t d = (r + s) % p;
+    co_yield Op::put(d, remoteAddr(d, landing, block(r)), localAddr(BufferId::kInput, block(d)), n, 0, 1);
+  }
+  if (p == 1) co_return;
+  co_yield Op::wait(0, static_cast<std::uint64_t>(p - 1));
+  if (inPlace) {
+    // Our own puts read our output (== input); they must be done before we overwrite it.
+    co_yield Op::flush();
+    if (r > 0) co_yield Op::copy(localAddr(BufferId::kOutput, 0), localAddr(BufferId::kScratch, 0), block(r));
+    if (r + 1 < p) {
+      co_yield Op::copy(localAddr(BufferId::kOutput, block(r + 1)), localAddr(BufferId::kScratch, block(r + 1)),
+                        block(p - r - 1));
+    }
+  }
+}
+
 std::shared_ptr<const core::ProgramSource> buildAllToAllPairwise(const CollectiveArgs& args) {
   const std::uint64_t n = blockBytes(args);
   const std::uint64_t all = n * static_cast<std::uint64_t>(args.nranks);
   const std::uint64_t scratch = args.inPlace && args.nranks > 1 ? all : 0;
-  return std::make_shared<core::LazyProgram>(
-      makeHeader(args, "pairwise", 1, scratch, 0, all, all), [args, n](std::int32_t r, RankProgram& out) {
-        if (n == 0) return;
-        const std::int32_t p = args.nranks;
-        const auto block = [n](std::int32_t i) { return static_cast<std::uint64_t>(i) * n; };
-        const BufferId landing = args.inPlace ? BufferId::kScratch : BufferId::kOutput;
-        if (!args.inPlace)
-          out.emit(0, Op::copy(localAddr(BufferId::kOutput, block(r)), localAddr(BufferId::kInput, block(r)), n));
-        for (std::int32_t s = 1; s < p; ++s) {
-          const std::int32_t d = (r + s) % p;
-          out.emit(0, Op::put(d, remoteAddr(d, landing, block(r)), localAddr(BufferId::kInput, block(d)), n, 0, 1));
-        }
-        if (p == 1) return;
-        out.emit(0, Op::wait(0, static_cast<std::uint64_t>(p - 1)));
-        if (args.inPlace) {
-          // Our own puts read our output (== input); they must be done before we overwrite it.
-          out.emit(0, Op::flush());
-          if (r > 0) out.emit(0, Op::copy(localAddr(BufferId::kOutput, 0), localAddr(BufferId::kScratch, 0), block(r)));
-          if (r + 1 < p) {
-            out.emit(0, Op::copy(localAddr(BufferId::kOutput, block(r + 1)),
-                                 localAddr(BufferId::kScratch, block(r + 1)), block(p - r - 1)));
-          }
-        }
-      });
+  const std::int32_t p = args.nranks;
+  const bool inPlace = args.inPlace;
+  // No ops (an empty block, or one rank in place) means no lane at all.
+  const int lanes = n == 0 || (p == 1 && inPlace) ? 0 : 1;
+  return std::make_shared<core::StreamProgram>(
+      makeHeader(args, "pairwise", 1, scratch, 0, all, all), lanes,
+      [p, n, inPlace](std::int32_t r, int) { return pairwiseStream(p, n, inPlace, r); });
 }
 
 double estimateAllToAllPairwise(const CollectiveArgs& a, const CostModel& m) {

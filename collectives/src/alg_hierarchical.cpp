@@ -18,13 +18,17 @@ using core::kSelf;
 using core::Op;
 using core::RankProgram;
 
-/// Nodes ordered by id; the ranks of a node ordered by global rank (their local index).
+/// Nodes ordered by id; the ranks of a node ordered by global rank (their local index). Built once per
+/// Program; the stage groups are shared by every rank's generator.
 struct NodeMap {
+  using Group = std::shared_ptr<const std::vector<std::int32_t>>;
   std::vector<std::vector<std::int32_t>> members;  ///< [node index][local index] -> global rank
   std::vector<int> nodeIndex;                      ///< global rank -> node index
   std::vector<int> localIndex;                     ///< global rank -> local index
   int nodes = 0;
   int perNode = 0;
+  std::vector<Group> nodeGroups;  ///< [node index]: members[node]
+  std::vector<Group> railGroups;  ///< [local index]: the ranks with that local index, by node
 
   explicit NodeMap(const CollectiveArgs& args) {
     std::map<int, std::vector<std::int32_t>> byNode;
@@ -40,15 +44,22 @@ struct NodeMap {
     }
     nodes = static_cast<int>(members.size());
     perNode = nodes > 0 ? static_cast<int>(members[0].size()) : 0;
+    for (const auto& m : members) nodeGroups.push_back(std::make_shared<const std::vector<std::int32_t>>(m));
+    // hierProblem guarantees equal node sizes; with unequal ones (no algorithm runs then) the rails stop
+    // at the smallest node.
+    std::size_t rails = members.empty() ? 0 : members[0].size();
+    for (const auto& m : members) rails = std::min(rails, m.size());
+    for (std::size_t l = 0; l < rails; ++l) {
+      std::vector<std::int32_t> g;
+      for (const auto& m : members) g.push_back(m[l]);
+      railGroups.push_back(std::make_shared<const std::vector<std::int32_t>>(std::move(g)));
+    }
   }
   [[nodiscard]] std::int32_t rankAt(int node, int local) const {
     return members[static_cast<std::size_t>(node)][static_cast<std::size_t>(local)];
   }
-  [[nodiscard]] std::vector<std::int32_t> rail(int local) const {
-    std::vector<std::int32_t> g(static_cast<std::size_t>(nodes));
-    for (int k = 0; k < nodes; ++k) g[static_cast<std::size_t>(k)] = rankAt(k, local);
-    return g;
-  }
+  [[nodiscard]] const Group& rail(int local) const { return railGroups[static_cast<std::size_t>(local)]; }
+  [[nodiscard]] const Group& nodeGroup(int node) const { return nodeGroups[static_cast<std::size_t>(node)]; }
 };
 
 std::string hierProblem(const CollectiveArgs& args) {
@@ -69,12 +80,11 @@ std::string hierProblem(const CollectiveArgs& args) {
   return {};
 }
 
-StageContext stage(const CollectiveArgs& args, std::vector<std::int32_t> group, std::int32_t self, std::int32_t semBase,
+StageContext stage(const CollectiveArgs& args, NodeMap::Group group, std::int32_t self, std::int32_t semBase,
                    std::uint64_t scratchBase) {
   StageContext ctx;
   ctx.group = std::move(group);
   ctx.self = self;
-  ctx.lane = 0;
   ctx.semBase = semBase;
   ctx.scratchBase = scratchBase;
   ctx.dtype = args.dtype;
@@ -131,65 +141,84 @@ double allreduceEstimate(const CollectiveArgs& args, const CostModel& cm) {
   return t;
 }
 
+/// What every rank's hierarchical all-reduce generator shares.
+struct AllReducePlan {
+  CollectiveArgs args;
+  std::shared_ptr<const NodeMap> map;
+  bool rhd = false;
+  std::uint64_t s1Scratch = 0;
+  std::int32_t s1Sems = 0;
+  std::int32_t s2Sems = 0;
+};
+
+core::OpStream allreduceStream(std::shared_ptr<const AllReducePlan> plan, std::int32_t rank) {
+  const CollectiveArgs& args = plan->args;
+  const NodeMap& map = *plan->map;
+  const std::uint64_t es = elemBytes(args);
+  const int node = map.nodeIndex[static_cast<std::size_t>(rank)];
+  const int local = map.localIndex[static_cast<std::size_t>(rank)];
+  const BlockList blocks = BlockList::even(args.count, static_cast<std::uint64_t>(map.perNode));
+  const Region output{BufferId::kOutput, 0};
+
+  // 1. Intra-node ring reduce-scatter: local rank l ends with its node's sum of piece l (in its output).
+  RingReduceScatter::Spec rs;
+  rs.blocks = blocks;
+  rs.src = inputRegion(args);
+  rs.partialsInRegion = true;
+  rs.partials = output;
+  rs.result = output;
+  rs.divisor = 0;
+  RingReduceScatter intraRs(stage(args, map.nodeGroup(node), rank, 0, 0), std::move(rs));
+  co_yield intraRs.all();
+
+  // 2. Rail all-reduce of piece l across nodes, in place in the output; it applies the kAvg division.
+  const Segment piece = blocks.segment(static_cast<std::size_t>(local), 0);
+  const Region pieceRegion{BufferId::kOutput, piece.offset * es};
+  const StageContext railCtx = stage(args, map.rail(local), rank, plan->s1Sems, plan->s1Scratch);
+  const std::uint32_t divisor = finalDivisor(args.op, args.nranks);
+  if (plan->rhd) {
+    const RhdAllReduce::Spec railSpec{piece.count, pieceRegion, pieceRegion, divisor};
+    co_yield RhdAllReduce::stream(railCtx, railSpec);
+  } else {
+    const RingAllReduce::Spec railSpec{piece.count, pieceRegion, pieceRegion, divisor};
+    co_yield RingAllReduce::stream(railCtx, railSpec);
+  }
+
+  // 3. Intra-node ring all-gather of the finished pieces.
+  RingAllGather::Spec ag;
+  ag.blocks = blocks;
+  ag.buf = output;
+  ag.ownSrc = output;
+  RingAllGather intraAg(stage(args, map.nodeGroup(node), rank, plan->s1Sems + plan->s2Sems, 0), std::move(ag));
+  co_yield intraAg.all();
+}
+
 std::shared_ptr<const core::ProgramSource> allreduceBuild(const CollectiveArgs& args) {
-  auto map = std::make_shared<const NodeMap>(args);
-  const int L = map->perNode;
-  const int N = map->nodes;
+  auto plan = std::make_shared<AllReducePlan>();
+  plan->args = args;
+  plan->map = std::make_shared<const NodeMap>(args);
+  const int L = plan->map->perNode;
+  const int N = plan->map->nodes;
   const std::uint64_t es = elemBytes(args);
   const std::uint64_t ch = chunkElemsOf(args);
-  const bool rhd = railUsesRhd(args, N, L);
+  plan->rhd = railUsesRhd(args, N, L);
   const std::uint64_t maxPiece = partSize(args.count, static_cast<std::uint64_t>(L), 0);
 
   RingReduceScatter::Spec rsShape;
-  rsShape.blocks = evenBlocks(args.count, static_cast<std::uint64_t>(L));
+  rsShape.blocks = BlockList::even(args.count, static_cast<std::uint64_t>(L));
   rsShape.partialsInRegion = true;
-  const std::uint64_t s1Scratch = RingReduceScatter::scratchBytes(rsShape, ch, es);
+  plan->s1Scratch = RingReduceScatter::scratchBytes(rsShape, ch, es);
   const std::uint64_t s2Scratch =
-      rhd ? RhdAllReduce::scratchBytes(maxPiece, N, es) : RingAllReduce::scratchBytes(maxPiece, N, ch, es);
-  const std::int32_t s2Sems = rhd ? RhdAllReduce::numSemaphores(N) : RingAllReduce::kSemaphores;
-  const std::int32_t s1Sems = RingReduceScatter::kSemaphores;
+      plan->rhd ? RhdAllReduce::scratchBytes(maxPiece, N, es) : RingAllReduce::scratchBytes(maxPiece, N, ch, es);
+  plan->s2Sems = plan->rhd ? RhdAllReduce::numSemaphores(N) : RingAllReduce::kSemaphores;
+  plan->s1Sems = RingReduceScatter::kSemaphores;
 
   core::ProgramHeader h = baseHeader(args, "hier");
-  h.numSemaphores = s1Sems + s2Sems + RingAllGather::kSemaphores;
-  h.scratchBytes = s1Scratch + s2Scratch;
-  return std::make_shared<core::LazyProgram>(std::move(h), [args, map, L, rhd, es, s1Scratch, s1Sems, s2Sems](
-                                                               std::int32_t rank, RankProgram& out) {
-    out.addLane();
-    const int node = map->nodeIndex[static_cast<std::size_t>(rank)];
-    const int local = map->localIndex[static_cast<std::size_t>(rank)];
-    const std::vector<Block> blocks = evenBlocks(args.count, static_cast<std::uint64_t>(L));
-    const Region output{BufferId::kOutput, 0};
-
-    // 1. Intra-node ring reduce-scatter: local rank l ends with its node's sum of piece l (in its output).
-    RingReduceScatter::Spec rs;
-    rs.blocks = blocks;
-    rs.src = inputRegion(args);
-    rs.partialsInRegion = true;
-    rs.partials = output;
-    rs.result = output;
-    rs.divisor = 0;
-    RingReduceScatter(stage(args, map->members[static_cast<std::size_t>(node)], rank, 0, 0), std::move(rs))
-        .emitAll(out);
-
-    // 2. Rail all-reduce of piece l across nodes, in place in the output; it applies the kAvg division.
-    const Segment piece = blocks[static_cast<std::size_t>(local)][0];
-    const Region pieceRegion{BufferId::kOutput, piece.offset * es};
-    const StageContext railCtx = stage(args, map->rail(local), rank, s1Sems, s1Scratch);
-    const std::uint32_t divisor = finalDivisor(args.op, args.nranks);
-    if (rhd) {
-      RhdAllReduce::emit(railCtx, RhdAllReduce::Spec{piece.count, pieceRegion, pieceRegion, divisor}, out);
-    } else {
-      RingAllReduce::emit(railCtx, RingAllReduce::Spec{piece.count, pieceRegion, pieceRegion, divisor}, out);
-    }
-
-    // 3. Intra-node ring all-gather of the finished pieces.
-    RingAllGather::Spec ag;
-    ag.blocks = blocks;
-    ag.buf = output;
-    ag.ownSrc = output;
-    RingAllGather(stage(args, map->members[static_cast<std::size_t>(node)], rank, s1Sems + s2Sems, 0), std::move(ag))
-        .emitAll(out);
-  });
+  h.numSemaphores = plan->s1Sems + plan->s2Sems + RingAllGather::kSemaphores;
+  h.scratchBytes = plan->s1Scratch + s2Scratch;
+  std::shared_ptr<const AllReducePlan> shared = std::move(plan);
+  return std::make_shared<core::StreamProgram>(
+      std::move(h), 1, [shared](std::int32_t rank, int) { return allreduceStream(shared, rank); });
 }
 
 // ---- all-gather: rail stage first, then intra-node -------------------------------------------------
@@ -201,42 +230,67 @@ double allgatherEstimate(const CollectiveArgs& args, const CostModel& cm) {
   return (N - 1) * (s.inter.alpha + m * s.inter.beta) + (L - 1) * (s.intra.alpha + N * m * s.intra.beta);
 }
 
+/// What every rank's hierarchical all-gather generator shares: the block lists of both stages.
+struct AllGatherPlan {
+  std::shared_ptr<const CollectiveArgs> args;
+  std::shared_ptr<const NodeMap> map;
+  std::vector<BlockList> railBlocks;  ///< [local index]: the blocks of that rail's members, by node
+  BlockList intraBlocks;              ///< local rank l' contributes the N blocks of rail l'
+};
+
+core::OpStream allgatherStream(std::shared_ptr<const AllGatherPlan> plan, std::int32_t rank) {
+  const CollectiveArgs& args = *plan->args;
+  const NodeMap& map = *plan->map;
+  const std::uint64_t es = elemBytes(args);
+  const std::uint64_t count = args.count;
+  const int node = map.nodeIndex[static_cast<std::size_t>(rank)];
+  const int local = map.localIndex[static_cast<std::size_t>(rank)];
+  const Region output{BufferId::kOutput, 0};
+  if (!args.inPlace && count > 0) {  // the intra stage reads our own block from the output
+    co_yield Op::copy(Addr{kSelf, BufferId::kOutput, static_cast<std::uint64_t>(rank) * count * es},
+                      Addr{kSelf, BufferId::kInput, 0}, count * es);
+  }
+  // 1. Rail all-gather: each block crosses the network once per node (to the rank with the same local
+  //    index), the minimum inter-node traffic.
+  RingAllGather::Spec rail;
+  rail.blocks = plan->railBlocks[static_cast<std::size_t>(local)];
+  rail.buf = output;
+  rail.ownSrc = output;
+  RingAllGather railAg(stage(args, map.rail(local), rank, 0, 0), std::move(rail));
+  co_yield railAg.all();
+  // 2. Intra-node all-gather: local rank l' contributes the N blocks of rail l', scattered over the output.
+  RingAllGather::Spec intra;
+  intra.blocks = plan->intraBlocks;
+  intra.buf = output;
+  intra.ownSrc = output;
+  RingAllGather intraAg(stage(args, map.nodeGroup(node), rank, RingAllGather::kSemaphores, 0), std::move(intra));
+  co_yield intraAg.all();
+}
+
 std::shared_ptr<const core::ProgramSource> allgatherBuild(const CollectiveArgs& args) {
-  auto map = std::make_shared<const NodeMap>(args);
+  auto plan = std::make_shared<AllGatherPlan>();
+  plan->args = std::make_shared<const CollectiveArgs>(args);
+  plan->map = std::make_shared<const NodeMap>(args);
+  const NodeMap& map = *plan->map;
+  const std::uint64_t count = args.count;
+  const auto blockOf = [count](std::int32_t r) { return Segment{static_cast<std::uint64_t>(r) * count, count}; };
+  std::vector<Block> intra;
+  for (int l = 0; l < map.perNode; ++l) {
+    std::vector<Block> rail;
+    Block b;
+    for (int k = 0; k < map.nodes; ++k) {
+      rail.push_back(Block{blockOf(map.rankAt(k, l))});
+      b.push_back(blockOf(map.rankAt(k, l)));
+    }
+    plan->railBlocks.push_back(BlockList::fromBlocks(std::move(rail)));
+    intra.push_back(std::move(b));
+  }
+  plan->intraBlocks = BlockList::fromBlocks(std::move(intra));
   core::ProgramHeader h = baseHeader(args, "hier");
   h.numSemaphores = 2 * RingAllGather::kSemaphores;
-  return std::make_shared<core::LazyProgram>(std::move(h), [args, map](std::int32_t rank, RankProgram& out) {
-    out.addLane();
-    const std::uint64_t es = elemBytes(args);
-    const std::uint64_t count = args.count;
-    const int node = map->nodeIndex[static_cast<std::size_t>(rank)];
-    const int local = map->localIndex[static_cast<std::size_t>(rank)];
-    const Region output{BufferId::kOutput, 0};
-    const auto blockOf = [&](std::int32_t r) { return Segment{static_cast<std::uint64_t>(r) * count, count}; };
-    if (!args.inPlace && count > 0) {  // the intra stage reads our own block from the output
-      out.emit(0, Op::copy(Addr{kSelf, BufferId::kOutput, static_cast<std::uint64_t>(rank) * count * es},
-                           Addr{kSelf, BufferId::kInput, 0}, count * es));
-    }
-    // 1. Rail all-gather: each block crosses the network once per node (to the rank with the same local
-    //    index), the minimum inter-node traffic.
-    RingAllGather::Spec rail;
-    for (int k = 0; k < map->nodes; ++k) rail.blocks.push_back({blockOf(map->rankAt(k, local))});
-    rail.buf = output;
-    rail.ownSrc = output;
-    RingAllGather(stage(args, map->rail(local), rank, 0, 0), std::move(rail)).emitAll(out);
-    // 2. Intra-node all-gather: local rank l' contributes the N blocks of rail l', scattered over the output.
-    RingAllGather::Spec intra;
-    for (int l = 0; l < map->perNode; ++l) {
-      Block b;
-      for (int k = 0; k < map->nodes; ++k) b.push_back(blockOf(map->rankAt(k, l)));
-      intra.blocks.push_back(std::move(b));
-    }
-    intra.buf = output;
-    intra.ownSrc = output;
-    RingAllGather(stage(args, map->members[static_cast<std::size_t>(node)], rank, RingAllGather::kSemaphores, 0),
-                  std::move(intra))
-        .emitAll(out);
-  });
+  std::shared_ptr<const AllGatherPlan> shared = std::move(plan);
+  return std::make_shared<core::StreamProgram>(
+      std::move(h), 1, [shared](std::int32_t rank, int) { return allgatherStream(shared, rank); });
 }
 
 // ---- reduce-scatter: intra-node first, then rail ---------------------------------------------------
@@ -249,62 +303,81 @@ double reducescatterEstimate(const CollectiveArgs& args, const CostModel& cm) {
          (N - 1) * (s.inter.alpha + m * (s.inter.beta + s.gamma));
 }
 
+/// What every rank's hierarchical reduce-scatter generator shares.
+struct ReduceScatterPlan {
+  std::shared_ptr<const CollectiveArgs> args;
+  std::shared_ptr<const NodeMap> map;
+  BlockList intraBlocks;  ///< local rank l ends with the N blocks destined to rail l (one per node)
+  std::uint64_t partialsOff = 0;
+  std::uint64_t s2Base = 0;
+};
+
+core::OpStream reducescatterStream(std::shared_ptr<const ReduceScatterPlan> plan, std::int32_t rank) {
+  const CollectiveArgs& args = *plan->args;
+  const NodeMap& map = *plan->map;
+  const std::uint64_t count = args.count;
+  const int node = map.nodeIndex[static_cast<std::size_t>(rank)];
+  const int local = map.localIndex[static_cast<std::size_t>(rank)];
+  // 1. Intra-node ring reduce-scatter: local rank l ends with its node's sums of the N blocks destined
+  //    to rail l (one per node), compact in scratch.
+  RingReduceScatter::Spec intra;
+  intra.blocks = plan->intraBlocks;
+  intra.src = Region{BufferId::kInput, 0};
+  if (args.inPlace) {  // output == input + our block (NCCL's convention): read that block through the output
+    intra.hasSrcAlias = true;
+    intra.srcAlias = Segment{static_cast<std::uint64_t>(rank) * count, count};
+    intra.srcAliasRegion = Region{BufferId::kOutput, 0};
+  }
+  intra.partialsInRegion = false;
+  intra.result = Region{BufferId::kScratch, plan->partialsOff};
+  intra.resultCompact = true;
+  intra.divisor = 0;
+  RingReduceScatter intraRs(stage(args, map.nodeGroup(node), rank, 0, 0), std::move(intra));
+  co_yield intraRs.all();
+  // 2. Rail ring reduce-scatter of those N blocks: each rank ends with its own block.
+  RingReduceScatter::Spec rail;
+  rail.blocks = BlockList::strided(count, static_cast<std::uint64_t>(map.nodes));
+  rail.src = Region{BufferId::kScratch, plan->partialsOff};
+  rail.partialsInRegion = false;
+  rail.result = Region{BufferId::kOutput, 0};
+  rail.resultCompact = true;
+  rail.divisor = finalDivisor(args.op, args.nranks);
+  RingReduceScatter railRs(stage(args, map.rail(local), rank, RingReduceScatter::kSemaphores, plan->s2Base),
+                           std::move(rail));
+  co_yield railRs.all();
+}
+
 std::shared_ptr<const core::ProgramSource> reducescatterBuild(const CollectiveArgs& args) {
-  auto map = std::make_shared<const NodeMap>(args);
+  auto plan = std::make_shared<ReduceScatterPlan>();
+  plan->args = std::make_shared<const CollectiveArgs>(args);
+  plan->map = std::make_shared<const NodeMap>(args);
+  const NodeMap& map = *plan->map;
   const std::uint64_t es = elemBytes(args);
   const std::uint64_t ch = chunkElemsOf(args);
-  const auto N = static_cast<std::uint64_t>(map->nodes);
+  const std::uint64_t count = args.count;
+  const auto N = static_cast<std::uint64_t>(map.nodes);
+  std::vector<Block> intra;
+  for (int l = 0; l < map.perNode; ++l) {
+    Block b;
+    for (int k = 0; k < map.nodes; ++k)
+      b.push_back(Segment{static_cast<std::uint64_t>(map.rankAt(k, l)) * count, count});
+    intra.push_back(std::move(b));
+  }
+  plan->intraBlocks = BlockList::fromBlocks(std::move(intra));
   // Scratch: [intra ring slots][node partials: N blocks][rail ring slots].
   RingReduceScatter::Spec intraShape;
-  intraShape.blocks.assign(static_cast<std::size_t>(map->perNode), Block(N, Segment{0, args.count}));
+  intraShape.blocks = plan->intraBlocks;
   const std::uint64_t s1 = RingReduceScatter::scratchBytes(intraShape, ch, es);
   RingReduceScatter::Spec railShape;
-  railShape.blocks.assign(N, Block{Segment{0, args.count}});
-  const std::uint64_t partialsOff = s1;
-  const std::uint64_t s2Base = s1 + N * args.count * es;
+  railShape.blocks = BlockList::strided(count, N);
+  plan->partialsOff = s1;
+  plan->s2Base = s1 + N * count * es;
   core::ProgramHeader h = baseHeader(args, "hier");
   h.numSemaphores = 2 * RingReduceScatter::kSemaphores;
-  h.scratchBytes = s2Base + RingReduceScatter::scratchBytes(railShape, ch, es);
-  return std::make_shared<core::LazyProgram>(
-      std::move(h), [args, map, partialsOff, s2Base](std::int32_t rank, RankProgram& out) {
-        out.addLane();
-        const std::uint64_t count = args.count;
-        const int node = map->nodeIndex[static_cast<std::size_t>(rank)];
-        const int local = map->localIndex[static_cast<std::size_t>(rank)];
-        // 1. Intra-node ring reduce-scatter: local rank l ends with its node's sums of the N blocks destined
-        //    to rail l (one per node), compact in scratch.
-        RingReduceScatter::Spec intra;
-        for (int l = 0; l < map->perNode; ++l) {
-          Block b;
-          for (int k = 0; k < map->nodes; ++k) {
-            b.push_back(Segment{static_cast<std::uint64_t>(map->rankAt(k, l)) * count, count});
-          }
-          intra.blocks.push_back(std::move(b));
-        }
-        intra.src = Region{BufferId::kInput, 0};
-        if (args.inPlace) {  // output == input + our block (NCCL's convention): read that block through the output
-          intra.hasSrcAlias = true;
-          intra.srcAlias = Segment{static_cast<std::uint64_t>(rank) * count, count};
-          intra.srcAliasRegion = Region{BufferId::kOutput, 0};
-        }
-        intra.partialsInRegion = false;
-        intra.result = Region{BufferId::kScratch, partialsOff};
-        intra.resultCompact = true;
-        intra.divisor = 0;
-        RingReduceScatter(stage(args, map->members[static_cast<std::size_t>(node)], rank, 0, 0), std::move(intra))
-            .emitAll(out);
-        // 2. Rail ring reduce-scatter of those N blocks: each rank ends with its own block.
-        RingReduceScatter::Spec rail;
-        for (int k = 0; k < map->nodes; ++k)
-          rail.blocks.push_back({Segment{static_cast<std::uint64_t>(k) * count, count}});
-        rail.src = Region{BufferId::kScratch, partialsOff};
-        rail.partialsInRegion = false;
-        rail.result = Region{BufferId::kOutput, 0};
-        rail.resultCompact = true;
-        rail.divisor = finalDivisor(args.op, args.nranks);
-        RingReduceScatter(stage(args, map->rail(local), rank, RingReduceScatter::kSemaphores, s2Base), std::move(rail))
-            .emitAll(out);
-      });
+  h.scratchBytes = plan->s2Base + RingReduceScatter::scratchBytes(railShape, ch, es);
+  std::shared_ptr<const ReduceScatterPlan> shared = std::move(plan);
+  return std::make_shared<core::StreamProgram>(
+      std::move(h), 1, [shared](std::int32_t rank, int) { return reducescatterStream(shared, rank); });
 }
 
 // ---- all-to-all: intra-node gather by destination rail, then rail exchange -------------------------

@@ -58,11 +58,10 @@ double ringEstimate(const CollectiveArgs& args, const CostModel& cm) {
   return (p - 1 + rounds - 1) * l.alpha + (p - 1) / p * n * (l.beta + gammaUsPerByte(cm));
 }
 
-RingReduceScatter::Spec ringSpec(const CollectiveArgs& args) {
+/// The ring of reducescatter and reducescatterv: block b of the input reduces into rank b's output.
+RingReduceScatter::Spec ringSpec(const CollectiveArgs& args, BlockList blocks) {
   RingReduceScatter::Spec spec;
-  const auto p = static_cast<std::uint64_t>(args.nranks);
-  spec.blocks.resize(p);
-  for (std::uint64_t b = 0; b < p; ++b) spec.blocks[b] = {Segment{b * args.count, args.count}};
+  spec.blocks = std::move(blocks);
   spec.src = Region{BufferId::kInput, 0};
   spec.partialsInRegion = false;  // the output holds one block only: partial sums go to scratch slots
   spec.result = Region{BufferId::kOutput, 0};
@@ -71,17 +70,26 @@ RingReduceScatter::Spec ringSpec(const CollectiveArgs& args) {
   return spec;
 }
 
-std::shared_ptr<const core::ProgramSource> ringBuild(const CollectiveArgs& args) {
+/// One rank's ring. The arguments and the block list are shared by every rank's coroutine.
+core::OpStream ringStream(std::shared_ptr<const CollectiveArgs> args, BlockList blocks, std::int32_t rank) {
+  const Segment own = blocks.segment(static_cast<std::size_t>(rank), 0);
+  RingReduceScatter::Spec spec = ringSpec(*args, std::move(blocks));
+  setOwnBlockAlias(*args, own.offset, own.count, spec);
+  RingReduceScatter rs(flatContext(*args, rank), std::move(spec));
+  co_yield rs.all();
+}
+
+std::shared_ptr<const core::ProgramSource> ringProgram(const CollectiveArgs& args, BlockList blocks) {
   core::ProgramHeader h = baseHeader(args, "ring");
   h.numSemaphores = args.nranks > 1 ? RingReduceScatter::kSemaphores : 0;
-  h.scratchBytes = RingReduceScatter::scratchBytes(ringSpec(args), chunkElemsOf(args), elemBytes(args));
-  return std::make_shared<core::LazyProgram>(std::move(h), [args](std::int32_t rank, RankProgram& out) {
-    out.addLane();
-    RingReduceScatter::Spec spec = ringSpec(args);
-    setOwnBlockAlias(args, static_cast<std::uint64_t>(rank) * args.count, args.count, spec);
-    RingReduceScatter rs(flatContext(args, rank), std::move(spec));
-    rs.emitAll(out);
-  });
+  h.scratchBytes = RingReduceScatter::scratchBytes(ringSpec(args, blocks), chunkElemsOf(args), elemBytes(args));
+  auto shared = std::make_shared<const CollectiveArgs>(args);
+  return std::make_shared<core::StreamProgram>(
+      std::move(h), 1, [shared, blocks](std::int32_t rank, int) { return ringStream(shared, blocks, rank); });
+}
+
+std::shared_ptr<const core::ProgramSource> ringBuild(const CollectiveArgs& args) {
+  return ringProgram(args, BlockList::strided(args.count, static_cast<std::uint64_t>(args.nranks)));
 }
 
 // ---- reducescatter rhalving ------------------------------------------------------------------------
@@ -286,33 +294,10 @@ double ringvEstimate(const CollectiveArgs& args, const CostModel& cm) {
   return (p - 1 + rounds - 1) * l.alpha + (p - 1) * maxBytes * (l.beta + gammaUsPerByte(cm));
 }
 
-RingReduceScatter::Spec ringvSpec(const CollectiveArgs& args) {
-  RingReduceScatter::Spec spec;
-  std::uint64_t off = 0;
-  for (std::uint64_t c : args.counts) {
-    spec.blocks.push_back({Segment{off, c}});
-    off += c;
-  }
-  spec.src = Region{BufferId::kInput, 0};
-  spec.partialsInRegion = false;
-  spec.result = Region{BufferId::kOutput, 0};
-  spec.resultCompact = true;
-  spec.divisor = finalDivisor(args.op, args.nranks);
-  return spec;
-}
-
 std::shared_ptr<const core::ProgramSource> ringvBuild(const CollectiveArgs& args) {
-  core::ProgramHeader h = baseHeader(args, "ring");
-  h.numSemaphores = args.nranks > 1 ? RingReduceScatter::kSemaphores : 0;
-  h.scratchBytes = RingReduceScatter::scratchBytes(ringvSpec(args), chunkElemsOf(args), elemBytes(args));
-  return std::make_shared<core::LazyProgram>(std::move(h), [args](std::int32_t rank, RankProgram& out) {
-    out.addLane();
-    RingReduceScatter::Spec spec = ringvSpec(args);
-    const Block own = spec.blocks[static_cast<std::size_t>(rank)];
-    setOwnBlockAlias(args, own[0].offset, own[0].count, spec);
-    RingReduceScatter rs(flatContext(args, rank), std::move(spec));
-    rs.emitAll(out);
-  });
+  std::vector<std::uint64_t> offsets(1, 0);
+  for (std::uint64_t c : args.counts) offsets.push_back(offsets.back() + c);
+  return ringProgram(args, BlockList::fromOffsets(std::move(offsets)));
 }
 
 }  // namespace

@@ -97,9 +97,10 @@ std::int32_t largestChildSubtree(std::int32_t p) {
   return best;
 }
 
-/// Pipelining chunk in elements: args.chunkBytes rounded down to whole elements, at least one.
+/// Pipelining chunk in elements: args.chunkBytes rounded down to whole elements, at least one; 0 means
+/// unchunked (chunkElemsOf).
 std::uint64_t chunkElems(const CollectiveArgs& a) {
-  return std::max<std::uint64_t>(1, a.chunkBytes / elemBytes(a));
+  return chunkElemsOf(a);
 }
 
 std::uint64_t numChunks(std::uint64_t count, std::uint64_t ce) {

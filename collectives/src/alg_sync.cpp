@@ -99,7 +99,8 @@ constexpr std::uint64_t kMaxSlotBytes = 256 * 1024;
 
 std::uint64_t slotBytesFor(const CollectiveArgs& a) {
   const std::uint64_t es = elemBytes(a);
-  const std::uint64_t want = std::min<std::uint64_t>(a.chunkBytes, kMaxSlotBytes);
+  // chunkBytes == 0 (unchunked) takes the largest slot: the slots bound the scratch whatever the chunk.
+  const std::uint64_t want = a.chunkBytes == 0 ? kMaxSlotBytes : std::min<std::uint64_t>(a.chunkBytes, kMaxSlotBytes);
   return std::max(es, want / es * es);
 }
 

@@ -19,7 +19,13 @@ using core::RankProgram;
 std::uint64_t chunkElemsOf(const CollectiveArgs& args) {
   const std::uint64_t es = elemBytes(args);
   if (es == 0) return 1;
-  return std::max<std::uint64_t>(1, args.chunkBytes / es);
+  const std::uint64_t bytes = args.chunkBytes == 0 ? kUnchunkedBytes : std::min(args.chunkBytes, kUnchunkedBytes);
+  return std::max<std::uint64_t>(1, bytes / es);
+}
+
+Op reduce2(Addr dst, Addr a, Addr b, std::uint64_t count, core::DataType dtype, core::ReduceOp op,
+           std::uint32_t divisor) {
+  return Op::reduce(dst, {a, b}, count, dtype, op, divisor);
 }
 
 std::uint32_t finalDivisor(core::ReduceOp op, std::int32_t nranks) {
@@ -136,42 +142,156 @@ double copyUsPerByte(const CostModel& cm) {
   return 2.0 / (cm.memoryGBps * 1e3);
 }
 
-std::vector<Block> evenBlocks(std::uint64_t count, std::uint64_t parts) {
-  std::vector<Block> blocks(parts);
-  for (std::uint64_t i = 0; i < parts; ++i)
-    blocks[i] = {Segment{partOffset(count, parts, i), partSize(count, parts, i)}};
-  return blocks;
+core::OpStream chunkedPuts(std::int32_t peer, Addr dst, Addr src, std::uint64_t bytes, std::uint64_t chunkBytes,
+                           std::int32_t sem) {
+  for (std::uint64_t off = 0; off < bytes; off += chunkBytes) {
+    const std::uint64_t len = std::min(chunkBytes, bytes - off);
+    co_yield Op::put(peer, Addr{dst.rank, dst.buf, dst.offset + off}, Addr{src.rank, src.buf, src.offset + off}, len,
+                     sem, 1);
+  }
 }
 
 std::uint64_t emitChunkedPut(RankProgram& out, int lane, std::int32_t peer, Addr dst, Addr src, std::uint64_t bytes,
                              std::uint64_t chunkBytes, std::int32_t sem) {
-  std::uint64_t n = 0;
-  for (std::uint64_t off = 0; off < bytes; off += chunkBytes) {
-    const std::uint64_t len = std::min(chunkBytes, bytes - off);
-    Addr d = dst;
-    Addr s = src;
-    d.offset += off;
-    s.offset += off;
-    out.emit(lane, Op::put(peer, d, s, len, sem, 1));
-    ++n;
+  chunkedPuts(peer, dst, src, bytes, chunkBytes, sem).drainInto(out, lane);
+  return chunkedPutCount(bytes, chunkBytes);
+}
+
+// ---- BlockList -------------------------------------------------------------------------------------
+
+BlockList BlockList::even(std::uint64_t count, std::uint64_t parts) {
+  BlockList b;
+  b.kind_ = Kind::kEven;
+  b.count_ = count;
+  b.parts_ = parts;
+  return b;
+}
+
+BlockList BlockList::strided(std::uint64_t count, std::uint64_t parts) {
+  BlockList b;
+  b.kind_ = Kind::kStrided;
+  b.count_ = count;
+  b.parts_ = parts;
+  return b;
+}
+
+BlockList BlockList::fromOffsets(std::vector<std::uint64_t> offsets) {
+  auto sh = std::make_shared<Shared>();
+  for (std::size_t i = 0; i + 1 < offsets.size(); ++i)
+    sh->maxCount = std::max(sh->maxCount, offsets[i + 1] - offsets[i]);
+  if (offsets.size() > 1) sh->maxPerSegment = {sh->maxCount};
+  sh->offsets = std::move(offsets);
+  BlockList b;
+  b.kind_ = Kind::kOffsets;
+  b.parts_ = sh->offsets.empty() ? 0 : sh->offsets.size() - 1;
+  b.shared_ = std::move(sh);
+  return b;
+}
+
+BlockList BlockList::fromBlocks(std::vector<Block> blocks) {
+  auto sh = std::make_shared<Shared>();
+  for (const Block& blk : blocks) {
+    if (sh->maxPerSegment.size() < blk.size()) sh->maxPerSegment.resize(blk.size(), 0);
+    for (std::size_t j = 0; j < blk.size(); ++j) {
+      sh->maxPerSegment[j] = std::max(sh->maxPerSegment[j], blk[j].count);
+      sh->maxCount = std::max(sh->maxCount, blk[j].count);
+    }
   }
+  sh->blocks = std::move(blocks);
+  BlockList b;
+  b.kind_ = Kind::kExplicit;
+  b.parts_ = sh->blocks.size();
+  b.shared_ = std::move(sh);
+  return b;
+}
+
+std::size_t BlockList::size() const {
+  return static_cast<std::size_t>(parts_);
+}
+
+std::size_t BlockList::numSegments(std::size_t b) const {
+  return kind_ == Kind::kExplicit ? shared_->blocks[b].size() : 1;
+}
+
+Segment BlockList::segment(std::size_t b, std::size_t j) const {
+  switch (kind_) {
+    case Kind::kEven:
+      return Segment{partOffset(count_, parts_, b), partSize(count_, parts_, b)};
+    case Kind::kStrided:
+      return Segment{b * count_, count_};
+    case Kind::kOffsets:
+      return Segment{shared_->offsets[b], shared_->offsets[b + 1] - shared_->offsets[b]};
+    case Kind::kExplicit:
+      break;
+  }
+  return shared_->blocks[b][j];
+}
+
+std::size_t BlockList::maxSegments() const {
+  if (parts_ == 0) return 0;
+  return kind_ == Kind::kExplicit ? shared_->maxPerSegment.size() : 1;
+}
+
+std::uint64_t BlockList::maxSegmentCount(std::size_t j) const {
+  switch (kind_) {
+    case Kind::kEven:
+      return parts_ > 0 && j == 0 ? partSize(count_, parts_, 0) : 0;  // the first parts are the larger ones
+    case Kind::kStrided:
+      return parts_ > 0 && j == 0 ? count_ : 0;
+    case Kind::kOffsets:
+    case Kind::kExplicit:
+      break;
+  }
+  return j < shared_->maxPerSegment.size() ? shared_->maxPerSegment[j] : 0;
+}
+
+std::uint64_t BlockList::maxSegmentCount() const {
+  if (kind_ == Kind::kEven || kind_ == Kind::kStrided) return maxSegmentCount(0);
+  return shared_->maxCount;
+}
+
+std::uint64_t BlockList::compactPrefix(std::size_t b, std::size_t j) const {
+  if (kind_ != Kind::kExplicit) return 0;  // single-segment blocks
+  std::uint64_t off = 0;
+  const Block& blk = shared_->blocks[b];
+  for (std::size_t i = 0; i < j && i < blk.size(); ++i) off += blk[i].count;
+  return off;
+}
+
+std::uint64_t BlockList::chunks(std::size_t b, std::uint64_t chunkElems) const {
+  std::uint64_t n = 0;
+  for (std::size_t j = 0; j < numSegments(b); ++j) n += ceilDiv(segment(b, j).count, chunkElems);
+  return n;
+}
+
+std::uint64_t BlockList::totalChunks(std::uint64_t chunkElems) const {
+  if (parts_ == 0) return 0;
+  if (kind_ == Kind::kEven) {
+    const std::uint64_t q = count_ / parts_;
+    const std::uint64_t rem = count_ % parts_;
+    return rem * ceilDiv(q + 1, chunkElems) + (parts_ - rem) * ceilDiv(q, chunkElems);
+  }
+  if (kind_ == Kind::kStrided) return parts_ * ceilDiv(count_, chunkElems);
+  std::uint64_t n = 0;
+  for (std::size_t b = 0; b < size(); ++b) n += chunks(b, chunkElems);
   return n;
 }
 
 // ---- StageContext, RingRounds ----------------------------------------------------------------------
 
 int StageContext::size() const {
-  return group.empty() ? identitySize : static_cast<int>(group.size());
+  return group ? static_cast<int>(group->size()) : identitySize;
 }
 
 std::int32_t StageContext::member(int pos) const {
-  return group.empty() ? pos : group[static_cast<std::size_t>(pos)];
+  return group ? (*group)[static_cast<std::size_t>(pos)] : pos;
 }
 
 int StageContext::position() const {
-  if (group.empty() && self >= 0 && self < identitySize) return self;
-  for (std::size_t i = 0; i < group.size(); ++i) {
-    if (group[i] == self) return static_cast<int>(i);
+  if (!group && self >= 0 && self < identitySize) return self;
+  const std::size_t n = group ? group->size() : 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if ((*group)[i] == self) return static_cast<int>(i);
   }
   throw core::Error(core::ErrorCode::kInternal,
                     "stage emitter: rank " + std::to_string(self) + " is not a member of its stage group");
@@ -181,52 +301,46 @@ std::uint64_t StageContext::elemSize() const {
   return core::dataTypeSize(dtype);
 }
 
-RingRounds::RingRounds(const std::vector<Block>& blocks, std::uint64_t chunkElems) : chunkElems_(chunkElems) {
-  std::size_t maxSegs = 0;
-  for (const Block& b : blocks) maxSegs = std::max(maxSegs, b.size());
+RingRounds::RingRounds(const BlockList& blocks, std::uint64_t chunkElems) : chunkElems_(chunkElems) {
+  const std::size_t maxSegs = blocks.maxSegments();
+  firstRound_.reserve(maxSegs + 1);
   for (std::size_t j = 0; j < maxSegs; ++j) {
-    std::uint64_t chunks = 0;
-    for (const Block& b : blocks) {
-      if (j < b.size()) chunks = std::max(chunks, ceilDiv(b[j].count, chunkElems));
-    }
-    for (std::uint64_t c = 0; c < chunks; ++c) rounds_.push_back(Round{j, c});
+    firstRound_.push_back(total_);
+    total_ += static_cast<std::size_t>(ceilDiv(blocks.maxSegmentCount(j), chunkElems));
   }
+  firstRound_.push_back(total_);
 }
 
-Segment RingRounds::piece(const Block& block, std::size_t k) const {
-  const Round& r = rounds_[k];
-  if (r.segment >= block.size()) return {};
-  const Segment& s = block[r.segment];
+RingRounds::Round RingRounds::round(std::size_t k) const {
+  // The segment whose rounds contain k: the last j with firstRound_[j] <= k (few segments: linear).
+  std::size_t j = 0;
+  while (j + 2 < firstRound_.size() && firstRound_[j + 1] <= k) ++j;
+  return Round{j, static_cast<std::uint64_t>(k - firstRound_[j])};
+}
+
+Segment RingRounds::piece(const BlockList& blocks, std::size_t b, std::size_t k) const {
+  const Round r = round(k);
+  if (r.segment >= blocks.numSegments(b)) return {};
+  const Segment s = blocks.segment(b, r.segment);
   const std::uint64_t start = r.chunk * chunkElems_;
   if (start >= s.count) return {};
   return Segment{s.offset + start, std::min(chunkElems_, s.count - start)};
 }
 
-std::uint64_t RingRounds::compactOffset(const Block& block, std::size_t k) const {
-  const Round& r = rounds_[k];
-  std::uint64_t off = 0;
-  for (std::size_t j = 0; j < r.segment && j < block.size(); ++j) off += block[j].count;
-  return off + r.chunk * chunkElems_;
+std::uint64_t RingRounds::compactOffset(const BlockList& blocks, std::size_t b, std::size_t k) const {
+  const Round r = round(k);
+  return blocks.compactPrefix(b, r.segment) + r.chunk * chunkElems_;
 }
 
 namespace {
 
-std::uint64_t maxSegmentCount(const std::vector<Block>& blocks) {
-  std::uint64_t m = 0;
-  for (const Block& b : blocks) {
-    for (const Segment& s : b) m = std::max(m, s.count);
-  }
-  return m;
-}
-
 /// The trivial one-member stage: the result is the rank's own contribution (divided for kAvg).
-void emitSingleton(const StageContext& ctx, RankProgram& out, Addr dst, Addr src, std::uint64_t count,
-                   std::uint32_t divisor) {
-  if (count == 0) return;
+core::OpStream singleton(StageContext ctx, Addr dst, Addr src, std::uint64_t count, std::uint32_t divisor) {
+  if (count == 0) co_return;
   if (divisor > 0) {
-    out.emit(ctx.lane, Op::reduce(dst, {src}, count, ctx.dtype, ctx.op, divisor));
+    co_yield Op::reduce(dst, std::vector<Addr>(1, src), count, ctx.dtype, ctx.op, divisor);
   } else if (!(dst.buf == src.buf && dst.offset == src.offset)) {
-    out.emit(ctx.lane, Op::copy(dst, src, count * ctx.elemSize()));
+    co_yield Op::copy(dst, src, count * ctx.elemSize());
   }
 }
 
@@ -236,7 +350,7 @@ void emitSingleton(const StageContext& ctx, RankProgram& out, Addr dst, Addr src
 
 std::uint64_t RingReduceScatter::scratchBytes(const Spec& spec, std::uint64_t chunkElems, std::uint64_t elemSize) {
   if (spec.blocks.size() <= 1) return 0;
-  const std::uint64_t slot = std::min(chunkElems, maxSegmentCount(spec.blocks)) * elemSize;
+  const std::uint64_t slot = std::min(chunkElems, spec.blocks.maxSegmentCount()) * elemSize;
   return slot * (spec.partialsInRegion ? 2 : 4);
 }
 
@@ -250,15 +364,13 @@ RingReduceScatter::RingReduceScatter(StageContext ctx, Spec spec)
   next_ = ctx_.member((pos_ + 1) % m_);
   prev_ = ctx_.member((pos_ + m_ - 1) % m_);
   es_ = ctx_.elemSize();
-  slotBytes_ = std::min(ctx_.chunkElems, maxSegmentCount(spec_.blocks)) * es_;
-  // Message totals on both links: the receiver returns a credit only while the sender still needs one.
-  for (std::size_t k = 0; k < rounds_.size(); ++k) {
-    for (int s = 0; s + 1 < m_; ++s) {
-      const auto send = static_cast<std::size_t>(((pos_ - s - 1) % m_ + m_) % m_);
-      const auto recv = static_cast<std::size_t>(((pos_ - s - 2) % m_ + m_) % m_);
-      if (rounds_.piece(spec_.blocks[send], k).count > 0) ++totalSend_;
-      if (rounds_.piece(spec_.blocks[recv], k).count > 0) ++totalRecv_;
-    }
+  slotBytes_ = std::min(ctx_.chunkElems, spec_.blocks.maxSegmentCount()) * es_;
+  // Messages this rank receives: a piece of every block but its predecessor's (which the predecessor
+  // reduces first and never receives back); the receiver returns a credit only while the sender still
+  // needs one. O(1) for computed block lists, so opening a cursor does not cost O(rounds * m).
+  if (m_ > 1) {
+    const auto pred = static_cast<std::size_t>((pos_ + m_ - 1) % m_);
+    totalRecv_ = spec_.blocks.totalChunks(ctx_.chunkElems) - spec_.blocks.chunks(pred, ctx_.chunkElems);
   }
 }
 
@@ -282,58 +394,55 @@ Addr RingReduceScatter::srcAt(std::uint64_t elem) const {
   return at(spec_.src, elem);
 }
 
-void RingReduceScatter::emitRound(std::size_t k, RankProgram& out) {
-  const int lane = ctx_.lane;
+Addr RingReduceScatter::resultAddr(std::size_t k, const Segment& pc) const {
+  if (!spec_.resultCompact) return at(spec_.result, pc.offset);
+  return at(spec_.result, rounds_.compactOffset(spec_.blocks, static_cast<std::size_t>(pos_), k));
+}
+
+core::OpStream RingReduceScatter::round(std::size_t k) {
   const std::int32_t dataSem = ctx_.semBase;
   const std::int32_t creditSem = ctx_.semBase + 1;
-  const Block& own = spec_.blocks[static_cast<std::size_t>(pos_)];
-  const auto resultAddr = [&](const Segment& pc) {
-    return spec_.resultCompact ? at(spec_.result, rounds_.compactOffset(own, k)) : at(spec_.result, pc.offset);
-  };
+  const auto own = static_cast<std::size_t>(pos_);
   if (m_ == 1) {
-    const Segment pc = rounds_.piece(own, k);
-    emitSingleton(ctx_, out, resultAddr(pc), srcAt(pc.offset), pc.count, spec_.divisor);
-    return;
+    const Segment pc = rounds_.piece(spec_.blocks, own, k);
+    co_yield singleton(ctx_, resultAddr(k, pc), srcAt(pc.offset), pc.count, spec_.divisor);
+    co_return;
   }
-  // Slot seq % 2 of the receiver is free once it consumed message seq - 2 (credits count consumptions).
-  const auto waitCredit = [&] {
-    if (seqSend_ >= 2) out.emit(lane, Op::wait(creditSem, seqSend_ - 1));
-  };
-  const auto returnCredit = [&] {
-    if (seqRecv_ + 2 < totalRecv_) out.emit(lane, Op::signal(prev_, creditSem, 1));
-  };
+  // Slot seq % 2 of the receiver is free once it consumed message seq - 2 (credits count consumptions);
+  // a credit is returned only while the sender still needs one.
   for (int s = 0; s + 1 < m_; ++s) {
     const auto b = static_cast<std::size_t>(((pos_ - s - 1) % m_ + m_) % m_);
-    const Segment pc = rounds_.piece(spec_.blocks[b], k);
+    const Segment pc = rounds_.piece(spec_.blocks, b, k);
     if (pc.count == 0) continue;
     const std::uint64_t bytes = pc.count * es_;
     if (s == 0) {
-      waitCredit();
-      out.emit(lane, Op::put(next_, recvSlot(next_, seqSend_), srcAt(pc.offset), bytes, dataSem));
+      if (seqSend_ >= 2) co_yield Op::wait(creditSem, seqSend_ - 1);
+      co_yield Op::put(next_, recvSlot(next_, seqSend_), srcAt(pc.offset), bytes, dataSem);
       ++seqSend_;
       continue;
     }
     // Block b arrived from prev in step s - 1: add our contribution and pass it on.
-    out.emit(lane, Op::wait(dataSem, seqRecv_ + 1));
-    waitCredit();  // before writing a send slot too: its previous put has been consumed by then
+    co_yield Op::wait(dataSem, seqRecv_ + 1);
+    // The credit before writing a send slot too: its previous put has been consumed by then.
+    if (seqSend_ >= 2) co_yield Op::wait(creditSem, seqSend_ - 1);
     const Addr partial = spec_.partialsInRegion ? at(spec_.partials, pc.offset) : sendSlot(seqSend_);
-    out.emit(lane, Op::reduce(partial, {recvSlot(kSelf, seqRecv_), srcAt(pc.offset)}, pc.count, ctx_.dtype, ctx_.op));
-    returnCredit();
+    co_yield reduce2(partial, recvSlot(kSelf, seqRecv_), srcAt(pc.offset), pc.count, ctx_.dtype, ctx_.op);
+    if (seqRecv_ + 2 < totalRecv_) co_yield Op::signal(prev_, creditSem, 1);
     ++seqRecv_;
-    out.emit(lane, Op::put(next_, recvSlot(next_, seqSend_), partial, bytes, dataSem));
+    co_yield Op::put(next_, recvSlot(next_, seqSend_), partial, bytes, dataSem);
     ++seqSend_;
   }
-  const Segment pc = rounds_.piece(own, k);
-  if (pc.count == 0) return;
-  out.emit(lane, Op::wait(dataSem, seqRecv_ + 1));
-  out.emit(lane, Op::reduce(resultAddr(pc), {recvSlot(kSelf, seqRecv_), srcAt(pc.offset)}, pc.count, ctx_.dtype,
-                            ctx_.op, spec_.divisor));
-  returnCredit();
+  const Segment pc = rounds_.piece(spec_.blocks, own, k);
+  if (pc.count == 0) co_return;
+  co_yield Op::wait(dataSem, seqRecv_ + 1);
+  co_yield reduce2(resultAddr(k, pc), recvSlot(kSelf, seqRecv_), srcAt(pc.offset), pc.count, ctx_.dtype, ctx_.op,
+                   spec_.divisor);
+  if (seqRecv_ + 2 < totalRecv_) co_yield Op::signal(prev_, creditSem, 1);
   ++seqRecv_;
 }
 
-void RingReduceScatter::emitAll(RankProgram& out) {
-  for (std::size_t k = 0; k < rounds_.size(); ++k) emitRound(k, out);
+core::OpStream RingReduceScatter::all() {
+  for (std::size_t k = 0; k < rounds_.size(); ++k) co_yield round(k);
 }
 
 // ---- RingAllGather ---------------------------------------------------------------------------------
@@ -349,32 +458,31 @@ RingAllGather::RingAllGather(StageContext ctx, Spec spec)
   es_ = ctx_.elemSize();
 }
 
-void RingAllGather::emitRound(std::size_t k, RankProgram& out) {
-  if (m_ == 1) return;
-  const int lane = ctx_.lane;
+core::OpStream RingAllGather::round(std::size_t k) {
+  if (m_ == 1) co_return;
   const std::int32_t dataSem = ctx_.semBase;
-  const Block& own = spec_.blocks[static_cast<std::size_t>(pos_)];
+  const auto own = static_cast<std::size_t>(pos_);
   for (int s = 0; s + 1 < m_; ++s) {
     const auto b = static_cast<std::size_t>(((pos_ - s) % m_ + m_) % m_);
-    const Segment pc = rounds_.piece(spec_.blocks[b], k);
+    const Segment pc = rounds_.piece(spec_.blocks, b, k);
     if (pc.count == 0) continue;
     Addr src;
     if (s == 0) {
-      const std::uint64_t off = spec_.ownCompact ? rounds_.compactOffset(own, k) : pc.offset;
+      const std::uint64_t off = spec_.ownCompact ? rounds_.compactOffset(spec_.blocks, own, k) : pc.offset;
       src = Addr{kSelf, spec_.ownSrc.buf, spec_.ownSrc.offset + off * es_};
     } else {
-      out.emit(lane, Op::wait(dataSem, ++seqRecv_));  // block b arrived from prev in step s - 1
+      co_yield Op::wait(dataSem, ++seqRecv_);  // block b arrived from prev in step s - 1
       src = Addr{kSelf, spec_.buf.buf, spec_.buf.offset + pc.offset * es_};
     }
     const Addr dst{next_, spec_.buf.buf, spec_.buf.offset + pc.offset * es_};
-    out.emit(lane, Op::put(next_, dst, src, pc.count * es_, dataSem));
+    co_yield Op::put(next_, dst, src, pc.count * es_, dataSem);
   }
-  const Segment last = rounds_.piece(spec_.blocks[static_cast<std::size_t>((pos_ + 1) % m_)], k);
-  if (last.count > 0) out.emit(lane, Op::wait(dataSem, ++seqRecv_));
+  const Segment last = rounds_.piece(spec_.blocks, static_cast<std::size_t>((pos_ + 1) % m_), k);
+  if (last.count > 0) co_yield Op::wait(dataSem, ++seqRecv_);
 }
 
-void RingAllGather::emitAll(RankProgram& out) {
-  for (std::size_t k = 0; k < rounds_.size(); ++k) emitRound(k, out);
+core::OpStream RingAllGather::all() {
+  for (std::size_t k = 0; k < rounds_.size(); ++k) co_yield round(k);
 }
 
 // ---- RingAllReduce ---------------------------------------------------------------------------------
@@ -382,13 +490,13 @@ void RingAllGather::emitAll(RankProgram& out) {
 std::uint64_t RingAllReduce::scratchBytes(std::uint64_t count, int groupSize, std::uint64_t chunkElems,
                                           std::uint64_t elemSize) {
   RingReduceScatter::Spec spec;
-  spec.blocks = evenBlocks(count, static_cast<std::uint64_t>(groupSize));
+  spec.blocks = BlockList::even(count, static_cast<std::uint64_t>(groupSize));
   spec.partialsInRegion = true;
   return RingReduceScatter::scratchBytes(spec, chunkElems, elemSize);
 }
 
-void RingAllReduce::emit(const StageContext& ctx, const Spec& spec, RankProgram& out) {
-  const std::vector<Block> blocks = evenBlocks(spec.count, static_cast<std::uint64_t>(ctx.size()));
+core::OpStream RingAllReduce::stream(StageContext ctx, Spec spec) {
+  const BlockList blocks = BlockList::even(spec.count, static_cast<std::uint64_t>(ctx.size()));
   RingReduceScatter::Spec rs;
   rs.blocks = blocks;
   rs.src = spec.src;
@@ -405,9 +513,10 @@ void RingAllReduce::emit(const StageContext& ctx, const Spec& spec, RankProgram&
   agCtx.semBase = ctx.semBase + RingReduceScatter::kSemaphores;
   RingReduceScatter rsEmitter(ctx, std::move(rs));
   RingAllGather agEmitter(std::move(agCtx), std::move(ag));
+  // The all-gather of a chunk round starts as soon as its reduction is done.
   for (std::size_t k = 0; k < rsEmitter.rounds(); ++k) {
-    rsEmitter.emitRound(k, out);
-    agEmitter.emitRound(k, out);
+    co_yield rsEmitter.round(k);
+    co_yield agEmitter.round(k);
   }
 }
 
@@ -451,37 +560,36 @@ std::uint64_t RhdAllReduce::scratchBytes(std::uint64_t count, int groupSize, std
   return RhdLayout(count, groupSize, elemSize).total;
 }
 
-void RhdAllReduce::emit(const StageContext& ctx, const Spec& spec, RankProgram& out) {
+core::OpStream RhdAllReduce::stream(StageContext ctx, Spec spec) {
   const int m = ctx.size();
   const int pos = ctx.position();
   const std::uint64_t es = ctx.elemSize();
-  const int lane = ctx.lane;
-  const auto at = [&](const Region& r, std::uint64_t elem) { return Addr{kSelf, r.buf, r.offset + elem * es}; };
+  const auto at = [es](const Region& r, std::uint64_t elem) { return Addr{kSelf, r.buf, r.offset + elem * es}; };
   if (m == 1) {
-    emitSingleton(ctx, out, at(spec.dst, 0), at(spec.src, 0), spec.count, spec.divisor);
-    return;
+    co_yield singleton(ctx, at(spec.dst, 0), at(spec.src, 0), spec.count, spec.divisor);
+    co_return;
   }
   const RhdLayout lay(spec.count, m, es);
   const std::uint64_t chunkBytes = ctx.chunkElems * es;
   const std::int32_t foldSem = ctx.semBase;
-  const auto rsSem = [&](int k) { return ctx.semBase + 1 + k; };
-  const auto agSem = [&](int k) { return ctx.semBase + 1 + lay.steps + k; };
+  const std::int32_t rsSemBase = ctx.semBase + 1;              // + step
+  const std::int32_t agSemBase = ctx.semBase + 1 + lay.steps;  // + step
   const std::int32_t unfoldSem = ctx.semBase + 1 + 2 * lay.steps;
-  const auto posOf = [&](std::int32_t nr) { return nr < lay.extra ? 2 * nr + 1 : nr + lay.extra; };
-  const auto rankOf = [&](std::int32_t nr) { return ctx.member(posOf(nr)); };
-  const auto blockOff = [&](std::int32_t q) {
-    return partOffset(spec.count, static_cast<std::uint64_t>(lay.pp), static_cast<std::uint64_t>(q));
-  };
+  const std::int32_t extra = lay.extra;
+  const auto rankOf = [&ctx, extra](std::int32_t nr) { return ctx.member(nr < extra ? 2 * nr + 1 : nr + extra); };
+  const std::uint64_t count = spec.count;
+  const auto pp = static_cast<std::uint64_t>(lay.pp);
+  const auto blockOff = [count, pp](std::int32_t q) { return partOffset(count, pp, static_cast<std::uint64_t>(q)); };
   const std::uint64_t totalBytes = spec.count * es;
 
   // Fold: an extra position hands its whole vector to its partner and waits for the result.
   if (pos < 2 * lay.extra && pos % 2 == 0) {
     const std::int32_t partner = ctx.member(pos + 1);
-    emitChunkedPut(out, lane, partner, Addr{partner, BufferId::kScratch, ctx.scratchBase}, at(spec.src, 0), totalBytes,
-                   chunkBytes, foldSem);
+    co_yield chunkedPuts(partner, Addr{partner, BufferId::kScratch, ctx.scratchBase}, at(spec.src, 0), totalBytes,
+                         chunkBytes, foldSem);
     const std::uint64_t n = chunkedPutCount(totalBytes, chunkBytes);
-    if (n > 0) out.emit(lane, Op::wait(unfoldSem, n));
-    return;
+    if (n > 0) co_yield Op::wait(unfoldSem, n);
+    co_return;
   }
   Region cur = spec.src;
   std::int32_t nr = 0;
@@ -489,10 +597,9 @@ void RhdAllReduce::emit(const StageContext& ctx, const Spec& spec, RankProgram& 
     nr = pos / 2;
     for (std::uint64_t e = 0, i = 0; e < spec.count; e += ctx.chunkElems, ++i) {
       const std::uint64_t len = std::min(ctx.chunkElems, spec.count - e);
-      out.emit(lane, Op::wait(foldSem, i + 1));
-      out.emit(lane,
-               Op::reduce(at(spec.dst, e), {at(spec.src, e), Addr{kSelf, BufferId::kScratch, ctx.scratchBase + e * es}},
-                          len, ctx.dtype, ctx.op));
+      co_yield Op::wait(foldSem, i + 1);
+      co_yield reduce2(at(spec.dst, e), at(spec.src, e), Addr{kSelf, BufferId::kScratch, ctx.scratchBase + e * es}, len,
+                       ctx.dtype, ctx.op);
     }
     cur = spec.dst;
   } else {
@@ -514,16 +621,15 @@ void RhdAllReduce::emit(const StageContext& ctx, const Spec& spec, RankProgram& 
     const std::uint64_t keepStart = blockOff(keepLo);
     const std::uint64_t keepEnd = blockOff(keepLo + half);
     const std::uint64_t stepBase = ctx.scratchBase + lay.stepOffset[static_cast<std::size_t>(k)];
-    emitChunkedPut(out, lane, partner, Addr{partner, BufferId::kScratch, stepBase}, at(cur, sendStart),
-                   (sendEnd - sendStart) * es, chunkBytes, rsSem(k));
+    co_yield chunkedPuts(partner, Addr{partner, BufferId::kScratch, stepBase}, at(cur, sendStart),
+                         (sendEnd - sendStart) * es, chunkBytes, rsSemBase + k);
     const std::uint32_t div = k + 1 == lay.steps ? spec.divisor : 0;
     std::uint64_t i = 0;
     for (std::uint64_t e = keepStart; e < keepEnd; e += ctx.chunkElems, ++i) {
       const std::uint64_t len = std::min(ctx.chunkElems, keepEnd - e);
-      out.emit(lane, Op::wait(rsSem(k), i + 1));
-      out.emit(lane, Op::reduce(at(spec.dst, e),
-                                {at(cur, e), Addr{kSelf, BufferId::kScratch, stepBase + (e - keepStart) * es}}, len,
-                                ctx.dtype, ctx.op, div));
+      co_yield Op::wait(rsSemBase + k, i + 1);
+      co_yield reduce2(at(spec.dst, e), at(cur, e), Addr{kSelf, BufferId::kScratch, stepBase + (e - keepStart) * es},
+                       len, ctx.dtype, ctx.op, div);
     }
     cur = spec.dst;
     lo = keepLo;
@@ -540,17 +646,17 @@ void RhdAllReduce::emit(const StageContext& ctx, const Spec& spec, RankProgram& 
     const std::uint64_t myStart = blockOff(myLo);
     const std::uint64_t myEnd = blockOff(myLo + size);
     const std::uint64_t theirBytes = (blockOff(theirLo + size) - blockOff(theirLo)) * es;
-    emitChunkedPut(out, lane, partner, Addr{partner, spec.dst.buf, spec.dst.offset + myStart * es},
-                   at(spec.dst, myStart), (myEnd - myStart) * es, chunkBytes, agSem(k));
+    co_yield chunkedPuts(partner, Addr{partner, spec.dst.buf, spec.dst.offset + myStart * es}, at(spec.dst, myStart),
+                         (myEnd - myStart) * es, chunkBytes, agSemBase + k);
     const std::uint64_t n = chunkedPutCount(theirBytes, chunkBytes);
-    if (n > 0) out.emit(lane, Op::wait(agSem(k), n));
+    if (n > 0) co_yield Op::wait(agSemBase + k, n);
   }
 
   // Unfold: the folded partner gets the whole result.
   if (pos < 2 * lay.extra) {
     const std::int32_t partner = ctx.member(pos - 1);
-    emitChunkedPut(out, lane, partner, Addr{partner, spec.dst.buf, spec.dst.offset}, at(spec.dst, 0), totalBytes,
-                   chunkBytes, unfoldSem);
+    co_yield chunkedPuts(partner, Addr{partner, spec.dst.buf, spec.dst.offset}, at(spec.dst, 0), totalBytes, chunkBytes,
+                         unfoldSem);
   }
 }
 

@@ -9,11 +9,19 @@
 /// the group of all ranks.
 ///
 /// Element offsets and counts are in elements of the stage's dtype; Region offsets are in bytes.
+///
+/// Emitters are coroutines (core::OpStream): a stage yields its ops one at a time, so the same code
+/// serves streaming cursors (core::StreamProgram::openLane, memory independent of the op count) and
+/// materialized ranks (StreamProgram::rank, or drainInto a RankProgram). Coroutines take their
+/// parameters by value, and the per-rank state they keep is O(1) in the rank count: groups and block
+/// lists shared by every rank live behind shared_ptrs (a 16,384-rank simulation opens a cursor per rank).
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "copro/collectives/collective.hpp"
+#include "copro/core/generator.hpp"
 #include "copro/core/program.hpp"
 
 namespace copro::collectives::detail {
@@ -21,7 +29,14 @@ namespace copro::collectives::detail {
 // ---- small shared helpers --------------------------------------------------------------------------
 
 /// Elements per pipelining chunk: args.chunkBytes rounded down to whole elements, at least one.
+/// chunkBytes == 0 means unchunked: kUnchunkedBytes worth of elements, one chunk per step for any real
+/// buffer (small enough that chunk arithmetic on byte offsets cannot overflow).
 std::uint64_t chunkElemsOf(const CollectiveArgs& args);
+inline constexpr std::uint64_t kUnchunkedBytes = std::uint64_t{1} << 60;
+/// A reduce of two sources. Coroutine bodies build ops through functions like this one: GCC 12 rejects a
+/// braced source list inside a co_yield expression.
+core::Op reduce2(core::Addr dst, core::Addr a, core::Addr b, std::uint64_t count, core::DataType dtype,
+                 core::ReduceOp op, std::uint32_t divisor = 0);
 /// The divisor a final reduction passes: nranks for kAvg (the kernel divides once), 0 otherwise.
 std::uint32_t finalDivisor(core::ReduceOp op, std::int32_t nranks);
 /// Offset of part `i` when `count` elements are split into `parts` near-equal parts (the first
@@ -83,8 +98,50 @@ struct Segment {
 /// The data one group position owns in a ring stage: one or more segments (a hierarchical stage's
 /// block is scattered over the buffer, one segment per node).
 using Block = std::vector<Segment>;
-/// Blocks of a buffer of `count` elements split into `parts` near-equal single-segment blocks.
-std::vector<Block> evenBlocks(std::uint64_t count, std::uint64_t parts);
+/// The blocks of a stage, one per group position, described without an O(positions) copy per rank:
+/// computed (even split, equal strided blocks) or built once per Program and shared by every rank's
+/// generator (offsets, explicit lists). Copies are cheap.
+class BlockList {
+ public:
+  BlockList() = default;
+  /// `parts` near-equal single-segment blocks of `count` elements (partOffset/partSize).
+  static BlockList even(std::uint64_t count, std::uint64_t parts);
+  /// `parts` blocks of `count` elements back to back: block b = [b * count, (b + 1) * count).
+  static BlockList strided(std::uint64_t count, std::uint64_t parts);
+  /// Block b = [offsets[b], offsets[b + 1]) (offsets has one more entry than there are blocks).
+  static BlockList fromOffsets(std::vector<std::uint64_t> offsets);
+  /// Arbitrary (multi-segment) blocks.
+  static BlockList fromBlocks(std::vector<Block> blocks);
+
+  [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] std::size_t numSegments(std::size_t b) const;
+  [[nodiscard]] Segment segment(std::size_t b, std::size_t j) const;
+  /// The most segments any block has.
+  [[nodiscard]] std::size_t maxSegments() const;
+  /// The largest count (elements) of segment j over the blocks that have one.
+  [[nodiscard]] std::uint64_t maxSegmentCount(std::size_t j) const;
+  /// The largest segment count of any block.
+  [[nodiscard]] std::uint64_t maxSegmentCount() const;
+  /// Elements of block b before its segment j (the offset of segment j in the compact layout).
+  [[nodiscard]] std::uint64_t compactPrefix(std::size_t b, std::size_t j) const;
+  /// Chunks of `chunkElems` that block b splits into (its segments chunked separately).
+  [[nodiscard]] std::uint64_t chunks(std::size_t b, std::uint64_t chunkElems) const;
+  /// The sum of chunks() over all blocks (closed form for computed lists).
+  [[nodiscard]] std::uint64_t totalChunks(std::uint64_t chunkElems) const;
+
+ private:
+  enum class Kind : std::uint8_t { kEven, kStrided, kOffsets, kExplicit };
+  struct Shared {
+    std::vector<std::uint64_t> offsets;        ///< kOffsets
+    std::vector<Block> blocks;                 ///< kExplicit
+    std::vector<std::uint64_t> maxPerSegment;  ///< per segment index, over the blocks
+    std::uint64_t maxCount = 0;
+  };
+  Kind kind_ = Kind::kEven;
+  std::uint64_t count_ = 0;
+  std::uint64_t parts_ = 0;
+  std::shared_ptr<const Shared> shared_;
+};
 
 /// A buffer region: buffer and byte offset, the same on every rank of the group.
 struct Region {
@@ -94,12 +151,11 @@ struct Region {
 
 /// Where a stage runs and which resources it may use.
 struct StageContext {
-  /// Global ranks; stage position i is group[i]. Empty: the identity group 0..identitySize-1 (a flat
-  /// algorithm over all ranks, which then need not build a rank list per generated rank).
-  std::vector<std::int32_t> group;
+  /// Global ranks; stage position i is (*group)[i], shared by the group's generators. Null: the
+  /// identity group 0..identitySize-1 (a flat algorithm over all ranks).
+  std::shared_ptr<const std::vector<std::int32_t>> group;
   std::int32_t identitySize = 0;
-  std::int32_t self = 0;  ///< the global rank being generated (a member of the group)
-  int lane = 0;
+  std::int32_t self = 0;          ///< the global rank being generated (a member of the group)
   std::int32_t semBase = 0;       ///< the stage uses semaphores [semBase, semBase + its count)
   std::uint64_t scratchBase = 0;  ///< and scratch bytes [scratchBase, scratchBase + its size)
   core::DataType dtype = core::DataType::kFloat32;
@@ -114,22 +170,25 @@ struct StageContext {
 };
 
 /// The (segment, chunk) rounds a ring stage walks through: round (j, c) moves chunk c of segment j of
-/// every block (the pieces of shorter blocks may be empty; both ends of a link skip them alike).
+/// every block (the pieces of shorter blocks may be empty; both ends of a link skip them alike). Holds
+/// one entry per segment index, not per round.
 class RingRounds {
  public:
-  RingRounds(const std::vector<Block>& blocks, std::uint64_t chunkElems);
-  [[nodiscard]] std::size_t size() const { return rounds_.size(); }
-  /// Piece of `block` in round `k`: element offset and count (count 0 when empty).
-  [[nodiscard]] Segment piece(const Block& block, std::size_t k) const;
+  RingRounds(const BlockList& blocks, std::uint64_t chunkElems);
+  [[nodiscard]] std::size_t size() const { return total_; }
+  /// Piece of block `b` in round `k`: element offset and count (count 0 when empty).
+  [[nodiscard]] Segment piece(const BlockList& blocks, std::size_t b, std::size_t k) const;
   /// Offset of that piece inside the block laid out compactly (segments back to back).
-  [[nodiscard]] std::uint64_t compactOffset(const Block& block, std::size_t k) const;
+  [[nodiscard]] std::uint64_t compactOffset(const BlockList& blocks, std::size_t b, std::size_t k) const;
 
  private:
   struct Round {
     std::size_t segment;
     std::uint64_t chunk;
   };
-  std::vector<Round> rounds_;
+  [[nodiscard]] Round round(std::size_t k) const;
+  std::vector<std::size_t> firstRound_;  ///< per segment index: its first round (prefix sums of chunks)
+  std::size_t total_ = 0;
   std::uint64_t chunkElems_;
 };
 
@@ -138,8 +197,8 @@ class RingRounds {
 class RingReduceScatter {
  public:
   struct Spec {
-    std::vector<Block> blocks;  ///< per position: the block it ends with
-    Region src;                 ///< contributions: segment (o, n) lives at src.offset + o * elemSize
+    BlockList blocks;  ///< per position: the block it ends with
+    Region src;        ///< contributions: segment (o, n) lives at src.offset + o * elemSize
     /// Where partial sums go before they are forwarded: over `partials` in the src layout (all-reduce:
     /// the output, which the all-gather overwrites later) or, when false, two scratch send slots.
     bool partialsInRegion = false;
@@ -159,14 +218,17 @@ class RingReduceScatter {
 
   RingReduceScatter(StageContext ctx, Spec spec);
   [[nodiscard]] std::size_t rounds() const { return rounds_.size(); }
-  void emitRound(std::size_t k, core::RankProgram& out);
-  void emitAll(core::RankProgram& out);
+  /// The ops of round k (rounds in order; the emitter must outlive the stream).
+  core::OpStream round(std::size_t k);
+  /// Every round.
+  core::OpStream all();
 
  private:
   [[nodiscard]] core::Addr recvSlot(std::int32_t rank, std::uint64_t seq) const;
   [[nodiscard]] core::Addr sendSlot(std::uint64_t seq) const;
   [[nodiscard]] core::Addr at(const Region& r, std::uint64_t elem) const;
   [[nodiscard]] core::Addr srcAt(std::uint64_t elem) const;
+  [[nodiscard]] core::Addr resultAddr(std::size_t k, const Segment& piece) const;
 
   StageContext ctx_;
   Spec spec_;
@@ -176,7 +238,7 @@ class RingReduceScatter {
   std::int32_t next_ = 0, prev_ = 0;
   std::uint64_t es_ = 1;
   std::uint64_t slotBytes_ = 0;
-  std::uint64_t totalSend_ = 0, totalRecv_ = 0;
+  std::uint64_t totalRecv_ = 0;
   std::uint64_t seqSend_ = 0, seqRecv_ = 0;
 };
 
@@ -185,17 +247,19 @@ class RingReduceScatter {
 class RingAllGather {
  public:
   struct Spec {
-    std::vector<Block> blocks;  ///< per position: the block it contributes
-    Region buf;                 ///< where every block lives on every rank
-    Region ownSrc;              ///< where this rank's own block is read from for its first send
-    bool ownCompact = false;    ///< own block compact at ownSrc (true) or in the buf layout (false)
+    BlockList blocks;         ///< per position: the block it contributes
+    Region buf;               ///< where every block lives on every rank
+    Region ownSrc;            ///< where this rank's own block is read from for its first send
+    bool ownCompact = false;  ///< own block compact at ownSrc (true) or in the buf layout (false)
   };
   static constexpr int kSemaphores = 1;
 
   RingAllGather(StageContext ctx, Spec spec);
   [[nodiscard]] std::size_t rounds() const { return rounds_.size(); }
-  void emitRound(std::size_t k, core::RankProgram& out);
-  void emitAll(core::RankProgram& out);
+  /// The ops of round k (rounds in order; the emitter must outlive the stream).
+  core::OpStream round(std::size_t k);
+  /// Every round.
+  core::OpStream all();
 
  private:
   StageContext ctx_;
@@ -222,8 +286,8 @@ class RingAllReduce {
   static constexpr int kSemaphores = RingReduceScatter::kSemaphores + RingAllGather::kSemaphores;
   static std::uint64_t scratchBytes(std::uint64_t count, int groupSize, std::uint64_t chunkElems,
                                     std::uint64_t elemSize);
-  /// Emits this rank's whole stage.
-  static void emit(const StageContext& ctx, const Spec& spec, core::RankProgram& out);
+  /// This rank's whole stage.
+  static core::OpStream stream(StageContext ctx, Spec spec);
 };
 
 /// Rabenseifner all-reduce over a group: recursive-halving reduce-scatter then recursive-doubling
@@ -240,11 +304,15 @@ class RhdAllReduce {
   };
   static int numSemaphores(int groupSize);
   static std::uint64_t scratchBytes(std::uint64_t count, int groupSize, std::uint64_t elemSize);
-  static void emit(const StageContext& ctx, const Spec& spec, core::RankProgram& out);
+  /// This rank's whole stage.
+  static core::OpStream stream(StageContext ctx, Spec spec);
 };
 
 /// Puts [src, src + bytes) to `peer` at `dst` in chunks of at most `chunkBytes`, each carrying +1 on
-/// `sem` of the peer (sem < 0: no signal). Returns the number of puts (what the peer waits for).
+/// `sem` of the peer (sem < 0: no signal); chunkedPutCount(bytes, chunkBytes) puts.
+core::OpStream chunkedPuts(std::int32_t peer, core::Addr dst, core::Addr src, std::uint64_t bytes,
+                           std::uint64_t chunkBytes, std::int32_t sem);
+/// The same into lane `lane` of `out`. Returns the number of puts (what the peer waits for).
 std::uint64_t emitChunkedPut(core::RankProgram& out, int lane, std::int32_t peer, core::Addr dst, core::Addr src,
                              std::uint64_t bytes, std::uint64_t chunkBytes, std::int32_t sem);
 /// The number of puts emitChunkedPut makes for `bytes`.
