@@ -1,0 +1,406 @@
+#include "sim_runner.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <numeric>
+
+#include "collective_sizes.hpp"
+#include "copro/collectives/planner.hpp"
+#include "copro/core/config.hpp"
+#include "copro/core/status.hpp"
+#include "copro/core/trace.hpp"
+#include "copro/topologies/topology.hpp"
+
+namespace copro::tools {
+
+namespace {
+
+using collectives::CollectiveKind;
+using core::Error;
+using core::ErrorCode;
+using core::Time;
+
+/// Link counters are buffered until the run ends (only then is it known which channels were busiest);
+/// beyond this many records the least busy channels so far are dropped.
+constexpr std::size_t kMaxBufferedRates = std::size_t{1} << 23;
+
+/// Turns the simulator's timeline records into a Chrome trace: pid = rank, tid = lane (ops as complete
+/// events), flows as async slices of the sending rank, link utilization as counters of a "links" process.
+class TraceRecorder {
+ public:
+  TraceRecorder(const std::string& path, const topo::Fabric& fabric, const core::ProgramSource& program,
+                std::int32_t nranks, std::int32_t maxLinks)
+      : writer_(path), fabric_(fabric), program_(program), nranks_(nranks), maxLinks_(maxLinks) {
+    seenRank_.assign(static_cast<std::size_t>(nranks), false);
+  }
+
+  void onEvent(const sim::TraceEvent& e) {
+    switch (e.kind) {
+      case sim::TraceEvent::Kind::kOp:
+        onOp(e);
+        break;
+      case sim::TraceEvent::Kind::kFlow:
+        onFlow(e);
+        break;
+      case sim::TraceEvent::Kind::kLinkRate:
+        onRate(e);
+        break;
+    }
+  }
+
+  /// Writes the link counters of the busiest channels and closes the file.
+  void finish(const sim::Result& result) {
+    std::vector<const sim::ChannelStats*> busy;
+    for (const auto& c : result.channels) {
+      const std::int32_t ch = topo::channelOf(c.link, c.direction);
+      if (rates_.count(ch) != 0U) busy.push_back(&c);
+    }
+    std::stable_sort(busy.begin(), busy.end(), [](const auto* a, const auto* b) { return a->bytes > b->bytes; });
+    const std::size_t keep = maxLinks_ > 0 ? std::min(busy.size(), static_cast<std::size_t>(maxLinks_)) : busy.size();
+    if (keep > 0) {
+      const std::int64_t pid = nranks_;
+      writer_.processName(pid, "links (utilization of the " + std::to_string(keep) + " busiest of " +
+                                   std::to_string(result.channels.size()) + " busy channels" +
+                                   (pruned_ ? ", chosen early in a long run" : "") + ")");
+      writer_.processSortIndex(pid, pid);
+      for (std::size_t i = 0; i < keep; ++i) {
+        const std::int32_t ch = topo::channelOf(busy[i]->link, busy[i]->direction);
+        const std::string name =
+            channelName(fabric_, ch) + " (" + std::string(topo::linkKindName(fabric_.link(busy[i]->link).kind)) + ")";
+        for (const auto& [t, v] : rates_[ch]) writer_.counter(pid, name, t, "util", v);
+      }
+    }
+    writer_.finish();
+  }
+
+ private:
+  void rankMeta(std::int32_t rank) {
+    if (rank < 0 || rank >= nranks_ || seenRank_[static_cast<std::size_t>(rank)]) return;
+    seenRank_[static_cast<std::size_t>(rank)] = true;
+    const auto& gpu = fabric_.node(fabric_.gpus().at(static_cast<std::size_t>(rank)));
+    writer_.processName(rank, "rank " + std::to_string(rank) + " (" + gpu.name + ")");
+    writer_.processSortIndex(rank, rank);
+  }
+
+  void onOp(const sim::TraceEvent& e) {
+    rankMeta(e.rank);
+    // Ops of one lane normally follow each other; an op that overlaps the previous one (an asynchronous
+    // put still in flight) goes to an extra row, so every row holds properly ordered slices.
+    auto& rows = rows_[{e.rank, e.lane}];
+    std::size_t row = 0;
+    while (row < rows.size() && rows[row] > e.begin) ++row;
+    const std::int64_t tid = (static_cast<std::int64_t>(row) << 16) | e.lane;
+    if (row == rows.size()) {
+      rows.push_back(e.end);
+      std::string name = "lane " + std::to_string(e.lane);
+      if (e.rank >= 0 && e.rank < nranks_ && e.lane >= 0 && e.lane < program_.numLanes(e.rank)) {
+        const auto init = program_.rank(e.rank).lanes[static_cast<std::size_t>(e.lane)].initiation;
+        name += " (" + std::string(core::initiationName(init)) + ")";
+      }
+      if (row > 0) name += " overlap " + std::to_string(row);
+      writer_.threadName(e.rank, tid, name);
+      writer_.threadSortIndex(e.rank, tid, tid);
+    } else {
+      rows[row] = e.end;
+    }
+    core::TraceArgs args;
+    if (e.peer >= 0) args.emplace_back("peer", e.peer);
+    if (e.bytes > 0) args.emplace_back("bytes", e.bytes);
+    writer_.complete(e.rank, tid, core::opCodeName(e.op), "op", e.begin, e.end - e.begin, args);
+  }
+
+  void onFlow(const sim::TraceEvent& e) {
+    const std::int64_t pid = e.rank >= 0 ? e.rank : nranks_;
+    rankMeta(e.rank);
+    core::TraceArgs args;
+    if (e.peer >= 0) args.emplace_back("dst", e.peer);
+    args.emplace_back("bytes", e.bytes);
+    writer_.asyncSlice(pid, std::max<std::int32_t>(e.lane, 0), nextFlowId_++, "flow", "flow", e.begin, e.end, args);
+  }
+
+  void onRate(const sim::TraceEvent& e) {
+    if (dropped_.count(e.channel) != 0U) return;
+    auto& v = rates_[e.channel];
+    if (!v.empty()) busyTime_[e.channel] += v.back().second * (e.begin - v.back().first).seconds();
+    v.emplace_back(e.begin, e.value);
+    if (++buffered_ > kMaxBufferedRates) prune();
+  }
+
+  /// Keeps the channels busiest so far (utilization x time) when the buffer is full.
+  void prune() {
+    pruned_ = true;
+    std::vector<std::pair<double, std::int32_t>> order;
+    for (const auto& [ch, v] : rates_) order.emplace_back(-busyTime_[ch], ch);
+    std::sort(order.begin(), order.end());
+    const std::size_t keep = std::max<std::size_t>(2 * static_cast<std::size_t>(std::max(maxLinks_, 32)), 1);
+    buffered_ = 0;
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      const std::int32_t ch = order[i].second;
+      if (i >= keep) {
+        dropped_[ch] = true;
+        rates_.erase(ch);
+      } else {
+        buffered_ += rates_[ch].size();
+      }
+    }
+  }
+
+  core::TraceWriter writer_;
+  const topo::Fabric& fabric_;
+  const core::ProgramSource& program_;
+  std::int32_t nranks_;
+  std::int32_t maxLinks_;
+  std::vector<bool> seenRank_;
+  std::map<std::pair<std::int32_t, std::int32_t>, std::vector<Time>> rows_;
+  std::uint64_t nextFlowId_ = 1;
+  std::map<std::int32_t, std::vector<std::pair<Time, double>>> rates_;
+  std::map<std::int32_t, double> busyTime_;
+  std::map<std::int32_t, bool> dropped_;
+  std::size_t buffered_ = 0;
+  bool pruned_ = false;
+};
+
+/// Latency (link latencies plus the forwarding delays of the nodes in between) and bottleneck bandwidth
+/// of the route from rank `src` to rank `dst`.
+struct PathCost {
+  double alphaUs = 0;
+  double bandwidthGBps = 0;
+};
+
+PathCost pathCost(const topo::Fabric& f, sim::Simulator& s, std::int32_t src, std::int32_t dst) {
+  PathCost c;
+  const auto channels = s.route(src, dst);
+  double bw = std::numeric_limits<double>::infinity();
+  Time alpha{};
+  for (std::size_t i = 0; i < channels.size(); ++i) {
+    const std::int32_t link = channels[i] / 2;
+    const auto& l = f.link(link);
+    alpha += l.latency;
+    bw = std::min(bw, l.bandwidth.gigabytesPerSecond());
+    if (i + 1 < channels.size()) {
+      const std::int32_t to = (channels[i] % 2 == 0) ? l.b : l.a;
+      alpha += f.node(to).delay;
+    }
+  }
+  c.alphaUs = alpha.microseconds();
+  c.bandwidthGBps = std::isfinite(bw) ? bw : 0.0;
+  return c;
+}
+
+bool hasNvLink(const topo::Fabric& f, std::int32_t node) {
+  for (std::int32_t l : f.linksOf(node)) {
+    if (f.link(l).kind == topo::LinkKind::kNvLink) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+const topo::Fabric& FabricCache::get(const std::string& topology, const std::vector<std::string>& overrides) {
+  std::string key = topology;
+  for (const auto& o : overrides) key += '\n' + o;
+  auto it = fabrics_.find(key);
+  if (it == fabrics_.end()) {
+    it = fabrics_.emplace(key, std::make_unique<topo::Fabric>(topo::loadTopology(topology, overrides))).first;
+  }
+  return *it->second;
+}
+
+std::string channelName(const topo::Fabric& fabric, std::int32_t channel) {
+  const auto& l = fabric.link(channel / 2);
+  const bool forward = channel % 2 == 0;
+  return fabric.node(forward ? l.a : l.b).name + "->" + fabric.node(forward ? l.b : l.a).name;
+}
+
+collectives::CostModel costModelOf(const topo::Fabric& fabric, sim::Simulator& simulator, std::int32_t ranks) {
+  collectives::CostModel m;
+  const auto& gpus = fabric.gpus();
+  const auto& params = simulator.params();
+  std::int32_t intraPeer = -1;
+  std::int32_t interPeer = -1;
+  const auto& g0 = fabric.node(gpus.at(0));
+  bool interIsRailPeer = false;
+  for (std::int32_t r = 1; r < ranks; ++r) {
+    const auto& g = fabric.node(gpus[static_cast<std::size_t>(r)]);
+    if (g.host == g0.host) {
+      if (intraPeer < 0 && hasNvLink(fabric, gpus[0])) intraPeer = r;
+      continue;
+    }
+    // Prefer the rail peer (same local index) on another server: the path hierarchical algorithms use.
+    const bool railPeer = g.local == g0.local;
+    if (interPeer < 0 || (railPeer && !interIsRailPeer)) {
+      interPeer = r;
+      interIsRailPeer = railPeer;
+    }
+  }
+  // Per-op costs the simulator charges to every transfer of a device-initiated lane.
+  const auto& init = params.initiation[static_cast<int>(core::Initiation::kDevice)];
+  const double opUs = (init.issue + init.extraLatency).microseconds();
+  PathCost intra;
+  PathCost inter;
+  if (intraPeer >= 0) intra = pathCost(fabric, simulator, 0, intraPeer);
+  if (interPeer >= 0) inter = pathCost(fabric, simulator, 0, interPeer);
+  if (intraPeer < 0) intra = inter;
+  if (interPeer < 0) inter = intra;
+  if (intraPeer >= 0 || interPeer >= 0) {
+    m.alphaUs = intra.alphaUs + opUs;
+    m.bandwidthGBps = intra.bandwidthGBps;
+    m.interAlphaUs = inter.alphaUs + opUs;
+    m.interBandwidthGBps = inter.bandwidthGBps;
+  }
+  // A free reduction (reduce_bw 0) still needs a finite figure for the planner's arithmetic.
+  m.reduceGBps = params.reduceBandwidth.bytesPerSecond() > 0 ? params.reduceBandwidth.gigabytesPerSecond() : 1e6;
+  if (g0.memoryBandwidth.bytesPerSecond() > 0) m.memoryGBps = g0.memoryBandwidth.gigabytesPerSecond();
+  return m;
+}
+
+std::vector<std::string> runnableCollectives() {
+  std::vector<std::string> names;
+  for (int k = 0; k < collectives::kNumCollectiveKinds; ++k) {
+    const auto kind = static_cast<CollectiveKind>(k);
+    if (kind == CollectiveKind::kAllGatherV || kind == CollectiveKind::kReduceScatterV ||
+        kind == CollectiveKind::kAllToAllV || kind == CollectiveKind::kSendRecv) {
+      continue;
+    }
+    names.emplace_back(collectives::collectiveName(kind));
+  }
+  return names;
+}
+
+CollectiveKind parseRunnableCollective(const std::string& name) {
+  CollectiveKind kind{};
+  const auto names = runnableCollectives();
+  if (!collectives::parseCollectiveKind(name, kind)) {
+    const std::string hint = core::nearestName(name, names);
+    std::string known;
+    for (const auto& n : names) known += " " + n;
+    throw Error(ErrorCode::kInvalidArgument, "unknown collective '" + name + "'" +
+                                                 (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                                                 "; copro-sim runs:" + known);
+  }
+  const std::string canonical(collectives::collectiveName(kind));
+  if (std::find(names.begin(), names.end(), canonical) == names.end()) {
+    throw Error(ErrorCode::kUnsupported, "copro-sim runs collectives with equal per-rank sizes; '" + canonical +
+                                             "' needs per-rank counts or peers (not supported yet)");
+  }
+  return kind;
+}
+
+SimOutcome runCase(FabricCache& fabrics, const SimCase& c, const SimRunExtras& extras) {
+  const topo::Fabric& fabric = fabrics.get(c.topology, c.overrides);
+  SimOutcome out;
+  out.topologyName = fabric.name.empty() ? c.topology : fabric.name;
+  out.gpus = static_cast<std::int32_t>(fabric.gpus().size());
+  const std::int32_t p = c.ranks == 0 ? out.gpus : c.ranks;
+  if (p < 1) throw Error(ErrorCode::kInvalidArgument, "--ranks must be at least 1 (got " + std::to_string(p) + ")");
+  if (p > out.gpus) {
+    throw Error(ErrorCode::kInvalidArgument, "--ranks " + std::to_string(p) + " is more than the " +
+                                                 std::to_string(out.gpus) + " GPUs of topology '" + out.topologyName +
+                                                 "' (raise its size with --set, e.g. --set nodes=...)");
+  }
+  if (c.root < 0 || c.root >= p) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "--root " + std::to_string(c.root) + " is outside ranks 0.." + std::to_string(p - 1));
+  }
+  out.ranks = p;
+
+  const sim::SimParams params = sim::SimParams::fromFabric(fabric);
+  sim::Simulator simulator(fabric, params);
+
+  collectives::CollectiveArgs args;
+  args.kind = c.kind;
+  args.nranks = p;
+  args.dtype = c.dtype;
+  args.op = c.op;
+  args.root = c.root;
+  const std::uint64_t es = core::dataTypeSize(c.dtype);
+  args.count = c.kind == CollectiveKind::kBarrier ? 0 : countForSize(c.kind, c.size, es, p);
+  out.count = args.count;
+  out.bytes = sizeForCount(c.kind, args.count, es, p);
+  // Rank -> server from the fabric, so hierarchical algorithms see the real nodes; GPUs of one server
+  // joined by NVLink form a load/store domain.
+  std::map<std::int32_t, std::vector<std::int32_t>> domains;
+  std::vector<std::int32_t> singles;
+  args.nodeOfRank.resize(static_cast<std::size_t>(p));
+  for (std::int32_t r = 0; r < p; ++r) {
+    const std::int32_t id = fabric.gpus()[static_cast<std::size_t>(r)];
+    const auto& g = fabric.node(id);
+    args.nodeOfRank[static_cast<std::size_t>(r)] = g.host;
+    if (hasNvLink(fabric, id)) {
+      domains[g.host].push_back(r);
+    } else {
+      singles.push_back(r);
+    }
+  }
+  std::map<int, bool> hosts;
+  for (int h : args.nodeOfRank) hosts[h] = true;
+  out.nodes = static_cast<std::int32_t>(hosts.size());
+  if (!(domains.size() == 1 && singles.empty())) {
+    // Ordered by first rank, so the Program (and its cache key) does not depend on host numbering.
+    for (auto& [h, ranks] : domains) args.loadStoreDomains.push_back(ranks);
+    for (std::int32_t r : singles) args.loadStoreDomains.push_back({r});
+    std::sort(args.loadStoreDomains.begin(), args.loadStoreDomains.end());
+  }
+  // sim.chunk_size 0 means unchunked: one chunk as large as the largest buffer.
+  out.chunkBytes = params.chunkBytes;
+  args.chunkBytes = params.chunkBytes > 0 ? params.chunkBytes : std::max<std::uint64_t>(es, out.bytes);
+
+  out.model = costModelOf(fabric, simulator, p);
+  const collectives::Algorithm* algo = nullptr;
+  if (!c.algorithm.empty()) {
+    algo = collectives::findAlgorithm(c.kind, c.algorithm);
+    if (algo == nullptr) {
+      std::vector<std::string> names;
+      for (const auto* a : collectives::algorithmsFor(c.kind)) names.push_back(a->name);
+      const std::string hint = core::nearestName(c.algorithm, names);
+      std::string known;
+      for (const auto& n : names) known += " " + n;
+      throw Error(ErrorCode::kInvalidArgument,
+                  "unknown " + std::string(collectives::collectiveName(c.kind)) + " algorithm '" + c.algorithm + "'" +
+                      (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; known:" + known);
+    }
+    const std::string why = algo->unsupportedReason(args);
+    if (!why.empty()) {
+      throw Error(ErrorCode::kUnsupported, std::string(collectives::collectiveName(c.kind)) + " algorithm '" +
+                                               algo->name + "' cannot run " + std::to_string(p) + " ranks on '" +
+                                               out.topologyName + "': " + why);
+    }
+    out.choice = "forced";
+  } else {
+    // A default Config, not the environment: COPRO_ALGO and COPRO_PLAN_* describe the machine copro-sim
+    // runs on, not the simulated one.
+    core::Config cfg;
+    cfg.planAlphaUs = out.model.alphaUs;
+    cfg.planBandwidthGBps = out.model.bandwidthGBps;
+    cfg.planInterAlphaUs = out.model.interAlphaUs;
+    cfg.planInterBandwidthGBps = out.model.interBandwidthGBps;
+    cfg.planReduceGBps = out.model.reduceGBps;
+    cfg.planMemoryGBps = out.model.memoryGBps;
+    algo = collectives::plan(args, cfg).chosen;
+    out.choice = "planner";
+  }
+  out.algorithm = algo->name;
+  out.estimateUs = algo->estimateUs(args, out.model);
+  const auto program = collectives::buildProgram(args, algo->name);
+
+  if (extras.onStart) extras.onStart(out);
+  sim::RunOptions opts;
+  opts.progress = extras.progress;
+  std::unique_ptr<TraceRecorder> recorder;
+  if (!extras.tracePath.empty()) {
+    recorder = std::make_unique<TraceRecorder>(extras.tracePath, fabric, *program, p, extras.traceLinks);
+    opts.trace = [&recorder](const sim::TraceEvent& e) { recorder->onEvent(e); };
+  }
+  out.result = simulator.run(*program, opts);
+  if (recorder) recorder->finish(out.result);
+
+  out.timeUs = out.result.time.microseconds();
+  const double seconds = out.result.time.seconds();
+  out.algbwGBps = seconds > 0 ? static_cast<double>(out.bytes) / seconds / 1e9 : 0.0;
+  out.busbwGBps = out.algbwGBps * busBandwidthFactor(c.kind, p);
+  return out;
+}
+
+}  // namespace copro::tools
