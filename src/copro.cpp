@@ -1,14 +1,34 @@
 #include "copro/copro.hpp"
 
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 
+#include "copro/transport/bootstrap_tcp.hpp"
 #include "copro/transport/inproc.hpp"
+#include "copro/transport/shm.hpp"
+#if COPRO_HAVE_MPI
+#include "copro/copro_mpi.hpp"
+#include "copro/transport/mpi.hpp"
+#endif
+#if COPRO_HAVE_UCX
+#include "copro/transport/ucx.hpp"
+#endif
 
 namespace copro {
 
 void registerBuiltinBackends() {
   static std::once_flag once;
-  std::call_once(once, [] { transport::registerInproc(core::ExecutorRegistry::instance()); });
+  std::call_once(once, [] {
+    transport::registerInproc(core::ExecutorRegistry::instance());
+    transport::registerShm(core::ExecutorRegistry::instance());
+#if COPRO_HAVE_MPI
+    transport::registerMpi(core::ExecutorRegistry::instance());
+#endif
+#if COPRO_HAVE_UCX
+    transport::registerUcx(core::ExecutorRegistry::instance());
+#endif
+  });
 }
 
 std::vector<Communicator> createCommunicators(const std::string& backend, const core::ExecutorOptions& options) {
@@ -29,6 +49,103 @@ std::vector<Communicator> createInproc(int nranks, const Config& config, std::ve
   options.config = config;
   options.nodeOfRank = std::move(nodeOfRank);
   return createCommunicators("inproc", options);
+}
+
+#if COPRO_HAVE_MPI
+Communicator createFromMpi(MPI_Comm comm, const std::string& backend, const Config& config) {
+  core::ExecutorOptions options;
+  options.config = config;
+  options.bootstrap = transport::createMpiBootstrap(comm);
+  options.nranks = options.bootstrap->size();
+  std::vector<Communicator> comms = createCommunicators(backend, options);
+  if (comms.size() != 1) {
+    throw Error(ErrorCode::kInvalidArgument, "createFromMpi: backend '" + backend + "' made " +
+                                                 std::to_string(comms.size()) +
+                                                 " ranks in this process; use a multi-process backend (mpi, ucx)");
+  }
+  return std::move(comms.front());
+}
+#endif
+
+// ---- multi-process communicators (TCP/environment bootstrap) ----
+
+namespace {
+transport::UniqueId toTransport(const UniqueId& id) {
+  transport::UniqueId t;
+  static_assert(sizeof(t.bytes) == sizeof(id.internal), "UniqueId sizes differ");
+  std::memcpy(t.bytes.data(), id.internal.data(), t.bytes.size());
+  return t;
+}
+}  // namespace
+
+UniqueId getUniqueId(const std::string& bindAddr) {
+  std::string addr = bindAddr;
+  const char* env = std::getenv("COPRO_BOOTSTRAP_ADDR");
+  if (bindAddr == "127.0.0.1" && env != nullptr && *env != '\0') addr = env;
+  const transport::UniqueId t = transport::createUniqueId(addr, Config::fromEnvironment());
+  UniqueId id;
+  std::memcpy(id.internal.data(), t.bytes.data(), id.internal.size());
+  return id;
+}
+
+std::shared_ptr<core::Bootstrap> createBootstrap(const UniqueId& id, int rank, int nranks, const Config& config) {
+  return transport::createTcpBootstrap(toTransport(id), rank, nranks, config);
+}
+
+std::shared_ptr<core::Bootstrap> createBootstrapFromEnvironment(const Config& config) {
+  return transport::createEnvironmentBootstrap(config);
+}
+
+Communicator createCommunicator(const std::string& backend, std::shared_ptr<core::Bootstrap> bootstrap,
+                                const Config& config) {
+  if (!bootstrap) throw Error(ErrorCode::kInvalidArgument, "createCommunicator: the bootstrap is null");
+  core::ExecutorOptions options;
+  options.config = config;
+  options.nranks = bootstrap->size();
+  // Node ids: COPRO_NODE_ID of every process, gathered; else COPRO_NODE_MAP (the Communicator reads it);
+  // else one node. Collective, like the rest of creation.
+  std::int32_t mine = -1;
+  if (const char* v = std::getenv("COPRO_NODE_ID"); v != nullptr && *v != '\0') {
+    char* end = nullptr;
+    const long x = std::strtol(v, &end, 10);
+    if (*end != '\0' || x < 0 || x > (1L << 30)) {
+      throw Error(ErrorCode::kInvalidArgument, std::string("COPRO_NODE_ID='") + v + "' is not a non-negative integer");
+    }
+    mine = static_cast<std::int32_t>(x);
+  }
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(bootstrap->size()));
+  bootstrap->allGather(&mine, ids.data(), sizeof(mine)).throwIfError();
+  std::vector<int> unset;
+  for (std::size_t r = 0; r < ids.size(); ++r) {
+    if (ids[r] < 0) unset.push_back(static_cast<int>(r));
+  }
+  if (unset.size() != ids.size()) {
+    if (!unset.empty()) {
+      std::string list;
+      for (int r : unset) list += (list.empty() ? "" : ", ") + std::to_string(r);
+      throw Error(ErrorCode::kInvalidArgument, "COPRO_NODE_ID is set on some ranks but not on rank(s) " + list +
+                                                   ": set it on every process or on none");
+    }
+    options.nodeOfRank.assign(ids.begin(), ids.end());
+    options.config.nodeMap.clear();  // the gathered ids take precedence over COPRO_NODE_MAP
+  }
+  options.bootstrap = std::move(bootstrap);
+  std::vector<Communicator> comms = createCommunicators(backend, options);
+  if (comms.size() != 1) {
+    throw Error(ErrorCode::kInvalidArgument, "createCommunicator: backend '" + backend + "' made " +
+                                                 std::to_string(comms.size()) +
+                                                 " ranks in this process; use a multi-process backend (shm, mpi, ucx)");
+  }
+  return std::move(comms.front());
+}
+
+Communicator createCommunicator(const std::string& backend, const UniqueId& id, int rank, int nranks,
+                                const Config& config) {
+  return createCommunicator(backend, createBootstrap(id, rank, nranks, config), config);
+}
+
+Communicator createFromEnvironment(const std::string& backend, const Config& config) {
+  return createCommunicator(backend, createBootstrapFromEnvironment(config), config);
 }
 
 const char* version() {

@@ -1,0 +1,121 @@
+#pragma once
+// copro-perf's measurement core: buffers, result checking and timing of copro and of the --compare
+// peers, for ranks that are threads of this process (inproc) or processes under mpirun (one rank each).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "copro/copro.hpp"
+#include "peers/peer.hpp"
+
+namespace copro::bench {
+
+struct Options {
+  collectives::CollectiveKind kind = collectives::CollectiveKind::kAllReduce;
+  std::uint64_t minBytes = 32ULL << 20;
+  std::uint64_t maxBytes = 32ULL << 20;
+  std::uint64_t stepFactor = 2;
+  int iters = 20;
+  int warmup = 5;
+  int check = 1;
+  DataType dtype = DataType::kFloat32;
+  ReduceOp op = ReduceOp::kSum;
+  int root = 0;
+  int ranks = 4;
+  std::string transport;  ///< empty: inproc, or shm under mpirun
+  std::string algo;
+  std::string json;
+  std::string compare;           ///< "mpi,gloo"
+  std::string format = "nccl";   ///< nccl or osu
+  std::string nodeMap;           ///< --node-map (else COPRO_NODE_MAP)
+  std::string buffers = "comm";  ///< comm: Communicator::allocate; heap: new[]
+  bool noBound = false;
+};
+
+/// One configuration's result over all ranks (meaningful on the printing rank).
+struct Result {
+  double timeUs = 0;     ///< mean per call of the slowest rank (nccl-tests)
+  double avgTimeUs = 0;  ///< mean over ranks of each rank's mean per call (OSU's "Avg Latency")
+  double minTimeUs = 0;
+  double maxTimeUs = 0;
+  std::uint64_t wrong = 0;  ///< mismatching elements summed over ranks
+  bool supported = true;
+  std::string error;  ///< the first failing rank's message
+};
+
+/// The ranks of a run and how they meet: threads of this process with std::barrier, or processes
+/// with MPI. Every method but forEachLocalRank is called by every rank (collective).
+class Team {
+ public:
+  virtual ~Team() = default;
+  /// All ranks of the run.
+  [[nodiscard]] virtual int size() const = 0;
+  /// True on the process that prints (global rank 0's).
+  [[nodiscard]] virtual bool printer() const = 0;
+  /// Runs fn(local index) once for every rank this process drives and returns when all returned.
+  virtual void forEachLocalRank(const std::function<void(int)>& fn) = 0;
+  virtual void barrier() = 0;
+  /// Combines one rank's figures (max/min/avg time, summed #wrong, first error); the result is
+  /// complete on the printing rank.
+  virtual Result combine(int rank, double timeUs, std::uint64_t wrong, const std::string& error) = 0;
+  /// Sum over ranks of one value each (every local rank calls it; complete on the printing rank).
+  virtual double sum(int rank, double value) = 0;
+};
+
+/// Ranks as threads (inproc).
+std::unique_ptr<Team> makeThreadTeam(int nranks);
+
+/// A rank's measurements of one size.
+struct SizeResult {
+  Result outOfPlace;
+  Result inPlace;
+  std::vector<Result> peers;  ///< one per peer (out of place)
+};
+
+class Bench {
+ public:
+  /// `comms`: the communicators this process drives (one per local rank of `team`), `peers`: one list
+  /// per local rank (empty without --compare).
+  Bench(Options o, Team& team, std::vector<Communicator> comms, std::vector<std::unique_ptr<Peer>> peers);
+  ~Bench();
+  Bench(const Bench&) = delete;
+  Bench& operator=(const Bench&) = delete;
+
+  /// Runs one size (copro out of place, in place, then every peer) on every rank.
+  SizeResult runSize(std::uint64_t count, const std::string& algo);
+
+  [[nodiscard]] int ranks() const { return p_; }
+  /// Names of the peers (columns), and why a peer cannot run this configuration (empty: it can).
+  [[nodiscard]] std::vector<std::string> peerNames() const;
+  [[nodiscard]] std::vector<std::string> peerReasons() const;
+
+ private:
+  struct Buffers;
+  std::uint64_t sendElems(std::uint64_t count) const;
+  std::uint64_t recvElems(std::uint64_t count) const;
+  Request launch(int local, const void* send, void* recv, std::uint64_t count, const std::string& algo);
+  void pointers(int r, Buffers& b, std::uint64_t count, bool inPlace, const void*& send, void*& recv) const;
+  void fillInputs(int r, Buffers& b, std::uint64_t count, bool inPlace) const;
+  std::uint64_t checkOutputs(int r, const void* recv, std::uint64_t count) const;
+  Result runCopro(int local, Buffers& b, std::uint64_t count, const std::string& algo, bool inPlace);
+  Result runPeer(int local, Peer& peer, Buffers& b, std::uint64_t count);
+
+  Options o_;
+  Team& team_;
+  std::vector<Communicator> comms_;
+  std::vector<std::unique_ptr<Peer>> peers_;  // local rank l's peers at [l * peersPerRank_, ...)
+  std::size_t peersPerRank_ = 0;
+  int p_ = 0;
+  std::size_t esize_ = 4;
+};
+
+/// nccl-tests' bus bandwidth factor.
+double busFactor(collectives::CollectiveKind k, int p);
+/// Elements per rank-level "count" for a total size as nccl-tests defines it.
+std::uint64_t countFor(collectives::CollectiveKind k, std::uint64_t bytes, std::size_t esize, int p);
+bool isRooted(collectives::CollectiveKind k);
+bool hasOp(collectives::CollectiveKind k);
+
+}  // namespace copro::bench
