@@ -140,6 +140,9 @@ struct CommKey {
 std::mutex gCommsMutex;
 std::map<CommKey, std::vector<Communicator>> gComms;
 
+/// The per-rank body of runCaseOnRank (which checks the communicator and catches throws).
+std::string runCaseOnRankImpl(const Case& c, std::uint64_t seed, Communicator& comm, int r);
+
 std::vector<Communicator>& commsFor(const Case& c) {
   CommKey key{c.ranks, c.nodes, c.backend};
   auto it = gComms.find(key);
@@ -150,15 +153,9 @@ std::vector<Communicator>& commsFor(const Case& c) {
   core::ExecutorOptions options;
   options.nranks = c.ranks;
   options.config = cfg;
-  if (c.nodes) {
-    for (int r = 0; r < c.ranks; ++r) options.nodeOfRank.push_back(r % 2);
-  }
+  options.nodeOfRank = caseNodeOfRank(c);
   return gComms[key] = createCommunicators(c.backend, options);
 }
-
-struct RankResult {
-  std::string error;
-};
 
 }  // namespace
 
@@ -182,6 +179,7 @@ std::string Case::describe() const {
     os << " root=" << root;
   }
   if (nodes) os << " nodes=2";
+  if (loadStoreDomains.size() > 1) os << " lsdomains=" << loadStoreDomains.size();
   return os.str();
 }
 
@@ -193,6 +191,7 @@ std::vector<std::pair<CollectiveKind, std::string>> collectiveAlgorithms() {
 
 bool caseSupported(const Case& c) {
   if (c.inPlace && !supportsInPlace(c.kind)) return false;
+  if (c.algo.empty()) return true;  // the planner picks an algorithm that can run the call
   collectives::CollectiveArgs a;
   a.kind = c.kind;
   a.nranks = c.ranks;
@@ -201,309 +200,343 @@ bool caseSupported(const Case& c) {
   a.op = c.op;
   a.root = c.root;
   a.inPlace = c.inPlace;
-  if (c.nodes) {
-    for (int r = 0; r < c.ranks; ++r) a.nodeOfRank.push_back(r % 2);
-  }
+  a.nodeOfRank = caseNodeOfRank(c);
+  if (c.loadStoreDomains.size() > 1) a.loadStoreDomains = c.loadStoreDomains;
   if (c.kind == CollectiveKind::kReduceScatterV || c.kind == CollectiveKind::kAllGatherV) a.counts = vCounts(c);
   if (c.kind == CollectiveKind::kSendRecv) a.rank = 0;
   const auto* alg = collectives::findAlgorithm(c.kind, c.algo);
   return alg != nullptr && alg->unsupportedReason(a).empty();
 }
 
+std::vector<int> caseNodeOfRank(const Case& c) {
+  std::vector<int> out;
+  if (c.nodes) {
+    for (int r = 0; r < c.ranks; ++r) out.push_back(r % 2);
+  }
+  return out;
+}
+
+std::string caseNodeMap(const Case& c) {
+  std::string s;
+  for (int n : caseNodeOfRank(c)) s += (s.empty() ? "" : ",") + std::to_string(n);
+  return s;
+}
+
+std::string runCaseOnRank(const Case& c, std::uint64_t seed, Communicator& comm) {
+  if (!comm.valid()) return "runCaseOnRank: the communicator is empty";
+  const int r = comm.rank();
+  if (comm.size() != c.ranks) {
+    return "rank " + std::to_string(r) + ": the communicator has " + std::to_string(comm.size()) +
+           " ranks, the case needs " + std::to_string(c.ranks);
+  }
+  // A user-visible throw (bad argument, backend error) is a failure of this rank, not of the harness.
+  try {
+    return runCaseOnRankImpl(c, seed, comm, r);
+  } catch (const std::exception& e) {
+    return "rank " + std::to_string(r) + ": threw " + e.what();
+  }
+}
+
 std::string runCase(const Case& c, std::uint64_t seed) {
   std::lock_guard<std::mutex> lock(gCommsMutex);
   auto& comms = commsFor(c);
   const int p = c.ranks;
-  const std::size_t es = core::dataTypeSize(c.dtype);
-  std::vector<RankResult> results(static_cast<std::size_t>(p));
-  const auto vc = vCounts(c);
-  std::vector<std::uint64_t> vdispl(static_cast<std::size_t>(p) + 1, 0);
-  for (int r = 0; r < p; ++r)
-    vdispl[static_cast<std::size_t>(r) + 1] = vdispl[static_cast<std::size_t>(r)] + vc[static_cast<std::size_t>(r)];
-
-  auto rankMain = [&](int r) {
-    auto& comm = comms[static_cast<std::size_t>(r)];
-    auto& res = results[static_cast<std::size_t>(r)];
-    const std::uint64_t n = c.count;
-    const auto P = static_cast<std::uint64_t>(p);
-    const bool isRoot = r == c.root;
-    // Buffer sizes (elements) per collective.
-    std::uint64_t sendElems = n;
-    std::uint64_t recvElems = n;
-    switch (c.kind) {
-      case CollectiveKind::kReduceScatter:
-        sendElems = n * P;
-        break;
-      case CollectiveKind::kReduceScatterV:
-        sendElems = vdispl.back();
-        recvElems = vc[static_cast<std::size_t>(r)];
-        break;
-      case CollectiveKind::kAllGather:
-        recvElems = n * P;
-        break;
-      case CollectiveKind::kAllGatherV:
-        sendElems = vc[static_cast<std::size_t>(r)];
-        recvElems = vdispl.back();
-        break;
-      case CollectiveKind::kGather:
-        recvElems = n * P;
-        break;
-      case CollectiveKind::kScatter:
-        sendElems = n * P;
-        break;
-      case CollectiveKind::kAllToAll:
-        sendElems = recvElems = n * P;
-        break;
-      default:
-        break;
-    }
-    std::vector<std::uint64_t> sc, sd, rc, rd;
-    if (c.kind == CollectiveKind::kAllToAllV) {
-      std::uint64_t so = 0;
-      std::uint64_t ro = 0;
-      for (int q = 0; q < p; ++q) {
-        sc.push_back(a2avCount(c, r, q));
-        sd.push_back(so);
-        so += sc.back() + 1;  // a gap of one element: displacements are not contiguous
-        rc.push_back(a2avCount(c, q, r));
-        rd.push_back(ro);
-        ro += rc.back() + 2;
-      }
-      sendElems = so;
-      recvElems = ro;
-    }
-    const std::uint64_t sentinel = 0xA5;
-    std::vector<std::byte> sendBuf(std::max<std::uint64_t>(sendElems * es, 1));
-    std::vector<std::byte> recvBuf(std::max<std::uint64_t>(recvElems * es, 1), std::byte{sentinel});
-    void* send = sendBuf.data();
-    void* recv = recvBuf.data();
-    // The element index of the send buffer that holds global input element i of this rank.
-    if (c.inPlace) {
-      switch (c.kind) {
-        case CollectiveKind::kAllGather:
-          send = recvBuf.data() + n * es * static_cast<std::uint64_t>(r);
-          break;
-        case CollectiveKind::kAllGatherV:
-          send = recvBuf.data() + vdispl[static_cast<std::size_t>(r)] * es;
-          break;
-        case CollectiveKind::kReduceScatter:
-          recv = sendBuf.data() + n * es * static_cast<std::uint64_t>(r);
-          break;
-        case CollectiveKind::kReduceScatterV:
-          recv = sendBuf.data() + vdispl[static_cast<std::size_t>(r)] * es;
-          break;
-        case CollectiveKind::kGather:
-          send = recvBuf.data() + n * es * static_cast<std::uint64_t>(c.root);
-          break;
-        case CollectiveKind::kScatter:
-          recv = sendBuf.data() + n * es * static_cast<std::uint64_t>(c.root);
-          break;
-        default:
-          send = recv;
-          break;
-      }
-    }
-    // Fill inputs. For all-gather(v) rank r's input values are (r, i); elsewhere (r, i) over the send buffer.
-    auto fill = [&](void* base, std::uint64_t elems, std::uint64_t offsetElems) {
-      for (std::uint64_t i = 0; i < elems; ++i) {
-        core::storeFromDouble(c.dtype, base, i, inputValue(c, seed, r, offsetElems + i));
-      }
-    };
-    bool hasSend = true;
-    if ((c.kind == CollectiveKind::kBroadcast || c.kind == CollectiveKind::kScatter) && !isRoot) hasSend = false;
-    std::uint64_t fillElems = sendElems;
-    if (c.kind == CollectiveKind::kAllGather || c.kind == CollectiveKind::kGather) fillElems = n;
-    if (c.kind == CollectiveKind::kAllGatherV) fillElems = vc[static_cast<std::size_t>(r)];
-    if (hasSend) fill(send, fillElems, 0);
-    if (c.kind == CollectiveKind::kAllToAllV) {
-      // Values are indexed by (destination, position) so the receiver can check them.
-      for (int q = 0; q < p; ++q) {
-        for (std::uint64_t i = 0; i < sc[static_cast<std::size_t>(q)]; ++i) {
-          core::storeFromDouble(c.dtype, send, sd[static_cast<std::size_t>(q)] + i,
-                                inputValue(c, seed, r, static_cast<std::uint64_t>(q) * 100000 + i));
-        }
-      }
-    }
-    // Send/recv: a ring (to r+1, from r-1) plus a message to self.
-    std::vector<std::byte> p2pSend(std::max<std::uint64_t>(n * es, 1));
-    std::vector<std::byte> p2pRecv(std::max<std::uint64_t>(n * es, 1), std::byte{sentinel});
-    std::vector<std::byte> selfRecv(std::max<std::uint64_t>(n * es, 1), std::byte{sentinel});
-    if (c.kind == CollectiveKind::kSendRecv) fill(p2pSend.data(), n, 0);
-
-    CallOptions opts{c.algo};
-    Request req;
-    switch (c.kind) {
-      case CollectiveKind::kAllReduce:
-        req = comm.allReduce(send, recv, n, c.dtype, c.op, opts);
-        break;
-      case CollectiveKind::kReduceScatter:
-        req = comm.reduceScatter(send, recv, n, c.dtype, c.op, opts);
-        break;
-      case CollectiveKind::kReduceScatterV:
-        req = comm.reduceScatterV(send, recv, vc, c.dtype, c.op, opts);
-        break;
-      case CollectiveKind::kAllGather:
-        req = comm.allGather(send, recv, n, c.dtype, opts);
-        break;
-      case CollectiveKind::kAllGatherV:
-        req = comm.allGatherV(send, recv, vc, c.dtype, opts);
-        break;
-      case CollectiveKind::kBroadcast:
-        req = comm.broadcast(send, recv, n, c.dtype, c.root, opts);
-        break;
-      case CollectiveKind::kReduce:
-        req = comm.reduce(send, recv, n, c.dtype, c.op, c.root, opts);
-        break;
-      case CollectiveKind::kGather:
-        req = comm.gather(send, recv, n, c.dtype, c.root, opts);
-        break;
-      case CollectiveKind::kScatter:
-        req = comm.scatter(send, recv, n, c.dtype, c.root, opts);
-        break;
-      case CollectiveKind::kAllToAll:
-        req = comm.allToAll(send, recv, n, c.dtype, opts);
-        break;
-      case CollectiveKind::kAllToAllV:
-        req = comm.allToAllV(send, sc, sd, recv, rc, rd, c.dtype, opts);
-        break;
-      case CollectiveKind::kBarrier:
-        req = comm.barrier(opts);
-        break;
-      case CollectiveKind::kSendRecv:
-        comm.groupStart();
-        (void)comm.send(p2pSend.data(), n, c.dtype, (r + 1) % p);
-        (void)comm.recv(p2pRecv.data(), n, c.dtype, (r + p - 1) % p);
-        (void)comm.send(p2pSend.data(), n, c.dtype, r);
-        (void)comm.recv(selfRecv.data(), n, c.dtype, r);
-        req = comm.groupEnd();
-        break;
-    }
-    Status s = req.wait();
-    if (!s.ok()) {
-      res.error = "rank " + std::to_string(r) + ": " + s.toString();
-      return;
-    }
-    if (c.algo.size() > 0 && comm.lastProgramName().find(c.algo) == std::string::npos) {
-      res.error = "rank " + std::to_string(r) + ": ran " + comm.lastProgramName() + ", not the forced " + c.algo;
-      return;
-    }
-    // Check.
-    const double eps = core::unitRoundoff(c.dtype);
-    int wrong = 0;
-    std::ostringstream err;
-    auto check = [&](const void* base, std::uint64_t idx, double expect, double scale, const char* what) {
-      double got = core::loadAsDouble(c.dtype, base, idx);
-      bool exact =
-          c.op == ReduceOp::kMin || c.op == ReduceOp::kMax || !isReduction(c.kind) || !core::isFloatingPoint(c.dtype);
-      double tol = exact ? 0.0 : (p + 1) * eps * std::max(scale, std::fabs(expect));
-      if (!(std::fabs(got - expect) <= tol) && !(std::isnan(got) && std::isnan(expect))) {
-        if (wrong < 3) err << " " << what << "[" << idx << "]=" << got << " expected " << expect << ";";
-        ++wrong;
-      }
-    };
-    switch (c.kind) {
-      case CollectiveKind::kAllReduce:
-        for (std::uint64_t i = 0; i < n; ++i) {
-          Ref ref = reduceRef(c, seed, i, p);
-          check(recv, i, ref.value, ref.scale, "out");
-        }
-        break;
-      case CollectiveKind::kReduce:
-        if (isRoot) {
-          for (std::uint64_t i = 0; i < n; ++i) {
-            Ref ref = reduceRef(c, seed, i, p);
-            check(recv, i, ref.value, ref.scale, "out");
-          }
-        }
-        break;
-      case CollectiveKind::kReduceScatter:
-        for (std::uint64_t i = 0; i < n; ++i) {
-          Ref ref = reduceRef(c, seed, static_cast<std::uint64_t>(r) * n + i, p);
-          check(recv, i, ref.value, ref.scale, "out");
-        }
-        break;
-      case CollectiveKind::kReduceScatterV:
-        for (std::uint64_t i = 0; i < vc[static_cast<std::size_t>(r)]; ++i) {
-          Ref ref = reduceRef(c, seed, vdispl[static_cast<std::size_t>(r)] + i, p);
-          check(recv, i, ref.value, ref.scale, "out");
-        }
-        break;
-      case CollectiveKind::kAllGather:
-      case CollectiveKind::kGather:
-        if (c.kind == CollectiveKind::kAllGather || isRoot) {
-          for (int q = 0; q < p; ++q) {
-            for (std::uint64_t i = 0; i < n; ++i) {
-              check(recv, static_cast<std::uint64_t>(q) * n + i, inputValue(c, seed, q, i), 0, "out");
-            }
-          }
-        }
-        break;
-      case CollectiveKind::kAllGatherV:
-        for (int q = 0; q < p; ++q) {
-          for (std::uint64_t i = 0; i < vc[static_cast<std::size_t>(q)]; ++i) {
-            check(recv, vdispl[static_cast<std::size_t>(q)] + i, inputValue(c, seed, q, i), 0, "out");
-          }
-        }
-        break;
-      case CollectiveKind::kBroadcast:
-        for (std::uint64_t i = 0; i < n; ++i) check(recv, i, inputValue(c, seed, c.root, i), 0, "out");
-        break;
-      case CollectiveKind::kScatter:
-        for (std::uint64_t i = 0; i < n; ++i) {
-          check(recv, i, inputValue(c, seed, c.root, static_cast<std::uint64_t>(r) * n + i), 0, "out");
-        }
-        break;
-      case CollectiveKind::kAllToAll:
-        for (int q = 0; q < p; ++q) {
-          for (std::uint64_t i = 0; i < n; ++i) {
-            check(recv, static_cast<std::uint64_t>(q) * n + i,
-                  inputValue(c, seed, q, static_cast<std::uint64_t>(r) * n + i), 0, "out");
-          }
-        }
-        break;
-      case CollectiveKind::kAllToAllV:
-        for (int q = 0; q < p; ++q) {
-          for (std::uint64_t i = 0; i < rc[static_cast<std::size_t>(q)]; ++i) {
-            check(recv, rd[static_cast<std::size_t>(q)] + i,
-                  inputValue(c, seed, q, static_cast<std::uint64_t>(r) * 100000 + i), 0, "out");
-          }
-          // The gap after each block must be untouched.
-          std::uint64_t gapIdx = rd[static_cast<std::size_t>(q)] + rc[static_cast<std::size_t>(q)];
-          for (std::uint64_t b = 0; b < es; ++b) {
-            if (recvBuf[gapIdx * es + b] != std::byte{sentinel}) {
-              if (wrong < 3) err << " gap after block " << q << " overwritten;";
-              ++wrong;
-              break;
-            }
-          }
-        }
-        break;
-      case CollectiveKind::kSendRecv: {
-        int from = (r + p - 1) % p;
-        for (std::uint64_t i = 0; i < n; ++i) {
-          check(p2pRecv.data(), i, inputValue(c, seed, from, i), 0, "recv");
-          check(selfRecv.data(), i, inputValue(c, seed, r, i), 0, "self");
-        }
-        break;
-      }
-      case CollectiveKind::kBarrier:
-        break;
-    }
-    if (wrong > 0) res.error = "rank " + std::to_string(r) + ": " + std::to_string(wrong) + " wrong:" + err.str();
-  };
-
+  std::vector<std::string> results(static_cast<std::size_t>(p));
   std::vector<std::thread> threads;
-  for (int r = 0; r < p; ++r) threads.emplace_back(rankMain, r);
+  for (int r = 0; r < p; ++r) {
+    threads.emplace_back(
+        [&, r] { results[static_cast<std::size_t>(r)] = runCaseOnRank(c, seed, comms[static_cast<std::size_t>(r)]); });
+  }
   for (auto& t : threads) t.join();
   std::string all;
   for (const auto& res : results) {
-    if (!res.error.empty()) all += (all.empty() ? "" : " | ") + res.error;
+    if (!res.empty()) all += (all.empty() ? "" : " | ") + res;
   }
   if (!all.empty()) gComms.erase(CommKey{c.ranks, c.nodes, c.backend});  // a failed call poisons the communicator
   return all;
 }
 
 namespace {
+
+std::string runCaseOnRankImpl(const Case& c, std::uint64_t seed, Communicator& comm, int r) {
+  const int p = c.ranks;
+  const std::size_t es = core::dataTypeSize(c.dtype);
+  const auto vc = vCounts(c);
+  std::vector<std::uint64_t> vdispl(static_cast<std::size_t>(p) + 1, 0);
+  for (int q = 0; q < p; ++q)
+    vdispl[static_cast<std::size_t>(q) + 1] = vdispl[static_cast<std::size_t>(q)] + vc[static_cast<std::size_t>(q)];
+  const std::uint64_t n = c.count;
+  const auto P = static_cast<std::uint64_t>(p);
+  const bool isRoot = r == c.root;
+  // Buffer sizes (elements) per collective.
+  std::uint64_t sendElems = n;
+  std::uint64_t recvElems = n;
+  switch (c.kind) {
+    case CollectiveKind::kReduceScatter:
+      sendElems = n * P;
+      break;
+    case CollectiveKind::kReduceScatterV:
+      sendElems = vdispl.back();
+      recvElems = vc[static_cast<std::size_t>(r)];
+      break;
+    case CollectiveKind::kAllGather:
+      recvElems = n * P;
+      break;
+    case CollectiveKind::kAllGatherV:
+      sendElems = vc[static_cast<std::size_t>(r)];
+      recvElems = vdispl.back();
+      break;
+    case CollectiveKind::kGather:
+      recvElems = n * P;
+      break;
+    case CollectiveKind::kScatter:
+      sendElems = n * P;
+      break;
+    case CollectiveKind::kAllToAll:
+      sendElems = recvElems = n * P;
+      break;
+    default:
+      break;
+  }
+  std::vector<std::uint64_t> sc, sd, rc, rd;
+  if (c.kind == CollectiveKind::kAllToAllV) {
+    std::uint64_t so = 0;
+    std::uint64_t ro = 0;
+    for (int q = 0; q < p; ++q) {
+      sc.push_back(a2avCount(c, r, q));
+      sd.push_back(so);
+      so += sc.back() + 1;  // a gap of one element: displacements are not contiguous
+      rc.push_back(a2avCount(c, q, r));
+      rd.push_back(ro);
+      ro += rc.back() + 2;
+    }
+    sendElems = so;
+    recvElems = ro;
+  }
+  const std::uint64_t sentinel = 0xA5;
+  std::vector<std::byte> sendBuf(std::max<std::uint64_t>(sendElems * es, 1));
+  std::vector<std::byte> recvBuf(std::max<std::uint64_t>(recvElems * es, 1), std::byte{sentinel});
+  void* send = sendBuf.data();
+  void* recv = recvBuf.data();
+  // The element index of the send buffer that holds global input element i of this rank.
+  if (c.inPlace) {
+    switch (c.kind) {
+      case CollectiveKind::kAllGather:
+        send = recvBuf.data() + n * es * static_cast<std::uint64_t>(r);
+        break;
+      case CollectiveKind::kAllGatherV:
+        send = recvBuf.data() + vdispl[static_cast<std::size_t>(r)] * es;
+        break;
+      case CollectiveKind::kReduceScatter:
+        recv = sendBuf.data() + n * es * static_cast<std::uint64_t>(r);
+        break;
+      case CollectiveKind::kReduceScatterV:
+        recv = sendBuf.data() + vdispl[static_cast<std::size_t>(r)] * es;
+        break;
+      case CollectiveKind::kGather:
+        send = recvBuf.data() + n * es * static_cast<std::uint64_t>(c.root);
+        break;
+      case CollectiveKind::kScatter:
+        recv = sendBuf.data() + n * es * static_cast<std::uint64_t>(c.root);
+        break;
+      default:
+        send = recv;
+        break;
+    }
+  }
+  // Fill inputs. For all-gather(v) rank r's input values are (r, i); elsewhere (r, i) over the send buffer.
+  auto fill = [&](void* base, std::uint64_t elems, std::uint64_t offsetElems) {
+    for (std::uint64_t i = 0; i < elems; ++i) {
+      core::storeFromDouble(c.dtype, base, i, inputValue(c, seed, r, offsetElems + i));
+    }
+  };
+  bool hasSend = true;
+  if ((c.kind == CollectiveKind::kBroadcast || c.kind == CollectiveKind::kScatter) && !isRoot) hasSend = false;
+  std::uint64_t fillElems = sendElems;
+  if (c.kind == CollectiveKind::kAllGather || c.kind == CollectiveKind::kGather) fillElems = n;
+  if (c.kind == CollectiveKind::kAllGatherV) fillElems = vc[static_cast<std::size_t>(r)];
+  if (hasSend) fill(send, fillElems, 0);
+  if (c.kind == CollectiveKind::kAllToAllV) {
+    // Values are indexed by (destination, position) so the receiver can check them.
+    for (int q = 0; q < p; ++q) {
+      for (std::uint64_t i = 0; i < sc[static_cast<std::size_t>(q)]; ++i) {
+        core::storeFromDouble(c.dtype, send, sd[static_cast<std::size_t>(q)] + i,
+                              inputValue(c, seed, r, static_cast<std::uint64_t>(q) * 100000 + i));
+      }
+    }
+  }
+  // Send/recv: a ring (to r+1, from r-1) plus a message to self.
+  std::vector<std::byte> p2pSend(std::max<std::uint64_t>(n * es, 1));
+  std::vector<std::byte> p2pRecv(std::max<std::uint64_t>(n * es, 1), std::byte{sentinel});
+  std::vector<std::byte> selfRecv(std::max<std::uint64_t>(n * es, 1), std::byte{sentinel});
+  if (c.kind == CollectiveKind::kSendRecv) fill(p2pSend.data(), n, 0);
+
+  CallOptions opts{c.algo};
+  Request req;
+  switch (c.kind) {
+    case CollectiveKind::kAllReduce:
+      req = comm.allReduce(send, recv, n, c.dtype, c.op, opts);
+      break;
+    case CollectiveKind::kReduceScatter:
+      req = comm.reduceScatter(send, recv, n, c.dtype, c.op, opts);
+      break;
+    case CollectiveKind::kReduceScatterV:
+      req = comm.reduceScatterV(send, recv, vc, c.dtype, c.op, opts);
+      break;
+    case CollectiveKind::kAllGather:
+      req = comm.allGather(send, recv, n, c.dtype, opts);
+      break;
+    case CollectiveKind::kAllGatherV:
+      req = comm.allGatherV(send, recv, vc, c.dtype, opts);
+      break;
+    case CollectiveKind::kBroadcast:
+      req = comm.broadcast(send, recv, n, c.dtype, c.root, opts);
+      break;
+    case CollectiveKind::kReduce:
+      req = comm.reduce(send, recv, n, c.dtype, c.op, c.root, opts);
+      break;
+    case CollectiveKind::kGather:
+      req = comm.gather(send, recv, n, c.dtype, c.root, opts);
+      break;
+    case CollectiveKind::kScatter:
+      req = comm.scatter(send, recv, n, c.dtype, c.root, opts);
+      break;
+    case CollectiveKind::kAllToAll:
+      req = comm.allToAll(send, recv, n, c.dtype, opts);
+      break;
+    case CollectiveKind::kAllToAllV:
+      req = comm.allToAllV(send, sc, sd, recv, rc, rd, c.dtype, opts);
+      break;
+    case CollectiveKind::kBarrier:
+      req = comm.barrier(opts);
+      break;
+    case CollectiveKind::kSendRecv:
+      comm.groupStart();
+      (void)comm.send(p2pSend.data(), n, c.dtype, (r + 1) % p);
+      (void)comm.recv(p2pRecv.data(), n, c.dtype, (r + p - 1) % p);
+      (void)comm.send(p2pSend.data(), n, c.dtype, r);
+      (void)comm.recv(selfRecv.data(), n, c.dtype, r);
+      req = comm.groupEnd();
+      break;
+  }
+  Status s = req.wait();
+  if (!caseSupported(c)) {
+    // The algorithm's restriction (e.g. one load/store domain) rules this backend out: the call must say so.
+    if (s.code() == ErrorCode::kUnsupported) return "";
+    return "rank " + std::to_string(r) + ": the algorithm cannot run this case, expected kUnsupported, got " +
+           (s.ok() ? std::string("success") : s.toString());
+  }
+  if (!s.ok()) {
+    return "rank " + std::to_string(r) + ": " + s.toString();
+  }
+  if (c.algo.size() > 0 && comm.lastProgramName().find(c.algo) == std::string::npos) {
+    return "rank " + std::to_string(r) + ": ran " + comm.lastProgramName() + ", not the forced " + c.algo;
+  }
+  // Check.
+  const double eps = core::unitRoundoff(c.dtype);
+  int wrong = 0;
+  std::ostringstream err;
+  auto check = [&](const void* base, std::uint64_t idx, double expect, double scale, const char* what) {
+    double got = core::loadAsDouble(c.dtype, base, idx);
+    bool exact =
+        c.op == ReduceOp::kMin || c.op == ReduceOp::kMax || !isReduction(c.kind) || !core::isFloatingPoint(c.dtype);
+    double tol = exact ? 0.0 : (p + 1) * eps * std::max(scale, std::fabs(expect));
+    if (!(std::fabs(got - expect) <= tol) && !(std::isnan(got) && std::isnan(expect))) {
+      if (wrong < 3) err << " " << what << "[" << idx << "]=" << got << " expected " << expect << ";";
+      ++wrong;
+    }
+  };
+  switch (c.kind) {
+    case CollectiveKind::kAllReduce:
+      for (std::uint64_t i = 0; i < n; ++i) {
+        Ref ref = reduceRef(c, seed, i, p);
+        check(recv, i, ref.value, ref.scale, "out");
+      }
+      break;
+    case CollectiveKind::kReduce:
+      if (isRoot) {
+        for (std::uint64_t i = 0; i < n; ++i) {
+          Ref ref = reduceRef(c, seed, i, p);
+          check(recv, i, ref.value, ref.scale, "out");
+        }
+      }
+      break;
+    case CollectiveKind::kReduceScatter:
+      for (std::uint64_t i = 0; i < n; ++i) {
+        Ref ref = reduceRef(c, seed, static_cast<std::uint64_t>(r) * n + i, p);
+        check(recv, i, ref.value, ref.scale, "out");
+      }
+      break;
+    case CollectiveKind::kReduceScatterV:
+      for (std::uint64_t i = 0; i < vc[static_cast<std::size_t>(r)]; ++i) {
+        Ref ref = reduceRef(c, seed, vdispl[static_cast<std::size_t>(r)] + i, p);
+        check(recv, i, ref.value, ref.scale, "out");
+      }
+      break;
+    case CollectiveKind::kAllGather:
+    case CollectiveKind::kGather:
+      if (c.kind == CollectiveKind::kAllGather || isRoot) {
+        for (int q = 0; q < p; ++q) {
+          for (std::uint64_t i = 0; i < n; ++i) {
+            check(recv, static_cast<std::uint64_t>(q) * n + i, inputValue(c, seed, q, i), 0, "out");
+          }
+        }
+      }
+      break;
+    case CollectiveKind::kAllGatherV:
+      for (int q = 0; q < p; ++q) {
+        for (std::uint64_t i = 0; i < vc[static_cast<std::size_t>(q)]; ++i) {
+          check(recv, vdispl[static_cast<std::size_t>(q)] + i, inputValue(c, seed, q, i), 0, "out");
+        }
+      }
+      break;
+    case CollectiveKind::kBroadcast:
+      for (std::uint64_t i = 0; i < n; ++i) check(recv, i, inputValue(c, seed, c.root, i), 0, "out");
+      break;
+    case CollectiveKind::kScatter:
+      for (std::uint64_t i = 0; i < n; ++i) {
+        check(recv, i, inputValue(c, seed, c.root, static_cast<std::uint64_t>(r) * n + i), 0, "out");
+      }
+      break;
+    case CollectiveKind::kAllToAll:
+      for (int q = 0; q < p; ++q) {
+        for (std::uint64_t i = 0; i < n; ++i) {
+          check(recv, static_cast<std::uint64_t>(q) * n + i,
+                inputValue(c, seed, q, static_cast<std::uint64_t>(r) * n + i), 0, "out");
+        }
+      }
+      break;
+    case CollectiveKind::kAllToAllV:
+      for (int q = 0; q < p; ++q) {
+        for (std::uint64_t i = 0; i < rc[static_cast<std::size_t>(q)]; ++i) {
+          check(recv, rd[static_cast<std::size_t>(q)] + i,
+                inputValue(c, seed, q, static_cast<std::uint64_t>(r) * 100000 + i), 0, "out");
+        }
+        // The gap after each block must be untouched.
+        std::uint64_t gapIdx = rd[static_cast<std::size_t>(q)] + rc[static_cast<std::size_t>(q)];
+        for (std::uint64_t b = 0; b < es; ++b) {
+          if (recvBuf[gapIdx * es + b] != std::byte{sentinel}) {
+            if (wrong < 3) err << " gap after block " << q << " overwritten;";
+            ++wrong;
+            break;
+          }
+        }
+      }
+      break;
+    case CollectiveKind::kSendRecv: {
+      int from = (r + p - 1) % p;
+      for (std::uint64_t i = 0; i < n; ++i) {
+        check(p2pRecv.data(), i, inputValue(c, seed, from, i), 0, "recv");
+        check(selfRecv.data(), i, inputValue(c, seed, r, i), 0, "self");
+      }
+      break;
+    }
+    case CollectiveKind::kBarrier:
+      break;
+  }
+  if (wrong > 0) return "rank " + std::to_string(r) + ": " + std::to_string(wrong) + " wrong:" + err.str();
+  return "";
+}
 
 /// Nudges a case to a supported configuration: other rank counts first, then in-place off.
 bool makeSupported(Case& c, const std::vector<int>& ranks) {

@@ -1,6 +1,7 @@
 // The default conformance run: every collective x algorithm x data type x op pairwise, at rank counts
 // {1, 2, 3, 4, 5, 7, 8, 16} and counts {0, 1, 7, 4097}, in and out of place, through the public API on
-// every backend of this build (inproc), each output checked against a float64 reference.
+// the inproc backend, each output checked against a float64 reference. The multi-process backends run the
+// same matrix under mpirun: mp_conformance.cpp (docs/conformance.md).
 #include <gtest/gtest.h>
 
 #include <cstdio>
