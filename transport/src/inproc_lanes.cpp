@@ -3,13 +3,17 @@
 /// thread: the lane reports kBlocked) until that peer has entered the same call.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "copro/core/dtype.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/reduce.hpp"
+#include "copro/transport/inproc.hpp"
 #include "inproc_world.hpp"
 
 namespace copro::transport {
@@ -17,7 +21,21 @@ namespace copro::transport {
 namespace {
 /// Reduces executed fused with their followers (for the tests, which check that fusion happens).
 std::atomic<std::uint64_t> gFusedReduces{0};
+
+// The op observer (setInprocOpObserver). The flag keeps the untimed path to one relaxed load per lane run;
+// the function itself is only replaced while no call runs (the documented contract).
+std::atomic<bool> gOpObserverOn{false};
+std::function<void(const InprocOpTiming&)>& opObserver() {
+  static std::function<void(const InprocOpTiming&)> observer;
+  return observer;
+}
 }  // namespace
+
+void setInprocOpObserver(std::function<void(const InprocOpTiming&)> observer) {
+  gOpObserverOn.store(false, std::memory_order_seq_cst);
+  opObserver() = std::move(observer);
+  gOpObserverOn.store(static_cast<bool>(opObserver()), std::memory_order_seq_cst);
+}
 
 namespace detail {
 /// Not part of the public API (the tests declare it): how many reduce+multicast/put groups ran fused.
@@ -633,10 +651,16 @@ LaneRun runLane(World& world, RankState& rs, Call& call, int lane, Status& error
   OpRunner runner(world, rs, call, lane, error);
   const std::size_t n = l.ops->size();
   std::uint32_t pc = l.pc.load(std::memory_order_relaxed);
+  const bool timed = gOpObserverOn.load(std::memory_order_relaxed);
   while (pc < n) {
     if (call.phase.load(std::memory_order_acquire) != Phase::kRunning) {
       out.end = LaneEnd::kStopped;
       return out;
+    }
+    if (timed && l.timedPc != pc) {
+      // An op that blocks is retried later: its slice starts at the first try.
+      l.timedPc = pc;
+      l.opBegin = std::chrono::steady_clock::now();
     }
     std::uint32_t consumed = 1;
     const OpResult r = runner.run(pc, consumed);
@@ -647,6 +671,17 @@ LaneRun runLane(World& world, RankState& rs, Call& call, int lane, Status& error
     if (r == OpResult::kFailed) {
       out.end = LaneEnd::kFailed;
       return out;
+    }
+    if (timed) {
+      InprocOpTiming t;
+      t.rank = rs.rank();
+      t.lane = lane;
+      t.index = pc;
+      t.count = consumed;
+      t.op = &(*l.ops)[pc];
+      t.begin = l.opBegin;
+      t.end = std::chrono::steady_clock::now();
+      opObserver()(t);
     }
     pc += consumed;
     l.pc.store(pc, std::memory_order_relaxed);

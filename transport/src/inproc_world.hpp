@@ -93,6 +93,9 @@ struct LaneState {
     std::uint64_t value;
   };
   std::vector<PendingSignal> signals;
+  // Op timing (setInprocOpObserver): the op the lane first tried at opBegin.
+  std::uint32_t timedPc = ~0U;
+  std::chrono::steady_clock::time_point opBegin;
 };
 
 class RankState;

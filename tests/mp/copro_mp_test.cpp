@@ -1,0 +1,243 @@
+// Multi-process tests: run under mpirun (ctest label `mp`; tests/CMakeLists.txt starts 4 processes).
+// Every collective runs over the `mpi` backend and the `ucx` backend (UCX_TLS=shm,self and tcp,self,
+// bootstrapped over MPI), on all 4 ranks and on a 3-rank split, and every rank checks its result against
+// a reference it computes itself from the same deterministic inputs.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "copro/copro_mpi.hpp"
+
+namespace {
+
+using copro::Communicator;
+using copro::DataType;
+using copro::ReduceOp;
+
+int worldRank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int worldSize() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+/// The seed of every input; printed once.
+constexpr std::uint32_t kSeed = 20240611;
+
+/// Input element i of rank r (small integers, so float sums are exact in any order).
+float inputValue(int r, std::uint64_t i, std::uint32_t salt) {
+  const std::uint64_t h = (kSeed + salt * 7919ULL + static_cast<std::uint64_t>(r) * 131ULL + i * 7ULL) % 17ULL;
+  return static_cast<float>(static_cast<int>(h) - 8);
+}
+
+struct Setup {
+  std::string backend;
+  std::string tls;  ///< UCX_TLS for the ucx backend
+  int ranks;        ///< 4: MPI_COMM_WORLD; 3: a split of it
+};
+
+std::string setupName(const ::testing::TestParamInfo<Setup>& info) {
+  std::string tls = info.param.tls;
+  for (char& c : tls) {
+    if (c == ',') c = '_';
+  }
+  return info.param.backend + (tls.empty() ? "" : "_" + tls) + "_" + std::to_string(info.param.ranks) + "ranks";
+}
+
+/// Communicators are created once per (backend, UCX_TLS) and destroyed before MPI_Finalize.
+struct Comms {
+  Communicator world;
+  Communicator three;
+};
+std::map<std::string, std::unique_ptr<Comms>>& cache() {
+  static std::map<std::string, std::unique_ptr<Comms>> c;
+  return c;
+}
+
+Communicator* communicatorFor(const Setup& s) {
+  const std::string key = s.backend + "/" + s.tls;
+  auto it = cache().find(key);
+  if (it == cache().end()) {
+    if (!s.tls.empty()) setenv("UCX_TLS", s.tls.c_str(), 1);
+    copro::Config config = copro::Config::fromEnvironment();
+    config.timeoutSec = 30;  // a broken backend fails the test instead of hanging it
+    auto c = std::make_unique<Comms>();
+    c->world = copro::createFromMpi(MPI_COMM_WORLD, s.backend, config);
+    c->three = c->world.split(worldRank() < 3 ? 0 : -1, worldRank());
+    it = cache().emplace(key, std::move(c)).first;
+  }
+  Communicator& comm = s.ranks == worldSize() ? it->second->world : it->second->three;
+  return comm.valid() ? &comm : nullptr;
+}
+
+class MultiProcess : public ::testing::TestWithParam<Setup> {
+ protected:
+  void SetUp() override {
+    if (GetParam().ranks > worldSize()) GTEST_SKIP() << "needs " << GetParam().ranks << " processes";
+    comm_ = communicatorFor(GetParam());
+  }
+  Communicator* comm_ = nullptr;  ///< nullptr: this rank is not in the tested group
+};
+
+TEST_P(MultiProcess, AllReduceRingAndRhdMatchReference) {
+  if (comm_ == nullptr) return;
+  const int n = comm_->size();
+  ASSERT_EQ(n, GetParam().ranks);
+  const int me = comm_->rank();
+  for (const char* algo : {"ring", "rhd"}) {
+    for (std::uint64_t count : {std::uint64_t{1}, std::uint64_t{7}, std::uint64_t{1000}, std::uint64_t{300001}}) {
+      std::vector<float> in(count);
+      std::vector<float> out(count, -1.0F);
+      for (std::uint64_t i = 0; i < count; ++i) in[i] = inputValue(me, i, 1);
+      ASSERT_TRUE(
+          comm_->allReduce(in.data(), out.data(), count, DataType::kFloat32, ReduceOp::kSum, {algo}).wait().ok());
+      for (std::uint64_t i = 0; i < count; ++i) {
+        float ref = 0;
+        for (int r = 0; r < n; ++r) ref += inputValue(r, i, 1);
+        ASSERT_EQ(out[i], ref) << algo << " count " << count << " element " << i;
+      }
+      // In place, with max.
+      std::vector<float> io(in);
+      ASSERT_TRUE(
+          comm_->allReduce(io.data(), io.data(), count, DataType::kFloat32, ReduceOp::kMax, {algo}).wait().ok());
+      for (std::uint64_t i = 0; i < count; ++i) {
+        float ref = inputValue(0, i, 1);
+        for (int r = 1; r < n; ++r) ref = std::max(ref, inputValue(r, i, 1));
+        ASSERT_EQ(io[i], ref) << algo << " in-place max, count " << count << " element " << i;
+      }
+    }
+  }
+}
+
+TEST_P(MultiProcess, AllGatherMatchesReference) {
+  if (comm_ == nullptr) return;
+  const int n = comm_->size();
+  const int me = comm_->rank();
+  for (std::uint64_t count : {std::uint64_t{5}, std::uint64_t{70001}}) {
+    std::vector<float> in(count);
+    std::vector<float> out(count * static_cast<std::uint64_t>(n), -100.0F);
+    for (std::uint64_t i = 0; i < count; ++i) in[i] = inputValue(me, i, 2);
+    ASSERT_TRUE(comm_->allGather(in.data(), out.data(), count, DataType::kFloat32).wait().ok());
+    for (int r = 0; r < n; ++r) {
+      for (std::uint64_t i = 0; i < count; ++i) {
+        ASSERT_EQ(out[static_cast<std::uint64_t>(r) * count + i], inputValue(r, i, 2)) << "block " << r << " i " << i;
+      }
+    }
+  }
+}
+
+TEST_P(MultiProcess, AllToAllMatchesReference) {
+  if (comm_ == nullptr) return;
+  const int n = comm_->size();
+  const int me = comm_->rank();
+  for (std::uint64_t count : {std::uint64_t{3}, std::uint64_t{20000}}) {
+    const std::uint64_t total = count * static_cast<std::uint64_t>(n);
+    std::vector<float> in(total);
+    std::vector<float> out(total, -100.0F);
+    for (std::uint64_t i = 0; i < total; ++i) in[i] = inputValue(me, i, 3);
+    ASSERT_TRUE(comm_->allToAll(in.data(), out.data(), count, DataType::kFloat32).wait().ok());
+    for (int r = 0; r < n; ++r) {
+      for (std::uint64_t i = 0; i < count; ++i) {
+        // Block r of my output is block `me` of rank r's input.
+        const float ref = inputValue(r, static_cast<std::uint64_t>(me) * count + i, 3);
+        ASSERT_EQ(out[static_cast<std::uint64_t>(r) * count + i], ref) << "from rank " << r << " i " << i;
+      }
+    }
+  }
+}
+
+TEST_P(MultiProcess, BroadcastMatchesReference) {
+  if (comm_ == nullptr) return;
+  const int n = comm_->size();
+  const int me = comm_->rank();
+  for (int root : {0, n - 1}) {
+    const std::uint64_t count = 100003;
+    std::vector<float> buf(count, -100.0F);
+    if (me == root) {
+      for (std::uint64_t i = 0; i < count; ++i) buf[i] = inputValue(root, i, 4);
+    }
+    ASSERT_TRUE(comm_->broadcast(buf.data(), buf.data(), count, DataType::kFloat32, root).wait().ok());
+    for (std::uint64_t i = 0; i < count; ++i)
+      ASSERT_EQ(buf[i], inputValue(root, i, 4)) << "root " << root << " i " << i;
+  }
+}
+
+TEST_P(MultiProcess, BarrierOrdersSideEffects) {
+  if (comm_ == nullptr) return;
+  // Each round: every rank increments a shared-file-free counter through MPI one-by-one is overkill; check
+  // instead that many barriers complete and stay in step with an all-reduce of the round number.
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_TRUE(comm_->barrier().wait().ok()) << "round " << round;
+  }
+  std::int32_t mine = 20;
+  std::int32_t sum = 0;
+  ASSERT_TRUE(comm_->allReduce(&mine, &sum, 1, DataType::kInt32, ReduceOp::kSum).wait().ok());
+  EXPECT_EQ(sum, 20 * comm_->size());
+}
+
+TEST_P(MultiProcess, SendRecvRingMatchesReference) {
+  if (comm_ == nullptr) return;
+  const int n = comm_->size();
+  const int me = comm_->rank();
+  const int next = (me + 1) % n;
+  const int prev = (me + n - 1) % n;
+  for (std::uint64_t count : {std::uint64_t{777}, std::uint64_t{200000}}) {
+    std::vector<float> send(count);
+    std::vector<float> recv(count, -100.0F);
+    for (std::uint64_t i = 0; i < count; ++i) send[i] = inputValue(me, i, 5);
+    comm_->groupStart();
+    (void)comm_->send(send.data(), count, DataType::kFloat32, next);
+    (void)comm_->recv(recv.data(), count, DataType::kFloat32, prev);
+    ASSERT_TRUE(comm_->groupEnd().wait().ok());
+    for (std::uint64_t i = 0; i < count; ++i) ASSERT_EQ(recv[i], inputValue(prev, i, 5)) << "i " << i;
+  }
+}
+
+std::vector<Setup> setups() {
+  std::vector<Setup> out;
+  std::vector<Setup> backends = {{"mpi", "", 0}};
+#if COPRO_HAVE_UCX
+  backends.push_back({"ucx", "shm,self", 0});
+  backends.push_back({"ucx", "tcp,self", 0});
+#endif
+  for (const Setup& b : backends) {
+    for (int ranks : {4, 3}) out.push_back({b.backend, b.tls, ranks});
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, MultiProcess, ::testing::ValuesIn(setups()), setupName);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (worldRank() != 0) {
+    // One report, from rank 0; a failure on another rank still fails the exit code below.
+    ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  } else {
+    std::printf("copro_mp_test: %d processes, input seed %u\n", worldSize(), kSeed);
+  }
+  int rc = RUN_ALL_TESTS();
+  cache().clear();  // communicators go before MPI_Finalize
+  int worst = 0;
+  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (rc != 0) std::fprintf(stderr, "copro_mp_test: rank %d had failures\n", worldRank());
+  MPI_Finalize();
+  return worst;
+}

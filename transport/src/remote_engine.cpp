@@ -1,0 +1,964 @@
+/// The executor core of the multi-process network backends (see remote_engine.hpp).
+#include "remote_engine.hpp"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+#include "copro/core/dtype.hpp"
+#include "copro/core/log.hpp"
+#include "copro/core/reduce.hpp"
+
+namespace copro::transport::remote {
+
+using core::Addr;
+using core::BufferId;
+using core::ErrorCode;
+using core::Op;
+using core::OpCode;
+using core::Status;
+using Clock = std::chrono::steady_clock;
+
+std::string rankList(const std::vector<int>& ranks) {
+  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
+  for (std::size_t i = 0; i < ranks.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += std::to_string(ranks[i]);
+  }
+  return out;
+}
+
+std::vector<int> nodeIdsFromHostnames(core::Bootstrap& bootstrap) {
+  constexpr std::size_t kName = 256;
+  std::vector<char> mine(kName, 0);
+  (void)gethostname(mine.data(), kName - 1);
+  std::vector<char> all(kName * static_cast<std::size_t>(bootstrap.size()), 0);
+  bootstrap.allGather(mine.data(), all.data(), kName).throwIfError();
+  std::vector<std::string> names;
+  std::vector<int> out;
+  for (int r = 0; r < bootstrap.size(); ++r) {
+    const std::string name(all.data() + static_cast<std::size_t>(r) * kName);
+    auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end()) {
+      names.push_back(name);
+      it = std::prev(names.end());
+    }
+    out.push_back(static_cast<int>(it - names.begin()));
+  }
+  return out;
+}
+
+void idlePause(double idleSeconds) noexcept {
+  if (idleSeconds < 0.05) {
+    sched_yield();
+  } else {
+    // Long waits (a late peer, a compute phase elsewhere): sleep so that oversubscribed ranks run.
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+namespace {
+
+constexpr std::uint64_t kUnknown = std::numeric_limits<std::uint64_t>::max();
+
+std::string formatSeconds(double s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+bool overlaps(const std::byte* a, const std::byte* b, std::uint64_t n) {
+  const auto pa = reinterpret_cast<std::uintptr_t>(a);
+  const auto pb = reinterpret_cast<std::uintptr_t>(b);
+  return pa < pb + n && pb < pa + n;
+}
+
+void copyBytes(std::byte* dst, const std::byte* src, std::uint64_t n) {
+  if (n == 0 || dst == src) return;
+  if (overlaps(dst, src, n)) {
+    std::memmove(dst, src, n);
+  } else {
+    core::streamCopy(dst, src, n);
+  }
+}
+
+enum class Phase { kQueued, kRunning, kDone, kFailed };
+
+struct LaneRt {
+  const std::vector<Op>* ops = nullptr;
+  std::uint32_t pc = 0;
+  bool done = false;
+  std::int32_t blockedOnRank = -1;
+  // put_reduce runs as get -> flush -> reduce -> put through this temporary.
+  int prStage = 0;
+  bool prPending = false;  ///< the temporary is the source of a put not yet flushed
+  std::vector<std::byte> prTemp;
+};
+
+struct Call {
+  std::shared_ptr<const core::ProgramSource> program;
+  const core::ProgramHeader* header = nullptr;
+  const core::RankProgram* rankProgram = nullptr;
+  core::CallBuffers buffers;
+  std::shared_ptr<const std::vector<std::uint64_t>> advance;
+  std::uint64_t seq = 0;
+  std::string label;
+  std::vector<LaneRt> lanes;
+  int lanesLeft = 0;
+  Phase phase = Phase::kQueued;
+  Status status;
+  std::vector<Region> regions;
+  bool finishing = false;
+  [[nodiscard]] bool finished() const { return phase == Phase::kDone || phase == Phase::kFailed; }
+};
+
+struct Geometry {
+  std::uint64_t bytes = 0;
+  std::uint64_t srcShift = 0;
+  std::uint64_t dstShift = 0;
+};
+
+enum class OpResult { kDone, kBlocked, kFailed };
+
+class Engine {
+ public:
+  Engine(std::unique_ptr<RemoteTransport> t, core::Config config, std::vector<int> nodeOfRank)
+      : t_(std::move(t)), config_(std::move(config)), nodeOfRank_(std::move(nodeOfRank)) {
+    if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(t_->size()), 0);
+  }
+
+  RemoteTransport& transport() { return *t_; }
+  const core::Config& config() const { return config_; }
+  const std::vector<int>& nodeOfRank() const { return nodeOfRank_; }
+  std::mutex& mutex() { return mutex_; }
+
+  Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
+               std::shared_ptr<Call>& out);
+  Status drive(const std::shared_ptr<Call>& target, bool block, bool& done);
+  void abort() { aborted_.store(true, std::memory_order_release); }
+  void retire() {
+    retired_.store(true, std::memory_order_release);
+    aborted_.store(true, std::memory_order_release);
+  }
+
+ private:
+  [[nodiscard]] int me() const { return t_->rank(); }
+  void enter(Call& call);
+  void failFront(const Status& status, bool poison);
+  void complete(Call& call);
+  bool runLanes(Call& call);
+  OpResult runOp(Call& call, int lane, LaneRt& l, const Op& op);
+  std::string opLabel(const Call& call, int lane, std::uint32_t pc) const;
+  std::string stallReport(const Call& call);
+
+  // Op helpers; on failure they set error_ (without the label) and return false.
+  bool geometry(const Call& call, const Op& op, Geometry& g);
+  bool locateLocal(const Call& call, const char* role, const Addr& a, std::uint64_t offset, std::uint64_t bytes,
+                   bool write, std::byte*& out);
+  bool checkPeer(std::int32_t r, const char* role);
+  bool checkRemote(const Call& call, const char* role, std::int32_t peer, BufferId buf, std::uint64_t offset,
+                   std::uint64_t bytes);
+  bool checkSem(const Call& call, std::int32_t sem);
+  bool checkElements(const Op& op, std::uint64_t bytes);
+  OpResult reach(LaneRt& l, std::int32_t peer);
+  void signalLocal(std::int32_t sem, std::uint64_t value) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    sems_[sem].fetch_add(value, std::memory_order_seq_cst);
+  }
+  OpResult fail(std::string what, ErrorCode code = ErrorCode::kInvalidProgram) {
+    error_ = Status(code, std::move(what));
+    return OpResult::kFailed;
+  }
+
+  std::mutex mutex_;
+  std::unique_ptr<RemoteTransport> t_;
+  core::Config config_;
+  std::vector<int> nodeOfRank_;
+  std::deque<std::shared_ptr<Call>> queue_;
+  std::uint64_t nextSeq_ = 1;
+  bool broken_ = false;
+  Status brokenStatus_;
+  std::atomic<bool> aborted_{false};
+  std::atomic<bool> retired_{false};
+  bool abortHandled_ = false;
+  // Semaphores and layout of the current call.
+  std::atomic<std::uint64_t>* sems_ = nullptr;
+  std::int32_t numSems_ = 0;
+  std::vector<std::uint64_t> semBase_;
+  std::uint64_t* layout_ = nullptr;
+  std::vector<std::pair<std::shared_ptr<const core::ProgramSource>, std::shared_ptr<const std::vector<std::uint64_t>>>>
+      advanceCache_;
+  Status error_;
+  Clock::time_point lastProgress_ = Clock::now();
+};
+
+Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
+                     std::shared_ptr<Call>& out) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::string who = std::string(t_->backend()) + " rank " + std::to_string(me()) + ": ";
+  if (retired_.load(std::memory_order_acquire) || aborted_.load(std::memory_order_acquire)) {
+    return {ErrorCode::kAborted, who + "the communicator was aborted"};
+  }
+  if (broken_) {
+    return {brokenStatus_.code(),
+            who + "the communicator is unusable after an earlier failure: " + brokenStatus_.message()};
+  }
+  if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
+  const core::ProgramHeader& h = program->header();
+  const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
+  const int n = t_->size();
+  if (h.nranks != n) {
+    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' is for " + std::to_string(h.nranks) +
+                                             " ranks, but this communicator has " + std::to_string(n)};
+  }
+  if (h.numSemaphores < 0) {
+    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' declares a negative semaphore count"};
+  }
+  for (const auto* declared : {&h.inputBytes, &h.outputBytes}) {
+    if (!declared->empty() && declared->size() != static_cast<std::size_t>(n)) {
+      return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' declares buffer sizes for " +
+                                               std::to_string(declared->size()) + " ranks, not " + std::to_string(n)};
+    }
+  }
+  const auto ri = static_cast<std::size_t>(me());
+  const std::uint64_t inBytes = h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes);
+  const std::uint64_t outBytes = h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes);
+  if (inBytes > 0 && b.input == nullptr) {
+    return {ErrorCode::kInvalidArgument,
+            who + "Program '" + name + "' reads " + std::to_string(inBytes) + " input bytes, but the input is null"};
+  }
+  if (outBytes > 0 && b.output == nullptr) {
+    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' writes " + std::to_string(outBytes) +
+                                             " output bytes, but the output is null"};
+  }
+  if (b.layoutInit.size() > h.layoutWords) {
+    return {ErrorCode::kInvalidArgument, who + "layoutInit has " + std::to_string(b.layoutInit.size()) +
+                                             " words, Program '" + name + "' has a layout of " +
+                                             std::to_string(h.layoutWords)};
+  }
+  if (b.extra.size() != b.extraBytes.size()) {
+    return {ErrorCode::kInvalidArgument, who + std::to_string(b.extra.size()) + " extra buffers but " +
+                                             std::to_string(b.extraBytes.size()) + " extra sizes"};
+  }
+  for (std::size_t e = 0; e < b.extra.size(); ++e) {
+    if (b.extra[e] == nullptr && b.extraBytes[e] > 0) {
+      return {ErrorCode::kInvalidArgument, who + "extra buffer " + std::to_string(e) + " is null"};
+    }
+  }
+  auto call = std::make_shared<Call>();
+  try {
+    call->rankProgram = &program->rank(me());
+  } catch (const core::Error& e) {
+    return {e.code(), who + "Program '" + name + "': " + e.message()};
+  } catch (const std::exception& e) {
+    return {ErrorCode::kInternal, who + "Program '" + name + "': " + e.what()};
+  }
+  for (auto it = advanceCache_.begin(); it != advanceCache_.end(); ++it) {
+    if (it->first == program) {
+      call->advance = it->second;
+      break;
+    }
+  }
+  if (!call->advance) {
+    call->advance =
+        std::make_shared<const std::vector<std::uint64_t>>(core::semaphoreAdvance(*call->rankProgram, h.numSemaphores));
+    advanceCache_.emplace_back(program, call->advance);
+    if (advanceCache_.size() > 16) advanceCache_.erase(advanceCache_.begin());
+  }
+  call->program = std::move(program);
+  call->header = &call->program->header();
+  call->buffers = b;
+  call->seq = nextSeq_++;
+  call->label = name + " (call " + std::to_string(call->seq) + ") on rank " + std::to_string(me());
+  call->lanes.resize(call->rankProgram->lanes.size());
+  for (std::size_t i = 0; i < call->lanes.size(); ++i) call->lanes[i].ops = &call->rankProgram->lanes[i].ops;
+  call->lanesLeft = static_cast<int>(call->lanes.size());
+  queue_.push_back(call);
+  // Entering early lets the peers reach this rank while the user still prepares other work.
+  if (queue_.front() == call) enter(*call);
+  out = std::move(call);
+  return {};
+}
+
+void Engine::enter(Call& call) {
+  const core::ProgramHeader& h = *call.header;
+  const core::CallBuffers& b = call.buffers;
+  const auto ri = static_cast<std::size_t>(me());
+  CallEntry entry;
+  try {
+    std::byte* scratch = t_->scratch(h.scratchBytes);
+    std::atomic<std::uint64_t>* sems = t_->semaphores(h.numSemaphores);
+    if (sems != sems_) {
+      // A new (zeroed) array: every signal of the earlier calls has been consumed, so bases restart at 0.
+      sems_ = sems;
+      semBase_.assign(static_cast<std::size_t>(std::max(h.numSemaphores, numSems_)), 0);
+    }
+    if (semBase_.size() < static_cast<std::size_t>(h.numSemaphores)) semBase_.resize(h.numSemaphores, 0);
+    numSems_ = h.numSemaphores;
+    layout_ = t_->layout(h.layoutWords);
+    std::fill(layout_, layout_ + h.layoutWords, 0);
+    std::copy(b.layoutInit.begin(), b.layoutInit.end(), layout_);
+    call.regions.assign(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size(), Region{});
+    auto* input = static_cast<std::byte*>(const_cast<void*>(b.input));
+    call.regions[static_cast<std::size_t>(BufferId::kInput)] =
+        Region{input, h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
+    call.regions[static_cast<std::size_t>(BufferId::kOutput)] =
+        Region{static_cast<std::byte*>(b.output),
+               h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
+    call.regions[static_cast<std::size_t>(BufferId::kScratch)] = Region{scratch, h.scratchBytes, true};
+    call.regions[static_cast<std::size_t>(BufferId::kLayout)] =
+        Region{reinterpret_cast<std::byte*>(layout_), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
+    for (std::size_t e = 0; e < b.extra.size(); ++e) {
+      call.regions[static_cast<std::size_t>(core::kNumBuffers) + e] =
+          Region{static_cast<std::byte*>(b.extra[e]), b.extraBytes[e], true};
+    }
+  } catch (const core::Error& e) {
+    call.phase = Phase::kRunning;
+    failFront(Status(e.code(), call.label + ": " + e.message()), true);
+    return;
+  }
+  entry.seq = call.seq;
+  entry.header = &h;
+  entry.regions = call.regions;
+  entry.semaphores = sems_;
+  entry.numSemaphores = h.numSemaphores;
+  entry.numLanes = static_cast<int>(call.lanes.size());
+  entry.label = call.label;
+  call.phase = Phase::kRunning;
+  lastProgress_ = Clock::now();
+  Status s = t_->enter(entry);
+  if (!s.ok()) {
+    failFront(Status(s.code(), call.label + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
+    return;
+  }
+  COPRO_LOG(Trace, Transport, call.label << ": entered");
+}
+
+void Engine::complete(Call& call) {
+  for (std::size_t s = 0; s < call.advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*call.advance)[s];
+  t_->leave();
+  call.status = Status();
+  call.phase = Phase::kDone;
+  queue_.pop_front();
+}
+
+void Engine::failFront(const Status& status, bool poison) {
+  if (queue_.empty()) return;
+  std::shared_ptr<Call> front = queue_.front();
+  queue_.pop_front();
+  if (front->phase == Phase::kRunning) t_->leave();
+  front->status = status;
+  front->phase = Phase::kFailed;
+  for (auto& c : queue_) {
+    c->status = Status(status.code(), c->label + ": not run: an earlier call failed (" + status.message() + ")");
+    c->phase = Phase::kFailed;
+  }
+  queue_.clear();
+  broken_ = true;
+  brokenStatus_ = status;
+  t_->markBroken();
+  if (poison) t_->announceFailure(status.message());
+  COPRO_LOG(Warn, Transport, status.toString());
+}
+
+std::string Engine::opLabel(const Call& call, int lane, std::uint32_t pc) const {
+  std::string out = call.label + " lane " + std::to_string(lane) + " op " + std::to_string(pc);
+  const auto& ops = call.rankProgram->lanes[static_cast<std::size_t>(lane)].ops;
+  if (pc < ops.size()) out += " (" + std::string(core::opCodeName(ops[pc].code)) + ")";
+  return out;
+}
+
+std::string Engine::stallReport(const Call& call) {
+  std::string out = t_->stallReport();
+  std::string lanes;
+  int listed = 0;
+  for (std::size_t i = 0; i < call.lanes.size() && listed < 16; ++i) {
+    const LaneRt& l = call.lanes[i];
+    if (l.done) continue;
+    lanes += (listed++ == 0 ? " " : "; ") + opLabel(call, static_cast<int>(i), l.pc).substr(call.label.size() + 1);
+    if (l.pc >= l.ops->size()) {
+      lanes += " waits for its last operations to complete";
+      continue;
+    }
+    const Op& op = (*l.ops)[l.pc];
+    if (op.code == OpCode::kWait && op.sem >= 0 && op.sem < numSems_) {
+      const std::uint64_t base = semBase_[static_cast<std::size_t>(op.sem)];
+      const std::uint64_t v = sems_[op.sem].load(std::memory_order_acquire);
+      lanes += " waits for semaphore " + std::to_string(op.sem) + " >= " + std::to_string(op.value) + " (it is " +
+               std::to_string(v - base) + ")";
+    } else if (l.blockedOnRank >= 0) {
+      lanes += " waits for rank " + std::to_string(l.blockedOnRank) + " to enter the call";
+    }
+  }
+  if (!lanes.empty()) out += (out.empty() ? "" : "; ") + std::string("blocked lanes:") + lanes;
+  return out;
+}
+
+Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double timeout = config_.timeoutSec;
+  while (true) {
+    if (target->finished()) {
+      done = true;
+      return target->status;
+    }
+    if (aborted_.load(std::memory_order_acquire) && !abortHandled_) {
+      abortHandled_ = true;
+      const bool retired = retired_.load(std::memory_order_acquire);
+      const std::string why = retired ? "the executor was destroyed" : "aborted by Executor::abort()";
+      failFront(Status(ErrorCode::kAborted, queue_.front()->label + ": " + why), true);
+      continue;
+    }
+    Call& call = *queue_.front();
+    if (call.phase == Phase::kQueued) {
+      enter(call);
+      continue;
+    }
+    bool progressed = false;
+    Status s = t_->progress(progressed);
+    if (!s.ok()) {
+      failFront(Status(s.code(), call.label + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
+      continue;
+    }
+    if (runLanes(call)) progressed = true;
+    if (call.phase != Phase::kRunning) continue;  // failed in a lane
+    if (call.lanesLeft == 0) {
+      bool finished = false;
+      s = t_->finishCall(finished);
+      if (!s.ok()) {
+        failFront(Status(s.code(), call.label + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
+        continue;
+      }
+      if (finished) {
+        complete(call);
+        lastProgress_ = Clock::now();
+        if (!queue_.empty()) enter(*queue_.front());
+        continue;
+      }
+    }
+    const auto now = Clock::now();
+    if (progressed) {
+      lastProgress_ = now;
+      if (!block) {
+        done = target->finished();
+        return done ? target->status : Status();
+      }
+      continue;
+    }
+    const double idle = std::chrono::duration<double>(now - lastProgress_).count();
+    if (idle > timeout) {
+      failFront(Status(ErrorCode::kTimeout,
+                       call.label + ": timed out after " + formatSeconds(timeout) + " s: " + stallReport(call)),
+                false);
+      continue;
+    }
+    if (!block) {
+      done = false;
+      return {};
+    }
+    idlePause(idle);
+  }
+}
+
+bool Engine::runLanes(Call& call) {
+  bool any = false;
+  for (std::size_t i = 0; i < call.lanes.size(); ++i) {
+    LaneRt& l = call.lanes[i];
+    if (l.done) continue;
+    const int lane = static_cast<int>(i);
+    while (true) {
+      if (l.pc >= l.ops->size()) {
+        // The end of a lane flushes it: the user may reuse the buffers once the call completed.
+        bool flushed = false;
+        Status s = t_->finishLane(lane, flushed);
+        if (!s.ok()) {
+          failFront(Status(s.code(), opLabel(call, lane, l.pc) + ": " + s.message()),
+                    s.code() != ErrorCode::kRemoteError);
+          return true;
+        }
+        if (flushed) {
+          l.done = true;
+          --call.lanesLeft;
+          any = true;
+        }
+        break;
+      }
+      error_ = Status();
+      const OpResult r = runOp(call, lane, l, (*l.ops)[l.pc]);
+      if (r == OpResult::kBlocked) break;
+      if (r == OpResult::kFailed) {
+        failFront(Status(error_.code(), opLabel(call, lane, l.pc) + ": " + error_.message()),
+                  error_.code() != ErrorCode::kRemoteError);
+        return true;
+      }
+      ++l.pc;
+      l.blockedOnRank = -1;
+      any = true;
+    }
+  }
+  return any;
+}
+
+bool Engine::geometry(const Call& call, const Op& op, Geometry& g) {
+  g = Geometry{op.bytes, 0, 0};
+  const core::Indirect& ind = op.indirect;
+  if (!ind.active()) return true;
+  const std::uint64_t words = call.header->layoutWords;
+  auto read = [&](std::int32_t slot, const char* what, std::uint64_t& out) -> bool {
+    if (slot == core::kNoSlot) return true;
+    if (slot < 0 || static_cast<std::uint64_t>(slot) >= words) {
+      fail(std::string("indirect ") + what + " slot " + std::to_string(slot) + " is outside the layout (" +
+           std::to_string(words) + " words)");
+      return false;
+    }
+    const std::uint64_t w = layout_[slot];
+    const std::uint64_t scale = ind.bytesScale;
+    if (scale != 0 && w > kUnknown / scale) {
+      fail(std::string("indirect ") + what + ": layout[" + std::to_string(slot) + "] = " + std::to_string(w) +
+           " times scale " + std::to_string(scale) + " overflows");
+      return false;
+    }
+    out = w * scale;
+    return true;
+  };
+  return read(ind.bytesSlot, "bytes", g.bytes) && read(ind.srcOffsetSlot, "src offset", g.srcShift) &&
+         read(ind.dstOffsetSlot, "dst offset", g.dstShift);
+}
+
+bool Engine::locateLocal(const Call& call, const char* role, const Addr& a, std::uint64_t offset, std::uint64_t bytes,
+                         bool write, std::byte*& out) {
+  if (a.rank != core::kSelf && a.rank != me()) {
+    fail(std::string(role) + " names rank " + std::to_string(a.rank) + ", outside this rank's load/store domain (the " +
+         std::string(t_->backend()) + " backend gives every rank its own domain)");
+    return false;
+  }
+  const auto b = static_cast<std::size_t>(a.buf);
+  if (b >= call.regions.size()) {
+    fail(std::string(role) + " buffer " + core::bufferName(a.buf) + " of rank " + std::to_string(me()) +
+         " does not exist (the call has " + std::to_string(call.regions.size() - core::kNumBuffers) +
+         " extra buffers)");
+    return false;
+  }
+  const Region& reg = call.regions[b];
+  if (bytes > 0 && (offset > reg.limit || bytes > reg.limit - offset)) {
+    fail(std::string(role) + " " + core::bufferName(a.buf) + "[" + std::to_string(offset) + ", " +
+         std::to_string(offset + bytes) + ") of rank " + std::to_string(me()) + " is out of bounds (" +
+         core::bufferName(a.buf) + " has " + std::to_string(reg.limit) + " bytes in this call)");
+    return false;
+  }
+  if (write && !reg.writable && bytes > 0) {
+    fail(std::string(role) + " " + core::bufferName(a.buf) + " of rank " + std::to_string(me()) +
+         " is read-only (the input of an out-of-place call)");
+    return false;
+  }
+  out = reg.base + offset;
+  return true;
+}
+
+bool Engine::checkPeer(std::int32_t r, const char* role) {
+  if (r >= 0 && r < t_->size()) return true;
+  fail(std::string(role) + " rank " + std::to_string(r) + " is out of range (the communicator has " +
+       std::to_string(t_->size()) + " ranks)");
+  return false;
+}
+
+bool Engine::checkRemote(const Call& call, const char* role, std::int32_t peer, BufferId buf, std::uint64_t offset,
+                         std::uint64_t bytes) {
+  const core::ProgramHeader& h = *call.header;
+  const auto pi = static_cast<std::size_t>(peer);
+  std::uint64_t limit = kUnknown;
+  switch (buf) {
+    case BufferId::kInput:
+      limit = h.inputBytes.empty() ? 0 : h.inputBytes[pi];
+      break;
+    case BufferId::kOutput:
+      limit = h.outputBytes.empty() ? 0 : h.outputBytes[pi];
+      break;
+    case BufferId::kScratch:
+      limit = h.scratchBytes;
+      break;
+    case BufferId::kLayout:
+      limit = std::uint64_t{h.layoutWords} * sizeof(std::uint64_t);
+      break;
+    default:
+      break;
+  }
+  limit = std::min(limit, t_->remoteLimit(peer, buf));
+  if (bytes > 0 && limit != kUnknown && (offset > limit || bytes > limit - offset)) {
+    fail(std::string(role) + " " + core::bufferName(buf) + "[" + std::to_string(offset) + ", " +
+         std::to_string(offset + bytes) + ") of rank " + std::to_string(peer) + " is out of bounds (" +
+         core::bufferName(buf) + " has " + std::to_string(limit) + " bytes in this call)");
+    return false;
+  }
+  return true;
+}
+
+bool Engine::checkSem(const Call& call, std::int32_t sem) {
+  if (sem >= 0 && sem < call.header->numSemaphores) return true;
+  fail("semaphore " + std::to_string(sem) + " is out of range (numSemaphores " +
+       std::to_string(call.header->numSemaphores) + ")");
+  return false;
+}
+
+bool Engine::checkElements(const Op& op, std::uint64_t bytes) {
+  const std::size_t size = core::dataTypeSize(op.dtype);
+  if (size == 0) {
+    fail("unknown data type " + std::to_string(static_cast<int>(op.dtype)));
+    return false;
+  }
+  if (bytes % size != 0) {
+    fail(std::to_string(bytes) + " bytes is not a whole number of " + std::string(core::dataTypeName(op.dtype)) +
+         " elements");
+    return false;
+  }
+  if (!core::reduceSupported(op.dtype, op.redop)) {
+    fail(
+        std::string(core::reduceOpName(op.redop)) + " is not supported on " + std::string(core::dataTypeName(op.dtype)),
+        ErrorCode::kUnsupported);
+    return false;
+  }
+  return true;
+}
+
+OpResult Engine::reach(LaneRt& l, std::int32_t peer) {
+  Status err;
+  switch (t_->reach(peer, err)) {
+    case Reach::kReady:
+      return OpResult::kDone;
+    case Reach::kNotYet:
+      l.blockedOnRank = peer;
+      return OpResult::kBlocked;
+    case Reach::kFailed:
+    default:
+      error_ = err;
+      return OpResult::kFailed;
+  }
+}
+
+OpResult Engine::runOp(Call& call, int lane, LaneRt& l, const Op& op) {
+  const std::int32_t self = me();
+  Geometry g;
+  std::uint64_t srcOff = 0;
+  std::uint64_t dstOff = 0;
+  auto shiftedOffsets = [&]() -> bool {
+    if (!geometry(call, op, g)) return false;
+    srcOff = op.src.offset + g.srcShift;
+    dstOff = op.dst.offset + g.dstShift;
+    if (srcOff < op.src.offset || dstOff < op.dst.offset) {
+      fail("indirect offset overflows");
+      return false;
+    }
+    return true;
+  };
+  auto localSource = [&]() -> bool {
+    if (op.src.rank == core::kSelf || op.src.rank == self) return true;
+    fail("src names rank " + std::to_string(op.src.rank) + ", but the source of a " +
+         std::string(core::opCodeName(op.code)) + " is local");
+    return false;
+  };
+  const auto pc = l.pc;
+  switch (op.code) {
+    case OpCode::kPut: {
+      if (!shiftedOffsets() || !localSource() || !checkPeer(op.peer, "peer")) return OpResult::kFailed;
+      if (op.dst.rank != core::kSelf && op.dst.rank != op.peer) {
+        return fail("dst names rank " + std::to_string(op.dst.rank) + " but peer is " + std::to_string(op.peer));
+      }
+      std::byte* src = nullptr;
+      if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
+        return OpResult::kFailed;
+      }
+      if (op.sem >= 0 && !checkSem(call, op.sem)) return OpResult::kFailed;
+      if (op.peer == self) {
+        std::byte* dst = nullptr;
+        if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
+          return OpResult::kFailed;
+        }
+        copyBytes(dst, src, g.bytes);
+        if (op.sem >= 0) signalLocal(op.sem, op.value);
+        return OpResult::kDone;
+      }
+      const OpResult r = reach(l, op.peer);
+      if (r != OpResult::kDone) return r;
+      if (!checkRemote(call, "dst", op.peer, op.dst.buf, dstOff, g.bytes)) return OpResult::kFailed;
+      error_ = t_->put(lane, pc, op.peer, op.dst.buf, dstOff, src, g.bytes, op.sem, op.value);
+      return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+    }
+    case OpCode::kMulticast: {
+      if (!shiftedOffsets() || !localSource()) return OpResult::kFailed;
+      if (op.ranks.empty()) return fail("multicast has no target ranks");
+      if (op.dst.rank != core::kSelf) return fail("a multicast dst names no rank (the targets are `ranks`)");
+      std::byte* src = nullptr;
+      if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
+        return OpResult::kFailed;
+      }
+      if (op.sem >= 0 && !checkSem(call, op.sem)) return OpResult::kFailed;
+      for (std::int32_t t : op.ranks) {
+        if (!checkPeer(t, "target")) return OpResult::kFailed;
+        if (t == self) continue;
+        const OpResult r = reach(l, t);
+        if (r != OpResult::kDone) return r;
+        if (!checkRemote(call, "dst", t, op.dst.buf, dstOff, g.bytes)) return OpResult::kFailed;
+      }
+      for (std::int32_t t : op.ranks) {
+        if (t == self) {
+          std::byte* dst = nullptr;
+          if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
+            return OpResult::kFailed;
+          }
+          copyBytes(dst, src, g.bytes);
+          if (op.sem >= 0) signalLocal(op.sem, op.value);
+          continue;
+        }
+        error_ = t_->put(lane, pc, t, op.dst.buf, dstOff, src, g.bytes, op.sem, op.value);
+        if (!error_.ok()) return OpResult::kFailed;
+      }
+      return OpResult::kDone;
+    }
+    case OpCode::kGet: {
+      if (!shiftedOffsets() || !checkPeer(op.peer, "peer")) return OpResult::kFailed;
+      if (op.src.rank != core::kSelf && op.src.rank != op.peer) {
+        return fail("src names rank " + std::to_string(op.src.rank) + " but peer is " + std::to_string(op.peer));
+      }
+      if (op.dst.rank != core::kSelf && op.dst.rank != self) {
+        return fail("dst names rank " + std::to_string(op.dst.rank) + ", but the destination of a get is local");
+      }
+      std::byte* dst = nullptr;
+      if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
+        return OpResult::kFailed;
+      }
+      if (op.peer == self) {
+        std::byte* src = nullptr;
+        if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
+          return OpResult::kFailed;
+        }
+        copyBytes(dst, src, g.bytes);
+        return OpResult::kDone;
+      }
+      const OpResult r = reach(l, op.peer);
+      if (r != OpResult::kDone) return r;
+      if (!checkRemote(call, "src", op.peer, op.src.buf, srcOff, g.bytes)) return OpResult::kFailed;
+      error_ = t_->get(lane, pc, op.peer, op.src.buf, srcOff, dst, g.bytes);
+      return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+    }
+    case OpCode::kSignal: {
+      if (!checkPeer(op.peer, "peer") || !checkSem(call, op.sem)) return OpResult::kFailed;
+      if (op.peer == self) {
+        signalLocal(op.sem, op.value);
+        return OpResult::kDone;
+      }
+      const OpResult r = reach(l, op.peer);
+      if (r != OpResult::kDone) return r;
+      error_ = t_->signal(lane, pc, op.peer, op.sem, op.value);
+      return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+    }
+    case OpCode::kWait: {
+      if (op.sem < 0 || op.sem >= numSems_) {
+        return fail("semaphore " + std::to_string(op.sem) + " is out of range (numSemaphores " +
+                    std::to_string(numSems_) + ")");
+      }
+      const std::uint64_t v = sems_[op.sem].load(std::memory_order_acquire);
+      if (v >= semBase_[static_cast<std::size_t>(op.sem)] + op.value) return OpResult::kDone;
+      return OpResult::kBlocked;
+    }
+    case OpCode::kReduce: {
+      if (!geometry(call, op, g)) return OpResult::kFailed;
+      dstOff = op.dst.offset + g.dstShift;
+      if (op.srcs.empty()) return fail("reduce has no sources");
+      if (!checkElements(op, g.bytes)) return OpResult::kFailed;
+      std::byte* dst = nullptr;
+      if (!locateLocal(call, "dst", op.dst, dstOff, g.bytes, true, dst)) return OpResult::kFailed;
+      std::vector<const void*> srcs;
+      srcs.reserve(op.srcs.size());
+      for (std::size_t i = 0; i < op.srcs.size(); ++i) {
+        const std::string role = "srcs[" + std::to_string(i) + "]";
+        std::byte* p = nullptr;
+        if (!locateLocal(call, role.c_str(), op.srcs[i], op.srcs[i].offset + g.srcShift, g.bytes, false, p)) {
+          return OpResult::kFailed;
+        }
+        if (p != dst && overlaps(p, dst, g.bytes)) return fail(role + " and dst overlap partially");
+        srcs.push_back(p);
+      }
+      const std::size_t count = g.bytes / core::dataTypeSize(op.dtype);
+      if (count > 0) {
+        core::reduceInto(dst, srcs.data(), static_cast<int>(srcs.size()), count, op.dtype, op.redop, op.divisor);
+      }
+      return OpResult::kDone;
+    }
+    case OpCode::kCopy: {
+      if (!shiftedOffsets()) return OpResult::kFailed;
+      std::byte* src = nullptr;
+      std::byte* dst = nullptr;
+      if (!locateLocal(call, "src", op.src, srcOff, g.bytes, false, src) ||
+          !locateLocal(call, "dst", op.dst, dstOff, g.bytes, true, dst)) {
+        return OpResult::kFailed;
+      }
+      copyBytes(dst, src, g.bytes);
+      return OpResult::kDone;
+    }
+    case OpCode::kPutReduce: {
+      if (!shiftedOffsets()) return OpResult::kFailed;
+      if (!checkElements(op, g.bytes) || !localSource() || !checkPeer(op.peer, "peer")) return OpResult::kFailed;
+      if (op.dst.rank != core::kSelf && op.dst.rank != op.peer) {
+        return fail("dst names rank " + std::to_string(op.dst.rank) + " but peer is " + std::to_string(op.peer));
+      }
+      if (op.sem >= 0 && !checkSem(call, op.sem)) return OpResult::kFailed;
+      std::byte* src = nullptr;
+      if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
+        return OpResult::kFailed;
+      }
+      const std::size_t count = g.bytes / core::dataTypeSize(op.dtype);
+      if (op.peer == self) {
+        std::byte* dst = nullptr;
+        if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
+          return OpResult::kFailed;
+        }
+        if (dst != src && overlaps(dst, src, g.bytes)) return fail("src and dst overlap partially");
+        const void* srcs[2] = {dst, src};
+        if (count > 0) core::reduceInto(dst, srcs, 2, count, op.dtype, op.redop, op.divisor);
+        if (op.sem >= 0) signalLocal(op.sem, op.value);
+        return OpResult::kDone;
+      }
+      // No network here reduces at the target, so: read the target bytes, reduce, write them back. Two
+      // put_reduces to the same bytes must be ordered by the Program anyway (the validator calls an
+      // unordered pair a race), so the read-modify-write needs no lock.
+      bool flushed = false;
+      switch (l.prStage) {
+        case 0: {
+          if (l.prPending) {
+            error_ = t_->flushLane(lane, flushed);
+            if (!error_.ok()) return OpResult::kFailed;
+            if (!flushed) return OpResult::kBlocked;
+            l.prPending = false;
+          }
+          const OpResult r = reach(l, op.peer);
+          if (r != OpResult::kDone) return r;
+          if (!checkRemote(call, "dst", op.peer, op.dst.buf, dstOff, g.bytes)) return OpResult::kFailed;
+          l.prTemp.resize(g.bytes);
+          error_ = t_->get(lane, pc, op.peer, op.dst.buf, dstOff, l.prTemp.data(), g.bytes);
+          if (!error_.ok()) return OpResult::kFailed;
+          l.prStage = 1;
+          [[fallthrough]];
+        }
+        case 1: {
+          error_ = t_->flushLane(lane, flushed);
+          if (!error_.ok()) return OpResult::kFailed;
+          if (!flushed) return OpResult::kBlocked;
+          const void* srcs[2] = {l.prTemp.data(), src};
+          if (count > 0) core::reduceInto(l.prTemp.data(), srcs, 2, count, op.dtype, op.redop, op.divisor);
+          error_ = t_->put(lane, pc, op.peer, op.dst.buf, dstOff, l.prTemp.data(), g.bytes, op.sem, op.value);
+          l.prStage = 0;
+          l.prPending = true;
+          return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+        }
+        default:
+          return fail("internal: bad put_reduce stage", ErrorCode::kInternal);
+      }
+    }
+    case OpCode::kFlush: {
+      bool flushed = false;
+      error_ = t_->flushLane(lane, flushed);
+      if (!error_.ok()) return OpResult::kFailed;
+      if (flushed) l.prPending = false;
+      return flushed ? OpResult::kDone : OpResult::kBlocked;
+    }
+    default:
+      return fail("unknown op code " + std::to_string(static_cast<int>(op.code)));
+  }
+}
+
+class RemoteHandle final : public core::CallHandle {
+ public:
+  RemoteHandle(std::shared_ptr<Engine> engine, std::shared_ptr<Call> call)
+      : engine_(std::move(engine)), call_(std::move(call)) {}
+  Status test(bool& done) override { return engine_->drive(call_, false, done); }
+  Status wait() override {
+    bool done = false;
+    return engine_->drive(call_, true, done);
+  }
+
+ private:
+  std::shared_ptr<Engine> engine_;
+  std::shared_ptr<Call> call_;
+};
+
+class RemoteExecutor final : public core::Executor {
+ public:
+  explicit RemoteExecutor(std::shared_ptr<Engine> engine) : engine_(std::move(engine)) {}
+  ~RemoteExecutor() override { engine_->retire(); }
+  RemoteExecutor(const RemoteExecutor&) = delete;
+  RemoteExecutor& operator=(const RemoteExecutor&) = delete;
+
+  [[nodiscard]] std::string_view backend() const override { return engine_->transport().backend(); }
+  [[nodiscard]] int rank() const override { return engine_->transport().rank(); }
+  [[nodiscard]] int size() const override { return engine_->transport().size(); }
+  [[nodiscard]] std::vector<int> nodeOfRank() const override { return engine_->nodeOfRank(); }
+  [[nodiscard]] std::vector<std::vector<std::int32_t>> loadStoreDomains() const override {
+    // Each process addresses only its own memory.
+    std::vector<std::vector<std::int32_t>> out;
+    for (std::int32_t r = 0; r < size(); ++r) out.push_back({r});
+    return out;
+  }
+  Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
+               std::unique_ptr<core::CallHandle>& handle) override {
+    std::shared_ptr<Call> call;
+    COPRO_RETURN_IF_ERROR(engine_->start(std::move(program), buffers, call));
+    handle = std::make_unique<RemoteHandle>(engine_, std::move(call));
+    return {};
+  }
+  std::unique_ptr<core::Executor> split(int color, int key) override {
+    std::vector<int> members;
+    std::unique_ptr<RemoteTransport> t;
+    {
+      std::lock_guard<std::mutex> lock(engine_->mutex());
+      t = engine_->transport().split(color, key, members);
+    }
+    if (!t) return nullptr;
+    std::vector<int> nodes;
+    for (int m : members) nodes.push_back(engine_->nodeOfRank()[static_cast<std::size_t>(m)]);
+    return makeRemoteExecutor(std::move(t), engine_->config(), std::move(nodes));
+  }
+  Status registerBuffer(void* ptr, std::size_t bytes) override {
+    std::lock_guard<std::mutex> lock(engine_->mutex());
+    return engine_->transport().registerBuffer(ptr, bytes);
+  }
+  Status deregisterBuffer(void* ptr) override {
+    std::lock_guard<std::mutex> lock(engine_->mutex());
+    return engine_->transport().deregisterBuffer(ptr);
+  }
+  void* allocate(std::size_t bytes) override {
+    std::lock_guard<std::mutex> lock(engine_->mutex());
+    return engine_->transport().allocate(bytes);
+  }
+  void deallocate(void* ptr) override {
+    std::lock_guard<std::mutex> lock(engine_->mutex());
+    engine_->transport().deallocate(ptr);
+  }
+  void abort() override { engine_->abort(); }
+  [[nodiscard]] const core::Config& config() const override { return engine_->config(); }
+
+ private:
+  std::shared_ptr<Engine> engine_;
+};
+
+}  // namespace
+
+std::unique_ptr<core::Executor> makeRemoteExecutor(std::unique_ptr<RemoteTransport> transport, core::Config config,
+                                                   std::vector<int> nodeOfRank) {
+  if (!nodeOfRank.empty() && static_cast<int>(nodeOfRank.size()) != transport->size()) {
+    throw core::Error(ErrorCode::kInvalidArgument, "nodeOfRank has " + std::to_string(nodeOfRank.size()) +
+                                                       " entries for " + std::to_string(transport->size()) + " ranks");
+  }
+  auto engine = std::make_shared<Engine>(std::move(transport), std::move(config), std::move(nodeOfRank));
+  return std::make_unique<RemoteExecutor>(std::move(engine));
+}
+
+}  // namespace copro::transport::remote

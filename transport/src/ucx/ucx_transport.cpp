@@ -1,0 +1,978 @@
+/// The `ucx` backend's transport: UCP one-sided RMA and 64-bit atomics (docs/ucx.md).
+///
+/// - One UCP context, one worker and an endpoint to every peer per communicator; worker addresses are
+///   exchanged through the Bootstrap, endpoints use UCP_ERR_HANDLING_MODE_PEER (where the transports
+///   support it) so that a dead peer fails the calls that need it.
+/// - A *control* region per rank (allocated by UCX, so that shared-memory transports can reach it) holds
+///   one descriptor mailbox and three counters per peer: `entered` (calls the peer entered), `failed`.
+///   Entering call k, a rank writes its descriptor (addresses, sizes and packed rkeys of input, output,
+///   scratch, layout, extras and semaphores) into every peer's mailbox, flushes, and then adds 1 to the
+///   peer's `entered` word. A lane reaches a peer in call k once that word reads k.
+/// - put/get are ucp_put_nbx/ucp_get_nbx; a signal is ucp_atomic_op_nbx(ADD) on the target's semaphore,
+///   issued after an endpoint flush that covers the lane's earlier puts to that peer (signal after data
+///   even when data and atomics take different UCT lanes); flush is ucp_ep_flush_nbx per peer written.
+/// - User buffers are registered on demand (ucp_mem_map) and kept in a cache keyed by address range;
+///   registerBuffer() puts them there ahead of time.
+#include <sys/types.h>
+#include <ucp/api/ucp.h>
+#include <ucs/debug/log_def.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../remote_engine.hpp"
+#include "copro/core/log.hpp"
+#include "copro/transport/ucx.hpp"
+
+namespace copro::transport {
+
+namespace ucx {
+namespace {
+
+using core::BufferId;
+using core::ErrorCode;
+using core::Status;
+using remote::Reach;
+using remote::Region;
+using Clock = std::chrono::steady_clock;
+
+Status ucsStatus(ucs_status_t s, const std::string& what) {
+  if (s == UCS_OK) return {};
+  return {ErrorCode::kSystemError, what + ": " + ucs_status_string(s)};
+}
+void ucsCheck(ucs_status_t s, const std::string& what) {
+  ucsStatus(s, what).throwIfError();
+}
+
+/// Bytes of one descriptor mailbox (descriptor of one call: regions and their packed rkeys).
+constexpr std::size_t kMailboxBytes = 32 * 1024;
+
+/// The control region: per peer q, entered[q], failed[q], leaving[q], then mailbox[q].
+struct ControlLayout {
+  int n = 0;
+  [[nodiscard]] std::size_t entered(int q) const { return static_cast<std::size_t>(q) * 8; }
+  [[nodiscard]] std::size_t failed(int q) const { return static_cast<std::size_t>(n + q) * 8; }
+  [[nodiscard]] std::size_t leaving(int q) const { return static_cast<std::size_t>(2 * n + q) * 8; }
+  [[nodiscard]] std::size_t mailbox(int q) const {
+    return static_cast<std::size_t>(3 * n) * 8 + static_cast<std::size_t>(q) * kMailboxBytes;
+  }
+  [[nodiscard]] std::size_t bytes() const { return mailbox(n); }
+};
+
+/// Descriptor wire format: header, `numRegions` region records, then the packed rkeys.
+struct DescHeader {
+  std::uint64_t seq = 0;
+  std::uint32_t numRegions = 0;  ///< BufferIds 0..numRegions-1, then the semaphore array
+  std::uint32_t totalBytes = 0;
+};
+struct DescRegion {
+  std::uint64_t addr = 0;
+  std::uint64_t limit = 0;
+  std::uint64_t regId = 0;  ///< 0: no memory (empty region)
+  std::uint32_t rkeyOffset = 0;
+  std::uint32_t rkeyBytes = 0;
+  std::uint32_t writable = 0;
+  std::uint32_t pad = 0;
+};
+
+/// Registered memory of this rank.
+struct Registration {
+  std::byte* base = nullptr;
+  std::size_t bytes = 0;
+  ucp_mem_h memh = nullptr;
+  std::vector<std::byte> packed;
+  std::uint64_t id = 0;
+  bool allocated = false;  ///< memory allocated by UCX (scratch, semaphores, control, allocate())
+};
+
+/// A peer's region of the current call, rkey unpacked.
+struct RemoteRegion {
+  std::uint64_t addr = 0;
+  std::uint64_t limit = 0;
+  bool writable = false;
+  ucp_rkey_h rkey = nullptr;
+};
+
+struct Peer {
+  ucp_ep_h ep = nullptr;
+  bool dead = false;
+  std::string deadReason;
+  pid_t pid = 0;
+  bool sameHost = false;
+  std::uint64_t controlAddr = 0;
+  ucp_rkey_h controlRkey = nullptr;
+  std::map<std::uint64_t, ucp_rkey_h> rkeys;  ///< unpacked rkeys by registration id
+  std::uint64_t descSeq = 0;                  ///< call whose descriptor `regions` holds
+  std::vector<RemoteRegion> regions;          ///< BufferId order, semaphores last
+};
+
+struct PendingSignal {
+  void* flushReq = nullptr;  ///< the ep flush this signal must follow (nullptr: none)
+  int peer = 0;
+  std::int32_t sem = 0;
+  std::uint64_t value = 0;
+};
+
+struct LaneState {
+  std::vector<std::pair<void*, int>> reqs;  ///< (request, peer) in flight
+  std::vector<bool> dirty;                  ///< puts to the peer since its last ep flush by this lane
+  std::vector<bool> unflushed;              ///< any op to the peer since the lane's last flush (incl. atomics)
+  std::deque<PendingSignal> signals;        ///< signals waiting for their flush, in order
+  std::deque<std::uint64_t> operands;       ///< atomic operands, alive until the lane's flush
+};
+
+struct EpErrorArg;
+
+class UcxTransport final : public remote::RemoteTransport {
+ public:
+  explicit UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap);
+  ~UcxTransport() override;
+  UcxTransport(const UcxTransport&) = delete;
+  UcxTransport& operator=(const UcxTransport&) = delete;
+
+  [[nodiscard]] std::string_view backend() const override { return "ucx"; }
+  [[nodiscard]] int rank() const override { return rank_; }
+  [[nodiscard]] int size() const override { return size_; }
+
+  std::byte* scratch(std::uint64_t bytes) override {
+    if (scratch_ == nullptr || scratch_->bytes < bytes) replaceOwned(scratch_, std::max<std::uint64_t>(bytes, 64));
+    return scratch_->base;
+  }
+  std::atomic<std::uint64_t>* semaphores(std::int32_t count) override {
+    const std::size_t want = static_cast<std::size_t>(std::max(count, 1)) * sizeof(std::uint64_t);
+    if (sems_ == nullptr || sems_->bytes < want) replaceOwned(sems_, want);
+    return reinterpret_cast<std::atomic<std::uint64_t>*>(sems_->base);
+  }
+  std::uint64_t* layout(std::uint32_t words) override {
+    const std::size_t want = std::max<std::size_t>(words, 1) * sizeof(std::uint64_t);
+    if (layout_ == nullptr || layout_->bytes < want) replaceOwned(layout_, want);
+    return reinterpret_cast<std::uint64_t*>(layout_->base);
+  }
+
+  Status enter(const remote::CallEntry& entry) override;
+  Reach reach(int peer, Status& error) override;
+  [[nodiscard]] std::uint64_t remoteLimit(int peer, BufferId buf) const override {
+    const Peer& p = peers_[static_cast<std::size_t>(peer)];
+    const auto b = static_cast<std::size_t>(buf);
+    if (p.descSeq != seq_ || b + 1 >= p.regions.size()) return UINT64_MAX;
+    return p.regions[b].limit;
+  }
+  Status put(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset, const std::byte* src,
+             std::uint64_t bytes, std::int32_t sem, std::uint64_t value) override;
+  Status get(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset, std::byte* dst,
+             std::uint64_t bytes) override;
+  Status signal(int lane, std::uint32_t opIndex, int peer, std::int32_t sem, std::uint64_t value) override;
+  Status flushLane(int lane, bool& done) override;
+  Status flushLaneState(LaneState& l, bool& done, bool background = false);
+  Status finishLane(int lane, bool& done) override { return flushLaneState(laneState(lane), done, true); }
+  /// Completes what finished lanes left in flight (endpoint flushes); frees what is done.
+  void reapBackground();
+  /// A barrier over UCX itself (progressing the worker, unlike the bootstrap's) before the endpoints
+  /// close; gives up after `seconds`.
+  void leavingBarrier(double seconds);
+  Status progress(bool& progressed) override;
+  Status finishCall(bool& done) override;
+  void leave() override {}
+  [[nodiscard]] std::string stallReport() override;
+  void announceFailure(const std::string& reason) override;
+  void markBroken() override { failed_ = true; }
+
+  Status registerBuffer(void* ptr, std::size_t bytes) override;
+  Status deregisterBuffer(void* ptr) override;
+  void* allocate(std::size_t bytes) override;
+  void deallocate(void* ptr) override;
+  std::unique_ptr<remote::RemoteTransport> split(int color, int key, std::vector<int>& members) override;
+
+  /// Endpoint error callback (UCP_ERR_HANDLING_MODE_PEER).
+  void onEpError(int peer, ucs_status_t status) {
+    Peer& p = peers_[static_cast<std::size_t>(peer)];
+    if (!p.dead) {
+      p.dead = true;
+      p.deadReason = std::string("UCX reported '") + ucs_status_string(status) + "' on its endpoint";
+    }
+  }
+
+ private:
+  std::unique_ptr<Registration> mapMemory(void* address, std::size_t bytes, bool allocate);
+  void unmap(Registration& reg);
+  void replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes);
+  /// The registration covering [ptr, ptr+bytes), registering it on demand.
+  Registration& registrationFor(std::byte* ptr, std::size_t bytes);
+  Status track(LaneState& l, ucs_status_ptr_t r, int peer, const char* what);
+  Status issueSignals(LaneState& l, bool& progressed);
+  Status issueAtomicAdd(LaneState& l, int peer, std::uint64_t raddr, ucp_rkey_h rkey, std::uint64_t value);
+  Status peerFailure(int peer) const;
+  Status checkPeers();
+  std::atomic<std::uint64_t>& controlWord(std::size_t offset) {
+    return *reinterpret_cast<std::atomic<std::uint64_t>*>(control_->base + offset);
+  }
+  void progressFor(double seconds, const std::function<bool()>& done);
+  LaneState& laneState(int lane) {
+    if (static_cast<std::size_t>(lane) >= lanes_.size()) lanes_.resize(static_cast<std::size_t>(lane) + 1);
+    LaneState& l = lanes_[static_cast<std::size_t>(lane)];
+    if (l.dirty.size() != static_cast<std::size_t>(size_)) {
+      l.dirty.assign(static_cast<std::size_t>(size_), false);
+      l.unflushed.assign(static_cast<std::size_t>(size_), false);
+    }
+    return l;
+  }
+
+  std::shared_ptr<core::Bootstrap> bootstrap_;
+  int rank_ = 0;
+  int size_ = 0;
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  std::vector<Peer> peers_;
+  std::vector<std::unique_ptr<EpErrorArg>> errArgs_;
+  ControlLayout ctl_;
+  std::unique_ptr<Registration> control_;
+  std::unique_ptr<Registration> scratch_;
+  std::unique_ptr<Registration> sems_;
+  std::unique_ptr<Registration> layout_;
+  std::vector<std::unique_ptr<Registration>> userRegs_;  ///< registerBuffer, allocate() and on-demand
+  std::uint64_t nextRegId_ = 1;
+  std::uint64_t seq_ = 0;
+  std::vector<LaneState> lanes_;
+  LaneState entryOps_;           ///< descriptor puts and `entered` adds of the current call
+  LaneState background_;         ///< endpoint flushes left by finished lanes
+  std::vector<std::byte> desc_;  ///< this rank's descriptor of the current call
+  std::vector<std::vector<std::byte>> peerDescCopy_;
+  bool failed_ = false;  ///< this rank failed or aborted, or saw a peer fail
+  Clock::time_point lastLivenessCheck_ = Clock::now();
+};
+
+struct EpErrorArg {
+  UcxTransport* transport;
+  int peer;
+};
+
+/// Whether process `pid` of this host still runs (an exited child that nobody reaped yet is a zombie:
+/// it exists for kill(), but it will never answer).
+bool processAlive(pid_t pid) {
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return true;  // no procfs: trust kill()
+  char buf[512] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  // "pid (comm) S ...": the state follows the last ')'.
+  const char* close = std::strrchr(buf, ')');
+  if (n == 0 || close == nullptr || close[1] == 0 || close[2] == 0) return true;
+  return close[2] != 'Z' && close[2] != 'X';
+}
+
+/// Swallows UCX's log lines while probing whether the transports can report peer failures (the probe's
+/// failure is expected with shm, whose transports cannot).
+ucs_log_func_rc_t quietLog(const char* /*file*/, unsigned /*line*/, const char* /*function*/, ucs_log_level_t /*level*/,
+                           const ucs_log_component_config_t* /*comp*/, const char* /*message*/, va_list /*ap*/) {
+  return UCS_LOG_FUNC_RC_STOP;
+}
+
+void epErrorCallback(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
+  auto* a = static_cast<EpErrorArg*>(arg);
+  a->transport->onEpError(a->peer, status);
+}
+
+UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap) : bootstrap_(std::move(bootstrap)) {
+  rank_ = bootstrap_->rank();
+  size_ = bootstrap_->size();
+  peers_.resize(static_cast<std::size_t>(size_));
+  ctl_.n = size_;
+
+  ucp_config_t* config = nullptr;
+  ucsCheck(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");  // honours UCX_TLS etc.
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES;
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AMO64;
+  const ucs_status_t st = ucp_init(&params, config, &context_);
+  ucp_config_release(config);
+  ucsCheck(st, "ucx: ucp_init (check UCX_TLS)");
+
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;  // one thread at a time drives a rank (the engine's lock)
+  ucsCheck(ucp_worker_create(context_, &wp, &worker_), "ucx: ucp_worker_create");
+
+  // Worker addresses, with pid and host for the liveness check of peers on this host.
+  ucp_address_t* addr = nullptr;
+  std::size_t addrLen = 0;
+  ucsCheck(ucp_worker_get_address(worker_, &addr, &addrLen), "ucx: ucp_worker_get_address");
+  std::vector<std::uint64_t> lens(static_cast<std::size_t>(size_));
+  std::uint64_t myLen = addrLen;
+  bootstrap_->allGather(&myLen, lens.data(), sizeof(myLen)).throwIfError();
+  const std::size_t maxLen = *std::max_element(lens.begin(), lens.end());
+  constexpr std::size_t kHost = 64;
+  const std::size_t rec = maxLen + kHost + sizeof(std::uint64_t);
+  std::vector<std::byte> mine(rec, std::byte{0});
+  std::memcpy(mine.data(), addr, addrLen);
+  ucp_worker_release_address(worker_, addr);
+  (void)gethostname(reinterpret_cast<char*>(mine.data() + maxLen), kHost - 1);
+  const std::uint64_t pid = static_cast<std::uint64_t>(getpid());
+  std::memcpy(mine.data() + maxLen + kHost, &pid, sizeof(pid));
+  std::vector<std::byte> all(rec * static_cast<std::size_t>(size_));
+  bootstrap_->allGather(mine.data(), all.data(), rec).throwIfError();
+  const std::string myHost(reinterpret_cast<const char*>(mine.data() + maxLen));
+
+  bool peerErrors = true;
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_) continue;
+    const std::byte* r = all.data() + static_cast<std::size_t>(q) * rec;
+    Peer& p = peers_[static_cast<std::size_t>(q)];
+    std::uint64_t qpid = 0;
+    std::memcpy(&qpid, r + maxLen + kHost, sizeof(qpid));
+    p.pid = static_cast<pid_t>(qpid);
+    p.sameHost = std::string(reinterpret_cast<const char*>(r + maxLen)) == myHost;
+    errArgs_.push_back(std::make_unique<EpErrorArg>(EpErrorArg{this, q}));
+    ucp_ep_params_t ep{};
+    ep.field_mask =
+        UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    ep.address = reinterpret_cast<const ucp_address_t*>(r);
+    ep.err_mode = peerErrors ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+    ep.err_handler.cb = epErrorCallback;
+    ep.err_handler.arg = errArgs_.back().get();
+    ucs_log_push_handler(quietLog);
+    ucs_status_t es = ucp_ep_create(worker_, &ep, &p.ep);
+    ucs_log_pop_handler();
+    if (es != UCS_OK && peerErrors) {
+      peerErrors = false;
+      // Some transport sets cannot report peer failures; the liveness check and COPRO_TIMEOUT remain.
+      COPRO_LOG(Info, Init,
+                "ucx: endpoint to rank " << q << " without peer error handling (" << ucs_status_string(es) << ")");
+      ep.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+      es = ucp_ep_create(worker_, &ep, &p.ep);
+    }
+    ucsCheck(es, "ucx: ucp_ep_create to rank " + std::to_string(q));
+  }
+
+  // Control regions: allocate, register, exchange addresses and rkeys.
+  control_ = mapMemory(nullptr, ctl_.bytes(), true);
+  std::memset(control_->base, 0, ctl_.bytes());
+  std::vector<std::uint64_t> keyLens(static_cast<std::size_t>(size_));
+  std::uint64_t myKeyLen = control_->packed.size();
+  bootstrap_->allGather(&myKeyLen, keyLens.data(), sizeof(myKeyLen)).throwIfError();
+  const std::size_t maxKey = *std::max_element(keyLens.begin(), keyLens.end());
+  const std::size_t krec = sizeof(std::uint64_t) + maxKey;
+  std::vector<std::byte> kmine(krec, std::byte{0});
+  const auto caddr = reinterpret_cast<std::uint64_t>(control_->base);
+  std::memcpy(kmine.data(), &caddr, sizeof(caddr));
+  std::memcpy(kmine.data() + sizeof(caddr), control_->packed.data(), control_->packed.size());
+  std::vector<std::byte> kall(krec * static_cast<std::size_t>(size_));
+  bootstrap_->allGather(kmine.data(), kall.data(), krec).throwIfError();
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_) continue;
+    Peer& p = peers_[static_cast<std::size_t>(q)];
+    const std::byte* r = kall.data() + static_cast<std::size_t>(q) * krec;
+    std::memcpy(&p.controlAddr, r, sizeof(p.controlAddr));
+    ucsCheck(ucp_ep_rkey_unpack(p.ep, r + sizeof(std::uint64_t), &p.controlRkey),
+             "ucx: ucp_ep_rkey_unpack (control region of rank " + std::to_string(q) + ")");
+  }
+  peerDescCopy_.resize(static_cast<std::size_t>(size_));
+  // Every control region is zeroed before anyone may write into it.
+  bootstrap_->barrier().throwIfError();
+}
+
+UcxTransport::~UcxTransport() {
+  if (!failed_) {
+    // Every peer gets here (progressing, so that the last acknowledgements flow) before the endpoints go.
+    leavingBarrier(10.0);
+    ucp_request_param_t prm{};
+    void* r = ucp_worker_flush_nbx(worker_, &prm);
+    if (UCS_PTR_IS_PTR(r)) {
+      progressFor(2.0, [&] { return ucp_request_check_status(r) != UCS_INPROGRESS; });
+      ucp_request_free(r);
+    }
+  }
+  for (auto& [req, peer] : background_.reqs) {
+    if (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_request_cancel(worker_, req);
+    ucp_request_free(req);
+  }
+  background_.reqs.clear();
+  for (auto& l : lanes_) {
+    for (auto& [req, peer] : l.reqs) {
+      ucp_request_cancel(worker_, req);
+      ucp_request_free(req);
+    }
+  }
+  for (Peer& p : peers_) {
+    for (auto& [id, key] : p.rkeys) ucp_rkey_destroy(key);
+    if (p.controlRkey != nullptr) ucp_rkey_destroy(p.controlRkey);
+    if (p.ep != nullptr) {
+      ucp_request_param_t cp{};
+      cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      void* r = ucp_ep_close_nbx(p.ep, &cp);
+      if (UCS_PTR_IS_PTR(r)) {
+        progressFor(1.0, [&] { return ucp_request_check_status(r) != UCS_INPROGRESS; });
+        ucp_request_free(r);
+      }
+    }
+  }
+  for (auto* slot : {&scratch_, &sems_, &layout_, &control_}) {
+    if (*slot) unmap(**slot);
+  }
+  for (auto& reg : userRegs_) unmap(*reg);
+  if (worker_ != nullptr) ucp_worker_destroy(worker_);
+  if (context_ != nullptr) ucp_cleanup(context_);
+}
+
+void UcxTransport::progressFor(double seconds, const std::function<bool()>& done) {
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  while (!done() && Clock::now() < end) {
+    if (ucp_worker_progress(worker_) == 0) remote::idlePause(0);
+  }
+}
+
+std::unique_ptr<Registration> UcxTransport::mapMemory(void* address, std::size_t bytes, bool allocate) {
+  auto reg = std::make_unique<Registration>();
+  ucp_mem_map_params_t mp{};
+  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+  mp.address = address;
+  mp.length = std::max<std::size_t>(bytes, 1);
+  mp.flags = allocate ? UCP_MEM_MAP_ALLOCATE : 0;
+  const ucs_status_t st = ucp_mem_map(context_, &mp, &reg->memh);
+  if (st != UCS_OK) {
+    throw core::Error(st == UCS_ERR_NO_MEMORY ? ErrorCode::kOutOfMemory : ErrorCode::kSystemError,
+                      "ucx: ucp_mem_map of " + std::to_string(bytes) + " bytes: " + ucs_status_string(st));
+  }
+  ucp_mem_attr_t attr{};
+  attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+  ucsCheck(ucp_mem_query(reg->memh, &attr), "ucx: ucp_mem_query");
+  reg->base = static_cast<std::byte*>(attr.address);
+  reg->bytes = allocate ? bytes : attr.length;
+  reg->allocated = allocate;
+  void* packed = nullptr;
+  std::size_t packedLen = 0;
+  ucsCheck(ucp_rkey_pack(context_, reg->memh, &packed, &packedLen), "ucx: ucp_rkey_pack");
+  reg->packed.assign(static_cast<std::byte*>(packed), static_cast<std::byte*>(packed) + packedLen);
+  ucp_rkey_buffer_release(packed);
+  reg->id = nextRegId_++;
+  return reg;
+}
+
+void UcxTransport::unmap(Registration& reg) {
+  if (reg.memh != nullptr) ucp_mem_unmap(context_, reg.memh);
+  reg.memh = nullptr;
+}
+
+void UcxTransport::replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes) {
+  // Called only when entering a call: no peer can still write the old memory (every access of the
+  // earlier calls happened before this rank completed them), and the new descriptor names the new one.
+  auto fresh = mapMemory(nullptr, bytes, true);
+  std::memset(fresh->base, 0, bytes);
+  if (slot) unmap(*slot);
+  slot = std::move(fresh);
+}
+
+Registration& UcxTransport::registrationFor(std::byte* ptr, std::size_t bytes) {
+  for (auto* owned : {&scratch_, &sems_, &layout_}) {
+    if (*owned && ptr >= (*owned)->base && ptr + bytes <= (*owned)->base + (*owned)->bytes) return **owned;
+  }
+  for (auto& reg : userRegs_) {
+    if (ptr >= reg->base && ptr + bytes <= reg->base + reg->bytes) return *reg;
+  }
+  userRegs_.push_back(mapMemory(ptr, bytes, false));
+  COPRO_LOG(Trace, Alloc, "ucx: registered " << bytes << " bytes at " << static_cast<const void*>(ptr) << " on demand");
+  return *userRegs_.back();
+}
+
+Status UcxTransport::enter(const remote::CallEntry& entry) {
+  seq_ = entry.seq;
+  for (LaneState& l : lanes_) {
+    l.dirty.assign(static_cast<std::size_t>(size_), false);
+    l.unflushed.assign(static_cast<std::size_t>(size_), false);
+    l.operands.clear();
+  }
+  // Build the descriptor: regions (BufferId order) and the semaphore array, each rkey packed once.
+  const std::size_t nregions = entry.regions.size() + 1;
+  std::vector<DescRegion> recs(nregions);
+  std::vector<const Registration*> regs(nregions, nullptr);
+  try {
+    for (std::size_t i = 0; i < entry.regions.size(); ++i) {
+      const Region& r = entry.regions[i];
+      recs[i].addr = reinterpret_cast<std::uint64_t>(r.base);
+      recs[i].limit = r.limit;
+      recs[i].writable = r.writable ? 1 : 0;
+      if (r.base != nullptr && r.limit > 0) regs[i] = &registrationFor(r.base, r.limit);
+    }
+    const auto* semBase = reinterpret_cast<std::byte*>(entry.semaphores);
+    recs.back().addr = reinterpret_cast<std::uint64_t>(semBase);
+    recs.back().limit = static_cast<std::uint64_t>(entry.numSemaphores) * sizeof(std::uint64_t);
+    recs.back().writable = 1;
+    regs.back() = sems_.get();
+  } catch (const core::Error& e) {
+    return {e.code(), e.message()};
+  }
+  std::size_t bytes = sizeof(DescHeader) + nregions * sizeof(DescRegion);
+  std::map<std::uint64_t, std::pair<std::uint32_t, std::uint32_t>> blobs;  // id -> (offset, length)
+  for (std::size_t i = 0; i < nregions; ++i) {
+    if (regs[i] == nullptr) continue;
+    recs[i].regId = regs[i]->id;
+    auto it = blobs.find(regs[i]->id);
+    if (it == blobs.end()) {
+      it = blobs
+               .emplace(regs[i]->id, std::make_pair(static_cast<std::uint32_t>(bytes),
+                                                    static_cast<std::uint32_t>(regs[i]->packed.size())))
+               .first;
+      bytes += regs[i]->packed.size();
+    }
+    recs[i].rkeyOffset = it->second.first;
+    recs[i].rkeyBytes = it->second.second;
+  }
+  if (bytes > kMailboxBytes) {
+    return {ErrorCode::kUnsupported, "ucx: the call's buffer descriptor needs " + std::to_string(bytes) +
+                                         " bytes, more than a mailbox holds (" + std::to_string(kMailboxBytes) +
+                                         "); use fewer extra buffers per call"};
+  }
+  desc_.assign(bytes, std::byte{0});
+  DescHeader h;
+  h.seq = seq_;
+  h.numRegions = static_cast<std::uint32_t>(nregions);
+  h.totalBytes = static_cast<std::uint32_t>(bytes);
+  std::memcpy(desc_.data(), &h, sizeof(h));
+  std::memcpy(desc_.data() + sizeof(h), recs.data(), nregions * sizeof(DescRegion));
+  for (std::size_t i = 0; i < nregions; ++i) {
+    if (regs[i] != nullptr) std::memcpy(desc_.data() + recs[i].rkeyOffset, regs[i]->packed.data(), recs[i].rkeyBytes);
+  }
+  // Publish: descriptor into every peer's mailbox, flush, then entered += 1 (issued by progress()).
+  entryOps_.dirty.assign(static_cast<std::size_t>(size_), false);
+  entryOps_.unflushed.assign(static_cast<std::size_t>(size_), false);
+  entryOps_.operands.clear();
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_) continue;
+    Peer& p = peers_[static_cast<std::size_t>(q)];
+    if (p.dead) continue;
+    ucp_request_param_t prm{};
+    void* r = ucp_put_nbx(p.ep, desc_.data(), desc_.size(), p.controlAddr + ctl_.mailbox(rank_), p.controlRkey, &prm);
+    COPRO_RETURN_IF_ERROR(track(entryOps_, r, q, "ucp_put_nbx (call descriptor)"));
+    entryOps_.dirty[static_cast<std::size_t>(q)] = true;
+    void* f = ucp_ep_flush_nbx(p.ep, &prm);
+    if (UCS_PTR_IS_ERR(f)) return ucsStatus(UCS_PTR_STATUS(f), "ucx: ucp_ep_flush_nbx to rank " + std::to_string(q));
+    entryOps_.signals.push_back(PendingSignal{UCS_PTR_IS_PTR(f) ? f : nullptr, q, -1, 1});
+  }
+  bool progressed = false;
+  return issueSignals(entryOps_, progressed);
+}
+
+Status UcxTransport::peerFailure(int peer) const {
+  const Peer& p = peers_[static_cast<std::size_t>(peer)];
+  if (p.dead) return {ErrorCode::kRemoteError, "rank " + std::to_string(peer) + " died: " + p.deadReason};
+  return {ErrorCode::kRemoteError, "rank " + std::to_string(peer) + " failed or aborted"};
+}
+
+Reach UcxTransport::reach(int peer, Status& error) {
+  Peer& p = peers_[static_cast<std::size_t>(peer)];
+  if (p.dead || controlWord(ctl_.failed(peer)).load(std::memory_order_acquire) != 0) {
+    error = peerFailure(peer);
+    return Reach::kFailed;
+  }
+  if (p.descSeq == seq_) return Reach::kReady;
+  const std::uint64_t entered = controlWord(ctl_.entered(peer)).load(std::memory_order_acquire);
+  if (entered < seq_) return Reach::kNotYet;
+  if (entered > seq_) {
+    error = Status(ErrorCode::kInvalidProgram,
+                   "rank " + std::to_string(peer) + " already finished call " + std::to_string(seq_) +
+                       ": the Program lets it complete before this access (a missing signal/wait pair)");
+    return Reach::kFailed;
+  }
+  // Copy the mailbox, then check that it still holds this call's descriptor.
+  const std::byte* box = control_->base + ctl_.mailbox(peer);
+  DescHeader h;
+  std::memcpy(&h, box, sizeof(h));
+  if (h.seq != seq_ || h.totalBytes > kMailboxBytes) {
+    error = Status(ErrorCode::kInternal, "ucx: descriptor of rank " + std::to_string(peer) + " is for call " +
+                                             std::to_string(h.seq) + ", not " + std::to_string(seq_));
+    return Reach::kFailed;
+  }
+  std::vector<std::byte>& copy = peerDescCopy_[static_cast<std::size_t>(peer)];
+  copy.assign(box, box + h.totalBytes);
+  p.regions.assign(h.numRegions, RemoteRegion{});
+  for (std::uint32_t i = 0; i < h.numRegions; ++i) {
+    DescRegion rec;
+    std::memcpy(&rec, copy.data() + sizeof(DescHeader) + i * sizeof(DescRegion), sizeof(rec));
+    RemoteRegion& rr = p.regions[i];
+    rr.addr = rec.addr;
+    rr.limit = rec.limit;
+    rr.writable = rec.writable != 0;
+    if (rec.regId == 0) continue;
+    auto it = p.rkeys.find(rec.regId);
+    if (it == p.rkeys.end()) {
+      ucp_rkey_h key = nullptr;
+      const ucs_status_t st = ucp_ep_rkey_unpack(p.ep, copy.data() + rec.rkeyOffset, &key);
+      if (st != UCS_OK) {
+        error = ucsStatus(st, "ucx: ucp_ep_rkey_unpack (rank " + std::to_string(peer) + ")");
+        return Reach::kFailed;
+      }
+      it = p.rkeys.emplace(rec.regId, key).first;
+    }
+    rr.rkey = it->second;
+  }
+  p.descSeq = seq_;
+  return Reach::kReady;
+}
+
+Status UcxTransport::track(LaneState& l, ucs_status_ptr_t r, int peer, const char* what) {
+  if (r == nullptr) return {};
+  if (UCS_PTR_IS_ERR(r)) {
+    const ucs_status_t st = UCS_PTR_STATUS(r);
+    if (peers_[static_cast<std::size_t>(peer)].dead) return peerFailure(peer);
+    return ucsStatus(st, std::string("ucx: ") + what + " to rank " + std::to_string(peer));
+  }
+  l.reqs.emplace_back(r, peer);
+  return {};
+}
+
+Status UcxTransport::put(int lane, std::uint32_t /*opIndex*/, int peer, BufferId buf, std::uint64_t offset,
+                         const std::byte* src, std::uint64_t bytes, std::int32_t sem, std::uint64_t value) {
+  Peer& p = peers_[static_cast<std::size_t>(peer)];
+  const auto b = static_cast<std::size_t>(buf);
+  if (b + 1 >= p.regions.size()) {
+    return {ErrorCode::kInvalidProgram, "dst buffer " + core::bufferName(buf) + " of rank " + std::to_string(peer) +
+                                            " does not exist (the call has " +
+                                            std::to_string(p.regions.size() - 1 - core::kNumBuffers) +
+                                            " extra buffers there)"};
+  }
+  const RemoteRegion& rr = p.regions[b];
+  LaneState& l = laneState(lane);
+  if (bytes > 0) {
+    if (!rr.writable) {
+      return {ErrorCode::kInvalidProgram, "dst " + core::bufferName(buf) + " of rank " + std::to_string(peer) +
+                                              " is read-only (the input of an out-of-place call)"};
+    }
+    ucp_request_param_t prm{};
+    void* r = ucp_put_nbx(p.ep, src, bytes, rr.addr + offset, rr.rkey, &prm);
+    COPRO_RETURN_IF_ERROR(track(l, r, peer, "ucp_put_nbx"));
+    l.dirty[static_cast<std::size_t>(peer)] = true;
+    l.unflushed[static_cast<std::size_t>(peer)] = true;
+  }
+  if (sem >= 0) return signal(lane, 0, peer, sem, value);
+  return {};
+}
+
+Status UcxTransport::get(int lane, std::uint32_t /*opIndex*/, int peer, BufferId buf, std::uint64_t offset,
+                         std::byte* dst, std::uint64_t bytes) {
+  Peer& p = peers_[static_cast<std::size_t>(peer)];
+  const auto b = static_cast<std::size_t>(buf);
+  if (b + 1 >= p.regions.size()) {
+    return {ErrorCode::kInvalidProgram,
+            "src buffer " + core::bufferName(buf) + " of rank " + std::to_string(peer) + " does not exist there"};
+  }
+  if (bytes == 0) return {};
+  ucp_request_param_t prm{};
+  void* r = ucp_get_nbx(p.ep, dst, bytes, p.regions[b].addr + offset, p.regions[b].rkey, &prm);
+  return track(laneState(lane), r, peer, "ucp_get_nbx");
+}
+
+Status UcxTransport::signal(int lane, std::uint32_t /*opIndex*/, int peer, std::int32_t sem, std::uint64_t value) {
+  LaneState& l = laneState(lane);
+  Peer& p = peers_[static_cast<std::size_t>(peer)];
+  const bool earlier =
+      std::any_of(l.signals.begin(), l.signals.end(), [&](const PendingSignal& s) { return s.peer == peer; });
+  void* flushReq = nullptr;
+  if (l.dirty[static_cast<std::size_t>(peer)]) {
+    // The data before this signal must be at the target first, whatever UCT lanes carry data and atomics.
+    ucp_request_param_t prm{};
+    void* f = ucp_ep_flush_nbx(p.ep, &prm);
+    if (UCS_PTR_IS_ERR(f)) return ucsStatus(UCS_PTR_STATUS(f), "ucx: ucp_ep_flush_nbx to rank " + std::to_string(peer));
+    flushReq = UCS_PTR_IS_PTR(f) ? f : nullptr;
+    l.dirty[static_cast<std::size_t>(peer)] = false;
+  }
+  if (flushReq == nullptr && !earlier) {
+    const RemoteRegion& semRegion = p.regions.back();
+    return issueAtomicAdd(l, peer, semRegion.addr + static_cast<std::uint64_t>(sem) * 8, semRegion.rkey, value);
+  }
+  l.signals.push_back(PendingSignal{flushReq, peer, sem, value});
+  return {};
+}
+
+Status UcxTransport::issueAtomicAdd(LaneState& l, int peer, std::uint64_t raddr, ucp_rkey_h rkey, std::uint64_t value) {
+  l.operands.push_back(value);
+  ucp_request_param_t prm{};
+  prm.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE;
+  prm.datatype = ucp_dt_make_contig(sizeof(std::uint64_t));
+  void* r = ucp_atomic_op_nbx(peers_[static_cast<std::size_t>(peer)].ep, UCP_ATOMIC_OP_ADD, &l.operands.back(), 1,
+                              raddr, rkey, &prm);
+  // Local completion of a posted atomic says nothing about its delivery (over tcp it is an active
+  // message still queued here): the end of the lane flushes the endpoint (in the background).
+  if (l.unflushed.size() == static_cast<std::size_t>(size_)) l.unflushed[static_cast<std::size_t>(peer)] = true;
+  return track(l, r, peer, "ucp_atomic_op_nbx");
+}
+
+Status UcxTransport::issueSignals(LaneState& l, bool& progressed) {
+  // In order per peer: a signal goes out once its flush completed and every earlier one to that peer did.
+  std::vector<bool> blocked(static_cast<std::size_t>(size_), false);
+  for (auto it = l.signals.begin(); it != l.signals.end();) {
+    PendingSignal& s = *it;
+    const auto pi = static_cast<std::size_t>(s.peer);
+    if (blocked[pi]) {
+      ++it;
+      continue;
+    }
+    if (s.flushReq != nullptr) {
+      const ucs_status_t st = ucp_request_check_status(s.flushReq);
+      if (st == UCS_INPROGRESS) {
+        blocked[pi] = true;
+        ++it;
+        continue;
+      }
+      ucp_request_free(s.flushReq);
+      s.flushReq = nullptr;
+      if (st != UCS_OK) {
+        if (peers_[pi].dead) return peerFailure(s.peer);
+        return ucsStatus(st, "ucx: endpoint flush to rank " + std::to_string(s.peer));
+      }
+    }
+    Peer& p = peers_[pi];
+    if (s.sem < 0) {
+      // Entry announcement: entered[me] += 1 in the peer's control region.
+      COPRO_RETURN_IF_ERROR(issueAtomicAdd(l, s.peer, p.controlAddr + ctl_.entered(rank_), p.controlRkey, s.value));
+    } else {
+      const RemoteRegion& semRegion = p.regions.back();
+      COPRO_RETURN_IF_ERROR(
+          issueAtomicAdd(l, s.peer, semRegion.addr + static_cast<std::uint64_t>(s.sem) * 8, semRegion.rkey, s.value));
+    }
+    it = l.signals.erase(it);
+    progressed = true;
+  }
+  return {};
+}
+
+Status UcxTransport::flushLane(int lane, bool& done) {
+  return flushLaneState(laneState(lane), done);
+}
+
+Status UcxTransport::flushLaneState(LaneState& l, bool& done, bool background) {
+  bool progressed = false;
+  COPRO_RETURN_IF_ERROR(issueSignals(l, progressed));
+  done = false;
+  if (!l.signals.empty()) return checkPeers();
+  for (int q = 0; q < size_; ++q) {
+    // An explicit flush completes the lane's puts (its signals need no acknowledgement: over tcp that
+    // would wait for a target that may already have left the call). The end of a lane also pushes the
+    // signals out, in the background.
+    const auto qi = static_cast<std::size_t>(q);
+    if (!(background ? l.unflushed[qi] : l.dirty[qi])) continue;
+    ucp_request_param_t prm{};
+    void* f = ucp_ep_flush_nbx(peers_[static_cast<std::size_t>(q)].ep, &prm);
+    // At the end of a lane the targets may already have completed the call (they got the signals) and
+    // stopped progressing (tcp needs the target's progress to acknowledge): local completion is enough
+    // there, and the flush finishes in the background.
+    COPRO_RETURN_IF_ERROR(track(background ? background_ : l, f, q, "ucp_ep_flush_nbx"));
+    l.dirty[static_cast<std::size_t>(q)] = false;
+    l.unflushed[static_cast<std::size_t>(q)] = false;
+  }
+  for (auto it = l.reqs.begin(); it != l.reqs.end();) {
+    const ucs_status_t st = ucp_request_check_status(it->first);
+    if (st == UCS_INPROGRESS) {
+      ++it;
+      continue;
+    }
+    const int peer = it->second;
+    ucp_request_free(it->first);
+    it = l.reqs.erase(it);
+    if (st != UCS_OK) {
+      if (peers_[static_cast<std::size_t>(peer)].dead) return peerFailure(peer);
+      return ucsStatus(st, "ucx: operation to rank " + std::to_string(peer));
+    }
+  }
+  if (!l.reqs.empty()) return checkPeers();
+  l.operands.clear();
+  done = true;
+  return {};
+}
+
+Status UcxTransport::checkPeers() {
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_) continue;
+    if (peers_[static_cast<std::size_t>(q)].dead || controlWord(ctl_.failed(q)).load(std::memory_order_acquire) != 0) {
+      failed_ = true;
+      return peerFailure(q);
+    }
+  }
+  const auto now = Clock::now();
+  if (now - lastLivenessCheck_ > std::chrono::milliseconds(100)) {
+    lastLivenessCheck_ = now;
+    // A peer process on this host that is gone cannot answer; say so instead of waiting for the timeout.
+    for (int q = 0; q < size_; ++q) {
+      Peer& p = peers_[static_cast<std::size_t>(q)];
+      if (q == rank_ || !p.sameHost || p.pid <= 0) continue;
+      if (!processAlive(p.pid)) {
+        p.dead = true;
+        p.deadReason = "its process (pid " + std::to_string(p.pid) + " on this host) has exited";
+        failed_ = true;
+        return peerFailure(q);
+      }
+    }
+  }
+  return {};
+}
+
+Status UcxTransport::progress(bool& progressed) {
+  for (int i = 0; i < 64 && ucp_worker_progress(worker_) != 0; ++i) progressed = true;
+  COPRO_RETURN_IF_ERROR(issueSignals(entryOps_, progressed));
+  for (LaneState& l : lanes_) COPRO_RETURN_IF_ERROR(issueSignals(l, progressed));
+  reapBackground();
+  return checkPeers();
+}
+
+Status UcxTransport::finishCall(bool& done) {
+  // The entry announcements must be out before the descriptor buffer is rebuilt for the next call.
+  return flushLaneState(entryOps_, done, true);
+}
+
+void UcxTransport::reapBackground() {
+  for (auto it = background_.reqs.begin(); it != background_.reqs.end();) {
+    if (ucp_request_check_status(it->first) == UCS_INPROGRESS) {
+      ++it;
+      continue;
+    }
+    ucp_request_free(it->first);
+    it = background_.reqs.erase(it);
+  }
+}
+
+void UcxTransport::leavingBarrier(double seconds) {
+  LaneState l;
+  l.unflushed.assign(static_cast<std::size_t>(size_), false);
+  for (int q = 0; q < size_; ++q) {
+    Peer& p = peers_[static_cast<std::size_t>(q)];
+    if (q == rank_ || p.dead) continue;
+    (void)issueAtomicAdd(l, q, p.controlAddr + ctl_.leaving(rank_), p.controlRkey, 1);
+  }
+  progressFor(seconds, [&] {
+    reapBackground();
+    for (int q = 0; q < size_; ++q) {
+      if (q == rank_ || peers_[static_cast<std::size_t>(q)].dead) continue;
+      if (controlWord(ctl_.leaving(q)).load(std::memory_order_acquire) == 0) return false;
+    }
+    return std::all_of(l.reqs.begin(), l.reqs.end(),
+                       [](const auto& r) { return ucp_request_check_status(r.first) != UCS_INPROGRESS; });
+  });
+  for (auto& [req, peer] : l.reqs) {
+    if (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_request_cancel(worker_, req);
+    ucp_request_free(req);
+  }
+}
+
+std::string UcxTransport::stallReport() {
+  std::vector<int> missing;
+  std::vector<int> dead;
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_) continue;
+    if (peers_[static_cast<std::size_t>(q)].dead) {
+      dead.push_back(q);
+    } else if (controlWord(ctl_.entered(q)).load(std::memory_order_acquire) < seq_) {
+      missing.push_back(q);
+    }
+  }
+  std::string out;
+  if (!missing.empty()) out = remote::rankList(missing) + " never entered this call";
+  if (!dead.empty()) out += (out.empty() ? "" : "; ") + remote::rankList(dead) + " died";
+  if (out.empty()) out = "every rank entered this call";
+  return out;
+}
+
+void UcxTransport::announceFailure(const std::string& /*reason*/) {
+  failed_ = true;
+  LaneState l;
+  l.unflushed.assign(static_cast<std::size_t>(size_), false);
+  for (int q = 0; q < size_; ++q) {
+    Peer& p = peers_[static_cast<std::size_t>(q)];
+    if (q == rank_ || p.dead) continue;
+    (void)issueAtomicAdd(l, q, p.controlAddr + ctl_.failed(rank_), p.controlRkey, 1);
+  }
+  // Best effort: push the notices out for a moment (a dead peer never acknowledges).
+  progressFor(0.2, [&] {
+    return std::all_of(l.reqs.begin(), l.reqs.end(),
+                       [](const auto& r) { return ucp_request_check_status(r.first) != UCS_INPROGRESS; });
+  });
+  for (auto& [req, peer] : l.reqs) {
+    if (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_request_cancel(worker_, req);
+    ucp_request_free(req);
+  }
+}
+
+Status UcxTransport::registerBuffer(void* ptr, std::size_t bytes) {
+  if (ptr == nullptr || bytes == 0) {
+    return {ErrorCode::kInvalidArgument, "ucx registerBuffer: null pointer or zero bytes"};
+  }
+  try {
+    (void)registrationFor(static_cast<std::byte*>(ptr), bytes);
+  } catch (const core::Error& e) {
+    return {e.code(), e.message()};
+  }
+  return {};
+}
+
+Status UcxTransport::deregisterBuffer(void* ptr) {
+  for (auto it = userRegs_.begin(); it != userRegs_.end(); ++it) {
+    if ((*it)->base == ptr && !(*it)->allocated) {
+      unmap(**it);
+      userRegs_.erase(it);
+      return {};
+    }
+  }
+  return {ErrorCode::kInvalidArgument, "ucx deregisterBuffer: no registration starts at this address"};
+}
+
+void* UcxTransport::allocate(std::size_t bytes) {
+  userRegs_.push_back(mapMemory(nullptr, bytes, true));
+  return userRegs_.back()->base;
+}
+
+void UcxTransport::deallocate(void* ptr) {
+  for (auto it = userRegs_.begin(); it != userRegs_.end(); ++it) {
+    if ((*it)->base == ptr && (*it)->allocated) {
+      unmap(**it);
+      userRegs_.erase(it);
+      return;
+    }
+  }
+}
+
+std::unique_ptr<remote::RemoteTransport> UcxTransport::split(int color, int key, std::vector<int>& members) {
+  std::shared_ptr<core::Bootstrap> sub = bootstrap_->split(color, key);
+  if (!sub) return nullptr;
+  members.assign(static_cast<std::size_t>(sub->size()), 0);
+  sub->allGather(&rank_, members.data(), sizeof(int)).throwIfError();
+  return std::make_unique<UcxTransport>(std::move(sub));
+}
+
+}  // namespace
+}  // namespace ucx
+
+std::unique_ptr<core::Executor> createUcxExecutor(const core::ExecutorOptions& options) {
+  if (!options.bootstrap) {
+    throw core::Error(core::ErrorCode::kInvalidArgument,
+                      "the ucx backend needs ExecutorOptions::bootstrap (a TCP/environment or MPI bootstrap)");
+  }
+  std::vector<int> nodes = options.nodeOfRank;
+  if (nodes.empty()) nodes = remote::nodeIdsFromHostnames(*options.bootstrap);
+  auto t = std::make_unique<ucx::UcxTransport>(options.bootstrap);
+  return remote::makeRemoteExecutor(std::move(t), options.config, std::move(nodes));
+}
+
+void registerUcx(core::ExecutorRegistry& registry) {
+  registry.add(
+      "ucx",
+      [](const core::ExecutorOptions& options) {
+        std::vector<std::unique_ptr<core::Executor>> out;
+        out.push_back(createUcxExecutor(options));
+        return out;
+      },
+      "processes over UCX (UCP RMA + atomics; UCX_TLS picks shm, tcp, rc, ...); one rank per process");
+}
+
+}  // namespace copro::transport
