@@ -7,11 +7,17 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "copro/copro.hpp"
+#include "copro/core/trace.hpp"
 #include "copro/core/units.hpp"
+#include "copro/sim/simulator.hpp"
+#include "copro/topologies/probe.hpp"
+#include "copro/topologies/topology.hpp"
 #include "memory_bound.hpp"
 #include "perf_bench.hpp"
 #if COPRO_PERF_HAVE_MPI
@@ -107,6 +113,90 @@ std::vector<std::string> splitList(const std::string& text) {
   return out;
 }
 
+/// --trace: every size's traced iteration in one Chrome trace, in the simulator's conventions (pid = rank,
+/// tid = lane; docs/copro-sim.md "Trace format"); sizes follow each other on the time axis.
+class PerfTrace {
+ public:
+  explicit PerfTrace(const std::string& path) : writer_(path) {}
+
+  void add(const std::vector<copro::bench::TracedOp>& ops, int nranks, const std::string& label) {
+    if (ops.empty()) return;
+    double base = ops.front().beginNs;
+    double last = ops.front().endNs;
+    for (const auto& op : ops) {
+      base = std::min(base, op.beginNs);
+      last = std::max(last, op.endNs);
+    }
+    auto at = [&](double ns) { return offset_ + copro::core::Time::ps(static_cast<std::int64_t>((ns - base) * 1e3)); };
+    for (int r = 0; r < nranks; ++r) {
+      if (static_cast<int>(named_.size()) <= r) {
+        named_.push_back(true);
+        writer_.processName(r, "rank " + std::to_string(r));
+        writer_.processSortIndex(r, r);
+        writer_.threadName(r, kCallTid, "call (whole collective)");
+        writer_.threadSortIndex(r, kCallTid, -1);
+      }
+    }
+    for (const auto& op : ops) {
+      if (op.lane < 0) {
+        writer_.complete(op.rank, kCallTid, label, "call", at(op.beginNs), at(op.endNs) - at(op.beginNs));
+        continue;
+      }
+      if (lanes_.insert({op.rank, op.lane}).second) {
+        writer_.threadName(op.rank, op.lane, "lane " + std::to_string(op.lane));
+        writer_.threadSortIndex(op.rank, op.lane, op.lane);
+      }
+      std::string name(copro::core::opCodeName(op.op));
+      if (op.count > 1) name += " +" + std::to_string(op.count - 1) + " fused";
+      copro::core::TraceArgs args;
+      args.emplace_back("index", op.index);
+      if (op.peer >= 0) args.emplace_back("peer", op.peer);
+      if (op.bytes > 0) args.emplace_back("bytes", op.bytes);
+      writer_.complete(op.rank, op.lane, name, "op", at(op.beginNs), at(op.endNs) - at(op.beginNs), args);
+    }
+    // A gap of a tenth of the iteration (at least 10 us) between sizes.
+    const double span = last - base;
+    offset_ = at(last) + copro::core::Time::ps(static_cast<std::int64_t>(std::max(1e4, span / 10) * 1e3));
+  }
+
+  void finish() { writer_.finish(); }
+
+ private:
+  static constexpr std::int64_t kCallTid = 1 << 20;
+  copro::core::TraceWriter writer_;
+  copro::core::Time offset_{};
+  std::vector<bool> named_;
+  std::set<std::pair<int, int>> lanes_;
+};
+
+/// --predict: the simulator on the same Program as the measured row.
+class Predictor {
+ public:
+  Predictor(copro::topo::Fabric fabric, std::string source) : fabric_(std::move(fabric)), source_(std::move(source)) {}
+
+  [[nodiscard]] const std::string& source() const { return source_; }
+  [[nodiscard]] const copro::topo::Fabric& fabric() const { return fabric_; }
+
+  /// Predicted time in microseconds of one call of `args` with `algorithm` ("allreduce.ring" or "ring").
+  double predictUs(const copro::collectives::CollectiveArgs& args, std::string algorithm) {
+    const auto dot = algorithm.find('.');
+    if (dot != std::string::npos) algorithm = algorithm.substr(dot + 1);
+    if (static_cast<int>(fabric_.gpus().size()) < args.nranks) {
+      throw copro::Error(copro::ErrorCode::kInvalidArgument,
+                         "--predict: topology '" + source_ + "' has " + std::to_string(fabric_.gpus().size()) +
+                             " endpoints for " + std::to_string(args.nranks) +
+                             " ranks (probe it with copro-topo probe --ranks " + std::to_string(args.nranks) + ")");
+    }
+    const auto program = copro::collectives::buildProgram(args, algorithm);
+    copro::sim::Simulator sim(fabric_, copro::sim::SimParams::fromFabric(fabric_));
+    return sim.run(*program).time.microseconds();
+  }
+
+ private:
+  copro::topo::Fabric fabric_;
+  std::string source_;
+};
+
 /// One size's figures, kept for the OSU tables printed at the end of an algorithm.
 struct Row {
   std::uint64_t osuBytes = 0;
@@ -118,6 +208,7 @@ int runBenchmark(Options& o, copro::bench::Team& team, std::vector<copro::Commun
   const bool printer = team.printer();
   const bool osu = o.format == "osu";
   const std::vector<int> nodeOfRank = comms.front().nodeOfRank();
+  const std::uint64_t chunkBytes = comms.front().config().chunkBytes;
   copro::bench::Bench bench(o, team, std::move(comms), std::move(peers));
   const int p = bench.ranks();
   const std::size_t esize = copro::core::dataTypeSize(o.dtype);
@@ -182,6 +273,30 @@ int runBenchmark(Options& o, copro::bench::Team& team, std::vector<copro::Commun
           "bound reached\n");
     }
   }
+  std::unique_ptr<Predictor> predictor;
+  std::unique_ptr<PerfTrace> trace;
+  if (printer && o.predict) {
+    if (!o.topology.empty()) {
+      predictor = std::make_unique<Predictor>(copro::topo::loadTopology(o.topology), o.topology);
+    } else {
+      // Probed now, by the printing process alone (under mpirun the other ranks wait in a barrier, which may
+      // spin: a file from copro-topo probe, written on a quiet host, is the cleaner input there).
+      copro::topo::ProbeOptions po;
+      po.ranks = p;
+      const copro::topo::ProbeResult probe = copro::topo::probeHost(po);
+      predictor = std::make_unique<Predictor>(copro::topo::probeFabric(probe, chunkBytes), "this host, probed now");
+      std::printf(
+          "# probe: copy %.2f GB/s one core, %.2f GB/s with %d threads; reduce %.2f / %.2f GB/s; signal round "
+          "trip %.0f ns; op overhead %.1f ns\n",
+          probe.copyOneCore / 1e9, probe.copyAllRanks / 1e9, p, probe.reduceOneCore / 1e9, probe.reduceAllRanks / 1e9,
+          probe.threadRoundTripNs, probe.opOverheadNs);
+    }
+    std::printf("# predicted: copro-sim of the same Program on %s (%s); pred/meas = predicted / out-of-place time\n",
+                predictor->source().c_str(), predictor->fabric().name.c_str());
+  }
+  if (printer && !o.trace.empty()) trace = std::make_unique<PerfTrace>(o.trace);
+  // Processes wait for the printer's probe (a thread team's barrier needs every rank's thread: none here).
+  if (o.predict && o.transport != "inproc") team.barrier();
   nlohmann::json rows = nlohmann::json::array();
   int exitCode = 0;
   for (const auto& algo : algos) {
@@ -201,6 +316,11 @@ int runBenchmark(Options& o, copro::bench::Team& team, std::vector<copro::Commun
         peerHead1 += b1;
         peerHead2 += b2;
         peerHead3 += b3;
+      }
+      if (predictor) {
+        peerHead1 += "        predicted";
+        peerHead2 += "  predicted pred/meas";
+        peerHead3 += "       (us)          ";
       }
       std::printf("#%64s%s%34s%s\n", "out-of-place", showBound ? "        " : "", "in-place", peerHead1.c_str());
       std::printf("# %10s %12s %8s %6s %6s %10s %7s %7s %6s%s %10s %7s %7s %6s%s\n", "size", "count", "type", "redop",
@@ -239,6 +359,36 @@ int runBenchmark(Options& o, copro::bench::Team& team, std::vector<copro::Commun
         }
         std::string peerCols;
         for (const auto& pr : res.peers) peerCols += fmtPeer(pr, oop, static_cast<double>(realBytes), factor);
+        double predictedUs = 0;
+        if (predictor) {
+          copro::collectives::CollectiveArgs args;
+          args.kind = o.kind;
+          args.nranks = p;
+          args.count = count;
+          args.dtype = o.dtype;
+          args.op = o.op;
+          args.root = o.root;
+          args.nodeOfRank = nodeOfRank;
+          args.chunkBytes = chunkBytes;
+          // The algorithm the communicator ran (its planner saw the executor's load/store domains).
+          std::string algoUsed = res.algorithm;
+          if (algoUsed.empty()) algoUsed = copro::collectives::plan(args, cfg, algo).chosen->name;
+          char tmp[64];
+          try {
+            predictedUs = predictor->predictUs(args, algoUsed);
+            std::snprintf(tmp, sizeof tmp, " %10.2f %9.2f", predictedUs,
+                          oop.supported && oop.timeUs > 0 ? predictedUs / oop.timeUs : 0.0);
+          } catch (const copro::Error& e) {
+            std::fprintf(stderr, "copro-perf: --predict, %llu B: %s\n", static_cast<unsigned long long>(bytes),
+                         e.message().c_str());
+            std::snprintf(tmp, sizeof tmp, " %10s %9s", "N/A", "N/A");
+          }
+          peerCols += tmp;
+        }
+        if (trace)
+          trace->add(res.trace, p,
+                     std::string(copro::collectives::collectiveName(o.kind)) + " " + std::to_string(realBytes) +
+                         " B (" + res.algorithm + ")");
         if (osu) {
           osuRows.push_back({osuSize(o.kind, count, esize, p), res});
         } else {
@@ -295,6 +445,11 @@ int runBenchmark(Options& o, copro::bench::Team& team, std::vector<copro::Commun
           for (std::size_t i = 0; i < res.peers.size(); ++i) jp[peerNames[i]] = row(res.peers[i]);
           jr["peers"] = jp;
         }
+        if (!res.algorithm.empty()) jr["program"] = res.algorithm;
+        if (predictor && predictedUs > 0) {
+          jr["predicted_us"] = predictedUs;
+          if (oop.supported && oop.timeUs > 0) jr["predicted_over_measured"] = predictedUs / oop.timeUs;
+        }
         if (showBound) {
           jr["copy_bandwidth_GBps"] = copyBw / 1e9;
           jr["memory_bound_fraction"] = fraction;
@@ -323,6 +478,7 @@ int runBenchmark(Options& o, copro::bench::Team& team, std::vector<copro::Commun
       std::fflush(stdout);
     }
   }
+  if (trace) trace->finish();
   if (printer && !o.json.empty()) {
     std::ofstream f(o.json);
     if (!f) throw copro::Error(copro::ErrorCode::kSystemError, "cannot write " + o.json);
@@ -363,6 +519,14 @@ int main(int argc, char** argv) {
   app.add_option("--buffers", o.buffers, "comm (Communicator::allocate, the default) or heap");
   app.add_option("--json", o.json, "also write the rows to this JSON file");
   app.add_flag("--no-bound", o.noBound, "skip the memory bandwidth probe");
+  app.add_option("--trace", o.trace,
+                 "write a Chrome trace of one extra out-of-place iteration per size (inproc: every op of every "
+                 "lane; other backends: each rank's call)");
+  app.add_flag("--predict", o.predict,
+               "add the simulator's prediction of each row (the same Program) and predicted / measured");
+  app.add_option("--topology", o.topology,
+                 "the topology --predict simulates (a copro-topo probe file or any topology); default: probe "
+                 "this host now");
   CLI11_PARSE(app, argc, argv);
 
 #if COPRO_PERF_HAVE_MPI

@@ -8,6 +8,8 @@
 #include <exception>
 #include <thread>
 
+#include "copro/transport/inproc.hpp"
+
 namespace copro::bench {
 
 using collectives::CollectiveKind;
@@ -408,7 +410,65 @@ Result Bench::runCopro(int local, Buffers& b, std::uint64_t count, const std::st
     timeUs = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
              std::max(1, o_.iters);
   });
+  if (!inPlace) {
+    if (local == 0) algorithm_ = comms_[static_cast<std::size_t>(local)].lastProgramName();
+    if (!o_.trace.empty()) traceOnce(local, r, once, err);
+  }
   return team_.combine(r, err.empty() ? timeUs : 0, wrong, err);
+}
+
+namespace {
+double nowNs() {
+  return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+double toNs(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::nano>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+void Bench::traceOnce(int local, int r, const std::function<void()>& once, std::string& err) {
+  // An extra call, outside the timed loop: recording costs a lock per op, which the timing must not see.
+  const bool perOp = o_.transport == "inproc";
+  team_.barrier();
+  if (perOp && local == 0) {
+    transport::setInprocOpObserver([this](const transport::InprocOpTiming& t) {
+      TracedOp op;
+      op.rank = t.rank;
+      op.lane = t.lane;
+      op.index = t.index;
+      op.count = t.count;
+      op.op = t.op->code;
+      op.peer = t.op->peer;
+      op.bytes = t.op->bytes;
+      op.beginNs = toNs(t.begin);
+      op.endNs = toNs(t.end);
+      std::lock_guard<std::mutex> lock(traceMutex_);
+      traced_.push_back(op);
+    });
+  }
+  team_.barrier();  // the observer is installed only while no call runs
+  double begin = 0;
+  double end = 0;
+  guarded(err, [&] {
+    begin = nowNs();
+    once();
+    end = nowNs();
+  });
+  team_.barrier();
+  if (perOp && local == 0) transport::setInprocOpObserver(nullptr);
+  // Every rank's call slice, summed onto the printing process (the other ranks add zeros).
+  for (int q = 0; q < p_; ++q) {
+    const double qb = team_.sum(r, q == r ? begin : 0.0);
+    const double qe = team_.sum(r, q == r ? end : 0.0);
+    if (local == 0 && team_.printer()) {
+      TracedOp call;
+      call.rank = q;
+      call.beginNs = qb;
+      call.endNs = qe;
+      std::lock_guard<std::mutex> lock(traceMutex_);
+      traced_.push_back(call);
+    }
+  }
 }
 
 Result Bench::runPeer(int local, Peer& peer, Buffers& b, std::uint64_t count) {
@@ -464,6 +524,9 @@ SizeResult Bench::runSize(std::uint64_t count, const std::string& algo) {
     // Every rank holds the combined figures; local rank 0 (global rank 0 on the printing process) keeps them.
     if (local == 0) out = std::move(mine);
   });
+  out.algorithm = algorithm_;
+  out.trace = std::move(traced_);
+  traced_.clear();
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,23 @@ struct Options {
   std::string nodeMap;           ///< --node-map (else COPRO_NODE_MAP)
   std::string buffers = "comm";  ///< comm: Communicator::allocate; heap: new[]
   bool noBound = false;
+  std::string trace;     ///< --trace: Chrome trace of one extra out-of-place iteration per size
+  bool predict = false;  ///< --predict: simulate every row's Program on a probed topology
+  std::string topology;  ///< --topology: the topology --predict uses (else this host, probed now)
+};
+
+/// One slice of a traced iteration. inproc: one per op (or fused op group) of every lane; every backend
+/// also gets one per rank for the whole call (lane -1, op unset).
+struct TracedOp {
+  int rank = 0;
+  int lane = -1;
+  std::uint32_t index = 0;
+  std::uint32_t count = 0;  ///< ops executed as one (0 for the whole call)
+  core::OpCode op = core::OpCode::kFlush;
+  int peer = -1;
+  std::uint64_t bytes = 0;
+  double beginNs = 0;  ///< steady_clock (CLOCK_MONOTONIC, one time base for every process of a host)
+  double endNs = 0;
 };
 
 /// One configuration's result over all ranks (meaningful on the printing rank).
@@ -71,7 +89,9 @@ std::unique_ptr<Team> makeThreadTeam(int nranks);
 struct SizeResult {
   Result outOfPlace;
   Result inPlace;
-  std::vector<Result> peers;  ///< one per peer (out of place)
+  std::vector<Result> peers;    ///< one per peer (out of place)
+  std::string algorithm;        ///< what the communicator ran out of place ("allreduce.ring")
+  std::vector<TracedOp> trace;  ///< with Options::trace, on the printing process
 };
 
 class Bench {
@@ -101,6 +121,8 @@ class Bench {
   std::uint64_t checkOutputs(int r, const void* recv, std::uint64_t count) const;
   Result runCopro(int local, Buffers& b, std::uint64_t count, const std::string& algo, bool inPlace);
   Result runPeer(int local, Peer& peer, Buffers& b, std::uint64_t count);
+  /// One more call, timed per op (inproc) and per call (every backend), gathered on the printing process.
+  void traceOnce(int local, int r, const std::function<void()>& once, std::string& err);
 
   Options o_;
   Team& team_;
@@ -109,6 +131,9 @@ class Bench {
   std::size_t peersPerRank_ = 0;
   int p_ = 0;
   std::size_t esize_ = 4;
+  std::mutex traceMutex_;
+  std::vector<TracedOp> traced_;
+  std::string algorithm_;
 };
 
 /// nccl-tests' bus bandwidth factor.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "copro/core/status.hpp"
+#include "copro/core/units.hpp"
 #include "copro/topologies/probe.hpp"
 #include "copro/topologies/topology.hpp"
 
@@ -92,6 +93,8 @@ int main(int argc, char** argv) {
   probeCmd->add_option("-o,--output", probeOut, "write the YAML to this file instead of standard output");
   probeCmd->add_option("--ranks", probeRanks, "endpoints (ranks) of the topology; default: one per core");
   probeCmd->add_flag("--no-fork", probeNoFork, "skip the cross-process round trip");
+  std::string probeBytes = "32M";
+  probeCmd->add_option("--bytes", probeBytes, "working set of each copying thread (default 32M; small: caches)");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -130,6 +133,7 @@ int main(int argc, char** argv) {
       topo::ProbeOptions options;
       options.ranks = probeRanks;
       options.crossProcess = !probeNoFork;
+      options.bytesPerThread = copro::core::parseBytes(probeBytes);
       const topo::ProbeResult probe = topo::probeHost(options);
       const std::string text = topo::probeTopologyYaml(probe);
       if (probeOut.empty()) {
