@@ -12,8 +12,14 @@ std::int64_t transferPs(double bytes, double bytesPerSecond) {
   const double ps = bytes / bytesPerSecond * 1e12;
   // The quotient carries a few ulps of noise; without the slack an exact 2'000'000 ps could become 2'000'001.
   const double slack = ps * 1e-12 + 1e-6;
-  const double t = std::ceil(ps - slack);
-  return t < 0.0 ? 0 : static_cast<std::int64_t>(t);
+  const double x = ps - slack;
+  if (!(x > 0.0)) return 0;
+  if (x >= 9.0e18) return static_cast<std::int64_t>(std::ceil(x));
+  // ceil without the libm call (the baseline x86-64 target has no rounding instruction): exact for
+  // 0 < x < 2^63, where the truncation is exact.
+  auto t = static_cast<std::int64_t>(x);
+  if (static_cast<double>(t) < x) ++t;
+  return t;
 }
 
 FlowNetwork::FlowNetwork(const topo::Fabric& fabric) {
@@ -31,7 +37,8 @@ FlowNetwork::FlowNetwork(const topo::Fabric& fabric) {
   isDirty_.assign(nch, 0);
   remCap_.assign(nch, 0.0);
   unfixed_.assign(nch, 0);
-  heapVersion_.assign(nch, 0);
+  key_.assign(nch, 0.0);
+  heapPos_.assign(nch, -1);
 }
 
 void FlowNetwork::markDirty(std::int32_t channel) {
@@ -40,6 +47,17 @@ void FlowNetwork::markDirty(std::int32_t channel) {
     d = 1;
     dirty_.push_back(channel);
   }
+}
+
+std::int32_t FlowNetwork::allocHops(std::size_t n) {
+  if (n < freeHops_.size() && !freeHops_[n].empty()) {
+    const std::int32_t b = freeHops_[n].back();
+    freeHops_[n].pop_back();
+    return b;
+  }
+  const auto b = static_cast<std::int32_t>(hops_.size());
+  hops_.resize(hops_.size() + n);
+  return b;
 }
 
 std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, std::size_t numChannels,
@@ -52,6 +70,7 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
     id = static_cast<std::int32_t>(flows_.size());
     flows_.emplace_back();
   }
+  const std::int32_t begin = allocHops(numChannels);
   FlowState& f = flows_[static_cast<std::size_t>(id)];
   const std::uint32_t version = f.version + 1;  // never reuse a (flow, version) pair of a stale event
   f = FlowState{};
@@ -61,16 +80,11 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
   f.tag = tag;
   f.active = true;
   f.fresh = true;
+  f.hopBegin = begin;
+  f.hopLen = static_cast<std::uint16_t>(numChannels);
   for (std::size_t i = 0; i < numChannels; ++i) {
     const std::int32_t ch = channels[i];
-    std::int32_t h;
-    if (freeHop_ >= 0) {
-      h = freeHop_;
-      freeHop_ = hops_[static_cast<std::size_t>(h)].nextInFlow;
-    } else {
-      h = static_cast<std::int32_t>(hops_.size());
-      hops_.emplace_back();
-    }
+    const auto h = static_cast<std::int32_t>(static_cast<std::size_t>(begin) + i);
     Hop& hop = hops_[static_cast<std::size_t>(h)];
     hop.flow = id;
     hop.channel = ch;
@@ -78,8 +92,6 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
     hop.next = head_[static_cast<std::size_t>(ch)];
     if (hop.next >= 0) hops_[static_cast<std::size_t>(hop.next)].prev = h;
     head_[static_cast<std::size_t>(ch)] = h;
-    hop.nextInFlow = f.firstHop;
-    f.firstHop = h;
     auto& n = load_[static_cast<std::size_t>(ch)];
     if (n++ == 0) busySince_[static_cast<std::size_t>(ch)] = now;
     totals_[static_cast<std::size_t>(ch)].bytes += bytes;
@@ -91,10 +103,10 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
 
 void FlowNetwork::finish(std::int32_t flow, std::int64_t now) {
   FlowState& f = flows_[static_cast<std::size_t>(flow)];
-  std::int32_t h = f.firstHop;
-  while (h >= 0) {
-    Hop& hop = hops_[static_cast<std::size_t>(h)];
-    const std::int32_t next = hop.nextInFlow;
+  // Channels are marked dirty in the order the per-flow list used to give (last hop first): the dirty order
+  // decides the order of the recomputed components and so of same-time events.
+  for (std::size_t i = f.hopLen; i-- > 0;) {
+    const Hop& hop = hops_[static_cast<std::size_t>(f.hopBegin) + i];
     const auto ch = static_cast<std::size_t>(hop.channel);
     if (hop.prev >= 0) {
       hops_[static_cast<std::size_t>(hop.prev)].next = hop.next;
@@ -104,11 +116,11 @@ void FlowNetwork::finish(std::int32_t flow, std::int64_t now) {
     if (hop.next >= 0) hops_[static_cast<std::size_t>(hop.next)].prev = hop.prev;
     if (--load_[ch] == 0) totals_[ch].busy += now - busySince_[ch];
     markDirty(hop.channel);
-    hop.nextInFlow = freeHop_;
-    freeHop_ = h;
-    h = next;
   }
-  f.firstHop = -1;
+  if (freeHops_.size() <= f.hopLen) freeHops_.resize(f.hopLen + std::size_t{1});
+  freeHops_[f.hopLen].push_back(f.hopBegin);
+  f.hopBegin = -1;
+  f.hopLen = 0;
   f.active = false;
   ++f.version;
   freeFlows_.push_back(flow);
@@ -125,6 +137,11 @@ void FlowNetwork::recompute(std::int64_t now, std::vector<Finish>& out,
     const std::int32_t seed = dirty_[i];
     isDirty_[static_cast<std::size_t>(seed)] = 0;
     if (channelMark_[static_cast<std::size_t>(seed)] == stamp_) continue;
+    if (load_[static_cast<std::size_t>(seed)] == 0 && (onRate == nullptr || !*onRate)) {
+      channelMark_[static_cast<std::size_t>(seed)] = stamp_;  // an emptied channel: nothing to share
+      continue;
+    }
+    const bool tracing = onRate != nullptr && *onRate;
     compChannels_.clear();
     compFlows_.clear();
     stack_.clear();
@@ -140,11 +157,18 @@ void FlowNetwork::recompute(std::int64_t now, std::vector<Finish>& out,
         if (f.mark == stamp_) continue;
         f.mark = stamp_;
         compFlows_.push_back(fl);
-        for (std::int32_t g = f.firstHop; g >= 0; g = hops_[static_cast<std::size_t>(g)].nextInFlow) {
-          const std::int32_t c2 = hops_[static_cast<std::size_t>(g)].channel;
+        const Hop* fh = hops_.data() + f.hopBegin;
+        for (std::size_t k = f.hopLen; k-- > 0;) {  // last hop first: the traversal order of the old lists
+          const std::int32_t c2 = fh[k].channel;
           if (channelMark_[static_cast<std::size_t>(c2)] != stamp_) {
             channelMark_[static_cast<std::size_t>(c2)] = stamp_;
-            stack_.push_back(c2);
+            // A channel of this flow alone leads nowhere: record it without a visit (the visit order, and
+            // so the order of compFlows_, is unchanged; only the trace wants the old channel order).
+            if (load_[static_cast<std::size_t>(c2)] == 1 && !tracing) {
+              compChannels_.push_back(c2);
+            } else {
+              stack_.push_back(c2);
+            }
           }
         }
       }
@@ -154,42 +178,117 @@ void FlowNetwork::recompute(std::int64_t now, std::vector<Finish>& out,
   dirty_.clear();
 }
 
+void FlowNetwork::heapUp(std::size_t i) {
+  const std::int32_t x = heap_[i];
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 2;
+    if (!heapLess(x, heap_[parent])) break;
+    heap_[i] = heap_[parent];
+    heapPos_[static_cast<std::size_t>(heap_[i])] = static_cast<std::int32_t>(i);
+    i = parent;
+  }
+  heap_[i] = x;
+  heapPos_[static_cast<std::size_t>(x)] = static_cast<std::int32_t>(i);
+}
+
+void FlowNetwork::heapDown(std::size_t i) {
+  const std::int32_t x = heap_[i];
+  const std::size_t n = heap_.size();
+  for (;;) {
+    std::size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && heapLess(heap_[c + 1], heap_[c])) ++c;
+    if (!heapLess(heap_[c], x)) break;
+    heap_[i] = heap_[c];
+    heapPos_[static_cast<std::size_t>(heap_[i])] = static_cast<std::int32_t>(i);
+    i = c;
+  }
+  heap_[i] = x;
+  heapPos_[static_cast<std::size_t>(x)] = static_cast<std::int32_t>(i);
+}
+
+void FlowNetwork::heapRemove(std::int32_t channel) {
+  const auto i = static_cast<std::size_t>(heapPos_[static_cast<std::size_t>(channel)]);
+  heapPos_[static_cast<std::size_t>(channel)] = -1;
+  const std::int32_t last = heap_.back();
+  heap_.pop_back();
+  if (i == heap_.size()) return;
+  heap_[i] = last;
+  heapPos_[static_cast<std::size_t>(last)] = static_cast<std::int32_t>(i);
+  heapUp(i);
+  heapDown(static_cast<std::size_t>(heapPos_[static_cast<std::size_t>(last)]));
+}
+
 void FlowNetwork::fillRates() {
-  const auto greater = [](const HeapEntry& x, const HeapEntry& y) {
-    return x.share != y.share ? x.share > y.share : x.channel > y.channel;
-  };
   heap_.clear();
   for (const std::int32_t ch : compChannels_) {
     const auto c = static_cast<std::size_t>(ch);
     remCap_[c] = capacity_[c];
     unfixed_[c] = load_[c];
-    ++heapVersion_[c];
-    if (unfixed_[c] > 0) heap_.push_back({remCap_[c] / unfixed_[c], ch, heapVersion_[c]});
+    if (unfixed_[c] > 1) {
+      key_[c] = remCap_[c] / unfixed_[c];
+      heapPos_[c] = static_cast<std::int32_t>(heap_.size());
+      heap_.push_back(ch);
+    }
   }
-  std::make_heap(heap_.begin(), heap_.end(), greater);
+  // Channels carrying one flow: of a flow's private channels only the smallest (capacity, id) can ever pop
+  // while the flow is unfixed (their keys stay at their capacities), so only that one enters the heap. The
+  // pop sequence, and so every rate, is the same as with all of them, at a fraction of the heap traffic.
+  for (const std::int32_t fl : compFlows_) {
+    const FlowState& f = flows_[static_cast<std::size_t>(fl)];
+    const Hop* fh = hops_.data() + f.hopBegin;
+    std::int32_t best = -1;
+    for (std::size_t k = 0; k < f.hopLen; ++k) {
+      const std::int32_t ch = fh[k].channel;
+      if (load_[static_cast<std::size_t>(ch)] != 1) continue;
+      if (best < 0 || capacity_[static_cast<std::size_t>(ch)] < capacity_[static_cast<std::size_t>(best)] ||
+          (capacity_[static_cast<std::size_t>(ch)] == capacity_[static_cast<std::size_t>(best)] && ch < best)) {
+        best = ch;
+      }
+    }
+    if (best < 0) continue;
+    const auto c = static_cast<std::size_t>(best);
+    key_[c] = remCap_[c] / unfixed_[c];
+    heapPos_[c] = static_cast<std::int32_t>(heap_.size());
+    heap_.push_back(best);
+  }
+  for (std::size_t i = heap_.size() / 2; i-- > 0;) heapDown(i);
   // Progressive filling: the channel with the smallest fair share is the next bottleneck; its unfixed flows
-  // get that share. Fixing a flow only raises the shares of its other channels, so stale entries can wait in
-  // the heap and be skipped by version.
+  // get that share, which is taken from every other channel they cross. The heap pops channels in
+  // (share, id) order, so the sequence of floating-point operations is fixed by the inputs.
+  // Keys only rise as flows get fixed (up to rounding): a rise is recorded lazily (the stored key stays a
+  // lower bound) and the channel is re-sifted when it reaches the top; a fall is sifted up at once. The pop
+  // order is then exactly that of a heap kept current.
   while (!heap_.empty()) {
-    std::pop_heap(heap_.begin(), heap_.end(), greater);
-    const HeapEntry e = heap_.back();
-    heap_.pop_back();
-    const auto c = static_cast<std::size_t>(e.channel);
-    if (e.version != heapVersion_[c] || unfixed_[c] == 0) continue;
-    const double share = std::max(remCap_[c] / unfixed_[c], capacity_[c] * 1e-12);
+    const std::int32_t top = heap_[0];
+    const auto c = static_cast<std::size_t>(top);
+    const double current = remCap_[c] / unfixed_[c];
+    if (current != key_[c]) {
+      key_[c] = current;
+      heapDown(0);
+      continue;
+    }
+    heapRemove(top);
+    const double share = std::max(current, capacity_[c] * 1e-12);
     for (std::int32_t h = head_[c]; h >= 0; h = hops_[static_cast<std::size_t>(h)].next) {
       FlowState& f = flows_[static_cast<std::size_t>(hops_[static_cast<std::size_t>(h)].flow)];
       if (f.fixed) continue;
       f.fixed = true;
       f.newRate = share;
-      for (std::int32_t g = f.firstHop; g >= 0; g = hops_[static_cast<std::size_t>(g)].nextInFlow) {
-        const auto c2 = static_cast<std::size_t>(hops_[static_cast<std::size_t>(g)].channel);
+      const Hop* fh = hops_.data() + f.hopBegin;
+      for (std::size_t k = f.hopLen; k-- > 0;) {
+        const auto c2 = static_cast<std::size_t>(fh[k].channel);
         remCap_[c2] = std::max(0.0, remCap_[c2] - share);
         --unfixed_[c2];
-        if (c2 != c && unfixed_[c2] > 0) {
-          ++heapVersion_[c2];
-          heap_.push_back({remCap_[c2] / unfixed_[c2], static_cast<std::int32_t>(c2), heapVersion_[c2]});
-          std::push_heap(heap_.begin(), heap_.end(), greater);
+        if (c2 == c) continue;
+        if (unfixed_[c2] > 0) {
+          const double k2 = remCap_[c2] / unfixed_[c2];
+          if (k2 < key_[c2]) {
+            key_[c2] = k2;
+            heapUp(static_cast<std::size_t>(heapPos_[c2]));
+          }
+        } else if (heapPos_[c2] >= 0) {
+          heapRemove(static_cast<std::int32_t>(c2));
         }
       }
     }
@@ -211,8 +310,9 @@ void FlowNetwork::solveComponent(std::int64_t now, std::vector<Finish>& out,
     // The common case (a flow alone on its links): its rate is its narrowest channel.
     FlowState& f = flows_[static_cast<std::size_t>(compFlows_[0])];
     double rate = std::numeric_limits<double>::infinity();
-    for (std::int32_t g = f.firstHop; g >= 0; g = hops_[static_cast<std::size_t>(g)].nextInFlow) {
-      rate = std::min(rate, capacity_[static_cast<std::size_t>(hops_[static_cast<std::size_t>(g)].channel)]);
+    for (std::size_t k = 0; k < f.hopLen; ++k) {
+      rate =
+          std::min(rate, capacity_[static_cast<std::size_t>(hops_[static_cast<std::size_t>(f.hopBegin) + k].channel)]);
     }
     for (const std::int32_t ch : compChannels_) {
       const auto c = static_cast<std::size_t>(ch);
@@ -227,7 +327,13 @@ void FlowNetwork::solveComponent(std::int64_t now, std::vector<Finish>& out,
     if (!f.fresh && f.newRate == f.rate) continue;  // same rate: the scheduled finish still holds
     f.fresh = false;
     f.rate = f.newRate;
-    const std::int64_t at = now + transferPs(f.remaining, f.rate);
+    // Lock-step collectives solve many identical (bytes, rate) pairs in a row: remember the last one.
+    if (f.remaining != memoBytes_ || f.rate != memoRate_) {
+      memoBytes_ = f.remaining;
+      memoRate_ = f.rate;
+      memoPs_ = transferPs(f.remaining, f.rate);
+    }
+    const std::int64_t at = now + memoPs_;
     if (at == f.finishAt) continue;
     f.finishAt = at;
     ++f.version;

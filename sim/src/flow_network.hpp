@@ -68,31 +68,38 @@ class FlowNetwork {
     std::int64_t finishAt = -1;
     std::uint32_t version = 0;
     std::uint32_t tag = 0;
-    std::int32_t firstHop = -1;
     std::uint32_t mark = 0;
+    std::int32_t hopBegin = -1;  ///< the flow's hops are hops_[hopBegin, hopBegin + hopLen), in path order
+    std::uint16_t hopLen = 0;
     bool active = false;
     bool fixed = false;
     bool fresh = false;  ///< started since the last recompute
   };
-  /// Membership of one flow in one channel's list (doubly linked per channel, singly per flow).
+  /// Membership of one flow in one channel's list (doubly linked per channel; a flow's hops are contiguous,
+  /// so walking a flow's channels reads one cache line or two).
   struct Hop {
     std::int32_t flow = -1;
     std::int32_t channel = -1;
     std::int32_t prev = -1;
     std::int32_t next = -1;
-    std::int32_t nextInFlow = -1;
-  };
-  struct HeapEntry {
-    double share;
-    std::int32_t channel;
-    std::uint32_t version;
   };
 
   void markDirty(std::int32_t channel);
+  std::int32_t allocHops(std::size_t n);
   /// Progressive filling over compChannels_/compFlows_: sets every flow's newRate and remCap_.
   void fillRates();
   void solveComponent(std::int64_t now, std::vector<Finish>& out,
                       const std::function<void(std::int32_t, double)>* onRate);
+  // Indexed binary min-heap of channels by (fair share, channel id): one entry per channel, updated in
+  // place, so the filling pops exactly the channels a lazy heap would, without stale entries.
+  [[nodiscard]] bool heapLess(std::int32_t x, std::int32_t y) const {
+    const double kx = key_[static_cast<std::size_t>(x)];
+    const double ky = key_[static_cast<std::size_t>(y)];
+    return kx != ky ? kx < ky : x < y;
+  }
+  void heapUp(std::size_t i);
+  void heapDown(std::size_t i);
+  void heapRemove(std::int32_t channel);
 
   std::vector<double> capacity_;  ///< bytes/s per channel
   std::vector<std::int32_t> head_;
@@ -103,18 +110,22 @@ class FlowNetwork {
   std::vector<std::uint8_t> isDirty_;
   std::vector<double> remCap_;
   std::vector<std::int32_t> unfixed_;
-  std::vector<std::uint32_t> heapVersion_;
+  std::vector<double> key_;            ///< heap key (fair share) per channel
+  std::vector<std::int32_t> heapPos_;  ///< position in heap_, or -1
+  std::vector<std::int32_t> heap_;     ///< channels
 
   std::vector<FlowState> flows_;
   std::vector<std::int32_t> freeFlows_;
   std::vector<Hop> hops_;
-  std::int32_t freeHop_ = -1;
+  std::vector<std::vector<std::int32_t>> freeHops_;  ///< free hop blocks by length
 
   std::vector<std::int32_t> dirty_;
   std::vector<std::int32_t> stack_;
   std::vector<std::int32_t> compChannels_;
   std::vector<std::int32_t> compFlows_;
-  std::vector<HeapEntry> heap_;
+  double memoBytes_ = -1.0;  ///< last transferPs(memoBytes_, memoRate_) = memoPs_
+  double memoRate_ = -1.0;
+  std::int64_t memoPs_ = 0;
   std::uint32_t stamp_ = 0;
   std::size_t active_ = 0;
   std::uint64_t recomputations_ = 0;

@@ -187,8 +187,11 @@ const Router::Segment& Router::localSegment(std::int32_t from, std::int32_t to, 
   bool unique = true;
   scratchSeg_.found =
       bfsLocal(from, to, domain, hashOf(seed_, srcRank, dstRank, flowHash, from), load, scratchSeg_.channels, unique);
-  if (!unique && routing_ != Routing::kShortest) return scratchSeg_;  // depends on the flow or the load
-  if (segCache_.size() >= kMaxSegments) segCache_.clear();            // bounded: 16k GPUs must not grow without end
+  if (!unique && routing_ != Routing::kShortest) {
+    lastFixed_ = false;
+    return scratchSeg_;  // depends on the flow or the load
+  }
+  if (segCache_.size() >= kMaxSegments) segCache_.clear();  // bounded: 16k GPUs must not grow without end
   return segCache_.emplace(key, scratchSeg_).first->second;
 }
 
@@ -224,6 +227,7 @@ std::size_t Router::choose(const std::vector<std::int32_t>& links, std::int32_t 
                            std::int32_t dstRank, std::uint64_t flowHash, const std::int32_t* load, std::int32_t nic) {
   const std::size_t n = links.size();
   if (n <= 1) return 0;
+  if (routing_ != Routing::kShortest) lastFixed_ = false;
   switch (routing_) {
     case Routing::kShortest:
       return 0;
@@ -331,6 +335,7 @@ bool Router::pickNics(std::int32_t src, std::int32_t dst, std::int32_t& srcNic, 
 std::int64_t Router::route(std::int32_t src, std::int32_t dst, std::uint64_t flowHash, const std::int32_t* load,
                            std::vector<std::int32_t>& out) {
   const std::size_t begin = out.size();
+  lastFixed_ = true;
   const auto& gpus = fabric_.gpus();
   const std::int32_t g1 = gpus[static_cast<std::size_t>(src)];
   const std::int32_t g2 = gpus[static_cast<std::size_t>(dst)];

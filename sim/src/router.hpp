@@ -25,6 +25,9 @@ class Router {
   /// is used by adaptive routing; may be null. Throws core::Error naming both GPUs when there is no path.
   std::int64_t route(std::int32_t src, std::int32_t dst, std::uint64_t flowHash, const std::int32_t* load,
                      std::vector<std::int32_t>& out);
+  /// True when the last route() made no per-flow or load-dependent choice: every transfer between the same
+  /// two GPUs then takes that path, and the caller may reuse it.
+  [[nodiscard]] bool lastRouteFixed() const { return lastFixed_; }
 
  private:
   enum class Domain : std::uint8_t { kNvLink = 0, kPcie = 1 };
@@ -51,6 +54,7 @@ class Router {
   bool pickNics(std::int32_t src, std::int32_t dst, std::int32_t& srcNic, std::int32_t& dstNic) const;
 
   const topo::Fabric& fabric_;
+  bool lastFixed_ = false;
   Routing routing_;
   std::uint64_t seed_;
   std::vector<std::uint8_t> hasNvLink_;    ///< per GPU rank

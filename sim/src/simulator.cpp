@@ -3,6 +3,7 @@
 #include "copro/sim/simulator.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <limits>
 #include <string>
@@ -56,6 +57,21 @@ struct Lane {
   std::int64_t opBegin = 0;
   std::int64_t finish = 0;
   std::uint64_t flowCounter = 0;
+  // The lane's last (lane, peer) ordering entry, kept alive while cached: a lane talking to one peer (a
+  // ring) then never touches the hash map.
+  // Two slots: a ring lane alternates between its successor (data) and its predecessor (credits).
+  std::array<std::int32_t, 2> orderPeer{-1, -1};
+  std::array<std::int32_t, 2> orderId{-1, -1};
+  std::uint8_t orderNext = 0;  ///< the slot to replace next
+  std::uint8_t routeNext = 0;
+  /// The lane's last routes that were fixed (no per-flow choice): GPU pair, latency, channels.
+  struct CachedRoute {
+    std::int32_t from = -1;
+    std::int32_t to = -1;
+    std::int64_t latency = 0;
+    std::vector<std::int32_t> channels;
+  };
+  std::array<CachedRoute, 2> routes;
 };
 
 enum class MsgKind : std::uint8_t { kData, kGet, kSignal, kSync };
@@ -137,6 +153,9 @@ class Execution {
   }
   std::int32_t newMessage();
   std::int32_t orderEntry(std::int32_t laneId, std::int32_t peer);
+  std::int32_t newOrderEntry(std::uint64_t key);
+  /// Frees an ordering entry with nothing pending unless it is its lane's cached one.
+  void releaseIfIdle(std::int32_t entryId);
   void drain(std::int32_t entryId);
   void scheduleRecompute(std::int64_t now) {
     if (!recomputeScheduled_) {
@@ -175,6 +194,8 @@ class Execution {
   std::vector<std::int32_t> path_;
   std::vector<std::int32_t> woken_;
   std::vector<detail::FlowNetwork::Finish> finishes_;
+  std::uint64_t reduceMemoBytes_ = ~std::uint64_t{0};  ///< costPs(reduceMemoBytes_, reduce_bw) = reduceMemoPs_
+  std::int64_t reduceMemoPs_ = 0;
   std::int64_t lastDelivery_ = 0;
   std::int64_t rateNow_ = 0;
   std::size_t doneLanes_ = 0;
@@ -268,9 +289,37 @@ std::int32_t Execution::newMessage() {
 }
 
 std::int32_t Execution::orderEntry(std::int32_t laneId, std::int32_t peer) {
+  Lane& lane = lanes_[static_cast<std::size_t>(laneId)];
+  for (std::size_t i = 0; i < 2; ++i) {
+    if (lane.orderPeer[i] == peer) {
+      lane.orderNext = static_cast<std::uint8_t>(1 - i);
+      return lane.orderId[i];
+    }
+  }
   const std::uint64_t key = (static_cast<std::uint64_t>(laneId) << 32) | static_cast<std::uint32_t>(peer);
   std::int32_t id = entryOf_.find(key);
-  if (id >= 0) return id;
+  if (id < 0) id = newOrderEntry(key);
+  // The entry leaving the cache is released when nothing is pending on it (drain skipped it while cached).
+  const std::size_t slot = lane.orderNext;
+  const std::int32_t old = lane.orderId[slot];
+  lane.orderPeer[slot] = peer;
+  lane.orderId[slot] = id;
+  lane.orderNext = static_cast<std::uint8_t>(1 - slot);
+  if (old >= 0) releaseIfIdle(old);
+  return id;
+}
+
+void Execution::releaseIfIdle(std::int32_t entryId) {
+  OrderEntry& e = entries_[static_cast<std::size_t>(entryId)];
+  if (e.epochs.size() != 1 || e.epochs[0].undelivered != 0) return;
+  const Lane& lane = lanes_[static_cast<std::size_t>(e.key >> 32)];
+  if (lane.orderId[0] == entryId || lane.orderId[1] == entryId) return;
+  entryOf_.erase(e.key);
+  freeEntries_.push_back(entryId);
+}
+
+std::int32_t Execution::newOrderEntry(std::uint64_t key) {
+  std::int32_t id;
   if (!freeEntries_.empty()) {
     id = freeEntries_.back();
     freeEntries_.pop_back();
@@ -298,11 +347,7 @@ void Execution::drain(std::int32_t entryId) {
     e.epochs.erase(e.epochs.begin(), e.epochs.begin() + static_cast<std::ptrdiff_t>(head));
     e.first += static_cast<std::uint32_t>(head);
   }
-  OrderEntry& e2 = entries_[static_cast<std::size_t>(entryId)];
-  if (e2.epochs.size() == 1 && e2.epochs[0].undelivered == 0) {
-    entryOf_.erase(e2.key);
-    freeEntries_.push_back(entryId);
-  }
+  releaseIfIdle(entryId);
 }
 
 void Execution::applySignal(std::int32_t rank, std::int32_t sem, std::uint64_t value) {
@@ -331,32 +376,59 @@ void Execution::startMessage(std::int32_t msgId, std::int64_t now, std::uint64_t
   result_.bytesPut += m.bytes;
   const std::int32_t g1 = gpuOf_[static_cast<std::size_t>(m.src)];
   const std::int32_t g2 = gpuOf_[static_cast<std::size_t>(m.dst)];
-  path_.clear();
+  const std::int32_t* path = nullptr;
+  std::size_t pathLen = 0;
   if (g1 != g2) {
-    m.delay += router_.route(g1, g2, flowHash, net_.channelLoad().data(), path_);
-    m.delay += params_.initiation[lanes_[static_cast<std::size_t>(m.lane)].initiation].extraLatency.picoseconds();
+    Lane& lane = lanes_[static_cast<std::size_t>(m.lane)];
+    const Lane::CachedRoute* cached = nullptr;
+    for (std::size_t i = 0; i < 2; ++i) {
+      if (lane.routes[i].from == g1 && lane.routes[i].to == g2) {
+        cached = &lane.routes[i];  // a fixed route: the router would give the same path again
+        lane.routeNext = static_cast<std::uint8_t>(1 - i);
+      }
+    }
+    if (cached == nullptr) {
+      path_.clear();
+      const std::int64_t latency = router_.route(g1, g2, flowHash, net_.channelLoad().data(), path_);
+      m.delay += latency;
+      path = path_.data();
+      pathLen = path_.size();
+      if (router_.lastRouteFixed()) {
+        Lane::CachedRoute& r = lane.routes[lane.routeNext];
+        lane.routeNext = static_cast<std::uint8_t>(1 - lane.routeNext);
+        r.from = g1;
+        r.to = g2;
+        r.latency = latency;
+        r.channels.assign(path_.begin(), path_.end());
+      }
+    } else {
+      m.delay += cached->latency;
+      path = cached->channels.data();
+      pathLen = cached->channels.size();
+    }
+    m.delay += params_.initiation[lane.initiation].extraLatency.picoseconds();
   } else if (m.kind != MsgKind::kSignal) {
     m.delay += costPs(m.bytes, params_.copyBandwidth);  // same GPU: a local copy
   }
-  if (m.kind == MsgKind::kSignal && !path_.empty() && m.wire > 0) {
+  if (m.kind == MsgKind::kSignal && pathLen > 0 && m.wire > 0) {
     // A standalone signal is a few bytes: it does not enter the max-min sharing (where it would couple the
     // components of unrelated transfers for a fraction of a nanosecond); it takes the latency plus its
     // serialization at the narrowest channel of its path, and its bytes are counted on every channel.
-    double narrowest = net_.capacity(path_[0]);
-    for (const std::int32_t ch : path_) {
-      narrowest = std::min(narrowest, net_.capacity(ch));
-      net_.addBytes(ch, m.wire);
+    double narrowest = net_.capacity(path[0]);
+    for (std::size_t i = 0; i < pathLen; ++i) {
+      narrowest = std::min(narrowest, net_.capacity(path[i]));
+      net_.addBytes(path[i], m.wire);
     }
     m.delay += detail::transferPs(static_cast<double>(m.wire), narrowest);
     queue_.push(now + m.delay, EventKind::kDeliver, msgId);
     return;
   }
-  if (path_.empty() || m.wire == 0) {
+  if (pathLen == 0 || m.wire == 0) {
     queue_.push(now + m.delay, EventKind::kDeliver, msgId);
     return;
   }
   ++result_.flows;
-  net_.start(now, path_.data(), path_.size(), m.wire, static_cast<std::uint32_t>(msgId));
+  net_.start(now, path, pathLen, m.wire, static_cast<std::uint32_t>(msgId));
   result_.peakActiveFlows = std::max(result_.peakActiveFlows, net_.activeFlows());
   scheduleRecompute(now);
 }
@@ -618,7 +690,11 @@ void Execution::step(std::int32_t laneId, std::int64_t now) {
         if (lanes_[static_cast<std::size_t>(laneId)].stage != Stage::kReduceCompute) return;
         continue;
       case Stage::kReduceCompute: {
-        const std::int64_t d = costPs(lane.op.bytes, params_.reduceBandwidth);
+        if (lane.op.bytes != reduceMemoBytes_) {  // lock-step reductions repeat one size
+          reduceMemoBytes_ = lane.op.bytes;
+          reduceMemoPs_ = costPs(lane.op.bytes, params_.reduceBandwidth);
+        }
+        const std::int64_t d = reduceMemoPs_;
         lane.stage = Stage::kReduceWrite;
         if (d > 0) {
           queue_.push(now + d, EventKind::kLaneRun, laneId);
