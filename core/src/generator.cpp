@@ -140,6 +140,11 @@ int StreamProgram::numLanes(std::int32_t r) const {
   return static_cast<int>(fns_->lanes(r).size());
 }
 
+Initiation StreamProgram::laneInitiation(std::int32_t r, int lane) const {
+  checkLane(r, lane);
+  return fns_->lanes(r)[static_cast<std::size_t>(lane)];
+}
+
 void StreamProgram::checkLane(std::int32_t r, int lane) const {
   const int n = numLanes(r);
   if (lane < 0 || lane >= n) {

@@ -235,8 +235,8 @@ void Execution::setUp() {
   sems_.assign(static_cast<std::size_t>(nranks_) * static_cast<std::size_t>(numSems_), 0);
   waiters_.assign(sems_.size(), -1);
   result_.ranks.assign(static_cast<std::size_t>(nranks_), RankStats{});
-  // A lane's initiation mode is only known from the materialized rank; skip asking for it (which would
-  // generate every rank up front) when all modes cost the same.
+  // Skip asking for lane initiation modes when all modes cost the same (sources without a cheap
+  // laneInitiation would materialize every rank up front).
   const auto same = [](const InitiationCost& a, const InitiationCost& b) {
     return a.issue == b.issue && a.extraLatency == b.extraLatency && a.messageRate == b.messageRate;
   };
@@ -249,9 +249,8 @@ void Execution::setUp() {
       lane.rank = r;
       lane.index = l;
       lane.cursor = program_.openLane(r, l);
-      lane.initiation = uniform
-                            ? static_cast<std::uint8_t>(core::Initiation::kDevice)
-                            : static_cast<std::uint8_t>(program_.rank(r).lanes[static_cast<std::size_t>(l)].initiation);
+      lane.initiation = uniform ? static_cast<std::uint8_t>(core::Initiation::kDevice)
+                                : static_cast<std::uint8_t>(program_.laneInitiation(r, l));
       lanes_.push_back(std::move(lane));
     }
   }

@@ -127,6 +127,7 @@ class StreamProgram final : public ProgramSource {
   /// Materializes rank r (once; later calls return the cached lanes).
   [[nodiscard]] const RankProgram& rank(std::int32_t r) const override;
   [[nodiscard]] int numLanes(std::int32_t r) const override;
+  [[nodiscard]] Initiation laneInitiation(std::int32_t r, int lane) const override;
   /// A cursor over a fresh coroutine; `clone()` replays a fresh one up to the same position.
   [[nodiscard]] std::unique_ptr<LaneCursor> openLane(std::int32_t r, int lane) const override;
 

@@ -161,6 +161,10 @@ class ProgramSource {
   [[nodiscard]] virtual const RankProgram& rank(std::int32_t r) const = 0;
   [[nodiscard]] virtual int numLanes(std::int32_t r) const { return static_cast<int>(rank(r).lanes.size()); }
   [[nodiscard]] virtual std::unique_ptr<LaneCursor> openLane(std::int32_t r, int lane) const;
+  /// The initiation mode of rank r's lane (sources that generate lazily answer without materializing).
+  [[nodiscard]] virtual Initiation laneInitiation(std::int32_t r, int lane) const {
+    return rank(r).lanes.at(static_cast<std::size_t>(lane)).initiation;
+  }
 };
 
 /// A fully materialized Program (all ranks). Used for JSON, tests and user-written plans.
