@@ -511,7 +511,7 @@ int main(int argc, char** argv) {
   app.add_option("--algo", o.algo, "algorithm name, a comma list, or 'all' (default: the planner)");
   app.add_option("--transport", o.transport,
                  "backend: inproc (ranks are threads; the default), or under mpirun shm (the default there), mpi, "
-                 "ucx");
+                 "ucx, shm+ucx, shm+mpi (virtual nodes, with --node-map)");
   app.add_option("--ranks", o.ranks, "ranks for inproc, default 4 (under mpirun: the process count)");
   app.add_option("--node-map", o.nodeMap, "virtual nodes, as COPRO_NODE_MAP: \"0,0,1,1\" or ranks per node \"2\"");
   app.add_option("--compare", o.compare, "also time these libraries on the same buffers (under mpirun): mpi,gloo");
@@ -562,9 +562,10 @@ int main(int argc, char** argv) {
 #endif
     if (o.transport.empty()) o.transport = launched ? "shm" : "inproc";
     const bool multiProcess = o.transport != "inproc";
-    if (multiProcess && o.transport != "shm" && o.transport != "mpi" && o.transport != "ucx") {
+    if (multiProcess && o.transport != "shm" && o.transport != "mpi" && o.transport != "ucx" &&
+        o.transport != "shm+ucx" && o.transport != "shm+mpi") {
       throw copro::Error(copro::ErrorCode::kInvalidArgument,
-                         "unknown --transport '" + o.transport + "' (inproc, shm, mpi, ucx)");
+                         "unknown --transport '" + o.transport + "' (inproc, shm, mpi, ucx, shm+ucx, shm+mpi)");
     }
 
     if (!multiProcess) {
@@ -597,9 +598,9 @@ int main(int argc, char** argv) {
                              "for more ranks than cores)");
     }
     using Level = copro::bench::MpiRun::ThreadLevel;
-    const Level level = o.transport != "mpi"        ? Level::kFunneled
-                        : cfg.initiation == "proxy" ? Level::kMultiple
-                                                    : Level::kSerialized;
+    const Level level = o.transport != "mpi" && o.transport != "shm+mpi" ? Level::kFunneled
+                        : cfg.initiation == "proxy"                      ? Level::kMultiple
+                                                                         : Level::kSerialized;
     mpi = std::make_unique<copro::bench::MpiRun>(level);
     auto team = mpi->team();
     std::vector<copro::Communicator> comms;

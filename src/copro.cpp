@@ -7,6 +7,7 @@
 #include "copro/transport/bootstrap_tcp.hpp"
 #include "copro/transport/inproc.hpp"
 #include "copro/transport/shm.hpp"
+#include "copro/transport/vnode.hpp"
 #if COPRO_HAVE_MPI
 #include "copro/copro_mpi.hpp"
 #include "copro/transport/mpi.hpp"
@@ -27,6 +28,7 @@ void registerBuiltinBackends() {
 #endif
 #if COPRO_HAVE_UCX
     transport::registerUcx(core::ExecutorRegistry::instance());
+    transport::registerVirtualNodes(core::ExecutorRegistry::instance());  // shm+ucx, shm+mpi
 #endif
   });
 }
@@ -59,9 +61,9 @@ Communicator createFromMpi(MPI_Comm comm, const std::string& backend, const Conf
   options.nranks = options.bootstrap->size();
   std::vector<Communicator> comms = createCommunicators(backend, options);
   if (comms.size() != 1) {
-    throw Error(ErrorCode::kInvalidArgument, "createFromMpi: backend '" + backend + "' made " +
-                                                 std::to_string(comms.size()) +
-                                                 " ranks in this process; use a multi-process backend (mpi, ucx)");
+    throw Error(ErrorCode::kInvalidArgument,
+                "createFromMpi: backend '" + backend + "' made " + std::to_string(comms.size()) +
+                    " ranks in this process; use a multi-process backend (mpi, ucx, shm+ucx, shm+mpi)");
   }
   return std::move(comms.front());
 }
@@ -132,9 +134,9 @@ Communicator createCommunicator(const std::string& backend, std::shared_ptr<core
   options.bootstrap = std::move(bootstrap);
   std::vector<Communicator> comms = createCommunicators(backend, options);
   if (comms.size() != 1) {
-    throw Error(ErrorCode::kInvalidArgument, "createCommunicator: backend '" + backend + "' made " +
-                                                 std::to_string(comms.size()) +
-                                                 " ranks in this process; use a multi-process backend (shm, mpi, ucx)");
+    throw Error(ErrorCode::kInvalidArgument,
+                "createCommunicator: backend '" + backend + "' made " + std::to_string(comms.size()) +
+                    " ranks in this process; use a multi-process backend (shm, mpi, ucx, shm+ucx)");
   }
   return std::move(comms.front());
 }

@@ -174,6 +174,12 @@ class Engine {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     sems_[sem].fetch_add(value, std::memory_order_seq_cst);
   }
+  /// Signals received on semaphore `s` so far, over every slot array.
+  [[nodiscard]] std::uint64_t semValue(std::int32_t s) const {
+    std::uint64_t v = sems_[s].load(std::memory_order_acquire);
+    if (extraSems_ != nullptr) v += extraSems_[s].load(std::memory_order_acquire);
+    return v;
+  }
   OpResult fail(std::string what, ErrorCode code = ErrorCode::kInvalidProgram) {
     error_ = Status(code, std::move(what));
     return OpResult::kFailed;
@@ -192,6 +198,7 @@ class Engine {
   bool abortHandled_ = false;
   // Semaphores and layout of the current call.
   std::atomic<std::uint64_t>* sems_ = nullptr;
+  std::atomic<std::uint64_t>* extraSems_ = nullptr;  ///< RemoteTransport::extraSemaphores; summed with sems_
   std::int32_t numSems_ = 0;
   std::vector<std::uint64_t> semBase_;
   std::uint64_t* layout_ = nullptr;
@@ -297,10 +304,20 @@ void Engine::enter(Call& call) {
   try {
     std::byte* scratch = t_->scratch(h.scratchBytes);
     std::atomic<std::uint64_t>* sems = t_->semaphores(h.numSemaphores);
-    if (sems != sems_) {
-      // A new (zeroed) array: every signal of the earlier calls has been consumed, so bases restart at 0.
+    std::atomic<std::uint64_t>* extra = t_->extraSemaphores(h.numSemaphores);
+    if (extra == nullptr && extraSems_ == nullptr) {
+      if (sems != sems_) {
+        // A new (zeroed) array: every signal of the earlier calls has been consumed, so bases restart at 0.
+        sems_ = sems;
+        semBase_.assign(static_cast<std::size_t>(std::max(h.numSemaphores, numSems_)), 0);
+      }
+    } else if (sems != sems_ || extra != extraSems_) {
+      // Two slot arrays, one of which may be new (zeroed) while the other kept its count: no peer can
+      // signal this call before it is entered, so the current sums are exactly the consumed signals.
       sems_ = sems;
+      extraSems_ = extra;
       semBase_.assign(static_cast<std::size_t>(std::max(h.numSemaphores, numSems_)), 0);
+      for (std::int32_t s = 0; s < h.numSemaphores; ++s) semBase_[static_cast<std::size_t>(s)] = semValue(s);
     }
     if (semBase_.size() < static_cast<std::size_t>(h.numSemaphores)) semBase_.resize(h.numSemaphores, 0);
     numSems_ = h.numSemaphores;
@@ -392,7 +409,7 @@ std::string Engine::stallReport(const Call& call) {
     const Op& op = (*l.ops)[l.pc];
     if (op.code == OpCode::kWait && op.sem >= 0 && op.sem < numSems_) {
       const std::uint64_t base = semBase_[static_cast<std::size_t>(op.sem)];
-      const std::uint64_t v = sems_[op.sem].load(std::memory_order_acquire);
+      const std::uint64_t v = semValue(op.sem);
       lanes += " waits for semaphore " + std::to_string(op.sem) + " >= " + std::to_string(op.value) + " (it is " +
                std::to_string(v - base) + ")";
     } else if (l.blockedOnRank >= 0) {
@@ -765,7 +782,7 @@ OpResult Engine::runOp(Call& call, int lane, LaneRt& l, const Op& op) {
         return fail("semaphore " + std::to_string(op.sem) + " is out of range (numSemaphores " +
                     std::to_string(numSems_) + ")");
       }
-      const std::uint64_t v = sems_[op.sem].load(std::memory_order_acquire);
+      const std::uint64_t v = extraSems_ == nullptr ? sems_[op.sem].load(std::memory_order_acquire) : semValue(op.sem);
       if (v >= semBase_[static_cast<std::size_t>(op.sem)] + op.value) return OpResult::kDone;
       return OpResult::kBlocked;
     }

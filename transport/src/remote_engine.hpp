@@ -59,6 +59,10 @@ class RemoteTransport {
   /// grow. A grown semaphore array starts at zero (every earlier signal has been consumed).
   virtual std::byte* scratch(std::uint64_t bytes) = 0;
   virtual std::atomic<std::uint64_t>* semaphores(std::int32_t count) = 0;
+  /// A second semaphore array (a slot per source transport) for a transport that receives signals over
+  /// two networks, or nullptr (the default: one array). The engine's wait sums `semaphores` and this
+  /// array; local signals go to `semaphores`. Called right after `semaphores`; same growth rule.
+  virtual std::atomic<std::uint64_t>* extraSemaphores(std::int32_t /*count*/) { return nullptr; }
   virtual std::uint64_t* layout(std::uint32_t words) = 0;
 
   /// Makes `entry` the current call (publishes this rank's buffers to the peers as the transport needs).

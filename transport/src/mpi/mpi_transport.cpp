@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../remote_engine.hpp"
+#include "../vnode_transport.hpp"
 #include "copro/core/log.hpp"
 #include "copro/transport/mpi.hpp"
 #include "mpi_common.hpp"
@@ -496,6 +497,16 @@ class MpiTransport final : public remote::RemoteTransport {
 
 }  // namespace
 }  // namespace mpi
+
+std::unique_ptr<remote::RemoteTransport> makeMpiTransport(const core::Bootstrap& bootstrap) {
+  const MPI_Comm comm = mpiCommOf(bootstrap);
+  if (comm == MPI_COMM_NULL) {
+    throw core::Error(ErrorCode::kInvalidArgument,
+                      "the mpi transport runs over an MPI bootstrap (createMpiBootstrap / copro::createFromMpi), not "
+                      "another kind of bootstrap");
+  }
+  return std::make_unique<mpi::MpiTransport>(mpi::dupComm(comm));
+}
 
 std::unique_ptr<core::Executor> createMpiExecutor(const core::ExecutorOptions& options) {
   if (!options.bootstrap) {

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "../remote_engine.hpp"
+#include "../vnode_transport.hpp"
 #include "copro/core/log.hpp"
 #include "copro/transport/ucx.hpp"
 
@@ -137,12 +138,14 @@ struct EpErrorArg;
 
 class UcxTransport final : public remote::RemoteTransport {
  public:
-  explicit UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap);
+  /// `tls` non-empty: this context's UCX_TLS (set with ucp_config_modify, whatever the environment says);
+  /// `name`: what backend() reports (a sub-transport of a composite names its role).
+  explicit UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::string tls = {}, std::string name = "ucx");
   ~UcxTransport() override;
   UcxTransport(const UcxTransport&) = delete;
   UcxTransport& operator=(const UcxTransport&) = delete;
 
-  [[nodiscard]] std::string_view backend() const override { return "ucx"; }
+  [[nodiscard]] std::string_view backend() const override { return name_; }
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return size_; }
 
@@ -230,6 +233,8 @@ class UcxTransport final : public remote::RemoteTransport {
   }
 
   std::shared_ptr<core::Bootstrap> bootstrap_;
+  std::string tls_;
+  std::string name_;
   int rank_ = 0;
   int size_ = 0;
   ucp_context_h context_ = nullptr;
@@ -286,7 +291,8 @@ void epErrorCallback(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
   a->transport->onEpError(a->peer, status);
 }
 
-UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap) : bootstrap_(std::move(bootstrap)) {
+UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::string tls, std::string name)
+    : bootstrap_(std::move(bootstrap)), tls_(std::move(tls)), name_(std::move(name)) {
   rank_ = bootstrap_->rank();
   size_ = bootstrap_->size();
   peers_.resize(static_cast<std::size_t>(size_));
@@ -294,6 +300,13 @@ UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap) : bootstr
 
   ucp_config_t* config = nullptr;
   ucsCheck(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");  // honours UCX_TLS etc.
+  if (!tls_.empty()) {
+    const ucs_status_t ms = ucp_config_modify(config, "TLS", tls_.c_str());
+    if (ms != UCS_OK) {
+      ucp_config_release(config);
+      ucsCheck(ms, "ucx: ucp_config_modify(TLS=" + tls_ + ")");
+    }
+  }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
   params.features = UCP_FEATURE_RMA | UCP_FEATURE_AMO64;
@@ -947,11 +960,16 @@ std::unique_ptr<remote::RemoteTransport> UcxTransport::split(int color, int key,
   if (!sub) return nullptr;
   members.assign(static_cast<std::size_t>(sub->size()), 0);
   sub->allGather(&rank_, members.data(), sizeof(int)).throwIfError();
-  return std::make_unique<UcxTransport>(std::move(sub));
+  return std::make_unique<UcxTransport>(std::move(sub), tls_, name_);
 }
 
 }  // namespace
 }  // namespace ucx
+
+std::unique_ptr<remote::RemoteTransport> makeUcxTransport(std::shared_ptr<core::Bootstrap> bootstrap,
+                                                          const std::string& tls, const std::string& name) {
+  return std::make_unique<ucx::UcxTransport>(std::move(bootstrap), tls, name);
+}
 
 std::unique_ptr<core::Executor> createUcxExecutor(const core::ExecutorOptions& options) {
   if (!options.bootstrap) {
