@@ -23,19 +23,19 @@ std::string_view linkKindName(LinkKind k) noexcept;  ///< "nvlink", "pcie", "net
 
 struct Node {
   NodeKind kind = NodeKind::kGpu;
-  std::string name;          ///< unique, e.g. "n3.gpu5", "p2.leaf7"
-  std::int32_t host = -1;    ///< server index for GPU/NVSwitch/PCIe switch/host/NIC; -1 for network switches
-  std::int32_t rank = -1;    ///< GPU: its rank (index in Fabric::gpus())
-  std::int32_t local = -1;   ///< GPU/NIC: index inside its server
-  std::int32_t rail = -1;    ///< NIC: rail (the local GPU index it serves); switch: rail it belongs to, if any
-  std::int32_t plane = -1;   ///< NIC/switch: network plane (multi-plane fabrics); -1 when single-plane
-  std::int32_t tier = -1;    ///< switch: 0 leaf, 1 spine, 2 core; dragonfly: group-local 0, global 1
+  std::string name;         ///< unique, e.g. "n3.gpu5", "p2.leaf7"
+  std::int32_t host = -1;   ///< server index for GPU/NVSwitch/PCIe switch/host/NIC; -1 for network switches
+  std::int32_t rank = -1;   ///< GPU: its rank (index in Fabric::gpus())
+  std::int32_t local = -1;  ///< GPU/NIC: index inside its server
+  std::int32_t rail = -1;   ///< NIC: rail (the local GPU index it serves); switch: rail it belongs to, if any
+  std::int32_t plane = -1;  ///< NIC/switch: network plane (multi-plane fabrics); -1 when single-plane
+  std::int32_t tier = -1;   ///< switch: 0 leaf, 1 spine, 2 core; dragonfly: group-local 0, global 1
   // GPU parameters
-  std::int32_t sms = 0;                ///< streaming multiprocessors
-  core::Bandwidth memoryBandwidth{};   ///< HBM bandwidth (bytes/s)
+  std::int32_t sms = 0;               ///< streaming multiprocessors
+  core::Bandwidth memoryBandwidth{};  ///< HBM bandwidth (bytes/s)
   // Switch parameters (NVSwitch, PCIe switch, network switch, host root complex)
-  core::Time delay{};        ///< forwarding delay added per traversal
-  std::int32_t radix = 0;    ///< ports (informational; validate checks it)
+  core::Time delay{};      ///< forwarding delay added per traversal
+  std::int32_t radix = 0;  ///< ports (informational; validate checks it)
   bool inSwitchReduce = false;
   bool multicast = false;
 };
@@ -49,7 +49,9 @@ struct Link {
 };
 
 /// A directed use of a link: channel = 2 * link + direction.
-inline constexpr std::int32_t channelOf(std::int32_t link, int direction) { return 2 * link + direction; }
+inline constexpr std::int32_t channelOf(std::int32_t link, int direction) {
+  return 2 * link + direction;
+}
 
 class Fabric {
  public:
