@@ -3,12 +3,17 @@
 // naming it within COPRO_TIMEOUT and leaves nothing in /dev/shm; foreign handshakes do not disturb it.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +29,39 @@ using core::DataType;
 using core::ReduceOp;
 
 constexpr std::uint32_t kSeed = 7321;
+
+/// Like forkRanks, but child 0 creates the UniqueId and hands its bytes to the others through memory
+/// mapped before the fork. The parent then never forks while the rendezvous thread runs: a thread that
+/// holds an allocator lock at fork() leaves the child deadlocked (seen under AddressSanitizer).
+ForkResult forkRanksSharingId(int n, const std::function<void(int, const UniqueId&)>& body, double timeoutSec) {
+  struct Shared {
+    std::atomic<int> ready{0};
+    UniqueId id;
+  };
+  void* mem = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::runtime_error("mmap failed");
+  auto* shared = new (mem) Shared();
+  const ForkResult res = forkRanks(
+      n,
+      [&](int r) {
+        if (r == 0) {
+          shared->id = getUniqueId();
+          shared->ready.store(1, std::memory_order_release);
+        } else {
+          const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeoutSec);
+          while (shared->ready.load(std::memory_order_acquire) == 0) {
+            CHILD_CHECK(std::chrono::steady_clock::now() < deadline, "rank 0 never published the unique id");
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+        }
+        const UniqueId id = shared->id;
+        body(r, id);
+      },
+      timeoutSec);
+  shared->~Shared();
+  munmap(mem, sizeof(Shared));
+  return res;
+}
 
 Config testConfig(const std::string& initiation = "device", double timeoutSec = 30) {
   Config c;
@@ -173,10 +211,9 @@ void runBattery(Communicator& comm, bool full) {
 }
 
 void runConfig(int n, const std::string& initiation, bool noCma, bool full) {
-  const UniqueId id = getUniqueId();
-  const ForkResult res = forkRanks(
+  const ForkResult res = forkRanksSharingId(
       n,
-      [&](int r) {
+      [&](int r, const UniqueId& id) {
         if (noCma) setenv("COPRO_TEST_SHM_NO_CMA", "1", 1);
         Communicator comm = createCommunicator("shm", id, r, n, testConfig(initiation));
         CHILD_CHECK(comm.rank() == r && comm.size() == n && comm.backend() == "shm", "communicator");
@@ -204,10 +241,9 @@ TEST(Shm, CollectivesStagingWithoutCrossMemoryAttach) {
 
 TEST(Shm, SplitAndNodeIds) {
   const int n = 4;
-  const UniqueId id = getUniqueId();
-  const ForkResult res = forkRanks(
+  const ForkResult res = forkRanksSharingId(
       n,
-      [&](int r) {
+      [&](int r, const UniqueId& id) {
         setenv("COPRO_NODE_ID", std::to_string(r / 2).c_str(), 1);
         Communicator comm = createCommunicator("shm", id, r, n, testConfig());
         const std::vector<int> nodes = comm.nodeOfRank();
@@ -230,10 +266,9 @@ TEST(Shm, SplitAndNodeIds) {
 void killTest(const std::string& algo, const std::string& initiation) {
   const int n = 3;
   const double timeoutSec = 5;
-  const UniqueId id = getUniqueId();
-  const ForkResult res = forkRanks(
+  const ForkResult res = forkRanksSharingId(
       n,
-      [&](int r) {
+      [&](int r, const UniqueId& id) {
         Communicator comm = createCommunicator("shm", id, r, n, testConfig(initiation, timeoutSec));
         // A normal call first, and an allocation on the victim, so there are data and allocation segments.
         checkAllReduce(comm, "ring", DataType::kFloat32, false, 100000, 5, false);
@@ -284,10 +319,9 @@ TEST(Shm, KilledRankIsNamedAndNothingLeaksProxy) {
 
 TEST(Shm, AbortReleasesAStuckRank) {
   const int n = 2;
-  const UniqueId id = getUniqueId();
-  const ForkResult res = forkRanks(
+  const ForkResult res = forkRanksSharingId(
       n,
-      [&](int r) {
+      [&](int r, const UniqueId& id) {
         Communicator comm = createCommunicator("shm", id, r, n, testConfig("device", 30));
         if (r == 1) {
           // Rank 1 never joins the collective; it only waits until rank 0 is done.
@@ -313,10 +347,9 @@ TEST(Shm, AbortReleasesAStuckRank) {
 
 TEST(Shm, TimeoutNamesTheMissingRank) {
   const int n = 3;
-  const UniqueId id = getUniqueId();
-  const ForkResult res = forkRanks(
+  const ForkResult res = forkRanksSharingId(
       n,
-      [&](int r) {
+      [&](int r, const UniqueId& id) {
         Communicator comm = createCommunicator("shm", id, r, n, testConfig("device", 0.5));
         if (r == 1) {
           std::this_thread::sleep_for(std::chrono::milliseconds(1500));
@@ -361,10 +394,9 @@ TEST(Shm, ForeignHandshakeDoesNotDisturbCreation) {
 
 TEST(Shm, NoSegmentsLeftAfterNormalTeardown) {
   const int n = 2;
-  const UniqueId id = getUniqueId();
-  const ForkResult res = forkRanks(
+  const ForkResult res = forkRanksSharingId(
       n,
-      [&](int r) {
+      [&](int r, const UniqueId& id) {
         Communicator comm = createCommunicator("shm", id, r, n, testConfig());
         checkAllReduce(comm, "lsa", DataType::kFloat32, false, 4096, 9, true);
         void* leakedByUser = comm.allocate(4096);  // never deallocated: its name still goes at teardown
