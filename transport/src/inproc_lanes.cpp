@@ -15,6 +15,7 @@
 #include "copro/core/reduce.hpp"
 #include "copro/transport/inproc.hpp"
 #include "inproc_world.hpp"
+#include "lane_util.hpp"
 
 namespace copro::transport {
 
@@ -62,31 +63,12 @@ std::string opLabel(const Call& call, int lane, std::uint32_t index) {
 
 namespace {
 
+using lanes::copyBytes;
+using lanes::Geometry;
+using lanes::overlaps;
+
 enum class OpResult { kDone, kBlocked, kFailed };
 enum class Access { kReady, kNotYet, kFailed };
-
-bool overlaps(const std::byte* a, const std::byte* b, std::uint64_t n) {
-  const auto pa = reinterpret_cast<std::uintptr_t>(a);
-  const auto pb = reinterpret_cast<std::uintptr_t>(b);
-  return pa < pb + n && pb < pa + n;
-}
-
-/// Copy that tolerates aliasing (the Programs may copy a buffer onto itself in place).
-void copyBytes(std::byte* dst, const std::byte* src, std::uint64_t n) {
-  if (n == 0 || dst == src) return;
-  if (overlaps(dst, src, n)) {
-    std::memmove(dst, src, n);
-  } else {
-    core::streamCopy(dst, src, n);
-  }
-}
-
-/// Sizes and offset shifts of an op after its indirect fields (layout words of the executing rank).
-struct Geometry {
-  std::uint64_t bytes = 0;
-  std::uint64_t srcShift = 0;
-  std::uint64_t dstShift = 0;
-};
 
 /// Executes single ops of one lane. Peers touched by the current op are "acquired" (their accessor
 /// count raised after checking they are in this call) and released when the op ends.

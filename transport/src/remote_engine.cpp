@@ -17,6 +17,7 @@
 #include "copro/core/dtype.hpp"
 #include "copro/core/log.hpp"
 #include "copro/core/reduce.hpp"
+#include "lane_util.hpp"
 
 namespace copro::transport::remote {
 
@@ -76,21 +77,6 @@ std::string formatSeconds(double s) {
   return os.str();
 }
 
-bool overlaps(const std::byte* a, const std::byte* b, std::uint64_t n) {
-  const auto pa = reinterpret_cast<std::uintptr_t>(a);
-  const auto pb = reinterpret_cast<std::uintptr_t>(b);
-  return pa < pb + n && pb < pa + n;
-}
-
-void copyBytes(std::byte* dst, const std::byte* src, std::uint64_t n) {
-  if (n == 0 || dst == src) return;
-  if (overlaps(dst, src, n)) {
-    std::memmove(dst, src, n);
-  } else {
-    core::streamCopy(dst, src, n);
-  }
-}
-
 enum class Phase { kQueued, kRunning, kDone, kFailed };
 
 struct LaneRt {
@@ -121,11 +107,9 @@ struct Call {
   [[nodiscard]] bool finished() const { return phase == Phase::kDone || phase == Phase::kFailed; }
 };
 
-struct Geometry {
-  std::uint64_t bytes = 0;
-  std::uint64_t srcShift = 0;
-  std::uint64_t dstShift = 0;
-};
+using lanes::copyBytes;
+using lanes::Geometry;
+using lanes::overlaps;
 
 enum class OpResult { kDone, kBlocked, kFailed };
 

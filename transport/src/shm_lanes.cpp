@@ -12,6 +12,7 @@
 #include "copro/core/dtype.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/reduce.hpp"
+#include "lane_util.hpp"
 #include "shm_internal.hpp"
 
 namespace copro::transport::shm {
@@ -36,29 +37,12 @@ namespace {
 /// against the copy, small enough that the staged blocks stay in cache for the reduction.
 constexpr std::uint64_t kStageBlock = 256 * 1024;
 
+using lanes::copyBytes;
+using lanes::Geometry;
+using lanes::overlaps;
+
 enum class OpResult { kDone, kBlocked, kFailed };
 enum class Access { kReady, kNotYet, kFailed };
-
-bool overlaps(const std::byte* a, const std::byte* b, std::uint64_t n) {
-  const auto pa = reinterpret_cast<std::uintptr_t>(a);
-  const auto pb = reinterpret_cast<std::uintptr_t>(b);
-  return pa < pb + n && pb < pa + n;
-}
-
-void copyBytes(std::byte* dst, const std::byte* src, std::uint64_t n) {
-  if (n == 0 || dst == src) return;
-  if (overlaps(dst, src, n)) {
-    std::memmove(dst, src, n);
-  } else {
-    core::streamCopy(dst, src, n);
-  }
-}
-
-struct Geometry {
-  std::uint64_t bytes = 0;
-  std::uint64_t srcShift = 0;
-  std::uint64_t dstShift = 0;
-};
 
 struct PendingSignal {
   std::int32_t rank;
