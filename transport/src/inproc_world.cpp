@@ -178,47 +178,7 @@ Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, c
   if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
   const core::ProgramHeader& h = program->header();
   const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
-  if (h.nranks != size()) {
-    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' is for " + std::to_string(h.nranks) +
-                                             " ranks, but this communicator has " + std::to_string(size())};
-  }
-  if (h.numSemaphores < 0) {
-    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' declares a negative semaphore count"};
-  }
-  for (const auto* declared : {&h.inputBytes, &h.outputBytes}) {
-    if (!declared->empty() && declared->size() != static_cast<std::size_t>(size())) {
-      std::string msg = who;
-      msg.append("Program '").append(name).append("' declares buffer sizes for ");
-      msg.append(std::to_string(declared->size())).append(" ranks, not ").append(std::to_string(size()));
-      return {ErrorCode::kInvalidArgument, msg};
-    }
-  }
-  const auto ri = static_cast<std::size_t>(r);
-  // The call's own sizes bound what a header cannot fix (UINT64_MAX there: all-to-all-v).
-  const std::uint64_t inBytes = h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes);
-  const std::uint64_t outBytes = h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes);
-  if (inBytes > 0 && b.input == nullptr) {
-    return {ErrorCode::kInvalidArgument,
-            who + "Program '" + name + "' reads " + std::to_string(inBytes) + " input bytes, but the input is null"};
-  }
-  if (outBytes > 0 && b.output == nullptr) {
-    return {ErrorCode::kInvalidArgument, who + "Program '" + name + "' writes " + std::to_string(outBytes) +
-                                             " output bytes, but the output is null"};
-  }
-  if (b.layoutInit.size() > h.layoutWords) {
-    return {ErrorCode::kInvalidArgument, who + "layoutInit has " + std::to_string(b.layoutInit.size()) +
-                                             " words, Program '" + name + "' has a layout of " +
-                                             std::to_string(h.layoutWords)};
-  }
-  if (b.extra.size() != b.extraBytes.size()) {
-    return {ErrorCode::kInvalidArgument, who + std::to_string(b.extra.size()) + " extra buffers but " +
-                                             std::to_string(b.extraBytes.size()) + " extra sizes"};
-  }
-  for (std::size_t e = 0; e < b.extra.size(); ++e) {
-    if (b.extra[e] == nullptr && b.extraBytes[e] > 0) {
-      return {ErrorCode::kInvalidArgument, who + "extra buffer " + std::to_string(e) + " is null"};
-    }
-  }
+  COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, r, size(), who));
 
   auto call = std::make_shared<Call>();
   try {

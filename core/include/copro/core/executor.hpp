@@ -89,6 +89,13 @@ class Executor {
   [[nodiscard]] virtual const Config& config() const = 0;
 };
 
+/// The checks every executor's start() makes before it queues a call: the Program is for `size` ranks,
+/// its declared sizes fit, and the call's buffers for `rank` are non-null where the Program reads or
+/// writes them (the smaller of the header's and the call's sizes bounds them), the layout and extra
+/// buffers match. Messages start with `who` (e.g. "shm rank 2: ") and name the Program.
+Status checkCallBuffers(const ProgramHeader& header, const CallBuffers& buffers, int rank, int size,
+                        const std::string& who);
+
 /// Backends by name. Filled by explicit registration calls (copro::registerBuiltinBackends()), never
 /// by static constructors.
 class ExecutorRegistry {
