@@ -110,6 +110,15 @@ struct Communicator::Impl {
     a.nranks = exec->size();
     a.nodeOfRank = nodeOfRank;
     a.chunkBytes = config.chunkBytes;
+    a.pxnLevel = config.pxn;
+    core::Initiation base = core::Initiation::kDevice;
+    (void)core::parseInitiation(config.initiation, base);
+    a.scaleUpInitiation = base;
+    a.scaleOutInitiation = base;
+    if (!config.initiationScaleUp.empty()) (void)core::parseInitiation(config.initiationScaleUp, a.scaleUpInitiation);
+    if (!config.initiationScaleOut.empty()) {
+      (void)core::parseInitiation(config.initiationScaleOut, a.scaleOutInitiation);
+    }
     auto domains = exec->loadStoreDomains();
     if (domains.size() > 1) a.loadStoreDomains = std::move(domains);
     return a;

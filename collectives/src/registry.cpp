@@ -56,6 +56,8 @@ std::size_t hashArgs(const CollectiveArgs& a) noexcept {
     for (int r : d) mix(static_cast<std::uint64_t>(r));
   }
   mix(a.chunkBytes);
+  mix(static_cast<std::uint64_t>(a.pxnLevel));
+  mix(static_cast<std::uint64_t>(a.scaleUpInitiation) * 4 + static_cast<std::uint64_t>(a.scaleOutInitiation));
   mix(static_cast<std::uint64_t>(a.rank));
   for (const auto& op : a.p2p) {
     mix(op.isSend ? 1 : 2);

@@ -95,6 +95,37 @@ const std::vector<Entry>& entries() {
          c.initiation = t;
        },
        [](const Config& c) { return c.initiation; }},
+      {{"COPRO_INITIATION_SCALEUP", "",
+        "Initiation of lanes whose work stays inside a node: 'device', 'proxy' or 'offload' (real backends run "
+        "'offload' lanes on progress threads, as 'proxy'). Empty: COPRO_INITIATION."},
+       [](Config& c, std::string_view v) {
+         std::string t = trimmed(v);
+         if (!t.empty() && t != "device" && t != "proxy" && t != "offload") {
+           badValue("COPRO_INITIATION_SCALEUP", v, "'device', 'proxy', 'offload' or empty");
+         }
+         c.initiationScaleUp = t;
+       },
+       [](const Config& c) { return c.initiationScaleUp; }},
+      {{"COPRO_INITIATION_SCALEOUT", "",
+        "Initiation of lanes that send to other nodes: 'device', 'proxy' or 'offload'. Empty: COPRO_INITIATION."},
+       [](Config& c, std::string_view v) {
+         std::string t = trimmed(v);
+         if (!t.empty() && t != "device" && t != "proxy" && t != "offload") {
+           badValue("COPRO_INITIATION_SCALEOUT", v, "'device', 'proxy', 'offload' or empty");
+         }
+         c.initiationScaleOut = t;
+       },
+       [](const Config& c) { return c.initiationScaleOut; }},
+      {{"COPRO_PXN", "0",
+        "PXN (docs/pxn.md): 0 off; 1 a put to another node whose destination sits on another rail goes over "
+        "the scale-up fabric to the local rank on the destination's rail, which relays it over its own NIC; "
+        "2 as 1, and the relay aggregates messages of several local ranks to one remote rank."},
+       [](Config& c, std::string_view v) {
+         std::string t = trimmed(v);
+         if (t != "0" && t != "1" && t != "2") badValue("COPRO_PXN", v, "0, 1 or 2");
+         c.pxn = t[0] - '0';
+       },
+       [](const Config& c) { return std::to_string(c.pxn); }},
       {{"COPRO_THREADS", "0", "Progress threads of the inproc backend in proxy mode (0: one per core)."},
        [](Config& c, std::string_view v) { c.threads = static_cast<int>(parseDouble("COPRO_THREADS", v, 0.0)); },
        [](const Config& c) { return std::to_string(c.threads); }},

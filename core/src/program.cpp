@@ -48,6 +48,16 @@ std::string_view opCodeName(OpCode c) noexcept {
   return "unknown";
 }
 
+bool parseInitiation(std::string_view text, Initiation& out) noexcept {
+  for (Initiation i : {Initiation::kProxy, Initiation::kDevice, Initiation::kOffload}) {
+    if (text == initiationName(i)) {
+      out = i;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string_view initiationName(Initiation i) noexcept {
   switch (i) {
     case Initiation::kProxy:

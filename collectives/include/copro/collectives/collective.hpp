@@ -68,6 +68,12 @@ struct CollectiveArgs {
   std::vector<int> nodeOfRank;
   /// Load/store domains (ProgramHeader::loadStoreDomains); empty: all ranks share one.
   std::vector<std::vector<std::int32_t>> loadStoreDomains;
+  /// PXN level (COPRO_PXN, docs/pxn.md): 0 off, 1 relay puts to other nodes through the local rank on the
+  /// destination's rail, 2 also aggregate at the relay. Needs nodeOfRank.
+  std::int32_t pxnLevel = 0;
+  /// Initiation of lanes whose work stays inside a node / that reach other nodes (docs/initiation.md).
+  core::Initiation scaleUpInitiation = core::Initiation::kDevice;
+  core::Initiation scaleOutInitiation = core::Initiation::kDevice;
   std::uint64_t chunkBytes = 1U << 20;  ///< pipelining chunk
   /// sendrecv only: the executing rank and its group of operations (a sendrecv Program is valid for
   /// that rank only; its peers build their own).

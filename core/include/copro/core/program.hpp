@@ -108,6 +108,8 @@ struct Op {
 /// (IBGDA/GDAKI style), or a communication co-processor.
 enum class Initiation : std::uint8_t { kProxy = 0, kDevice = 1, kOffload = 2 };
 std::string_view initiationName(Initiation i) noexcept;
+/// "proxy", "device" or "offload"; false for anything else.
+bool parseInitiation(std::string_view text, Initiation& out) noexcept;
 
 /// Sizes and names that hold for the whole Program.
 struct ProgramHeader {
