@@ -1,4 +1,5 @@
 #include "copro/collectives/communicator.hpp"
+#include "copro/collectives/transform.hpp"
 
 #include <cstring>
 #include <list>
@@ -138,7 +139,7 @@ struct Communicator::Impl {
     COPRO_LOG(Info, Plan,
               collectiveName(args.kind) << " count " << args.count << " on " << args.nranks
                                         << " ranks: " << p.chosen->name << " (" << p.why << ")");
-    auto program = p.chosen->build(args);
+    auto program = applyTransforms(p.chosen->build(args), args);
     if (config.validate && args.kind != CollectiveKind::kSendRecv) core::requireValidProgram(*program);
     if (config.programCacheEntries > 0) {
       cache.push_front(CacheEntry{args, forced, program});

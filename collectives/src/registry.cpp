@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "algorithms_internal.hpp"
+#include "copro/collectives/transform.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::collectives {
@@ -110,7 +111,7 @@ std::shared_ptr<const core::ProgramSource> buildProgram(const CollectiveArgs& ar
     throw core::Error(core::ErrorCode::kUnsupported, std::string(collectiveName(args.kind)) + " algorithm '" +
                                                          std::string(algorithm) + "' cannot run this call: " + why);
   }
-  return a->build(args);
+  return applyTransforms(a->build(args), args);
 }
 
 }  // namespace copro::collectives

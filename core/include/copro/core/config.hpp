@@ -16,13 +16,14 @@ struct Config {
   // Execution.
   double timeoutSec = 300.0;          ///< COPRO_TIMEOUT: seconds a call may wait for a peer before failing
   std::string initiation = "device";  ///< COPRO_INITIATION: proxy (progress threads post) or device (caller's thread)
-  std::string initiationScaleUp;      ///< COPRO_INITIATION_SCALEUP: lanes with only intra-node work (empty: COPRO_INITIATION)
-  std::string initiationScaleOut;     ///< COPRO_INITIATION_SCALEOUT: lanes with inter-node work (empty: COPRO_INITIATION)
-  int pxn = 0;                        ///< COPRO_PXN: 0 off, 1 relay off-rail puts, 2 relay and aggregate (docs/pxn.md)
-  int threads = 0;                    ///< COPRO_THREADS: inproc proxy progress threads (0: one per core)
-  double spinUs = 20.0;               ///< COPRO_SPIN_US: spin this long on a wait before blocking
-  bool validate = false;              ///< COPRO_VALIDATE: validate every new Program before its first run
-  bool checkCalls = false;            ///< COPRO_CHECK_CALLS: verify that every rank made the same call
+  std::string
+      initiationScaleUp;  ///< COPRO_INITIATION_SCALEUP: lanes with only intra-node work (empty: COPRO_INITIATION)
+  std::string initiationScaleOut;  ///< COPRO_INITIATION_SCALEOUT: lanes with inter-node work (empty: COPRO_INITIATION)
+  int pxn = 0;                     ///< COPRO_PXN: 0 off, 1 relay off-rail puts, 2 relay and aggregate (docs/pxn.md)
+  int threads = 0;                 ///< COPRO_THREADS: inproc proxy progress threads (0: one per core)
+  double spinUs = 20.0;            ///< COPRO_SPIN_US: spin this long on a wait before blocking
+  bool validate = false;           ///< COPRO_VALIDATE: validate every new Program before its first run
+  bool checkCalls = false;         ///< COPRO_CHECK_CALLS: verify that every rank made the same call
   std::uint64_t programCacheEntries = 256;  ///< COPRO_PROGRAM_CACHE: Programs kept per communicator
   // Algorithms.
   std::string algo;                     ///< COPRO_ALGO: "ring" or "allreduce=ring,allgather=bruck"
