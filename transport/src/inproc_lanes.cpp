@@ -15,6 +15,7 @@
 #include "copro/core/reduce.hpp"
 #include "copro/transport/inproc.hpp"
 #include "inproc_world.hpp"
+#include "lane_ops.hpp"
 #include "lane_util.hpp"
 
 namespace copro::transport {
@@ -49,16 +50,12 @@ namespace inproc {
 
 using core::Addr;
 using core::BufferId;
-using core::ErrorCode;
 using core::Op;
 using core::OpCode;
 using core::Status;
 
 std::string opLabel(const Call& call, int lane, std::uint32_t index) {
-  std::string out = call.label + " lane " + std::to_string(lane) + " op " + std::to_string(index);
-  const auto& ops = call.rankProgram->lanes[static_cast<std::size_t>(lane)].ops;
-  if (index < ops.size()) out += " (" + std::string(core::opCodeName(ops[index].code)) + ")";
-  return out;
+  return lanes::opLabelOf(call, lane, index);
 }
 
 namespace {
@@ -67,22 +64,28 @@ using lanes::copyBytes;
 using lanes::Geometry;
 using lanes::overlaps;
 
-enum class OpResult { kDone, kBlocked, kFailed };
-enum class Access { kReady, kNotYet, kFailed };
+using lanes::Access;
+using lanes::OpResult;
+
+/// How inproc ranks reach each other: their RankState in the shared World (lane_ops.hpp).
+struct InprocPeers {
+  World* world;
+  RankState* self;
+  [[nodiscard]] int size() const { return world->size(); }
+  [[nodiscard]] RankState& ctl(std::int32_t r) const { return world->rank(r); }
+  [[nodiscard]] static bool dead(std::uint64_t state) { return state == RankState::kDead; }
+  [[nodiscard]] static std::string deadReason(std::int32_t r) {
+    return "rank " + std::to_string(r) + " failed or was aborted and can no longer be reached";
+  }
+  [[nodiscard]] const std::uint64_t* ownLayout() const { return self->layout; }
+};
 
 /// Executes single ops of one lane. Peers touched by the current op are "acquired" (their accessor
 /// count raised after checking they are in this call) and released when the op ends.
-class OpRunner {
+class OpRunner : private lanes::LaneOpCore<InprocPeers, Call, LaneState> {
  public:
   OpRunner(World& world, RankState& self, Call& call, int lane, Status& error)
-      : world_(world),
-        self_(self),
-        call_(call),
-        lane_(lane),
-        l_(call.lanes[static_cast<std::size_t>(lane)]),
-        ops_(*l_.ops),
-        error_(error),
-        me_(self.rank()) {}
+      : LaneOpCore(InprocPeers{&world, &self}, call, lane, error, self.rank()), world_(world), self_(self) {}
 
   OpResult run(std::uint32_t pc, std::uint32_t& consumed) {
     pc_ = pc;
@@ -127,131 +130,15 @@ class OpRunner {
   }
 
  private:
-  // ---- errors ----
-  OpResult fail(const std::string& what, ErrorCode code = ErrorCode::kInvalidProgram) {
-    error_ = Status(code, opLabel(call_, lane_, pc_) + ": " + what);
-    return OpResult::kFailed;
-  }
-
-  bool checkRank(std::int32_t r, const char* role) {
-    if (r >= 0 && r < world_.size()) return true;
-    fail(std::string(role) + " rank " + std::to_string(r) + " is out of range (the communicator has " +
-         std::to_string(world_.size()) + " ranks)");
-    return false;
-  }
-
-  // ---- peers ----
-  /// Makes `target`'s published state usable for this op: it must be in this very call.
-  Access acquire(std::int32_t target, bool report = true) {
-    if (target == me_) return Access::kReady;
-    for (std::int32_t p : l_.peers) {
-      if (p == target) return Access::kReady;
-    }
-    RankState& t = world_.rank(target);
-    const std::uint64_t want = 2 * call_.seq;
-    std::uint64_t s = t.state.load(std::memory_order_acquire);
-    if (s == want) {
-      // Announce the access, then re-check: the owner stores its state before it waits for accessors
-      // to drain, so either it sees us or we see its new state.
-      t.accessors.fetch_add(1, std::memory_order_seq_cst);
-      s = t.state.load(std::memory_order_seq_cst);
-      if (s == want) {
-        l_.peers.push_back(target);
-        return Access::kReady;
-      }
-      t.accessors.fetch_sub(1, std::memory_order_release);
-    }
-    if (s < want) {
-      l_.blockedOnRank.store(target, std::memory_order_relaxed);
-      return Access::kNotYet;
-    }
-    if (!report) return Access::kFailed;
-    if (s == RankState::kDead) {
-      fail("rank " + std::to_string(target) + " failed or was aborted and can no longer be reached",
-           ErrorCode::kRemoteError);
-    } else {
-      fail("rank " + std::to_string(target) + " already finished call " + std::to_string(call_.seq) +
-           ": the Program lets it complete before this access (a missing signal/wait pair)");
-    }
-    return Access::kFailed;
-  }
-
-  void releaseFrom(std::size_t mark) {
-    for (std::size_t i = mark; i < l_.peers.size(); ++i) {
-      world_.rank(l_.peers[i]).accessors.fetch_sub(1, std::memory_order_release);
-    }
-    l_.peers.resize(mark);
-  }
-  void releaseAll() { releaseFrom(0); }
-
   // ---- addresses ----
-  bool geometry(const Op& op, Geometry& g, bool report = true) {
-    g = Geometry{op.bytes, 0, 0};
-    const core::Indirect& ind = op.indirect;
-    if (!ind.active()) return true;
-    const std::uint64_t words = call_.header->layoutWords;
-    const std::uint64_t* layout = self_.layout;
-    auto read = [&](std::int32_t slot, const char* what, std::uint64_t& out) -> bool {
-      if (slot == core::kNoSlot) return true;
-      if (slot < 0 || static_cast<std::uint64_t>(slot) >= words) {
-        if (report) {
-          fail(std::string("indirect ") + what + " slot " + std::to_string(slot) + " is outside the layout (" +
-               std::to_string(words) + " words)");
-        }
-        return false;
-      }
-      const std::uint64_t w = layout[slot];
-      const std::uint64_t scale = ind.bytesScale;
-      if (scale != 0 && w > UINT64_MAX / scale) {
-        if (report) {
-          fail(std::string("indirect ") + what + ": layout[" + std::to_string(slot) + "] = " + std::to_string(w) +
-               " times scale " + std::to_string(scale) + " overflows");
-        }
-        return false;
-      }
-      out = w * scale;
-      return true;
-    };
-    return read(ind.bytesSlot, "bytes", g.bytes) && read(ind.srcOffsetSlot, "src offset", g.srcShift) &&
-           read(ind.dstOffsetSlot, "dst offset", g.dstShift);
-  }
-
-  bool shifted(std::uint64_t offset, std::uint64_t shift, std::uint64_t& out, bool report = true) {
-    out = offset + shift;
-    if (out >= offset) return true;
-    if (report) fail("indirect offset overflows");
-    return false;
-  }
-
   /// Resolves [offset, offset+bytes) of buffer `buf` of rank `r` (self or an acquired peer).
   bool locate(const char* role, std::int32_t r, BufferId buf, std::uint64_t offset, std::uint64_t bytes, bool write,
               std::byte*& out, bool report = true) {
     const std::vector<Region>& regs = world_.rank(r).regions;
     const auto b = static_cast<std::size_t>(buf);
-    if (b >= regs.size()) {
-      if (report) {
-        fail(std::string(role) + " buffer " + core::bufferName(buf) + " of rank " + std::to_string(r) +
-             " does not exist (the call has " + std::to_string(regs.size() - core::kNumBuffers) + " extra buffers)");
-      }
-      return false;
-    }
+    if (b >= regs.size()) return noSuchBuffer(role, r, buf, regs.size(), report);
     const Region& reg = regs[b];
-    // An empty access touches nothing, wherever it points (all-to-all-v displacements of empty blocks).
-    if (bytes > 0 && (offset > reg.limit || bytes > reg.limit - offset)) {
-      if (report) {
-        fail(std::string(role) + " " + core::bufferName(buf) + "[" + std::to_string(offset) + ", " +
-             std::to_string(offset + bytes) + ") of rank " + std::to_string(r) + " is out of bounds (" +
-             core::bufferName(buf) + " has " + std::to_string(reg.limit) + " bytes in this call)");
-      }
-      return false;
-    }
-    if (write && !reg.writable && bytes > 0) {
-      if (report) {
-        fail(std::string(role) + " " + core::bufferName(buf) + " of rank " + std::to_string(r) +
-             " is read-only (the input of an out-of-place call)");
-      }
-      return false;
-    }
+    if (!boundsOk(role, r, buf, offset, bytes, reg.limit, reg.writable, write, report)) return false;
     out = reg.base + offset;
     return true;
   }
@@ -264,26 +151,6 @@ class OpRunner {
            std::to_string(n) + ")");
     }
     return false;
-  }
-
-  bool checkElements(const Op& op, std::uint64_t bytes) {
-    const std::size_t size = core::dataTypeSize(op.dtype);
-    if (size == 0) {
-      fail("unknown data type " + std::to_string(static_cast<int>(op.dtype)));
-      return false;
-    }
-    if (bytes % size != 0) {
-      fail(std::to_string(bytes) + " bytes is not a whole number of " + std::string(core::dataTypeName(op.dtype)) +
-           " elements");
-      return false;
-    }
-    if (!core::reduceSupported(op.dtype, op.redop)) {
-      fail(std::string(core::reduceOpName(op.redop)) + " is not supported on " +
-               std::string(core::dataTypeName(op.dtype)),
-           ErrorCode::kUnsupported);
-      return false;
-    }
-    return true;
   }
 
   // ---- signals ----
@@ -612,13 +479,6 @@ class OpRunner {
 
   World& world_;
   RankState& self_;
-  Call& call_;
-  int lane_;
-  LaneState& l_;
-  const std::vector<Op>& ops_;
-  Status& error_;
-  std::int32_t me_;
-  std::uint32_t pc_ = 0;
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
-/// Who runs the lanes: the rank's own thread inside wait()/test() (device initiation) or a pool of
-/// progress threads shared by the world (proxy initiation). Both spin briefly, then sleep on a futex.
+/// Who runs the lanes, per lane (docs/initiation.md): the rank's own thread inside wait()/test() (device
+/// lanes) or a pool of progress threads shared by the world (one pool for proxy lanes, one for offload
+/// lanes). A call may mix them. All spin briefly, then sleep on a futex.
 #include <algorithm>
 #include <chrono>
 #include <string>
@@ -14,7 +15,7 @@ using core::Status;
 
 namespace {
 
-/// How long a proxy-mode waiter lets a blocked call sit before failing it because a peer is gone (the
+/// How long a waiter on pooled lanes lets a blocked call sit before failing it because a peer is gone (the
 /// progress threads may simply not have reached it yet).
 constexpr double kPoisonGraceSec = 0.01;
 /// Sleepers wake at least this often to look at timeouts.
@@ -39,7 +40,8 @@ std::chrono::nanoseconds sleepLength(double timeoutSec, double stalledSec) {
 bool World::runLanesOnce(RankState& rs, const std::shared_ptr<Call>& call) {
   bool progressed = false;
   for (int i = 0; i < call->numLanes; ++i) {
-    if (call->lanes[static_cast<std::size_t>(i)].done.load(std::memory_order_acquire)) continue;
+    const LaneState& l = call->lanes[static_cast<std::size_t>(i)];
+    if (l.mode != core::Initiation::kDevice || l.done.load(std::memory_order_acquire)) continue;
     Status err;
     const LaneRun run = runLane(*this, rs, *call, i, err);
     progressed = progressed || run.progressed;
@@ -61,7 +63,7 @@ bool World::runLanesOnce(RankState& rs, const std::shared_ptr<Call>& call) {
 
 Status World::progress(int r, const std::shared_ptr<Call>& target, bool block, bool& done) {
   RankState& rs = rank(r);
-  Status st = proxy_ ? watchProxy(rs, target, block, done) : driveDevice(rs, target, block, done);
+  Status st = drive(rs, target, block, done);
   if (done && target->phase.load(std::memory_order_acquire) == Phase::kFailed) {
     // The user may free the buffers once we return: nobody may still be touching them.
     drain(rs);
@@ -69,9 +71,11 @@ Status World::progress(int r, const std::shared_ptr<Call>& target, bool block, b
   return st;
 }
 
-Status World::driveDevice(RankState& rs, const std::shared_ptr<Call>& target, bool block, bool& done) {
+Status World::drive(RankState& rs, const std::shared_ptr<Call>& target, bool block, bool& done) {
   std::unique_lock<std::mutex> driving(rs.driveMutex);
-  auto stallStart = Clock::now();
+  auto stallStart = Clock::now();  // last progress of any lane of the front call
+  auto spinStart = stallStart;     // last progress of this thread's own lanes
+  std::uint64_t sample = 0;
   bool armed = false;
   std::uint32_t seen = 0;
   auto disarm = [&] {
@@ -82,20 +86,32 @@ Status World::driveDevice(RankState& rs, const std::shared_ptr<Call>& target, bo
   };
   std::shared_ptr<Call> front;
   while (!target->finished()) {
-    if (!front || front->finished()) front = frontCall(rs);
+    if (!front || front->finished()) {
+      front = frontCall(rs);
+      if (front) sample = front->progress.load(std::memory_order_relaxed);
+      stallStart = Clock::now();
+    }
     if (!front || front->phase.load(std::memory_order_acquire) != Phase::kRunning) {
       // Only in the instant between a failure and its bookkeeping; look again.
       std::this_thread::yield();
       continue;
     }
-    if (runLanesOnce(rs, front)) {
+    if (front->deviceLanes > 0 && runLanesOnce(rs, front)) {
       disarm();
-      stallStart = Clock::now();
+      stallStart = spinStart = Clock::now();
+      sample = front->progress.load(std::memory_order_relaxed);
       continue;
     }
     const auto now = Clock::now();
+    // The pools' progress keeps the call from timing out but does not keep this thread spinning.
+    const std::uint64_t p = front->progress.load(std::memory_order_relaxed);
+    if (p != sample) {
+      sample = p;
+      stallStart = now;
+    }
     const double stalled = secondsSince(stallStart, now);
-    if (checkStall(rs, front, stalled, 0.0)) {
+    const bool pooled = front->anyPooled();
+    if (checkStall(rs, front, stalled, pooled ? kPoisonGraceSec : 0.0)) {
       disarm();
       continue;
     }
@@ -104,7 +120,7 @@ Status World::driveDevice(RankState& rs, const std::shared_ptr<Call>& target, bo
       done = false;
       return {};
     }
-    if (stalled < spinSec_) {
+    if (secondsSince(spinStart, now) < spinSec_) {
       spinPause();
       continue;
     }
@@ -115,63 +131,8 @@ Status World::driveDevice(RankState& rs, const std::shared_ptr<Call>& target, bo
       armed = true;
       continue;
     }
-    rs.notifier.sleep(seen, sleepLength(config_.timeoutSec, stalled));
-    disarm();
-  }
-  disarm();
-  done = true;
-  return target->status;
-}
-
-Status World::watchProxy(RankState& rs, const std::shared_ptr<Call>& target, bool block, bool& done) {
-  const auto begin = Clock::now();
-  std::shared_ptr<Call> front;
-  std::uint64_t sample = 0;
-  auto lastChange = begin;
-  bool armed = false;
-  std::uint32_t seen = 0;
-  auto disarm = [&] {
-    if (!armed) return;
-    rs.notifier.finishSleep();
-    armed = false;
-  };
-  while (!target->finished()) {
-    const auto now = Clock::now();
-    if (!front || front->finished()) {
-      front = frontCall(rs);
-      if (!front) {
-        std::this_thread::yield();
-        continue;
-      }
-      sample = front->progress.load(std::memory_order_relaxed);
-      lastChange = now;
-    }
-    const std::uint64_t p = front->progress.load(std::memory_order_relaxed);
-    if (p != sample) {
-      sample = p;
-      lastChange = now;
-    }
-    const double stalled = secondsSince(lastChange, now);
-    if (checkStall(rs, front, stalled, kPoisonGraceSec)) {
-      disarm();
-      continue;
-    }
-    if (!block) {
-      disarm();
-      done = false;
-      return {};
-    }
-    if (secondsSince(begin, now) < spinSec_) {
-      spinPause();
-      continue;
-    }
-    if (!armed) {
-      seen = rs.notifier.prepareSleep();
-      armed = true;
-      continue;
-    }
     auto length = sleepLength(config_.timeoutSec, stalled);
-    if (poisonedRank() >= 0) {
+    if (pooled && poisonedRank() >= 0) {
       // A peer is gone: look again as soon as the grace period is over.
       length = std::min(length, sleepLength(kPoisonGraceSec, stalled));
     }
@@ -186,7 +147,7 @@ Status World::watchProxy(RankState& rs, const std::shared_ptr<Call>& target, boo
 // ---------------------------------------------------------------------------------------------------------
 // Progress threads
 
-ProgressPool::ProgressPool(World& world, int threads) : world_(world) {
+ProgressPool::ProgressPool(World& world, int threads, core::Initiation mode) : world_(world), mode_(mode) {
   threads_.reserve(static_cast<std::size_t>(threads));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this, i] { threadMain(i); });
 }
@@ -231,7 +192,7 @@ bool ProgressPool::scan(std::vector<std::shared_ptr<Call>>& local, std::uint64_t
     for (std::size_t j = 0; j < lanes; ++j) {
       const std::size_t li = (j + static_cast<std::size_t>(index)) % lanes;
       LaneState& l = c.lanes[li];
-      if (l.done.load(std::memory_order_acquire)) continue;
+      if (l.mode != mode_ || l.done.load(std::memory_order_acquire)) continue;
       if (l.claimed.exchange(true, std::memory_order_acquire)) continue;
       rs.runners.fetch_add(1, std::memory_order_seq_cst);
       Status err;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -133,36 +134,48 @@ RankState::~RankState() {
 World::World(int nranks, core::Config config, std::vector<int> nodeOfRank)
     : config_(std::move(config)),
       nodeOfRank_(std::move(nodeOfRank)),
-      proxy_(config_.initiation == "proxy"),
+      proxyDefault_(config_.initiation == "proxy" && config_.initiationScaleUp.empty() &&
+                    config_.initiationScaleOut.empty()),
       spinSec_(std::max(config_.spinUs, 0.0) * 1e-6) {
   ranks_.reserve(static_cast<std::size_t>(nranks));
   for (int r = 0; r < nranks; ++r) ranks_.push_back(std::make_unique<RankState>(*this, r));
-  if (proxy_) {
-    int threads = config_.threads;
-    if (threads <= 0) threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
-    pool_ = std::make_unique<ProgressPool>(*this, threads);
-  }
+  // Keep the old behaviour of COPRO_INITIATION=proxy: its threads exist from the start.
+  if (proxyDefault_) ensurePool(0);
 }
 
 World::~World() {
   // The progress threads run lanes of these ranks: stop them first.
-  pool_.reset();
+  for (auto& p : pools_) p.reset();
 }
 
-ProgressPool& World::pool() {
-  return *pool_;
+ProgressPool& World::ensurePool(int which) {
+  ProgressPool* p = poolPtr_[which].load(std::memory_order_acquire);
+  if (p != nullptr) return *p;
+  std::lock_guard<std::mutex> lock(poolMutex_);
+  if (!pools_[which]) {
+    int threads = config_.threads;
+    if (threads <= 0) threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+    const core::Initiation mode = which == 0 ? core::Initiation::kProxy : core::Initiation::kOffload;
+    pools_[which] = std::make_unique<ProgressPool>(*this, threads, mode);
+    COPRO_LOG(Info, Transport,
+              "inproc: " << threads << " progress thread(s) for " << core::initiationName(mode) << " lanes");
+    poolPtr_[which].store(pools_[which].get(), std::memory_order_release);
+  }
+  return *pools_[which];
 }
 
 void World::notifyRank(RankState& r) noexcept {
-  if (proxy_) {
-    pool_->notifier().notify();
-  } else {
-    r.notifier.notify();
+  // The rank's own thread may run (or wait for) its device lanes, the pools its other lanes.
+  r.notifier.notify();
+  for (int k = 0; k < 2; ++k) {
+    if (ProgressPool* p = pool(k)) p->notifier().notify();
   }
 }
 
 void World::notifyAll() noexcept {
-  if (pool_) pool_->notifier().notify();
+  for (int k = 0; k < 2; ++k) {
+    if (ProgressPool* p = pool(k)) p->notifier().notify();
+  }
   for (const auto& r : ranks_) r->notifier.notify();
 }
 
@@ -217,14 +230,29 @@ Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, c
   int live = 0;
   for (int i = 0; i < call->numLanes; ++i) {
     LaneState& l = call->lanes[static_cast<std::size_t>(i)];
-    l.ops = &call->rankProgram->lanes[static_cast<std::size_t>(i)].ops;
+    const core::RankProgram::Lane& lane = call->rankProgram->lanes[static_cast<std::size_t>(i)];
+    l.ops = &lane.ops;
+    l.mode = lane.initiation;
+    if (l.mode == core::Initiation::kDevice && proxyDefault_) l.mode = core::Initiation::kProxy;
     if (l.ops->empty()) {
       l.done.store(true, std::memory_order_relaxed);
+      continue;
+    }
+    ++live;
+    if (l.mode == core::Initiation::kDevice) {
+      ++call->deviceLanes;
     } else {
-      ++live;
+      call->pooled[l.mode == core::Initiation::kProxy ? 0 : 1] = true;
     }
   }
   call->lanesLeft.store(live, std::memory_order_relaxed);
+  try {
+    for (int k = 0; k < 2; ++k) {
+      if (call->pooled[k]) ensurePool(k);
+    }
+  } catch (const std::system_error& e) {
+    return {ErrorCode::kInternal, who + "cannot start progress threads: " + e.what()};
+  }
 
   std::lock_guard<std::mutex> lock(rs.mutex);
   const std::string label = name + " (call " + std::to_string(rs.nextSeq) + ") on rank " + std::to_string(r);
@@ -307,10 +335,14 @@ void World::enterLocked(RankState& rs, const std::shared_ptr<Call>& call) {
   call->phase.store(Phase::kRunning, std::memory_order_seq_cst);
   rs.state.store(2 * seq, std::memory_order_seq_cst);
   COPRO_LOG(Trace, Transport, call->label << ": entered");
-  if (proxy_) {
-    if (call->lanesLeft.load(std::memory_order_acquire) > 0) pool().activate(call);
-    pool().notifier().notify();  // peers' lanes may wait for this entry
-  } else if (sleepingRanks.load(std::memory_order_seq_cst) > 0) {
+  const bool live = call->lanesLeft.load(std::memory_order_acquire) > 0;
+  for (int k = 0; k < 2; ++k) {
+    ProgressPool* p = pool(k);
+    if (p == nullptr) continue;
+    if (live && call->pooled[k]) p->activate(call);
+    p->notifier().notify();  // peers' lanes may wait for this entry
+  }
+  if (sleepingRanks.load(std::memory_order_seq_cst) > 0) {
     for (const auto& r : ranks_) r->notifier.notify();
   }
 }
@@ -324,7 +356,9 @@ void World::completeCall(RankState& rs, Call& call) {
     }
     call.status = Status();
     call.phase.store(Phase::kDone, std::memory_order_seq_cst);
-    if (proxy_) pool().deactivate(&call);
+    for (int k = 0; k < 2; ++k) {
+      if (call.pooled[k]) pool(k)->deactivate(&call);
+    }
     if (!rs.queue.empty() && rs.queue.front().get() == &call) rs.queue.pop_front();
     enterQueuedLocked(rs);
   }
@@ -347,7 +381,9 @@ bool World::failCalls(RankState& rs, const Call* which, const std::function<Stat
       c->status = (c.get() == which) ? statusOf(*c) : Status(code, c->label + ": " + reason);
       if (first.ok()) first = c->status;
       c->phase.store(Phase::kFailed, std::memory_order_seq_cst);
-      if (proxy_) pool().deactivate(c.get());
+      for (int k = 0; k < 2; ++k) {
+        if (c->pooled[k]) pool(k)->deactivate(c.get());
+      }
     }
     rs.queue.clear();
     if (first.ok()) first = Status(code, "rank " + std::to_string(rs.rank()) + ": " + reason);

@@ -9,8 +9,12 @@
 ///   returns a failed call to its user.
 /// - Semaphores are monotone 64-bit counters; a call waits relative to a per-semaphore epoch base that
 ///   advances by core::semaphoreAdvance() when the call completes.
-/// - Sleepers use a futex word per rank (device mode: the rank's own thread) or one per world (proxy
-///   mode: the progress threads); whoever changes something a sleeper may wait for notifies it.
+/// - Each lane runs where its initiation says (docs/initiation.md): `device` lanes on the rank's own
+///   thread inside wait()/test(), `proxy` lanes on the world's proxy progress threads, `offload` lanes on
+///   the world's offload threads (the co-processor of a CPU host). One call may mix them. The pools are
+///   created on first use.
+/// - Sleepers use a futex word per rank (the rank's own thread) or one per pool (its progress threads);
+///   whoever changes something a sleeper may wait for notifies the rank's word and every pool's.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -81,8 +85,9 @@ struct LaneState {
   const std::vector<core::Op>* ops = nullptr;
   std::atomic<std::uint32_t> pc{0};  ///< next op (atomic so a timeout report may read it)
   std::atomic<bool> done{false};
-  std::atomic<bool> claimed{false};             ///< proxy mode: a progress thread runs this lane
-  std::atomic<std::int32_t> blockedOnRank{-1};  ///< a peer that has not entered the call yet, or -1
+  std::atomic<bool> claimed{false};                   ///< a progress thread runs this lane
+  core::Initiation mode = core::Initiation::kDevice;  ///< who runs it: the caller, the proxy or the offload pool
+  std::atomic<std::int32_t> blockedOnRank{-1};        ///< a peer that has not entered the call yet, or -1
   // Reused per op so executing does not allocate.
   std::vector<std::int32_t> peers;
   std::vector<const void*> srcPtrs;
@@ -116,9 +121,12 @@ struct Call {
   std::atomic<int> lanesLeft{0};
   std::atomic<Phase> phase{Phase::kQueued};
   std::atomic<std::uint64_t> progress{0};  ///< ops executed (the timeout watches it)
+  int deviceLanes = 0;                     ///< lanes with ops that the caller's thread runs
+  bool pooled[2] = {false, false};         ///< lanes with ops for the proxy / offload pool
 
   /// The result; written once, before `phase` becomes kDone or kFailed.
   core::Status status;
+  [[nodiscard]] bool anyPooled() const noexcept { return pooled[0] || pooled[1]; }
   [[nodiscard]] bool finished() const noexcept {
     const Phase p = phase.load(std::memory_order_acquire);
     return p == Phase::kDone || p == Phase::kFailed;
@@ -144,7 +152,7 @@ class RankState {
   alignas(64) std::atomic<std::uint64_t> state{0};
   /// Peers in the middle of an access to this rank's buffers or semaphores.
   alignas(64) std::atomic<std::int64_t> accessors{0};
-  /// Progress threads running lanes of this rank's calls (proxy mode).
+  /// Progress threads running lanes of this rank's calls (proxy and offload lanes).
   alignas(64) std::atomic<int> runners{0};
   Notifier notifier;
   std::atomic<bool> aborted{false};
@@ -199,7 +207,9 @@ class World {
   [[nodiscard]] RankState& rank(int r) const noexcept { return *ranks_[static_cast<std::size_t>(r)]; }
   [[nodiscard]] const core::Config& config() const noexcept { return config_; }
   [[nodiscard]] const std::vector<int>& nodeOfRank() const noexcept { return nodeOfRank_; }
-  [[nodiscard]] bool proxy() const noexcept { return proxy_; }
+  /// COPRO_INITIATION=proxy without per-scale modes: `device` lanes run as `proxy` (a hand-written Program
+  /// that chose no modes follows the Config, as before lanes carried a mode).
+  [[nodiscard]] bool proxyDefault() const noexcept { return proxyDefault_; }
   [[nodiscard]] double spinSeconds() const noexcept { return spinSec_; }
 
   /// Executor::start.
@@ -235,7 +245,7 @@ class World {
 
   /// Why a blocked call timed out (missing ranks, or its blocked lanes). Call with rs.mutex held.
   [[nodiscard]] std::string stallReport(const Call& call) const;
-  /// Runs the lanes of `call` once each (device mode); returns whether anything progressed.
+  /// Runs the device lanes of `call` once each; returns whether anything progressed.
   bool runLanesOnce(RankState& rs, const std::shared_ptr<Call>& call);
   /// Fails the front call `front` of `rs` when it has been blocked for `stalledSec`: with kRemoteError when
   /// a peer was aborted or failed (after `poisonGraceSec`), with kTimeout after the timeout. Returns true
@@ -245,22 +255,26 @@ class World {
   /// Executor::split rendezvous; returns this rank's new executor or nullptr.
   std::unique_ptr<core::Executor> split(int rank, int color, int key);
 
-  std::atomic<int> sleepingRanks{0};  ///< device mode: ranks asleep (entry notifies them)
+  std::atomic<int> sleepingRanks{0};  ///< ranks' own threads asleep (entry notifies them)
 
  private:
   void enterQueuedLocked(RankState& rs);  ///< enters the queue's front calls (rs.mutex held)
   void enterLocked(RankState& rs, const std::shared_ptr<Call>& call);
-  core::Status driveDevice(RankState& rs, const std::shared_ptr<Call>& target, bool block, bool& done);
-  core::Status watchProxy(RankState& rs, const std::shared_ptr<Call>& target, bool block, bool& done);
+  /// The caller's side of wait()/test(): runs the device lanes of the front calls and watches the pools'
+  /// progress for timeouts, then sleeps on the rank's word.
+  core::Status drive(RankState& rs, const std::shared_ptr<Call>& target, bool block, bool& done);
   /// After a failed call: wait until no progress thread and no peer touches the rank.
   void drain(RankState& rs) noexcept;
   void poison(int rank, const std::string& reason);
-  ProgressPool& pool();
+  /// The pool of proxy (0) or offload (1) lanes, created on first use.
+  ProgressPool& ensurePool(int which);
+  /// The pool, or nullptr when it was never created.
+  [[nodiscard]] ProgressPool* pool(int which) const noexcept { return poolPtr_[which].load(std::memory_order_acquire); }
 
   std::vector<std::unique_ptr<RankState>> ranks_;
   const core::Config config_;
   const std::vector<int> nodeOfRank_;
-  const bool proxy_;
+  const bool proxyDefault_;
   const double spinSec_;
 
   std::atomic<int> poisonRank_{-1};
@@ -268,8 +282,8 @@ class World {
   std::string poisonReason_;
 
   std::mutex poolMutex_;
-  std::unique_ptr<ProgressPool> pool_;
-  std::atomic<ProgressPool*> poolPtr_{nullptr};
+  std::unique_ptr<ProgressPool> pools_[2];
+  std::atomic<ProgressPool*> poolPtr_[2] = {nullptr, nullptr};
 
   struct SplitRound {
     std::vector<int> color;
@@ -285,10 +299,11 @@ class World {
   std::map<std::uint64_t, SplitRound> splitRounds_;
 };
 
-/// Progress threads of a proxy-mode world: they run the lanes of every rank's running call.
+/// Progress threads of a world: they run the lanes of one initiation mode (proxy or offload) of every
+/// rank's running call.
 class ProgressPool {
  public:
-  ProgressPool(World& world, int threads);
+  ProgressPool(World& world, int threads, core::Initiation mode);
   ~ProgressPool();  ///< stops and joins the threads
   ProgressPool(const ProgressPool&) = delete;
   ProgressPool& operator=(const ProgressPool&) = delete;
@@ -301,6 +316,7 @@ class ProgressPool {
   bool scan(std::vector<std::shared_ptr<Call>>& local, std::uint64_t& seenVersion, int index);
 
   World& world_;
+  const core::Initiation mode_;
   Notifier notifier_;
   std::mutex mutex_;
   std::vector<std::shared_ptr<Call>> active_;

@@ -135,6 +135,7 @@ class Engine {
   }
 
  private:
+  bool notedInitiation_ = false;  ///< the INFO line about non-device lanes was written
   [[nodiscard]] int me() const { return t_->rank(); }
   void enter(Call& call);
   void failFront(const Status& status, bool poison);
@@ -215,6 +216,17 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
     return {e.code(), who + "Program '" + name + "': " + e.message()};
   } catch (const std::exception& e) {
     return {ErrorCode::kInternal, who + "Program '" + name + "': " + e.what()};
+  }
+  if (!notedInitiation_) {
+    for (const core::RankProgram::Lane& lane : call->rankProgram->lanes) {
+      if (lane.initiation == core::Initiation::kDevice) continue;
+      // docs/initiation.md: this backend has no progress thread; the lanes still run, on the caller's thread.
+      COPRO_LOG(Info, Transport,
+                who << "'" << core::initiationName(lane.initiation)
+                    << "' lanes run on the caller's thread inside wait()/test() on this backend (no progress thread)");
+      notedInitiation_ = true;
+      break;
+    }
   }
   for (auto it = advanceCache_.begin(); it != advanceCache_.end(); ++it) {
     if (it->first == program) {

@@ -11,6 +11,8 @@
 #include <new>
 #include <sstream>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <utility>
 
 #include "copro/core/log.hpp"
@@ -99,7 +101,8 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   rank_ = bootstrap_->rank();
   size_ = bootstrap_->size();
   if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(size_), 0);
-  proxy_ = config_.initiation == "proxy";
+  proxyDefault_ =
+      config_.initiation == "proxy" && config_.initiationScaleUp.empty() && config_.initiationScaleOut.empty();
   spinSec_ = std::max(config_.spinUs, 0.0) * 1e-6;
   const std::string me = "shm rank " + std::to_string(rank_) + ": ";
 
@@ -195,8 +198,8 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   COPRO_LOG(Info, Init,
             me << "shm communicator of " << size_ << " ranks, segments /dev/shm/" << prefix_ << "*, "
                << (cma_ ? "Cross Memory Attach" : "staging through shared memory") << ", "
-               << (proxy_ ? "proxy" : "device") << " initiation");
-  if (proxy_) progressThread_ = std::thread([this] { progressMain(); });
+               << (proxyDefault_ ? "proxy" : "per-lane") << " initiation");
+  if (proxyDefault_) ensureProgressThread(0);
 }
 
 ShmComm::~ShmComm() {
@@ -212,10 +215,13 @@ ShmComm::~ShmComm() {
   ranks_[rank_].left.store(1, std::memory_order_seq_cst);
   ranks_[rank_].state.store(kDeadState, std::memory_order_seq_cst);
   notifyAll();
-  if (progressThread_.joinable()) {
+  {
+    std::lock_guard<std::mutex> lock(threadMutex_);
     stop_.store(true, std::memory_order_seq_cst);
     notifyRank(rank_);
-    progressThread_.join();
+    for (std::thread& t : progressThreads_) {
+      if (t.joinable()) t.join();
+    }
   }
   drainAccessors(true);
   if (data_.base != nullptr) {
@@ -337,14 +343,29 @@ Status ShmComm::start(std::shared_ptr<const core::ProgramSource> program, const 
   int live = 0;
   for (int i = 0; i < call->numLanes; ++i) {
     LaneState& l = call->lanes[static_cast<std::size_t>(i)];
-    l.ops = &call->rankProgram->lanes[static_cast<std::size_t>(i)].ops;
+    const core::RankProgram::Lane& lane = call->rankProgram->lanes[static_cast<std::size_t>(i)];
+    l.ops = &lane.ops;
+    l.mode = lane.initiation;
+    if (l.mode == core::Initiation::kDevice && proxyDefault_) l.mode = core::Initiation::kProxy;
     if (l.ops->empty()) {
       l.done.store(true, std::memory_order_relaxed);
+      continue;
+    }
+    ++live;
+    if (l.mode == core::Initiation::kDevice) {
+      ++call->deviceLanes;
     } else {
-      ++live;
+      call->pooled[l.mode == core::Initiation::kProxy ? 0 : 1] = true;
     }
   }
   call->lanesLeft.store(live, std::memory_order_relaxed);
+  try {
+    for (int k = 0; k < 2; ++k) {
+      if (call->pooled[k]) ensureProgressThread(k);
+    }
+  } catch (const std::system_error& e) {
+    return {ErrorCode::kInternal, who + "cannot start a progress thread: " + e.what()};
+  }
 
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string label = name + " (call " + std::to_string(nextSeq_) + ") on rank " + std::to_string(rank_);
@@ -782,10 +803,11 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
 // ---------------------------------------------------------------------------------------------------------
 // Progress
 
-bool ShmComm::runLanesOnce(const std::shared_ptr<Call>& call) {
+bool ShmComm::runLanesOnce(const std::shared_ptr<Call>& call, core::Initiation mode) {
   bool progressed = false;
   for (int i = 0; i < call->numLanes; ++i) {
-    if (call->lanes[static_cast<std::size_t>(i)].done.load(std::memory_order_acquire)) continue;
+    const LaneState& l = call->lanes[static_cast<std::size_t>(i)];
+    if (l.mode != mode || l.done.load(std::memory_order_acquire)) continue;
     Status err;
     const LaneRun run = runLane(*this, *call, i, err);
     progressed = progressed || run.progressed;
@@ -813,7 +835,7 @@ bool ShmComm::runLanesOnce(const std::shared_ptr<Call>& call) {
 }
 
 Status ShmComm::progress(const std::shared_ptr<Call>& target, bool block, bool& done) {
-  Status st = proxy_ ? watch(target, block, done) : drive(target, block, done);
+  Status st = drive(target, block, done);
   // The user may free the buffers once we return: nobody may still be touching them.
   if (done && target->phase.load(std::memory_order_acquire) == Phase::kFailed) drainAccessors(true);
   return st;
@@ -822,7 +844,9 @@ Status ShmComm::progress(const std::shared_ptr<Call>& target, bool block, bool& 
 Status ShmComm::drive(const std::shared_ptr<Call>& target, bool block, bool& done) {
   std::unique_lock<std::recursive_mutex> driving(driveMutex_);
   RankCtl& me = ranks_[rank_];
-  auto stallStart = Clock::now();
+  auto stallStart = Clock::now();  // last progress of any lane of the front call
+  auto spinStart = stallStart;     // last progress of this thread's own lanes
+  std::uint64_t sample = 0;
   bool armed = false;
   std::uint32_t seen = 0;
   auto disarm = [&] {
@@ -832,17 +856,28 @@ Status ShmComm::drive(const std::shared_ptr<Call>& target, bool block, bool& don
   };
   std::shared_ptr<Call> front;
   while (!target->finished()) {
-    if (!front || front->finished()) front = frontCall();
+    if (!front || front->finished()) {
+      front = frontCall();
+      if (front) sample = front->progress.load(std::memory_order_relaxed);
+      stallStart = Clock::now();
+    }
     if (!front || front->phase.load(std::memory_order_acquire) != Phase::kRunning) {
       std::this_thread::yield();
       continue;
     }
-    if (runLanesOnce(front)) {
+    if (front->deviceLanes > 0 && runLanesOnce(front, core::Initiation::kDevice)) {
       disarm();
-      stallStart = Clock::now();
+      stallStart = spinStart = Clock::now();
+      sample = front->progress.load(std::memory_order_relaxed);
       continue;
     }
     const auto now = Clock::now();
+    // The progress threads' work keeps the call from timing out but does not keep this thread spinning.
+    const std::uint64_t p = front->progress.load(std::memory_order_relaxed);
+    if (p != sample) {
+      sample = p;
+      stallStart = now;
+    }
     const double stalled = secondsSince(stallStart, now);
     if (checkStall(front, stalled)) {
       disarm();
@@ -853,7 +888,7 @@ Status ShmComm::drive(const std::shared_ptr<Call>& target, bool block, bool& don
       done = false;
       return {};
     }
-    if (stalled < spinSec_) {
+    if (secondsSince(spinStart, now) < spinSec_) {
       spinPause();
       continue;
     }
@@ -872,35 +907,25 @@ Status ShmComm::drive(const std::shared_ptr<Call>& target, bool block, bool& don
   return target->status;
 }
 
-Status ShmComm::watch(const std::shared_ptr<Call>& target, bool block, bool& done) {
-  RankCtl& me = ranks_[rank_];
-  const auto begin = Clock::now();
-  while (!target->finished()) {
-    if (!block) {
-      done = false;
-      return {};
-    }
-    if (secondsSince(begin, Clock::now()) < spinSec_) {
-      spinPause();
-      continue;
-    }
-    me.sleepers.fetch_add(1, std::memory_order_seq_cst);
-    const std::uint32_t seen = me.wakeWord.load(std::memory_order_seq_cst);
-    if (!target->finished()) sleepOnSelf(seen, kMaxSleep);
-    me.sleepers.fetch_sub(1, std::memory_order_seq_cst);
-  }
-  done = true;
-  return target->status;
+void ShmComm::ensureProgressThread(int which) {
+  std::lock_guard<std::mutex> lock(threadMutex_);
+  if (progressThreads_[which].joinable() || stop_.load(std::memory_order_acquire)) return;
+  progressThreads_[which] = std::thread([this, which] { progressMain(which); });
+  COPRO_LOG(Trace, Transport,
+            "shm rank " << rank_ << ": progress thread for " << (which == 0 ? "proxy" : "offload") << " lanes");
 }
 
-void ShmComm::progressMain() {
+void ShmComm::progressMain(int which) {
+  const core::Initiation mode = which == 0 ? core::Initiation::kProxy : core::Initiation::kOffload;
   RankCtl& me = ranks_[rank_];
   auto stallStart = Clock::now();
   std::shared_ptr<Call> front;
   auto runOnce = [&] {
-    if (!front || front->phase.load(std::memory_order_acquire) != Phase::kRunning) return false;
+    if (!front || front->phase.load(std::memory_order_acquire) != Phase::kRunning || !front->pooled[which]) {
+      return false;
+    }
     runners_.fetch_add(1, std::memory_order_seq_cst);
-    const bool progressed = runLanesOnce(front);
+    const bool progressed = runLanesOnce(front, mode);
     runners_.fetch_sub(1, std::memory_order_seq_cst);
     return progressed;
   };
@@ -910,7 +935,8 @@ void ShmComm::progressMain() {
       stallStart = Clock::now();
     }
     double stalled = 0;
-    if (front && front->phase.load(std::memory_order_acquire) == Phase::kRunning) {
+    const bool mine = front && front->pooled[which];
+    if (mine && front->phase.load(std::memory_order_acquire) == Phase::kRunning) {
       if (runOnce()) {
         stallStart = Clock::now();
         continue;
@@ -927,7 +953,7 @@ void ShmComm::progressMain() {
     const std::uint32_t seen = me.wakeWord.load(std::memory_order_seq_cst);
     const bool work = frontCall() != front || runOnce();
     if (!work && !stop_.load(std::memory_order_acquire)) {
-      sleepOnSelf(seen, front ? sleepLength(config_.timeoutSec, stalled) : std::chrono::milliseconds(100));
+      sleepOnSelf(seen, mine ? sleepLength(config_.timeoutSec, stalled) : std::chrono::milliseconds(100));
     }
     me.sleepers.fetch_sub(1, std::memory_order_seq_cst);
     if (work) stallStart = Clock::now();

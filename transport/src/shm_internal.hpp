@@ -142,8 +142,9 @@ struct LaneState {
   std::atomic<std::uint32_t> pc{0};
   std::atomic<bool> done{false};
   std::atomic<std::int32_t> blockedOnRank{-1};
-  std::vector<std::int32_t> peers;  ///< peers whose accessor count this op holds
-  std::vector<std::byte> staging;   ///< CMA staging (reductions over peers' user buffers)
+  core::Initiation mode = core::Initiation::kDevice;  ///< who runs it: the caller or a progress thread
+  std::vector<std::int32_t> peers;                    ///< peers whose accessor count this op holds
+  std::vector<std::byte> staging;                     ///< CMA staging (reductions over peers' user buffers)
 };
 
 struct Call {
@@ -159,6 +160,8 @@ struct Call {
   std::atomic<int> lanesLeft{0};
   std::atomic<Phase> phase{Phase::kQueued};
   std::atomic<std::uint64_t> progress{0};
+  int deviceLanes = 0;              ///< lanes with ops that the caller's thread runs
+  bool pooled[2] = {false, false};  ///< lanes with ops for the proxy / offload thread
   core::Status status;
   /// Staging mode: user buffers to copy back from their shadows when the call completes.
   std::vector<std::pair<void*, const std::byte*>> copyBack;
@@ -238,14 +241,18 @@ class ShmComm {
                  bool poisonWorld, int culprit = -1);
   void poison(int who, const std::string& reason);
   std::shared_ptr<Call> frontCall();
-  bool runLanesOnce(const std::shared_ptr<Call>& call);
+  /// Runs the lanes of `call` whose initiation is `mode` once each; returns whether anything progressed.
+  bool runLanesOnce(const std::shared_ptr<Call>& call, core::Initiation mode);
   bool checkStall(const std::shared_ptr<Call>& front, double stalledSec);
   /// Checks peers' liveness (rate limited); returns a dead peer or -1. Cleans up after a dead peer.
   int findDeadPeer(bool force);
   [[nodiscard]] std::string stallReport(const Call& call) const;
+  /// wait()/test(): runs the device lanes of the front calls and watches the progress threads' lanes.
   core::Status drive(const std::shared_ptr<Call>& target, bool block, bool& done);
-  core::Status watch(const std::shared_ptr<Call>& target, bool block, bool& done);
-  void progressMain();
+  /// The progress thread of proxy (0) or offload (1) lanes.
+  void progressMain(int which);
+  /// Starts that thread on first use.
+  void ensureProgressThread(int which);
   /// Waits until no peer is inside an access to this rank (gives up when a peer died).
   void drainAccessors(bool includeRunners) noexcept;
   void sleepOnSelf(std::uint32_t seen, std::chrono::nanoseconds d) noexcept;
@@ -255,7 +262,8 @@ class ShmComm {
   std::vector<int> nodeOfRank_;
   int rank_ = 0;
   int size_ = 1;
-  bool proxy_ = false;
+  /// COPRO_INITIATION=proxy without per-scale modes: `device` lanes run as `proxy`.
+  bool proxyDefault_ = false;
   double spinSec_ = 0;
   std::string prefix_;  ///< "copro-<pid0>-<token>-"
   bool cma_ = true;
@@ -306,11 +314,10 @@ class ShmComm {
   std::uint64_t nextAllocId_ = 0;
   std::vector<std::string> ownAllocNames_;
 
-  // Proxy mode.
-  std::thread progressThread_;
+  // Progress threads: [0] runs proxy lanes, [1] offload lanes (docs/initiation.md).
+  std::mutex threadMutex_;
+  std::thread progressThreads_[2];
   std::atomic<bool> stop_{false};
-  std::atomic<Call*> activeCall_{nullptr};
-  std::shared_ptr<Call> activeHold_;
 
   std::uint64_t splitCount_ = 0;
 };

@@ -12,6 +12,7 @@
 #include "copro/core/dtype.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/reduce.hpp"
+#include "lane_ops.hpp"
 #include "lane_util.hpp"
 #include "shm_internal.hpp"
 
@@ -25,10 +26,7 @@ using core::OpCode;
 using core::Status;
 
 std::string opLabel(const Call& call, int lane, std::uint32_t index) {
-  std::string out = call.label + " lane " + std::to_string(lane) + " op " + std::to_string(index);
-  const auto& ops = call.rankProgram->lanes[static_cast<std::size_t>(lane)].ops;
-  if (index < ops.size()) out += " (" + std::string(core::opCodeName(ops[index].code)) + ")";
-  return out;
+  return lanes::opLabelOf(call, lane, index);
 }
 
 namespace {
@@ -41,8 +39,22 @@ using lanes::copyBytes;
 using lanes::Geometry;
 using lanes::overlaps;
 
-enum class OpResult { kDone, kBlocked, kFailed };
-enum class Access { kReady, kNotYet, kFailed };
+using lanes::Access;
+using lanes::OpResult;
+
+/// How shm ranks reach each other: their control blocks in the shared control segment (lane_ops.hpp).
+struct ShmPeers {
+  ShmComm* comm;
+  [[nodiscard]] int size() const { return comm->size(); }
+  [[nodiscard]] RankCtl& ctl(std::int32_t r) const { return comm->ctl(r); }
+  [[nodiscard]] static bool dead(std::uint64_t state) { return state == kDeadState; }
+  [[nodiscard]] std::string deadReason(std::int32_t r) const {
+    std::string why = "rank " + std::to_string(r) + " failed, was aborted or left and can no longer be reached";
+    if (comm->poisonedRank() >= 0) why += " (" + comm->poisonReason() + ")";
+    return why;
+  }
+  [[nodiscard]] const std::uint64_t* ownLayout() const { return comm->ownLayout(); }
+};
 
 struct PendingSignal {
   std::int32_t rank;
@@ -50,16 +62,10 @@ struct PendingSignal {
   std::uint64_t value;
 };
 
-class OpRunner {
+class OpRunner : private lanes::LaneOpCore<ShmPeers, Call, LaneState> {
  public:
   OpRunner(ShmComm& comm, Call& call, int lane, Status& error)
-      : comm_(comm),
-        call_(call),
-        lane_(lane),
-        l_(call.lanes[static_cast<std::size_t>(lane)]),
-        ops_(*l_.ops),
-        error_(error),
-        me_(comm.rank()) {}
+      : LaneOpCore(ShmPeers{&comm}, call, lane, error, comm.rank()), comm_(comm) {}
 
   OpResult run(std::uint32_t pc, std::uint32_t& consumed) {
     pc_ = pc;
@@ -104,120 +110,7 @@ class OpRunner {
   }
 
  private:
-  OpResult fail(const std::string& what, ErrorCode code = ErrorCode::kInvalidProgram) {
-    error_ = Status(code, opLabel(call_, lane_, pc_) + ": " + what);
-    return OpResult::kFailed;
-  }
-
-  bool checkRank(std::int32_t r, const char* role) {
-    if (r >= 0 && r < comm_.size()) return true;
-    fail(std::string(role) + " rank " + std::to_string(r) + " is out of range (the communicator has " +
-         std::to_string(comm_.size()) + " ranks)");
-    return false;
-  }
-
-  // ---- peers ----
-  Access acquire(std::int32_t target, bool report = true) {
-    if (target == me_) return Access::kReady;
-    for (std::int32_t p : l_.peers) {
-      if (p == target) return Access::kReady;
-    }
-    RankCtl& t = comm_.ctl(target);
-    const std::uint64_t want = 2 * call_.seq;
-    std::uint64_t s = t.state.load(std::memory_order_acquire);
-    if (s == want) {
-      // Announce the access, then re-check: the owner stores its state before it waits for accessors.
-      t.accessors.fetch_add(1, std::memory_order_seq_cst);
-      s = t.state.load(std::memory_order_seq_cst);
-      if (s == want) {
-        l_.peers.push_back(target);
-        return Access::kReady;
-      }
-      t.accessors.fetch_sub(1, std::memory_order_release);
-    }
-    if (s < want) {
-      l_.blockedOnRank.store(target, std::memory_order_relaxed);
-      return Access::kNotYet;
-    }
-    if (!report) return Access::kFailed;
-    if (s == kDeadState) {
-      std::string why = "rank " + std::to_string(target) + " failed, was aborted or left and can no longer be reached";
-      if (comm_.poisonedRank() >= 0) why += " (" + comm_.poisonReason() + ")";
-      fail(why, ErrorCode::kRemoteError);
-    } else {
-      fail("rank " + std::to_string(target) + " already finished call " + std::to_string(call_.seq) +
-           ": the Program lets it complete before this access (a missing signal/wait pair)");
-    }
-    return Access::kFailed;
-  }
-
-  void releaseFrom(std::size_t mark) {
-    for (std::size_t i = mark; i < l_.peers.size(); ++i) {
-      comm_.ctl(l_.peers[i]).accessors.fetch_sub(1, std::memory_order_release);
-    }
-    l_.peers.resize(mark);
-  }
-  void releaseAll() { releaseFrom(0); }
-
   // ---- addresses ----
-  bool geometry(const Op& op, Geometry& g, bool report = true) {
-    g = Geometry{op.bytes, 0, 0};
-    const core::Indirect& ind = op.indirect;
-    if (!ind.active()) return true;
-    const std::uint64_t words = call_.header->layoutWords;
-    const std::uint64_t* layout = comm_.ownLayout();
-    auto read = [&](std::int32_t slot, const char* what, std::uint64_t& out) -> bool {
-      if (slot == core::kNoSlot) return true;
-      if (slot < 0 || static_cast<std::uint64_t>(slot) >= words) {
-        if (report) {
-          fail(std::string("indirect ") + what + " slot " + std::to_string(slot) + " is outside the layout (" +
-               std::to_string(words) + " words)");
-        }
-        return false;
-      }
-      const std::uint64_t w = layout[slot];
-      const std::uint64_t scale = ind.bytesScale;
-      if (scale != 0 && w > UINT64_MAX / scale) {
-        if (report) {
-          fail(std::string("indirect ") + what + ": layout[" + std::to_string(slot) + "] = " + std::to_string(w) +
-               " times scale " + std::to_string(scale) + " overflows");
-        }
-        return false;
-      }
-      out = w * scale;
-      return true;
-    };
-    return read(ind.bytesSlot, "bytes", g.bytes) && read(ind.srcOffsetSlot, "src offset", g.srcShift) &&
-           read(ind.dstOffsetSlot, "dst offset", g.dstShift);
-  }
-
-  bool shifted(std::uint64_t offset, std::uint64_t shift, std::uint64_t& out, bool report = true) {
-    out = offset + shift;
-    if (out >= offset) return true;
-    if (report) fail("indirect offset overflows");
-    return false;
-  }
-
-  bool boundsOk(const char* role, std::int32_t r, BufferId buf, std::uint64_t offset, std::uint64_t bytes,
-                std::uint64_t limit, bool writable, bool write, bool report) {
-    if (bytes > 0 && (offset > limit || bytes > limit - offset)) {
-      if (report) {
-        fail(std::string(role) + " " + core::bufferName(buf) + "[" + std::to_string(offset) + ", " +
-             std::to_string(offset + bytes) + ") of rank " + std::to_string(r) + " is out of bounds (" +
-             core::bufferName(buf) + " has " + std::to_string(limit) + " bytes in this call)");
-      }
-      return false;
-    }
-    if (write && !writable && bytes > 0) {
-      if (report) {
-        fail(std::string(role) + " " + core::bufferName(buf) + " of rank " + std::to_string(r) +
-             " is read-only (the input of an out-of-place call)");
-      }
-      return false;
-    }
-    return true;
-  }
-
   void mapFailed(std::int32_t r, const std::string& why) {
     if (comm_.knownGone(r)) {
       fail("rank " + std::to_string(r) + " (pid " + std::to_string(comm_.ctl(r).pid) + ") exited or was killed",
@@ -225,14 +118,6 @@ class OpRunner {
     } else {
       fail("cannot map the shared memory of rank " + std::to_string(r) + ": " + why, ErrorCode::kRemoteError);
     }
-  }
-
-  bool noSuchBuffer(const char* role, std::int32_t r, BufferId buf, std::size_t have, bool report) {
-    if (report) {
-      fail(std::string(role) + " buffer " + core::bufferName(buf) + " of rank " + std::to_string(r) +
-           " does not exist (the call has " + std::to_string(have - core::kNumBuffers) + " extra buffers)");
-    }
-    return false;
   }
 
   /// Resolves [offset, offset+bytes) of buffer `buf` of rank `r` (self or an acquired peer).
@@ -313,26 +198,6 @@ class OpRunner {
            std::to_string(n) + ")");
     }
     return false;
-  }
-
-  bool checkElements(const Op& op, std::uint64_t bytes) {
-    const std::size_t size = core::dataTypeSize(op.dtype);
-    if (size == 0) {
-      fail("unknown data type " + std::to_string(static_cast<int>(op.dtype)));
-      return false;
-    }
-    if (bytes % size != 0) {
-      fail(std::to_string(bytes) + " bytes is not a whole number of " + std::string(core::dataTypeName(op.dtype)) +
-           " elements");
-      return false;
-    }
-    if (!core::reduceSupported(op.dtype, op.redop)) {
-      fail(std::string(core::reduceOpName(op.redop)) + " is not supported on " +
-               std::string(core::dataTypeName(op.dtype)),
-           ErrorCode::kUnsupported);
-      return false;
-    }
-    return true;
   }
 
   // ---- data movement ----
@@ -772,13 +637,6 @@ class OpRunner {
   }
 
   ShmComm& comm_;
-  Call& call_;
-  int lane_;
-  LaneState& l_;
-  const std::vector<Op>& ops_;
-  Status& error_;
-  std::int32_t me_;
-  std::uint32_t pc_ = 0;
   // Reused per op so executing does not allocate.
   std::vector<Loc> srcLocs_;
   std::vector<Loc> dstLocs_;
