@@ -14,6 +14,7 @@ enum class EventKind : std::uint32_t {
   kFlowFinish,   ///< a = flow, b = flow version: the flow's last byte leaves (stale when the version moved)
   kDeliver,      ///< a = message: the message arrives at its target
   kRecompute,    ///< the batched max-min recomputation of everything that changed at this time
+  kFlowStart,    ///< a = message: its transfer enters the network (it waited for a NIC message-rate slot)
 };
 
 struct Event {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "copro/core/config.hpp"
+#include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
 #include "copro/sim/params.hpp"
@@ -32,14 +33,54 @@ double parseRate(std::string_view text) {
     mult = 1e6;
   } else if (suffix == "G") {
     mult = 1e9;
+  } else if (suffix == "T") {
+    mult = 1e12;
+  } else if (suffix == "P") {
+    mult = 1e15;
   } else if (!suffix.empty()) {
     mult = -1.0;
   }
   if (t.empty() || end == t.c_str() || mult < 0 || !std::isfinite(v) || v < 0) {
-    throw Error(ErrorCode::kParseError,
-                "'" + std::string(text) + "' is not a message rate: use ops per second, e.g. 1.8e6, 1.8M or 21.6M/s");
+    throw Error(ErrorCode::kParseError, "'" + std::string(text) +
+                                            "' is not a rate: use a number per second, e.g. 1.8e6, 1.8M, 21.6M/s "
+                                            "or 989T (suffixes K, M, G, T, P)");
   }
   return v * mult;
+}
+
+std::int32_t parseCount(std::string_view text) {
+  const std::string t = core::trimmed(text);
+  char* end = nullptr;
+  const long v = std::strtol(t.c_str(), &end, 10);
+  if (t.empty() || *end != '\0' || v < 0 || v > 1000000) {
+    throw Error(ErrorCode::kParseError, "'" + std::string(text) + "' is not a count: use a non-negative integer");
+  }
+  return static_cast<std::int32_t>(v);
+}
+
+/// The `initiation.preset` values: every initiation key at once (docs/simulator.md, "Initiation cost models").
+const std::vector<std::string>& presetNames() {
+  static const std::vector<std::string> names = {"none", "hopper_cx7"};
+  return names;
+}
+
+void applyPreset(const std::string& name, SimParams& p) {
+  for (InitiationCost& c : p.initiation) c = InitiationCost{};
+  if (name == "none") return;
+  // hopper_cx7: H100/H800-class GPU with ConnectX-7 (DESIGN.md, "Reference figures"; docs/simulator.md).
+  InitiationCost& device = p.initiation[static_cast<int>(core::Initiation::kDevice)];
+  device.messageRate = 21.6e6;                           // one warp per lane on one queue
+  device.issue = core::Time::ps(46296);                  // 1 / 21.6 M/s: the warp's serial share of an op
+  device.extraLatency = core::Time::ps(700000 - 46296);  // an 8-B write issues in ~0.7 us in all
+  device.nicMessageRate = 260e6;                         // the NIC's ceiling
+  InitiationCost& proxy = p.initiation[static_cast<int>(core::Initiation::kProxy)];
+  proxy.issue = core::Time::ps(46296);       // the GPU still writes the descriptor (to host memory)
+  proxy.extraLatency = core::Time::us(1.0);  // the hop through host memory: NCCL's PCIe LL hop
+  proxy.rankMessageRate = 2e6;               // one proxy thread per GPU (an assumption)
+  proxy.nicMessageRate = 260e6;
+  InitiationCost& offload = p.initiation[static_cast<int>(core::Initiation::kOffload)];
+  offload.rankMessageRate = 260e6;  // a co-processor able to feed its NIC at the ceiling
+  offload.nicMessageRate = 260e6;
 }
 
 }  // namespace
@@ -129,13 +170,17 @@ core::Bandwidth parseBandwidth(std::string_view text) {
 
 const std::vector<std::string>& simParamKeys() {
   static const std::vector<std::string> keys = [] {
-    std::vector<std::string> k = {"routing"};
+    std::vector<std::string> k = {"routing", "initiation.preset"};
     for (const char* mode : kModes) {
-      for (const char* field : {"issue", "extra_latency", "message_rate"}) {
+      for (const char* field :
+           {"issue", "extra_latency", "message_rate", "rank_message_rate", "rank_bw", "nic_message_rate"}) {
         k.push_back(std::string("initiation.") + mode + "." + field);
       }
     }
-    for (const char* rest : {"reduce_bw", "copy_bw", "signal_bytes", "chunk_size", "ecmp_seed"}) k.emplace_back(rest);
+    for (const char* rest : {"reduce_bw", "copy_bw", "signal_bytes", "chunk_size", "ecmp_seed", "compute.sms",
+                             "compute.flops", "compute.comm_sms", "compute.efficiency"}) {
+      k.emplace_back(rest);
+    }
     return k;
   }();
   return keys;
@@ -143,16 +188,54 @@ const std::vector<std::string>& simParamKeys() {
 
 SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
   SimParams p;
-  for (const auto& [key, value] : fabric.simParams) {
+  if (!fabric.gpus().empty()) {
+    const std::int32_t sms = fabric.node(fabric.gpus()[0]).sms;
+    if (sms > 0) p.compute.sms = sms;
+  }
+  const auto whereOf = [&](const std::string& key) {
     const auto originIt = fabric.simParamOrigin.find(key);
-    const std::string where = originIt != fabric.simParamOrigin.end()
-                                  ? originIt->second
-                                  : (fabric.name.empty() ? std::string("fabric") : "fabric '" + fabric.name + "'");
+    return originIt != fabric.simParamOrigin.end()
+               ? originIt->second
+               : (fabric.name.empty() ? std::string("fabric") : "fabric '" + fabric.name + "'");
+  };
+  // The preset first, whatever the key order: the individual keys then override it.
+  if (const auto it = fabric.simParams.find("initiation.preset"); it != fabric.simParams.end()) {
+    const std::string name = core::trimmed(it->second);
+    bool found = false;
+    for (const std::string& n : presetNames()) found = found || n == name;
+    if (!found) {
+      const std::string hint = core::nearestName(name, presetNames());
+      throw Error(ErrorCode::kInvalidArgument,
+                  whereOf(it->first) + ": sim key 'initiation.preset': unknown preset '" + name + "'" +
+                      (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; use none or hopper_cx7");
+    }
+    applyPreset(name, p);
+  }
+  for (const auto& [key, value] : fabric.simParams) {
+    const std::string where = whereOf(key);
     const auto bad = [&](const std::string& why) {
       throw Error(ErrorCode::kInvalidArgument, where + ": sim key '" + key + "': " + why);
     };
     try {
-      if (key == "routing") {
+      if (key == "initiation.preset") {
+        continue;
+      } else if (key == "compute.sms") {
+        p.compute.sms = parseCount(value);
+        if (p.compute.sms == 0) bad("a GPU needs at least one SM");
+      } else if (key == "compute.comm_sms") {
+        p.compute.commSms = parseCount(value);
+      } else if (key == "compute.flops") {
+        p.compute.flops = parseRate(value);
+        if (!(p.compute.flops > 0.0)) bad("peak FLOP/s must be positive, e.g. 989T");
+      } else if (key == "compute.efficiency") {
+        const std::string t = core::trimmed(value);
+        char* end = nullptr;
+        const double e = std::strtod(t.c_str(), &end);
+        if (t.empty() || *end != '\0' || !(e > 0.0) || e > 1.0) {
+          bad("'" + value + "' is not an efficiency: use a fraction of peak in (0, 1], e.g. 0.6");
+        }
+        p.compute.efficiency = e;
+      } else if (key == "routing") {
         if (!parseRouting(value, p.routing)) {
           const std::string hint = core::nearestName(value, {"shortest", "ecmp", "adaptive", "rail_aware"});
           bad("unknown routing '" + value + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
@@ -188,6 +271,15 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
           } else if (field == "message_rate") {
             c.messageRate = parseRate(value);
             known = true;
+          } else if (field == "rank_message_rate") {
+            c.rankMessageRate = parseRate(value);
+            known = true;
+          } else if (field == "rank_bw") {
+            c.rankBandwidth = parseBandwidth(value);
+            known = true;
+          } else if (field == "nic_message_rate") {
+            c.nicMessageRate = parseRate(value);
+            known = true;
           }
         }
         if (!known) {
@@ -206,6 +298,12 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
     if (c.issue.picoseconds() < 0 || c.extraLatency.picoseconds() < 0) {
       throw Error(ErrorCode::kInvalidArgument, "sim: initiation costs must not be negative");
     }
+  }
+  if (p.compute.commSms > p.compute.sms) {
+    throw Error(ErrorCode::kInvalidArgument,
+                whereOf("compute.comm_sms") + ": sim key 'compute.comm_sms': " + std::to_string(p.compute.commSms) +
+                    " SMs for communication but the GPU has " + std::to_string(p.compute.sms) +
+                    " (compute.sms); use at most compute.sms");
   }
   return p;
 }

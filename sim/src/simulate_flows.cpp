@@ -74,6 +74,7 @@ std::vector<core::Time> simulateFlows(const topo::Fabric& fabric, const std::vec
         for (const auto& f : finishes) queue.push(f.time, EventKind::kFlowFinish, f.flow, f.version);
         break;
       case EventKind::kDeliver:
+      case EventKind::kFlowStart:
         break;
     }
   }

@@ -69,6 +69,7 @@ struct Lane {
     std::int32_t from = -1;
     std::int32_t to = -1;
     std::int64_t latency = 0;
+    std::int32_t nic = -1;  ///< the first NIC node on the path, -1 if none
     std::vector<std::int32_t> channels;
   };
   std::array<CachedRoute, 2> routes;
@@ -90,6 +91,7 @@ struct Message {
   std::int32_t entry = -1;
   std::uint32_t epoch = 0;
   std::int32_t nextFree = -1;
+  std::vector<std::int32_t> path;  ///< channels of a transfer waiting for its NIC slot (kFlowStart)
 };
 
 /// "Signal after data" per (lane, peer): data ops are counted in the epoch open when they were issued;
@@ -143,6 +145,10 @@ class Execution {
   /// Performs the fetched op; returns false when the lane blocked or waits for a timed event.
   bool perform(std::int32_t laneId, std::int64_t now);
   void startMessage(std::int32_t msgId, std::int64_t now, std::uint64_t flowHash);
+  /// Puts message `msgId` on `path` at `now` (or delivers it after its delay when it has no flow).
+  void enterNetwork(std::int32_t msgId, std::int64_t now, const std::int32_t* path, std::size_t pathLen);
+  /// The first NIC node a path crosses (-1: none, the transfer stays inside a server).
+  std::int32_t firstNic(const std::int32_t* path, std::size_t pathLen) const;
   void deliver(std::int32_t msgId, std::int64_t now);
   void applySignal(std::int32_t rank, std::int32_t sem, std::uint64_t value);
   /// Lanes released by a delivery run right after it, at the same time, without an event of their own.
@@ -182,7 +188,9 @@ class Execution {
 
   std::int32_t nranks_ = 0;
   std::int32_t numSems_ = 0;
-  std::vector<std::int32_t> gpuOf_;  ///< program rank -> fabric GPU rank
+  std::vector<std::int32_t> gpuOf_;     ///< program rank -> fabric GPU rank
+  std::vector<std::int64_t> rankFree_;  ///< per (rank, mode): when the shared proxy/co-processor is free
+  std::vector<std::int64_t> nicFree_;   ///< per fabric node: when a NIC can take its next op
   std::vector<Lane> lanes_;
   std::vector<std::uint64_t> sems_;
   std::vector<std::int32_t> waiters_;  ///< per (rank, sem): first waiting lane
@@ -237,11 +245,9 @@ void Execution::setUp() {
   result_.ranks.assign(static_cast<std::size_t>(nranks_), RankStats{});
   // Skip asking for lane initiation modes when all modes cost the same (sources without a cheap
   // laneInitiation would materialize every rank up front).
-  const auto same = [](const InitiationCost& a, const InitiationCost& b) {
-    return a.issue == b.issue && a.extraLatency == b.extraLatency && a.messageRate == b.messageRate;
-  };
-  const bool uniform =
-      same(params_.initiation[0], params_.initiation[1]) && same(params_.initiation[0], params_.initiation[2]);
+  const bool uniform = params_.initiation[0] == params_.initiation[1] && params_.initiation[0] == params_.initiation[2];
+  rankFree_.assign(static_cast<std::size_t>(nranks_) * 3, kNever);
+  nicFree_.assign(fabric_.nodes().size(), kNever);
   for (std::int32_t r = 0; r < nranks_; ++r) {
     const int nl = program_.numLanes(r);
     for (int l = 0; l < nl; ++l) {
@@ -377,6 +383,7 @@ void Execution::startMessage(std::int32_t msgId, std::int64_t now, std::uint64_t
   const std::int32_t g2 = gpuOf_[static_cast<std::size_t>(m.dst)];
   const std::int32_t* path = nullptr;
   std::size_t pathLen = 0;
+  std::int32_t nic = -1;
   if (g1 != g2) {
     Lane& lane = lanes_[static_cast<std::size_t>(m.lane)];
     const Lane::CachedRoute* cached = nullptr;
@@ -392,23 +399,58 @@ void Execution::startMessage(std::int32_t msgId, std::int64_t now, std::uint64_t
       m.delay += latency;
       path = path_.data();
       pathLen = path_.size();
+      nic = firstNic(path, pathLen);
       if (router_.lastRouteFixed()) {
         Lane::CachedRoute& r = lane.routes[lane.routeNext];
         lane.routeNext = static_cast<std::uint8_t>(1 - lane.routeNext);
         r.from = g1;
         r.to = g2;
         r.latency = latency;
+        r.nic = nic;
         r.channels.assign(path_.begin(), path_.end());
       }
     } else {
       m.delay += cached->latency;
       path = cached->channels.data();
       pathLen = cached->channels.size();
+      nic = cached->nic;
     }
-    m.delay += params_.initiation[lane.initiation].extraLatency.picoseconds();
+    const InitiationCost& ic = params_.initiation[lane.initiation];
+    m.delay += ic.extraLatency.picoseconds();
+    if (nic >= 0 && ic.nicMessageRate > 0.0 && m.kind != MsgKind::kSync) {
+      // The NIC takes one op per 1/nic_message_rate, in the order the ops reach it; a transfer that finds
+      // it busy enters the network when its slot comes.
+      std::int64_t& free = nicFree_[static_cast<std::size_t>(nic)];
+      const std::int64_t slot = std::max(now, free);
+      free = slot + intervalPs(ic.nicMessageRate);
+      if (slot > now) {
+        if (m.kind == MsgKind::kSignal || pathLen == 0 || m.wire == 0) {
+          m.delay += slot - now;
+        } else {
+          m.path.assign(path, path + pathLen);
+          queue_.push(slot, EventKind::kFlowStart, msgId);
+          return;
+        }
+      }
+    }
   } else if (m.kind != MsgKind::kSignal) {
     m.delay += costPs(m.bytes, params_.copyBandwidth);  // same GPU: a local copy
   }
+  enterNetwork(msgId, now, path, pathLen);
+}
+
+std::int32_t Execution::firstNic(const std::int32_t* path, std::size_t pathLen) const {
+  for (std::size_t i = 0; i < pathLen; ++i) {
+    const topo::Link& l = fabric_.link(path[i] / 2);
+    const std::int32_t to = (path[i] % 2) == 0 ? l.b : l.a;
+    if (fabric_.node(to).kind == topo::NodeKind::kNic) return to;
+  }
+  return -1;
+}
+
+void Execution::enterNetwork(std::int32_t msgId, std::int64_t now, const std::int32_t* path, std::size_t pathLen) {
+  Message& m = msgs_[static_cast<std::size_t>(msgId)];
+  m.start = now;
   if (m.kind == MsgKind::kSignal && pathLen > 0 && m.wire > 0) {
     // A standalone signal is a few bytes: it does not enter the max-min sharing (where it would couple the
     // components of unrelated transfers for a fraction of a nanosecond); it takes the latency plus its
@@ -673,6 +715,15 @@ void Execution::step(std::int32_t laneId, std::int64_t now) {
           const InitiationCost& ic = params_.initiation[lane.initiation];
           std::int64_t at = now + ic.issue.picoseconds();
           if (ic.messageRate > 0.0) at = std::max(at, lane.lastIssue + intervalPs(ic.messageRate));
+          if (ic.rankMessageRate > 0.0 || ic.rankBandwidth.bytesPerSecond() > 0.0) {
+            // One server (the GPU's proxy thread, the rank's co-processor) takes the ops of all lanes of this
+            // mode on this rank, one after the other, in the order they reach it.
+            std::int64_t& free = rankFree_[static_cast<std::size_t>(lane.rank) * 3 + lane.initiation];
+            at = std::max(at, free);
+            const std::uint64_t n = lane.op.code == OpCode::kMulticast ? lane.op.ranks.size() : 1;
+            const std::uint64_t bytes = lane.op.code == OpCode::kSignal ? 0 : lane.op.bytes * n;
+            free = at + intervalPs(ic.rankMessageRate) * static_cast<std::int64_t>(n) + costPs(bytes, ic.rankBandwidth);
+          }
           if (at > now) {
             queue_.push(at, EventKind::kLaneRun, laneId);
             return;
@@ -810,6 +861,13 @@ Result Execution::run() {
       case EventKind::kDeliver:
         deliver(e.a, now);
         break;
+      case EventKind::kFlowStart: {
+        Message& m = msgs_[static_cast<std::size_t>(e.a)];
+        const std::vector<std::int32_t> path = std::move(m.path);
+        m.path.clear();
+        enterNetwork(e.a, now, path.data(), path.size());
+        break;
+      }
       case EventKind::kRecompute:
         recomputeScheduled_ = false;
         finishes_.clear();

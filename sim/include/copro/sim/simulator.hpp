@@ -18,12 +18,36 @@ namespace copro::sim {
 
 enum class Routing : std::uint8_t { kShortest = 0, kEcmp, kAdaptive, kRailAware };
 
-/// Cost of starting one op for one initiation mode (proxy: CPU thread posts work requests; device:
-/// IBGDA-style, the GPU rings the doorbell; offload: a communication co-processor runs the lane).
+/// Cost of starting one op for one initiation mode (proxy: a CPU progress thread per GPU posts work
+/// requests; device: IBGDA-style, the GPU rings the doorbell; offload: a communication co-processor runs
+/// the lane). docs/simulator.md, "Initiation cost models", gives the model and the public figures.
 struct InitiationCost {
   core::Time issue{};         ///< per op, charged to the issuing lane before the op starts
   core::Time extraLatency{};  ///< added to every transfer's delivery (e.g. the proxy's hop through host memory)
   double messageRate = 0.0;   ///< ops/s per lane; 0 = unlimited
+  /// ops/s of the one server all lanes of this mode on one rank share (proxy: the GPU's proxy thread;
+  /// offload: the rank's co-processor); 0 = unlimited.
+  double rankMessageRate = 0.0;
+  /// bytes/s of that shared server (an op holds it for bytes / rankBandwidth after 1 / rankMessageRate);
+  /// 0 = unlimited.
+  core::Bandwidth rankBandwidth{};
+  /// ops/s ceiling of a NIC for ops of this mode, shared by every lane whose transfers leave through that
+  /// NIC (the first NIC on the path); ops that cross no NIC (NVLink, PCIe inside a server) are not
+  /// limited. 0 = unlimited.
+  double nicMessageRate = 0.0;
+  bool operator==(const InitiationCost& o) const {
+    return issue == o.issue && extraLatency == o.extraLatency && messageRate == o.messageRate &&
+           rankMessageRate == o.rankMessageRate && rankBandwidth.bytesPerSecond() == o.rankBandwidth.bytesPerSecond() &&
+           nicMessageRate == o.nicMessageRate;
+  }
+};
+
+/// The GPU compute model the workload engine uses (workload.hpp; docs/simulator.md, "Compute model").
+struct ComputeParams {
+  std::int32_t sms = 132;     ///< SMs per GPU (default: the fabric's GPU `sms`, else H800's 132)
+  double flops = 989e12;      ///< peak dense FLOP/s per GPU (H800 BF16 dense)
+  std::int32_t commSms = 20;  ///< SMs a device- or proxy-mode collective occupies while in flight
+  double efficiency = 1.0;    ///< default fraction of peak that a `flops` compute task reaches
 };
 
 /// Simulator parameters; `fromFabric` reads them from the fabric's `sim:` section (docs/simulator.md
@@ -36,6 +60,7 @@ struct SimParams {
   std::uint64_t signalBytes = 8;      ///< wire size of a standalone signal
   std::uint64_t chunkBytes = 0;       ///< collective chunk size the tools pass to the planner; 0 = unchunked
   std::uint64_t ecmpSeed = 0;         ///< hash seed for ECMP
+  ComputeParams compute{};            ///< used by the workload engine only
   /// Reads fabric.simParams; throws core::Error(kInvalidArgument) naming the key (and its origin) and the
   /// nearest valid key for an unknown one.
   static SimParams fromFabric(const topo::Fabric& fabric);

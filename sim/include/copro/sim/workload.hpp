@@ -1,0 +1,113 @@
+#pragma once
+/// Workloads (DESIGN.md, "The simulator", inputs; docs/workloads.md): a DAG of compute and communication
+/// tasks over the ranks of a job, and a fluid discrete-event scheduler that runs it with the compute model
+/// (SimParams::compute): a device- or proxy-mode communication task in flight on a rank occupies
+/// `comm_sms` of its SMs, and compute overlapped with it runs at (sms - occupied) / sms of its speed.
+///
+/// sim/ does not know collectives: the duration of every communication task comes from a callback of the
+/// caller (copro-sim simulates each one alone with the Simulator). Overlapping communication tasks
+/// therefore do not contend with each other for links in this model.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "copro/core/program.hpp"
+#include "copro/core/units.hpp"
+#include "copro/sim/simulator.hpp"
+
+namespace copro::sim {
+
+enum class TaskKind : std::uint8_t { kCompute = 0, kCollective, kMoeDispatch, kMoeCombine };
+/// "compute", "collective", "moe_dispatch", "moe_combine".
+std::string_view taskKindName(TaskKind k) noexcept;
+
+/// A communication task as the duration callback sees it.
+struct CommTask {
+  std::string name;
+  TaskKind kind = TaskKind::kCollective;
+  std::string collective;   ///< kCollective: "allreduce", "alltoall", ... (copro-sim's names)
+  std::uint64_t bytes = 0;  ///< kCollective: the nccl-tests size S of one group's call
+  std::string algorithm;    ///< empty: the planner chooses
+  /// Ranks per group: the task's ranks split into consecutive blocks of this size, each running the
+  /// collective at the same time (0 in a Task: all its ranks; the callback always sees the resolved size).
+  std::int32_t groupSize = 0;
+  core::Initiation initiation = core::Initiation::kDevice;
+  std::int32_t sms = -1;  ///< SMs it occupies while in flight; -1: compute.comm_sms (device, proxy), 0 (offload)
+  // kMoeDispatch / kMoeCombine (per rank of the group)
+  std::int64_t tokens = 0;        ///< tokens per rank
+  std::int64_t hidden = 0;        ///< hidden size
+  std::int32_t topk = 0;          ///< experts per token
+  std::int32_t experts = 0;       ///< routed experts in the group
+  std::string path;               ///< route of a token ("forward": DeepEP normal, "direct": low latency); "" = caller's
+  std::int32_t maxNodes = 0;      ///< node-limited routing: a token reaches at most this many nodes (0 = no limit)
+  std::int32_t elementBytes = 0;  ///< bytes per element; 0: 1 for dispatch (FP8), 2 for combine (BF16)
+};
+
+/// One task of the DAG.
+struct Task {
+  std::string name;
+  TaskKind kind = TaskKind::kCompute;
+  std::vector<std::string> after;  ///< names of the tasks that must end before this one starts
+  std::int32_t firstRank = 0;      ///< the ranks it runs on: [firstRank, firstRank + numRanks)
+  std::int32_t numRanks = 0;       ///< 0: every rank of the workload
+  // kCompute: `duration`, or `flops` at compute.flops x efficiency
+  core::Time duration{};
+  double flops = 0.0;
+  double efficiency = 0.0;  ///< 0: compute.efficiency
+  CommTask comm;            ///< the other kinds
+  std::string origin;       ///< "file:line" for messages
+};
+
+/// A workload file, parsed.
+struct Workload {
+  std::string name;
+  std::string path;                    ///< the file it came from ("" for text)
+  std::string topology;                ///< optional: topology file or bundled name
+  std::vector<std::string> overrides;  ///< "key=value" for loadTopology (builder parameters, "sim.*" keys)
+  std::int32_t ranks = 0;              ///< ranks of the job; 0: every GPU of the topology
+  std::vector<Task> tasks;
+};
+
+/// Parses workload YAML (`origin` names it in messages). Throws core::Error(kParseError or kInvalidArgument)
+/// naming the origin, the line and the key, with the nearest valid key for an unknown one.
+Workload parseWorkload(const std::string& yamlText, const std::string& origin);
+/// Reads and parses a workload file.
+Workload loadWorkload(const std::string& path);
+
+/// What happened to one task.
+struct TaskTiming {
+  std::string name;
+  TaskKind kind = TaskKind::kCompute;
+  core::Time start{};
+  core::Time end{};
+  core::Time nominal{};  ///< compute: its time alone on a free GPU; communication: the callback's duration
+  core::Time lost{};     ///< compute: end - start - nominal (time lost to SMs lent to communication)
+  std::int32_t sms = 0;  ///< communication: SMs it occupied
+};
+
+struct WorkloadResult {
+  core::Time stepTime{};          ///< the last task's end
+  std::vector<TaskTiming> tasks;  ///< in file order
+  core::Time computeLost{};       ///< sum of `lost` over compute tasks
+  core::Time exposedComm{};       ///< the most, over ranks, of time with communication in flight and no compute
+  core::Time computeBusy{};       ///< the most, over ranks, of time with compute running
+};
+
+/// Options of runWorkload.
+struct WorkloadOptions {
+  std::int32_t ranks = 0;  ///< ranks of the job; 0: the workload's `ranks` (must then be > 0)
+  ComputeParams compute;
+  /// The duration of one communication task (copro-sim: one Simulator run of the task's representative
+  /// group). Called once per communication task, in file order, before scheduling.
+  std::function<core::Time(const CommTask&)> commTime;
+};
+
+/// Schedules the DAG (docs/workloads.md, "The model"): a task starts when all tasks it comes after have
+/// ended; compute tasks of one rank run one at a time (one compute stream) in the order they become ready
+/// (file order among equals); communication tasks start as soon as they are ready. Throws core::Error for
+/// a cycle, an unknown dependency, ranks outside the job, or a missing callback.
+WorkloadResult runWorkload(const Workload& workload, const WorkloadOptions& options);
+
+}  // namespace copro::sim
