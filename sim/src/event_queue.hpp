@@ -52,6 +52,26 @@ class EventQueue {
   }
   [[nodiscard]] bool empty() const { return size_ == 0; }
   [[nodiscard]] std::size_t size() const { return size_; }
+  /// A sequence number as push() would give the next event (for events kept outside the queue, such as
+  /// flow finishes, that must keep their place in the pop order).
+  std::uint64_t takeKey() { return seq_++; }
+  /// The next event, not removed; the queue must not be empty. `late` tells whether it is the time's late
+  /// event (which runs after every ordinary event of that time).
+  const Event& peek(bool& late) {
+    for (;;) {
+      if (cur_ < 0) cur_ = byTime_.find(static_cast<std::uint64_t>(times_.front()));
+      Bucket& bk = buckets_[static_cast<std::size_t>(cur_)];
+      if (bk.head < bk.events.size()) {
+        late = false;
+        return bk.events[bk.head];
+      }
+      if (bk.hasLate) {
+        late = true;
+        return bk.late;
+      }
+      retireCurrent();
+    }
+  }
   /// The next event; the queue must not be empty.
   Event pop() {
     for (;;) {
@@ -67,7 +87,16 @@ class EventQueue {
         --size_;
         return bk.late;
       }
-      // Drained: forget this time (a later push at the same time opens a new bucket).
+      retireCurrent();
+    }
+  }
+
+ private:
+  /// Forgets the drained bucket of the earliest time (a later push at the same time opens a new bucket).
+  void retireCurrent() {
+    {
+      const std::int32_t id = cur_;
+      Bucket& bk = buckets_[static_cast<std::size_t>(id)];
       byTime_.erase(static_cast<std::uint64_t>(bk.time));
       bk.events.clear();
       bk.head = 0;
@@ -78,7 +107,6 @@ class EventQueue {
     }
   }
 
- private:
   struct Bucket {
     std::int64_t time = 0;
     std::vector<Event> events;
@@ -148,6 +176,87 @@ class EventQueue {
   std::size_t size_ = 0;
   std::int32_t cur_ = -1;   ///< bucket of times_.front(), once looked up
   std::int32_t last_ = -1;  ///< bucket of the last push
+};
+
+/// Predicted finish times of the active flows, one entry per flow updated in place (an indexed binary heap
+/// ordered by (time, key)). A rate change moves a flow's entry instead of queueing another event, so a run
+/// whose re-solves change thousands of flows at a time keeps one entry per flow, not one per change.
+class FlowFinishHeap {
+ public:
+  struct Entry {
+    std::int64_t time;
+    std::uint64_t key;
+    std::int32_t flow;
+  };
+  [[nodiscard]] bool empty() const { return heap_.empty(); }
+  [[nodiscard]] const Entry& top() const { return heap_.front(); }
+  /// Inserts the flow or moves its entry.
+  void set(std::int32_t flow, std::int64_t time, std::uint64_t key) {
+    const auto f = static_cast<std::size_t>(flow);
+    if (f >= pos_.size()) pos_.resize(f + 1, -1);
+    std::int32_t i = pos_[f];
+    if (i < 0) {
+      i = static_cast<std::int32_t>(heap_.size());
+      heap_.push_back({time, key, flow});
+      pos_[f] = i;
+      up(static_cast<std::size_t>(i));
+      return;
+    }
+    Entry& e = heap_[static_cast<std::size_t>(i)];
+    const bool earlier = less({time, key, flow}, e);
+    e.time = time;
+    e.key = key;
+    if (earlier) {
+      up(static_cast<std::size_t>(i));
+    } else {
+      down(static_cast<std::size_t>(i));
+    }
+  }
+  /// Removes and returns the earliest entry.
+  Entry pop() {
+    const Entry first = heap_.front();
+    pos_[static_cast<std::size_t>(first.flow)] = -1;
+    const Entry last = heap_.back();
+    heap_.pop_back();
+    if (!heap_.empty()) {
+      heap_[0] = last;
+      pos_[static_cast<std::size_t>(last.flow)] = 0;
+      down(0);
+    }
+    return first;
+  }
+
+ private:
+  static bool less(const Entry& a, const Entry& b) { return a.time != b.time ? a.time < b.time : a.key < b.key; }
+  void place(std::size_t i, const Entry& e) {
+    heap_[i] = e;
+    pos_[static_cast<std::size_t>(e.flow)] = static_cast<std::int32_t>(i);
+  }
+  void up(std::size_t i) {
+    const Entry e = heap_[i];
+    while (i > 0) {
+      const std::size_t parent = (i - 1) / 2;
+      if (!less(e, heap_[parent])) break;
+      place(i, heap_[parent]);
+      i = parent;
+    }
+    place(i, e);
+  }
+  void down(std::size_t i) {
+    const Entry e = heap_[i];
+    const std::size_t n = heap_.size();
+    for (;;) {
+      std::size_t c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && less(heap_[c + 1], heap_[c])) ++c;
+      if (!less(heap_[c], e)) break;
+      place(i, heap_[c]);
+      i = c;
+    }
+    place(i, e);
+  }
+  std::vector<Entry> heap_;
+  std::vector<std::int32_t> pos_;  ///< flow -> index in heap_, -1 when absent
 };
 
 }  // namespace copro::sim::detail

@@ -202,6 +202,7 @@ class Execution {
   std::vector<std::int32_t> path_;
   std::vector<std::int32_t> woken_;
   std::vector<detail::FlowNetwork::Finish> finishes_;
+  detail::FlowFinishHeap finishHeap_;
   std::uint64_t reduceMemoBytes_ = ~std::uint64_t{0};  ///< costPs(reduceMemoBytes_, reduce_bw) = reduceMemoPs_
   std::int64_t reduceMemoPs_ = 0;
   std::int64_t lastDelivery_ = 0;
@@ -838,15 +839,32 @@ Result Execution::run() {
   }
   std::int64_t now = 0;
   std::uint64_t events = 0;
-  while (!queue_.empty()) {
-    const detail::Event e = queue_.pop();
+  while (!queue_.empty() || !finishHeap_.empty()) {
+    // Flow finishes live in finishHeap_ with the sequence numbers the queue would have given them; the next
+    // event is the earlier of the two in (time, late, key) order.
+    detail::Event e;
+    bool fromHeap = queue_.empty();
+    if (!fromHeap && !finishHeap_.empty()) {
+      bool late = false;
+      const detail::Event& q = queue_.peek(late);
+      const auto& f = finishHeap_.top();
+      fromHeap = f.time < q.time || (f.time == q.time && (late || f.key < q.key));
+    }
+    if (fromHeap) {
+      const auto f = finishHeap_.pop();
+      e.time = f.time;
+      e.key = f.key;
+      e.kind = EventKind::kFlowFinish;
+      e.a = f.flow;
+    } else {
+      e = queue_.pop();
+    }
     now = e.time;
     switch (e.kind) {
       case EventKind::kLaneRun:
         step(e.a, now);
         break;
       case EventKind::kFlowFinish: {
-        if (!net_.isCurrent(e.a, e.b)) continue;  // superseded by a later rate change
         const auto msgId = static_cast<std::int32_t>(net_.tagOf(e.a));
         net_.finish(e.a, now);
         scheduleRecompute(now);
@@ -873,7 +891,7 @@ Result Execution::run() {
         finishes_.clear();
         rateNow_ = now;
         net_.recompute(now, finishes_, tracing_ ? &onRate : nullptr);
-        for (const auto& f : finishes_) queue_.push(f.time, EventKind::kFlowFinish, f.flow, f.version);
+        for (const auto& f : finishes_) finishHeap_.set(f.flow, f.time, queue_.takeKey());
         break;
     }
     if (!woken_.empty()) runWoken(now);
