@@ -81,6 +81,10 @@ Request failedRequest(Status s) {
 
 }  // namespace
 
+Request Request::finished(Status status) {
+  return failedRequest(std::move(status));
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Communicator::Impl
 
@@ -654,6 +658,24 @@ Request Communicator::barrier(const CallOptions& opts) {
   auto a = impl_->baseArgs(CollectiveKind::kBarrier);
   a.dtype = DataType::kUint8;
   return impl_->run(a, CallBuffers(), opts);
+}
+
+Request Communicator::runProgram(std::shared_ptr<const core::ProgramSource> program, CallBuffers buffers) {
+  requireValid(impl_);
+  try {
+    if (!program) return failedRequest({ErrorCode::kInvalidArgument, "runProgram: the Program is null"});
+    if (impl_->config.validate) core::requireValidProgram(*program);
+    ++impl_->seq;
+    impl_->lastProgram = program->header().name;
+    auto st = std::make_shared<Request::State>();
+    st->program = std::move(program);
+    st->buffers = std::move(buffers);
+    Status s = impl_->exec->start(st->program, st->buffers, st->handle);
+    if (!s.ok()) return failedRequest(s);
+    return Request(st);
+  } catch (const Error& e) {
+    return failedRequest(Status(e.code(), e.message()));
+  }
 }
 
 void Communicator::groupStart() {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "copro/collectives/collective.hpp"
+#include "copro/collectives/moe.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/dtype.hpp"
 #include "copro/core/executor.hpp"
@@ -39,6 +40,8 @@ class Request {
   bool test();
   /// True when this Request refers to a call (false for a default-constructed one).
   [[nodiscard]] bool valid() const { return state_ != nullptr; }
+  /// A finished Request carrying `status` (calls that complete before they return, e.g. MoE).
+  static Request finished(Status status);
 
   struct State;
   explicit Request(std::shared_ptr<State> s) : state_(std::move(s)) {}
@@ -102,6 +105,19 @@ class Communicator {
                     const std::vector<std::uint64_t>& recvCounts, const std::vector<std::uint64_t>& recvDispls,
                     DataType dtype, const CallOptions& opts = {});
   Request barrier(const CallOptions& opts = {});
+
+  /// MoE dispatch (docs/moe.md): exchanges counts, sends each token (x: [numTokens x hidden] of
+  /// config.dispatchDtype; scales: [numTokens x ceil(hidden/128)] float32 when FP8 with scales, else null) to
+  /// the ranks of its experts (topkIdx/topkWeights: [numTokens x topk], -1 = none) and fills `out` in the
+  /// expert-major layout; `handle` keeps what moeCombine needs. Every rank calls it. The Request is complete
+  /// on return (the host pack/unpack around the Program is synchronous).
+  Request moeDispatch(const MoeConfig& config, const void* x, const float* scales, const std::int32_t* topkIdx,
+                      const float* topkWeights, int numTokens, MoeDispatchOut& out, MoeHandle& handle);
+  /// MoE combine: expertOut is BF16 [rows x hidden] in the dispatch's receive layout; combined is BF16
+  /// [numTokens x hidden] with combined[t] = sum_k w_{t,k} * y(t, expert_k) (zero for a token without experts).
+  Request moeCombine(const MoeHandle& handle, const void* expertOut, void* combined);
+  /// Runs a ready-made Program on this rank (every rank must run the same one, in the same order of calls).
+  Request runProgram(std::shared_ptr<const core::ProgramSource> program, core::CallBuffers buffers);
 
   /// Point-to-point. Outside a group each is a group of one; inside groupStart()/groupEnd() they are
   /// collected and run together (matching in order per peer pair, as NCCL), and return invalid Requests.

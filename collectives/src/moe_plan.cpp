@@ -1,0 +1,730 @@
+/// MoE dispatch/combine: config checks, count words, the plan from counts, and the Program builders
+/// (docs/moe.md). Both paths, both directions; ops grow with mask groups (forward) or (source, expert) pairs
+/// (direct), never with tokens.
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "copro/collectives/moe.hpp"
+#include "copro/core/status.hpp"
+#include "moe_internal.hpp"
+
+namespace copro::collectives {
+
+using core::Addr;
+using core::BufferId;
+using core::Error;
+using core::ErrorCode;
+using core::kSelf;
+using core::Op;
+using core::ProgramHeader;
+using core::RankProgram;
+
+std::string_view moePathName(MoePath p) noexcept {
+  return p == MoePath::kForward ? "forward" : "direct";
+}
+
+int moeScaleGroups(const MoeConfig& c) {
+  if (c.dispatchDtype != core::DataType::kFloat8E4M3 || !c.fp8Scales) return 0;
+  return (c.hidden + 127) / 128;
+}
+
+std::uint64_t moeDispatchRowBytes(const MoeConfig& c) {
+  const auto payload = static_cast<std::uint64_t>(c.hidden) * core::dataTypeSize(c.dispatchDtype);
+  if (c.payloadOnly) return payload;
+  const std::uint64_t meta =
+      c.path == MoePath::kForward ? 4 + 8 * static_cast<std::uint64_t>(c.topk) : std::uint64_t{8};
+  return payload + 4 * static_cast<std::uint64_t>(moeScaleGroups(c)) + meta;
+}
+
+std::uint64_t moeCombineRowBytes(const MoeConfig& c) {
+  return static_cast<std::uint64_t>(c.hidden) * 2;
+}
+
+void checkMoeConfig(const MoeConfig& c, int nranks) {
+  const auto bad = [](const std::string& m) { throw Error(ErrorCode::kInvalidArgument, "MoE: " + m); };
+  if (nranks < 1) bad("needs at least one rank");
+  if (c.hidden <= 0) bad("hidden must be positive (it is " + std::to_string(c.hidden) + ")");
+  if (c.topk <= 0) bad("topk must be positive (it is " + std::to_string(c.topk) + ")");
+  if (c.numExperts <= 0 || c.numExperts % nranks != 0) {
+    bad("numExperts " + std::to_string(c.numExperts) + " is not a positive multiple of the number of ranks " +
+        std::to_string(nranks) + " (every rank must hold the same whole number of experts)");
+  }
+  if (c.dispatchDtype != core::DataType::kBfloat16 && c.dispatchDtype != core::DataType::kFloat8E4M3) {
+    bad("dispatchDtype " + std::string(core::dataTypeName(c.dispatchDtype)) +
+        " is not supported (use bfloat16 or float8e4m3)");
+  }
+  if (c.combineDtype != core::DataType::kBfloat16) {
+    bad("combineDtype " + std::string(core::dataTypeName(c.combineDtype)) + " is not supported (use bfloat16)");
+  }
+  if (c.maxNodesPerToken < 0) bad("maxNodesPerToken must be >= 0 (0 = no limit)");
+}
+
+namespace {
+
+struct NodeMap {
+  std::vector<int> nodeOfRank;
+  std::vector<std::vector<std::int32_t>> ranksOfNode;
+  std::vector<int> localIndex;
+};
+
+NodeMap makeNodeMap(const std::vector<int>& nodeOfRankIn, int nranks) {
+  NodeMap m;
+  m.nodeOfRank = nodeOfRankIn;
+  if (m.nodeOfRank.empty()) m.nodeOfRank.assign(static_cast<std::size_t>(nranks), 0);
+  if (static_cast<int>(m.nodeOfRank.size()) != nranks) {
+    throw Error(ErrorCode::kInvalidArgument, "MoE: the node map has " + std::to_string(m.nodeOfRank.size()) +
+                                                 " entries; it needs one per rank (" + std::to_string(nranks) + ")");
+  }
+  // Node ids are compacted to 0..n-1 in order of first appearance of their lowest rank.
+  std::vector<int> ids = m.nodeOfRank;
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  for (int& n : m.nodeOfRank) {
+    if (n < 0) throw Error(ErrorCode::kInvalidArgument, "MoE: node ids must be >= 0");
+    n = static_cast<int>(std::lower_bound(ids.begin(), ids.end(), n) - ids.begin());
+  }
+  m.ranksOfNode.resize(ids.size());
+  m.localIndex.resize(static_cast<std::size_t>(nranks));
+  for (int r = 0; r < nranks; ++r) {
+    auto& v = m.ranksOfNode[static_cast<std::size_t>(m.nodeOfRank[static_cast<std::size_t>(r)])];
+    m.localIndex[static_cast<std::size_t>(r)] = static_cast<int>(v.size());
+    v.push_back(r);
+  }
+  return m;
+}
+
+}  // namespace
+
+std::vector<std::uint64_t> moeCountWords(const MoeConfig& c, int rank, const std::int32_t* topkIdx, int numTokens,
+                                         const std::vector<int>& nodeOfRank) {
+  const int nranks = static_cast<int>(nodeOfRank.size());
+  checkMoeConfig(c, std::max(1, nranks));
+  const NodeMap nm = makeNodeMap(nodeOfRank, nranks);
+  const int epr = c.numExperts / nranks;
+  if (numTokens > 0 && topkIdx == nullptr) throw Error(ErrorCode::kInvalidArgument, "MoE: topkIdx is null");
+  std::vector<MoeTokenRoute> routes = moeRouteTokens(c, rank, topkIdx, numTokens, nm.nodeOfRank, nm.localIndex, epr);
+  std::vector<std::uint64_t> words;
+  if (c.path == MoePath::kDirect) {
+    words.assign(static_cast<std::size_t>(c.numExperts), 0);
+    for (int t = 0; t < numTokens; ++t) {
+      for (int k = 0; k < c.topk; ++k) {
+        const std::int32_t e = topkIdx[static_cast<std::size_t>(t) * static_cast<std::size_t>(c.topk) + k];
+        if (e >= 0) ++words[static_cast<std::size_t>(e)];
+      }
+    }
+    return words;
+  }
+  // (node, mask) per token; sort and run-length encode.
+  std::vector<std::pair<std::int32_t, std::uint64_t>> keys;
+  for (const auto& r : routes) {
+    for (const auto& nm2 : r.nodes) keys.emplace_back(nm2.first, nm2.second);
+  }
+  std::sort(keys.begin(), keys.end());
+  for (std::size_t i = 0; i < keys.size();) {
+    std::size_t j = i;
+    while (j < keys.size() && keys[j] == keys[i]) ++j;
+    words.push_back(static_cast<std::uint64_t>(keys[i].first));
+    words.push_back(keys[i].second);
+    words.push_back(j - i);
+    i = j;
+  }
+  return words;
+}
+
+std::vector<MoeTokenRoute> moeRouteTokens(const MoeConfig& c, int rank, const std::int32_t* topkIdx, int numTokens,
+                                          const std::vector<int>& nodeOfRank, const std::vector<int>& localIndex,
+                                          int expertsPerRank) {
+  std::vector<MoeTokenRoute> out(static_cast<std::size_t>(std::max(0, numTokens)));
+  const auto where = [&](int t, int k) {
+    return "token " + std::to_string(t) + " of rank " + std::to_string(rank) + " (slot " + std::to_string(k) + ")";
+  };
+  for (int t = 0; t < numTokens; ++t) {
+    MoeTokenRoute& r = out[static_cast<std::size_t>(t)];
+    for (int k = 0; k < c.topk; ++k) {
+      const std::int32_t e = topkIdx[static_cast<std::size_t>(t) * static_cast<std::size_t>(c.topk) + k];
+      if (e < 0) continue;
+      if (e >= c.numExperts) {
+        throw Error(ErrorCode::kInvalidArgument, "MoE: " + where(t, k) + " has expert id " + std::to_string(e) +
+                                                     "; ids must be in [0, " + std::to_string(c.numExperts) +
+                                                     ") or -1 for none");
+      }
+      for (int k2 = 0; k2 < k; ++k2) {
+        if (topkIdx[static_cast<std::size_t>(t) * static_cast<std::size_t>(c.topk) + k2] == e) {
+          throw Error(ErrorCode::kInvalidArgument,
+                      "MoE: " + where(t, k) + " lists expert " + std::to_string(e) + " twice; experts must differ");
+        }
+      }
+      const int dst = e / expertsPerRank;
+      const int node = nodeOfRank[static_cast<std::size_t>(dst)];
+      const std::uint64_t bit = std::uint64_t{1} << localIndex[static_cast<std::size_t>(dst)];
+      bool found = false;
+      for (auto& nmask : r.nodes) {
+        if (nmask.first == node) {
+          nmask.second |= bit;
+          found = true;
+        }
+      }
+      if (!found) r.nodes.emplace_back(node, bit);
+    }
+    std::sort(r.nodes.begin(), r.nodes.end());
+    if (c.maxNodesPerToken > 0 && static_cast<int>(r.nodes.size()) > c.maxNodesPerToken) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "MoE: token " + std::to_string(t) + " of rank " + std::to_string(rank) + " reaches " +
+                      std::to_string(r.nodes.size()) + " nodes but maxNodesPerToken is " +
+                      std::to_string(c.maxNodesPerToken) + " (node-limited routing: pick the nodes first)");
+    }
+  }
+  return out;
+}
+
+int MoePlan::relay(int src, int node) const {
+  if (nodeOfRank[static_cast<std::size_t>(src)] == node) return src;
+  const auto& rs = ranksOfNode[static_cast<std::size_t>(node)];
+  return rs[static_cast<std::size_t>(localIndex[static_cast<std::size_t>(src)]) % rs.size()];
+}
+
+std::uint64_t MoePlan::landingRows(int rank) const {
+  std::uint64_t rows = 0;
+  if (config.path == MoePath::kDirect) {
+    for (int s = 0; s < nranks; ++s) {
+      for (int i = 0; i < expertsPerRank; ++i) {
+        rows += expertCounts[static_cast<std::size_t>(s)]
+                            [static_cast<std::size_t>(rank) * static_cast<std::size_t>(expertsPerRank) +
+                             static_cast<std::size_t>(i)];
+      }
+    }
+    return rows;
+  }
+  const int node = nodeOfRank[static_cast<std::size_t>(rank)];
+  const std::uint64_t bit = std::uint64_t{1} << localIndex[static_cast<std::size_t>(rank)];
+  for (int s = 0; s < nranks; ++s) {
+    for (const auto& g : groups[static_cast<std::size_t>(s)]) {
+      if (g.node == node && (g.mask & bit) != 0) rows += g.count;
+    }
+  }
+  return rows;
+}
+
+MoePlan planMoe(const MoeConfig& c, const std::vector<std::vector<std::uint64_t>>& countWords,
+                const std::vector<int>& nodeOfRankIn) {
+  const int nranks = static_cast<int>(countWords.size());
+  checkMoeConfig(c, nranks);
+  NodeMap nm = makeNodeMap(nodeOfRankIn, nranks);
+  MoePlan p;
+  p.config = c;
+  p.nranks = nranks;
+  p.expertsPerRank = c.numExperts / nranks;
+  p.nodeOfRank = std::move(nm.nodeOfRank);
+  p.ranksOfNode = std::move(nm.ranksOfNode);
+  p.localIndex = std::move(nm.localIndex);
+  if (c.path == MoePath::kDirect) {
+    p.expertCounts = countWords;
+    for (int s = 0; s < nranks; ++s) {
+      if (static_cast<int>(countWords[static_cast<std::size_t>(s)].size()) != c.numExperts) {
+        throw Error(ErrorCode::kInvalidArgument, "MoE: rank " + std::to_string(s) + " sent " +
+                                                     std::to_string(countWords[static_cast<std::size_t>(s)].size()) +
+                                                     " count words; the direct path needs one per expert (" +
+                                                     std::to_string(c.numExperts) + ")");
+      }
+    }
+    return p;
+  }
+  for (const auto& rs : p.ranksOfNode) {
+    if (rs.size() > 64) {
+      throw Error(ErrorCode::kInvalidArgument, "MoE: the forward path supports at most 64 ranks per node (a node has " +
+                                                   std::to_string(rs.size()) + "); use the direct path");
+    }
+  }
+  p.groups.resize(static_cast<std::size_t>(nranks));
+  for (int s = 0; s < nranks; ++s) {
+    const auto& w = countWords[static_cast<std::size_t>(s)];
+    if (w.size() % 3 != 0) {
+      throw Error(ErrorCode::kInvalidArgument, "MoE: rank " + std::to_string(s) + " sent " + std::to_string(w.size()) +
+                                                   " count words; the forward path needs (node, mask, count) triples");
+    }
+    for (std::size_t i = 0; i < w.size(); i += 3) {
+      MoePlan::Group g;
+      g.node = static_cast<std::int32_t>(w[i]);
+      g.mask = w[i + 1];
+      g.count = w[i + 2];
+      if (g.node < 0 || g.node >= static_cast<int>(p.ranksOfNode.size()) || g.mask == 0 ||
+          (p.ranksOfNode[static_cast<std::size_t>(g.node)].size() < 64 &&
+           (g.mask >> p.ranksOfNode[static_cast<std::size_t>(g.node)].size()) != 0)) {
+        throw Error(ErrorCode::kInvalidArgument, "MoE: rank " + std::to_string(s) + " sent a bad count group (node " +
+                                                     std::to_string(w[i]) + ", mask " + std::to_string(g.mask) + ")");
+      }
+      if (g.count > 0) p.groups[static_cast<std::size_t>(s)].push_back(g);
+    }
+  }
+  return p;
+}
+
+MoePlan planMoe(const MoeConfig& c, const MoeRouting& routing, const std::vector<int>& nodeOfRank) {
+  const int nranks = static_cast<int>(routing.topkIdx.size());
+  std::vector<int> nodes = nodeOfRank;
+  if (nodes.empty()) nodes.assign(static_cast<std::size_t>(nranks), 0);
+  if (routing.topk != c.topk) {
+    throw Error(ErrorCode::kInvalidArgument, "MoE: the routing has topk " + std::to_string(routing.topk) +
+                                                 " but the config says " + std::to_string(c.topk));
+  }
+  std::vector<std::vector<std::uint64_t>> words(static_cast<std::size_t>(nranks));
+  for (int r = 0; r < nranks; ++r) {
+    words[static_cast<std::size_t>(r)] =
+        moeCountWords(c, r, routing.topkIdx[static_cast<std::size_t>(r)].data(), routing.numTokens, nodes);
+  }
+  return planMoe(c, words, nodes);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Layout: row offsets of every area, computed once from the plan (O(groups * ranks per mask)).
+
+MoeLayout::MoeLayout(const MoePlan& plan) : p(plan) {
+  const int n = p.nranks;
+  const auto un = static_cast<std::size_t>(n);
+  sendRows.assign(un, 0);
+  landRows.assign(un, 0);
+  relayRows.assign(un, 0);
+  contribRows.assign(un, 0);
+  reducedRows.assign(un, 0);
+  finalRows.assign(un, 0);
+  if (p.config.path == MoePath::kDirect) {
+    const int ne = p.config.numExperts;
+    sendOff.assign(un, std::vector<std::uint64_t>(static_cast<std::size_t>(ne), 0));
+    landOffDirect.assign(un, std::vector<std::uint64_t>(static_cast<std::size_t>(ne), 0));
+    for (int s = 0; s < n; ++s) {
+      for (int e = 0; e < ne; ++e) {
+        sendOff[static_cast<std::size_t>(s)][static_cast<std::size_t>(e)] = sendRows[static_cast<std::size_t>(s)];
+        sendRows[static_cast<std::size_t>(s)] +=
+            p.expertCounts[static_cast<std::size_t>(s)][static_cast<std::size_t>(e)];
+      }
+    }
+    for (int e = 0; e < ne; ++e) {
+      const auto d = static_cast<std::size_t>(e / p.expertsPerRank);
+      for (int s = 0; s < n; ++s) {
+        landOffDirect[static_cast<std::size_t>(s)][static_cast<std::size_t>(e)] = landRows[d];
+        landRows[d] += p.expertCounts[static_cast<std::size_t>(s)][static_cast<std::size_t>(e)];
+      }
+    }
+    finalRows = sendRows;
+    return;
+  }
+  const auto numNodes = p.ranksOfNode.size();
+  groupSendOff.resize(un);
+  landOff.resize(un);
+  contribOff.resize(un);
+  groupRedOff.resize(un);
+  nodeChunk.assign(un, std::vector<Chunk>(numNodes));
+  relayOff.assign(un, std::vector<std::uint64_t>(numNodes, 0));
+  finalOff.assign(un, std::vector<std::uint64_t>(numNodes, 0));
+  for (int s = 0; s < n; ++s) {
+    const auto us = static_cast<std::size_t>(s);
+    const auto& gs = p.groups[us];
+    groupSendOff[us].resize(gs.size());
+    landOff[us].resize(gs.size());
+    contribOff[us].resize(gs.size());
+    groupRedOff[us].resize(gs.size());
+    for (std::size_t g = 0; g < gs.size(); ++g) {
+      groupSendOff[us][g] = sendRows[us];
+      Chunk& ch = nodeChunk[us][static_cast<std::size_t>(gs[g].node)];
+      if (ch.rows == 0) ch.first = sendRows[us];
+      ch.rows += gs[g].count;
+      sendRows[us] += gs[g].count;
+    }
+  }
+  // Landing at d: sources ascending, their groups in order.
+  for (int s = 0; s < n; ++s) {
+    const auto us = static_cast<std::size_t>(s);
+    const auto& gs = p.groups[us];
+    for (std::size_t g = 0; g < gs.size(); ++g) {
+      const auto& rs = p.ranksOfNode[static_cast<std::size_t>(gs[g].node)];
+      for (std::size_t j = 0; j < rs.size(); ++j) {
+        if ((gs[g].mask >> j & 1U) == 0) continue;
+        const auto d = static_cast<std::size_t>(rs[j]);
+        landOff[us][g].push_back(landRows[d]);
+        landRows[d] += gs[g].count;
+      }
+    }
+  }
+  // Relay areas (dispatch, after the landing area) and combine areas, sources ascending per relay.
+  for (int s = 0; s < n; ++s) {
+    const auto us = static_cast<std::size_t>(s);
+    for (std::size_t node = 0; node < numNodes; ++node) {
+      const Chunk& ch = nodeChunk[us][node];
+      if (ch.rows == 0) continue;
+      const auto r = static_cast<std::size_t>(p.relay(s, static_cast<int>(node)));
+      if (static_cast<int>(r) != s) {
+        relayOff[us][node] = relayRows[r];
+        relayRows[r] += ch.rows;
+      }
+    }
+  }
+  for (int s = 0; s < n; ++s) {
+    const auto us = static_cast<std::size_t>(s);
+    const auto& gs = p.groups[us];
+    for (std::size_t g = 0; g < gs.size(); ++g) {
+      const auto& rs = p.ranksOfNode[static_cast<std::size_t>(gs[g].node)];
+      const auto r = static_cast<std::size_t>(p.relay(s, gs[g].node));
+      for (std::size_t j = 0; j < rs.size(); ++j) {
+        if ((gs[g].mask >> j & 1U) == 0) continue;
+        if (static_cast<std::size_t>(rs[j]) == r) {
+          contribOff[us][g].push_back(UINT64_MAX);  // the relay reads its own input
+        } else {
+          contribOff[us][g].push_back(contribRows[r]);
+          contribRows[r] += gs[g].count;
+        }
+      }
+    }
+    for (std::size_t node = 0; node < numNodes; ++node) {
+      const Chunk& ch = nodeChunk[us][node];
+      if (ch.rows == 0) continue;
+      finalOff[us][node] = finalRows[us];
+      finalRows[us] += ch.rows;
+    }
+  }
+  // Reduced areas at the relays of remote sources: one contiguous run per (source, node).
+  reducedChunkOff.assign(un, std::vector<std::uint64_t>(numNodes, 0));
+  for (int s = 0; s < n; ++s) {
+    const auto us = static_cast<std::size_t>(s);
+    for (std::size_t node = 0; node < numNodes; ++node) {
+      const Chunk& ch = nodeChunk[us][node];
+      if (ch.rows == 0) continue;
+      const auto r = static_cast<std::size_t>(p.relay(s, static_cast<int>(node)));
+      if (static_cast<int>(r) == s) continue;
+      reducedChunkOff[us][node] = reducedRows[r];
+      reducedRows[r] += ch.rows;
+    }
+    const auto& gs = p.groups[us];
+    for (std::size_t g = 0; g < gs.size(); ++g) {
+      groupRedOff[us][g] = groupSendOff[us][g] - nodeChunk[us][static_cast<std::size_t>(gs[g].node)].first;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Programs
+
+namespace {
+
+constexpr int kPeerLanes = 8;  // lanes for puts to peers (parallel issue, as DeepEP's channels)
+constexpr std::int32_t kLandSem = 0;
+std::int32_t relaySem(int src) {
+  return 1 + src;
+}
+
+Addr local(BufferId b, std::uint64_t off) {
+  return Addr{kSelf, b, off};
+}
+Addr remote(int r, BufferId b, std::uint64_t off) {
+  return Addr{r, b, off};
+}
+
+ProgramHeader moeHeader(const MoePlan& p, const char* what, std::vector<std::uint64_t> in,
+                        std::vector<std::uint64_t> out) {
+  ProgramHeader h;
+  h.name = std::string("moe") + what + "." + std::string(moePathName(p.config.path));
+  h.nranks = p.nranks;
+  h.numSemaphores = 1 + p.nranks;
+  h.inputBytes = std::move(in);
+  h.outputBytes = std::move(out);
+  return h;
+}
+
+/// Lane 0 is the final wait; puts to peer `d` go on lane 1 + d % kPeerLanes (or a relay lane).
+int peerLane(int d) {
+  return 1 + d % kPeerLanes;
+}
+
+/// At most a window of puts of a lane in flight: a flush after every `window` puts (a bounded send queue, as
+/// a DeepEP channel's; it also keeps the simulator's concurrent flows, and so its cost, small). Peer lanes
+/// keep kPeerWindow puts in flight, relay lanes (one per source, many puts each) kRelayWindow.
+constexpr int kPeerWindow = 4;
+constexpr int kRelayWindow = 8;
+class Emitter {
+ public:
+  explicit Emitter(RankProgram& out) : out_(out) {}
+  int addLane(int window = kRelayWindow) {
+    const int lane = out_.addLane();
+    windowOf(lane).window = window;
+    return lane;
+  }
+  void emit(int lane, Op op) {
+    const bool isPut = op.code == core::OpCode::kPut;
+    out_.emit(lane, std::move(op));
+    if (!isPut) return;
+    LaneWindow& w = windowOf(lane);
+    if (++w.puts % w.window == 0) out_.emit(lane, Op::flush());
+  }
+
+ private:
+  struct LaneWindow {
+    int puts = 0;
+    int window = kPeerWindow;
+  };
+  LaneWindow& windowOf(int lane) {
+    if (lanes_.size() <= static_cast<std::size_t>(lane)) lanes_.resize(static_cast<std::size_t>(lane) + 1);
+    return lanes_[static_cast<std::size_t>(lane)];
+  }
+  RankProgram& out_;
+  std::vector<LaneWindow> lanes_;
+};
+
+void emitDispatchForward(const MoeLayout& L, std::uint64_t rb, int r, RankProgram& program) {
+  Emitter out(program);
+  const MoePlan& p = L.p;
+  const auto ur = static_cast<std::size_t>(r);
+  const int myNode = p.nodeOfRank[ur];
+  const int myLi = p.localIndex[ur];
+  out.addLane();  // lane 0
+  // Sends of own tokens: own node directly, other nodes to the relay (one put per node).
+  const auto& gs = p.groups[ur];
+  for (std::size_t g = 0; g < gs.size(); ++g) {
+    if (gs[g].node != myNode) continue;
+    const auto& rs = p.ranksOfNode[static_cast<std::size_t>(myNode)];
+    std::size_t k = 0;
+    for (std::size_t j = 0; j < rs.size(); ++j) {
+      if ((gs[g].mask >> j & 1U) == 0) continue;
+      const int d = rs[j];
+      const std::uint64_t dst = L.landOff[ur][g][k++] * rb;
+      const std::uint64_t src = L.groupSendOff[ur][g] * rb;
+      const std::uint64_t bytes = gs[g].count * rb;
+      if (d == r) {
+        out.emit(peerLane(d), Op::copy(local(BufferId::kOutput, dst), local(BufferId::kInput, src), bytes));
+      } else {
+        out.emit(peerLane(d),
+                 Op::put(d, remote(d, BufferId::kOutput, dst), local(BufferId::kInput, src), bytes, kLandSem, 1));
+      }
+    }
+  }
+  for (std::size_t node = 0; node < p.ranksOfNode.size(); ++node) {
+    const auto& ch = L.nodeChunk[ur][node];
+    if (static_cast<int>(node) == myNode || ch.rows == 0) continue;
+    const int relay = p.relay(r, static_cast<int>(node));
+    const std::uint64_t dst = (L.landRows[static_cast<std::size_t>(relay)] + L.relayOff[ur][node]) * rb;
+    // On lane 0: the node chunks are few and large; all of them are in flight at once.
+    out.emit(0, Op::put(relay, remote(relay, BufferId::kOutput, dst), local(BufferId::kInput, ch.first * rb),
+                        ch.rows * rb, relaySem(r), 1));
+  }
+  // Relay lanes: forward each remote source's chunk, one put per (mask group, destination).
+  std::uint64_t expected = 0;
+  for (int s = 0; s < p.nranks; ++s) {
+    const auto us = static_cast<std::size_t>(s);
+    const auto& sg = p.groups[us];
+    // Landing arrivals at r from this source (put by another rank).
+    for (std::size_t g = 0; g < sg.size(); ++g) {
+      if (sg[g].node != myNode || (sg[g].mask >> myLi & 1U) == 0) continue;
+      if (p.relay(s, myNode) != r) ++expected;
+    }
+    if (s == r || p.nodeOfRank[us] == myNode) continue;
+    const auto& ch = L.nodeChunk[us][static_cast<std::size_t>(myNode)];
+    if (ch.rows == 0 || p.relay(s, myNode) != r) continue;
+    const int lane = out.addLane();
+    out.emit(lane, Op::wait(relaySem(s), 1));
+    const std::uint64_t base = L.landRows[ur] + L.relayOff[us][static_cast<std::size_t>(myNode)];
+    const auto& rs = p.ranksOfNode[static_cast<std::size_t>(myNode)];
+    for (std::size_t g = 0; g < sg.size(); ++g) {
+      if (sg[g].node != myNode) continue;
+      std::size_t k = 0;
+      const std::uint64_t src = (base + L.groupSendOff[us][g] - ch.first) * rb;
+      for (std::size_t j = 0; j < rs.size(); ++j) {
+        if ((sg[g].mask >> j & 1U) == 0) continue;
+        const int d = rs[j];
+        const std::uint64_t dst = L.landOff[us][g][k++] * rb;
+        const std::uint64_t bytes = sg[g].count * rb;
+        if (d == r) {
+          out.emit(lane, Op::copy(local(BufferId::kOutput, dst), local(BufferId::kOutput, src), bytes));
+        } else {
+          out.emit(lane,
+                   Op::put(d, remote(d, BufferId::kOutput, dst), local(BufferId::kOutput, src), bytes, kLandSem, 1));
+        }
+      }
+    }
+  }
+  if (expected > 0) out.emit(0, Op::wait(kLandSem, expected));
+}
+
+void emitCombineForward(const MoeLayout& L, std::uint64_t cb, std::uint64_t hidden, int r, RankProgram& program) {
+  Emitter out(program);
+  const MoePlan& p = L.p;
+  const auto ur = static_cast<std::size_t>(r);
+  const int myNode = p.nodeOfRank[ur];
+  const int myLi = p.localIndex[ur];
+  const std::uint64_t contribBase = 0;
+  const std::uint64_t reducedBase = L.contribRows[ur];
+  const std::uint64_t finalBase = reducedBase + L.reducedRows[ur];
+  out.addLane();  // lane 0
+  // Contributions of the rows that landed here, to each source's relay on this node.
+  for (int s = 0; s < p.nranks; ++s) {
+    const auto us = static_cast<std::size_t>(s);
+    const auto& sg = p.groups[us];
+    const int relay = p.relay(s, myNode);
+    if (relay == r) continue;
+    for (std::size_t g = 0; g < sg.size(); ++g) {
+      if (sg[g].node != myNode || (sg[g].mask >> myLi & 1U) == 0) continue;
+      // Index of r among the mask's ranks.
+      const int k = std::popcount(sg[g].mask & ((std::uint64_t{1} << myLi) - 1));
+      const std::uint64_t src = L.landOff[us][g][static_cast<std::size_t>(k)] * cb;
+      const std::uint64_t dst = (contribBase + L.contribOff[us][g][static_cast<std::size_t>(k)]) * cb;
+      out.emit(peerLane(relay), Op::put(relay, remote(relay, BufferId::kOutput, dst), local(BufferId::kInput, src),
+                                        sg[g].count * cb, relaySem(s), 1));
+    }
+  }
+  // Relay lanes: reduce each mask group over the contributing local ranks, return the node's rows.
+  for (int s = 0; s < p.nranks; ++s) {
+    const auto us = static_cast<std::size_t>(s);
+    const auto& ch = L.nodeChunk[us][static_cast<std::size_t>(myNode)];
+    if (ch.rows == 0 || p.relay(s, myNode) != r) continue;
+    const auto& sg = p.groups[us];
+    const auto& rs = p.ranksOfNode[static_cast<std::size_t>(myNode)];
+    std::uint64_t contributions = 0;
+    for (std::size_t g = 0; g < sg.size(); ++g) {
+      if (sg[g].node != myNode) continue;
+      for (std::size_t j = 0; j < rs.size(); ++j) {
+        if ((sg[g].mask >> j & 1U) != 0 && rs[j] != r) ++contributions;
+      }
+    }
+    const int lane = out.addLane();
+    if (contributions > 0) out.emit(lane, Op::wait(relaySem(s), contributions));
+    const std::uint64_t outBase = s == r ? finalBase + L.finalOff[us][static_cast<std::size_t>(myNode)]
+                                         : reducedBase + L.reducedChunkOff[us][static_cast<std::size_t>(myNode)];
+    for (std::size_t g = 0; g < sg.size(); ++g) {
+      if (sg[g].node != myNode) continue;
+      std::vector<Addr> srcs;
+      std::size_t k = 0;
+      for (std::size_t j = 0; j < rs.size(); ++j) {
+        if ((sg[g].mask >> j & 1U) == 0) continue;
+        if (rs[j] == r) {
+          srcs.push_back(local(BufferId::kInput, L.landOff[us][g][k] * cb));
+        } else {
+          srcs.push_back(local(BufferId::kOutput, (contribBase + L.contribOff[us][g][k]) * cb));
+        }
+        ++k;
+      }
+      out.emit(lane, Op::reduce(local(BufferId::kOutput, (outBase + L.groupRedOff[us][g]) * cb), std::move(srcs),
+                                sg[g].count * hidden, core::DataType::kBfloat16, core::ReduceOp::kSum));
+    }
+    if (s != r) {
+      const std::uint64_t dst = L.finalOff[us][static_cast<std::size_t>(myNode)] * cb;
+      // The source's final area starts after its contribution and reduced areas.
+      const std::uint64_t srcFinalBase = L.contribRows[us] + L.reducedRows[us];
+      out.emit(lane, Op::put(s, remote(s, BufferId::kOutput, srcFinalBase * cb + dst),
+                             local(BufferId::kOutput, outBase * cb), ch.rows * cb, kLandSem, 1));
+    }
+  }
+  std::uint64_t expected = 0;
+  for (std::size_t node = 0; node < p.ranksOfNode.size(); ++node) {
+    if (static_cast<int>(node) != myNode && L.nodeChunk[ur][node].rows > 0) ++expected;
+  }
+  if (expected > 0) out.emit(0, Op::wait(kLandSem, expected));
+}
+
+void emitDispatchDirect(const MoeLayout& L, std::uint64_t rb, int r, RankProgram& program) {
+  Emitter out(program);
+  const MoePlan& p = L.p;
+  const auto ur = static_cast<std::size_t>(r);
+  out.addLane();
+  for (int e = 0; e < p.config.numExperts; ++e) {
+    const auto ue = static_cast<std::size_t>(e);
+    const std::uint64_t rows = p.expertCounts[ur][ue];
+    if (rows == 0) continue;
+    const int d = e / p.expertsPerRank;
+    const std::uint64_t src = L.sendOff[ur][ue] * rb;
+    const std::uint64_t dst = L.landOffDirect[ur][ue] * rb;
+    if (d == r) {
+      out.emit(peerLane(d), Op::copy(local(BufferId::kOutput, dst), local(BufferId::kInput, src), rows * rb));
+    } else {
+      out.emit(peerLane(d),
+               Op::put(d, remote(d, BufferId::kOutput, dst), local(BufferId::kInput, src), rows * rb, kLandSem, 1));
+    }
+  }
+  std::uint64_t expected = 0;
+  for (int s = 0; s < p.nranks; ++s) {
+    if (s == r) continue;
+    for (int i = 0; i < p.expertsPerRank; ++i) {
+      if (p.expertCounts[static_cast<std::size_t>(s)]
+                        [static_cast<std::size_t>(r) * static_cast<std::size_t>(p.expertsPerRank) +
+                         static_cast<std::size_t>(i)] > 0) {
+        ++expected;
+      }
+    }
+  }
+  if (expected > 0) out.emit(0, Op::wait(kLandSem, expected));
+}
+
+void emitCombineDirect(const MoeLayout& L, std::uint64_t cb, int r, RankProgram& program) {
+  Emitter out(program);
+  const MoePlan& p = L.p;
+  const auto ur = static_cast<std::size_t>(r);
+  out.addLane();
+  for (int i = 0; i < p.expertsPerRank; ++i) {
+    const int e = r * p.expertsPerRank + i;
+    const auto ue = static_cast<std::size_t>(e);
+    for (int s = 0; s < p.nranks; ++s) {
+      const auto us = static_cast<std::size_t>(s);
+      const std::uint64_t rows = p.expertCounts[us][ue];
+      if (rows == 0) continue;
+      const std::uint64_t src = L.landOffDirect[us][ue] * cb;
+      const std::uint64_t dst = L.sendOff[us][ue] * cb;
+      if (s == r) {
+        out.emit(peerLane(s), Op::copy(local(BufferId::kOutput, dst), local(BufferId::kInput, src), rows * cb));
+      } else {
+        out.emit(peerLane(s),
+                 Op::put(s, remote(s, BufferId::kOutput, dst), local(BufferId::kInput, src), rows * cb, kLandSem, 1));
+      }
+    }
+  }
+  std::uint64_t expected = 0;
+  for (int e = 0; e < p.config.numExperts; ++e) {
+    const int d = e / p.expertsPerRank;
+    if (d != r && p.expertCounts[ur][static_cast<std::size_t>(e)] > 0) ++expected;
+  }
+  if (expected > 0) out.emit(0, Op::wait(kLandSem, expected));
+}
+
+}  // namespace
+
+std::shared_ptr<const core::ProgramSource> buildMoeDispatch(const MoeConfig& c, const MoePlan& plan) {
+  auto layout = std::make_shared<const MoeLayout>(plan);
+  const std::uint64_t rb = moeDispatchRowBytes(c);
+  const auto n = static_cast<std::size_t>(plan.nranks);
+  std::vector<std::uint64_t> in(n);
+  std::vector<std::uint64_t> out(n);
+  for (std::size_t r = 0; r < n; ++r) {
+    in[r] = layout->sendRows[r] * rb;
+    out[r] = (layout->landRows[r] + layout->relayRows[r]) * rb;
+  }
+  return std::make_shared<core::LazyProgram>(moeHeader(plan, "dispatch", in, out),
+                                             [layout, rb, path = c.path](std::int32_t r, RankProgram& o) {
+                                               if (path == MoePath::kForward) {
+                                                 emitDispatchForward(*layout, rb, r, o);
+                                               } else {
+                                                 emitDispatchDirect(*layout, rb, r, o);
+                                               }
+                                             });
+}
+
+std::shared_ptr<const core::ProgramSource> buildMoeCombine(const MoeConfig& c, const MoePlan& plan) {
+  auto layout = std::make_shared<const MoeLayout>(plan);
+  const std::uint64_t cb = moeCombineRowBytes(c);
+  const auto hidden = static_cast<std::uint64_t>(c.hidden);
+  const auto n = static_cast<std::size_t>(plan.nranks);
+  std::vector<std::uint64_t> in(n);
+  std::vector<std::uint64_t> out(n);
+  for (std::size_t r = 0; r < n; ++r) {
+    in[r] = layout->landRows[r] * cb;
+    out[r] = (layout->contribRows[r] + layout->reducedRows[r] + layout->finalRows[r]) * cb;
+  }
+  return std::make_shared<core::LazyProgram>(moeHeader(plan, "combine", in, out),
+                                             [layout, cb, hidden, path = c.path](std::int32_t r, RankProgram& o) {
+                                               if (path == MoePath::kForward) {
+                                                 emitCombineForward(*layout, cb, hidden, r, o);
+                                               } else {
+                                                 emitCombineDirect(*layout, cb, r, o);
+                                               }
+                                             });
+}
+
+}  // namespace copro::collectives
