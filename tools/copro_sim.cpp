@@ -23,8 +23,10 @@
 #include "copro/core/text.hpp"
 #include "copro/core/units.hpp"
 #include "copro/topologies/topology.hpp"
+#include "moe_cli.hpp"
 #include "plot.hpp"
 #include "sim_runner.hpp"
+#include "workload_cli.hpp"
 
 namespace {
 
@@ -212,6 +214,8 @@ void applyKey(SimCase& c, const std::string& key, const std::string& value) {
     c.op = parseOp(value);
   } else if (key == "root") {
     c.root = parseInt("root", value);
+  } else if (key == "pxn") {
+    c.pxn = parseInt("pxn", value);
   } else {
     addOverride(c, key, value);
   }
@@ -313,7 +317,23 @@ struct RunArgs {
   std::string trace;
   int traceLinks = 64;
   OutputOptions out;
+  std::string initiation;  ///< --initiation: both scales (empty: device)
+  std::string initiationScaleUp;
+  std::string initiationScaleOut;
+  int pxn = -1;  ///< --pxn; -1: not given (0, and no spine-bytes line in the output)
 };
+
+/// "device", "proxy" or "offload" for `option`; empty keeps `fallback`.
+copro::core::Initiation parseInitiationOption(const std::string& option, const std::string& text,
+                                              copro::core::Initiation fallback) {
+  if (text.empty()) return fallback;
+  copro::core::Initiation m = fallback;
+  if (!copro::core::parseInitiation(text, m)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                option + " '" + text + "' is not an initiation mode: use device, proxy or offload");
+  }
+  return m;
+}
 
 /// Applies the common options to the base case.
 SimCase baseCase(const RunArgs& a) {
@@ -321,6 +341,10 @@ SimCase baseCase(const RunArgs& a) {
   c.kind = copro::tools::parseRunnableCollective(a.collective);
   c.dtype = parseDtype(a.dtype);
   c.op = parseOp(a.op);
+  c.pxn = std::max(a.pxn, 0);
+  const auto both = parseInitiationOption("--initiation", a.initiation, copro::core::Initiation::kDevice);
+  c.scaleUpInitiation = parseInitiationOption("--initiation-scaleup", a.initiationScaleUp, both);
+  c.scaleOutInitiation = parseInitiationOption("--initiation-scaleout", a.initiationScaleOut, both);
   for (const auto& s : a.sets) {
     auto [k, v] = splitKeyValue(s, "--set");
     addOverride(c, k, v);
@@ -358,6 +382,7 @@ int cmdRun(const RunArgs& a) {
                   o.chunkBytes == 0 ? "unchunked" : sizeText(o.chunkBytes).c_str(),
                   c.algorithm.empty() ? "chosen by the planner (*)" : c.algorithm.c_str());
       std::printf("# planner cost model: %s\n", describeModel(o.model).c_str());
+      if (c.pxn > 0) std::printf("# PXN level %d (docs/pxn.md)\n", c.pxn);
       printTableHeader(a.out);
     }
     headerDone = true;
@@ -371,6 +396,11 @@ int cmdRun(const RunArgs& a) {
   }
   if (!a.csv) {
     for (const auto& o : outcomes) printBusiestLinks(fabric, o, a.out.top);
+    for (const auto& o : outcomes) {
+      if (a.pxn < 0) break;  // only with --pxn, so that outputs without it stay as they were
+      std::printf("# bytes through spine switches (tier 1) at size %s: %llu\n", sizeText(o.bytes).c_str(),
+                  static_cast<unsigned long long>(o.spineBytes));
+    }
     if (!a.trace.empty()) std::printf("#\n# trace written to %s\n", a.trace.c_str());
   }
   return 0;
@@ -592,6 +622,9 @@ int runCli(int argc, char** argv) {
     sub->add_option("--dtype,-d", a.dtype, "data type (default float32)");
     sub->add_option("--op,-o", a.op, "reduction (default sum)");
     sub->add_option("--root,-r", a.base.root, "root of rooted collectives (default 0)");
+    sub->add_option("--pxn", a.pxn,
+                    "PXN level: 0 off, 1 relay off-rail puts through the local GPU on the destination's rail, "
+                    "2 also aggregate at the relay (docs/pxn.md; default 0)");
     sub->add_option("--set", a.sets, "topology override key=value (builder parameter or sim.key)");
     sub->add_flag("--quiet,-q", a.out.quiet, "no progress bar");
     sub->add_flag("--no-wall", a.out.noWall, "leave out wall-clock times (deterministic output)");
@@ -602,6 +635,12 @@ int runCli(int argc, char** argv) {
   runCmd->add_option("--trace", run.trace, "write a Chrome trace / Perfetto JSON timeline to this file");
   runCmd->add_option("--trace-links", run.traceLinks, "link counters for the K busiest links (0: all; default 64)");
   runCmd->add_option("--top", run.out.top, "busiest links to list (default 5; 0: none)");
+  runCmd->add_option("--initiation", run.initiation,
+                     "who posts every lane's work: device, proxy or offload (default device; docs/initiation.md)");
+  runCmd->add_option("--initiation-scaleup", run.initiationScaleUp,
+                     "initiation of lanes that stay inside a server (default: --initiation)");
+  runCmd->add_option("--initiation-scaleout", run.initiationScaleOut,
+                     "initiation of lanes that reach another server (default: --initiation)");
 
   RunArgs sweep;
   std::vector<std::string> sweepSpecs;
@@ -609,7 +648,8 @@ int runCli(int argc, char** argv) {
   CLI::App* sweepCmd = app.add_subcommand("sweep", "cross product of parameters: table, CSV and SVG plot");
   addCommon(sweepCmd, sweep, true);
   sweepCmd
-      ->add_option("--sweep", sweepSpecs, "key=v1,v2,... (size, ranks, algo, collective, dtype, op, or a --set key)")
+      ->add_option("--sweep", sweepSpecs,
+                   "key=v1,v2,... (size, ranks, algo, collective, dtype, op, pxn, or a --set key)")
       ->required();
   sweepCmd->add_option("--csv", sweepPlan.csvPath, "write the rows to this CSV file");
   sweepCmd->add_option("--plot", sweepPlan.plotPath, "write an SVG plot of busbw to this file");
@@ -638,6 +678,11 @@ int runCli(int argc, char** argv) {
   whatifCmd->add_flag("--no-wall", whatif.out.noWall, "leave out wall-clock times");
 
   CLI::App* listCmd = app.add_subcommand("topologies", "list the bundled topology files");
+
+  copro::tools::WorkloadCliArgs workloadArgs;
+  CLI::App* workloadCmd = copro::tools::addWorkloadCommand(app, workloadArgs);
+  copro::tools::MoeCliArgs moeArgs;
+  CLI::App* moeCmd = copro::tools::addMoeCommand(app, moeArgs);
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -689,6 +734,8 @@ int runCli(int argc, char** argv) {
       p.plotPath = whatifOut + ".svg";
       return runGrid(base, g, p, whatif.out);
     }
+    if (workloadCmd->parsed()) return copro::tools::runWorkloadCommand(workloadArgs);
+    if (moeCmd->parsed()) return copro::tools::runMoeCommand(moeArgs);
     if (listCmd->parsed()) {
       for (const auto& name : copro::topo::bundledTopologies()) std::printf("%s\n", name.c_str());
       return 0;

@@ -315,6 +315,9 @@ SimOutcome runCase(FabricCache& fabrics, const SimCase& c, const SimRunExtras& e
   args.dtype = c.dtype;
   args.op = c.op;
   args.root = c.root;
+  args.scaleUpInitiation = c.scaleUpInitiation;
+  args.scaleOutInitiation = c.scaleOutInitiation;
+  args.pxnLevel = c.pxn;
   const std::uint64_t es = core::dataTypeSize(c.dtype);
   args.count = c.kind == CollectiveKind::kBarrier ? 0 : countForSize(c.kind, c.size, es, p);
   out.count = args.count;
@@ -400,6 +403,12 @@ SimOutcome runCase(FabricCache& fabrics, const SimCase& c, const SimRunExtras& e
   const double seconds = out.result.time.seconds();
   out.algbwGBps = seconds > 0 ? static_cast<double>(out.bytes) / seconds / 1e9 : 0.0;
   out.busbwGBps = out.algbwGBps * busBandwidthFactor(c.kind, p);
+  // Bytes into spine-tier switches: what PXN (docs/pxn.md) keeps off the spine of a rail-optimized fabric.
+  for (const auto& ch : out.result.channels) {
+    const auto& link = fabric.links()[static_cast<std::size_t>(ch.link)];
+    const auto& to = fabric.node(ch.direction == 0 ? link.b : link.a);
+    if (to.kind == topo::NodeKind::kSwitch && to.tier == 1) out.spineBytes += ch.bytes;
+  }
   return out;
 }
 

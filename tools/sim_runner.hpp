@@ -28,6 +28,10 @@ struct SimCase {
   core::DataType dtype = core::DataType::kFloat32;
   core::ReduceOp op = core::ReduceOp::kSum;
   std::int32_t root = 0;
+  /// Initiation of lanes that stay inside a server / reach another server (docs/initiation.md).
+  core::Initiation scaleUpInitiation = core::Initiation::kDevice;
+  core::Initiation scaleOutInitiation = core::Initiation::kDevice;
+  std::int32_t pxn = 0;  ///< PXN level (CollectiveArgs::pxnLevel, docs/pxn.md): 0 off, 1 relay, 2 aggregate
 };
 
 /// What came out of it.
@@ -47,6 +51,7 @@ struct SimOutcome {
   double timeUs = 0;
   double algbwGBps = 0;
   double busbwGBps = 0;
+  std::uint64_t spineBytes = 0;  ///< payload bytes that entered spine-tier (tier 1) switches
 };
 
 /// Fabrics loaded once per (topology, overrides): a sweep over sizes or algorithms reuses them.

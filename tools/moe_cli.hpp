@@ -1,0 +1,33 @@
+#pragma once
+/// `copro-sim moe`: one MoE dispatch + combine on a simulated fabric (docs/moe.md).
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace copro::tools {
+
+struct MoeCliArgs {
+  std::string topology;
+  int ep = 0;  ///< ranks (0: every GPU)
+  int tokens = 4096;
+  int hidden = 7168;
+  int topk = 8;
+  int experts = 256;
+  std::string path = "forward";
+  std::string dtype = "fp8";
+  std::string routing = "uniform";
+  int maxNodes = 0;
+  std::uint64_t seed = 1;
+  bool payloadOnly = false;
+  std::vector<std::string> sets;
+  bool csv = false;
+};
+
+/// Adds the `moe` subcommand (its options fill `args`) and returns it.
+CLI::App* addMoeCommand(CLI::App& app, MoeCliArgs& args);
+/// Runs it: prints dispatch and combine time, DeepEP-style bandwidth and scale-out/scale-up bytes. Throws
+/// core::Error for bad input.
+int runMoeCommand(const MoeCliArgs& args);
+
+}  // namespace copro::tools

@@ -1,0 +1,43 @@
+#pragma once
+/// MoE dispatch + combine on the simulator, reusable by copro-sim and studies (docs/moe.md, "Simulator").
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "copro/collectives/moe.hpp"
+#include "copro/core/units.hpp"
+#include "copro/sim/simulator.hpp"
+#include "copro/topologies/fabric.hpp"
+
+namespace copro::tools {
+
+/// What one simulated MoE layer step (one dispatch, one combine) gives.
+struct MoeSimResult {
+  core::Time dispatch{};
+  core::Time combine{};
+  /// DeepEP's figures: mean received rows per rank (own tokens included) x bytes per token / time, with bytes
+  /// per token = hidden x element size (+ hidden / 128 x 4 B of FP8 scales) for dispatch, hidden x 2 for combine.
+  double dispatchGBps = 0;
+  double combineGBps = 0;
+  double recvRowsPerRank = 0;
+  /// Payload bytes of puts between ranks, dispatch + combine: across nodes (scale-out) and inside a node.
+  std::uint64_t scaleOutBytes = 0;
+  std::uint64_t scaleUpBytes = 0;
+  std::uint64_t dispatchScaleOutBytes = 0;
+  std::uint64_t dispatchScaleUpBytes = 0;
+  std::uint64_t dispatchOps = 0;  ///< ops of the dispatch Program over all ranks
+  std::uint64_t combineOps = 0;
+  sim::Result dispatchResult;
+  sim::Result combineResult;
+};
+
+/// Rank -> server of ranks 0..ranks-1 placed on the fabric's GPUs 0..ranks-1 (throws when ranks > GPUs).
+std::vector<int> moeNodeOfRank(const topo::Fabric& fabric, int ranks);
+
+/// Plans, builds and simulates a dispatch and a combine of `routing` (one routing row per rank; ranks on
+/// GPUs 0..n-1). `params` as SimParams::fromFabric(fabric), possibly changed by the caller.
+MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfig& config,
+                         const collectives::MoeRouting& routing, const std::vector<int>& nodeOfRank,
+                         const sim::SimParams& params);
+
+}  // namespace copro::tools

@@ -1,0 +1,413 @@
+#include "study_common.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "collective_sizes.hpp"
+#include "copro/core/status.hpp"
+#include "copro/core/text.hpp"
+#include "copro/core/units.hpp"
+#include "copro/topologies/topology.hpp"
+
+namespace copro::tools::study {
+
+namespace {
+
+using core::Error;
+using core::ErrorCode;
+
+bool hasNvLink(const topo::Fabric& f, std::int32_t node) {
+  for (std::int32_t l : f.linksOf(node)) {
+    if (f.link(l).kind == topo::LinkKind::kNvLink) return true;
+  }
+  return false;
+}
+
+std::string fabricKey(const std::string& topology, const std::vector<std::string>& overrides) {
+  std::string key = topology;
+  for (const auto& o : overrides) key += '\n' + o;
+  return key;
+}
+
+std::map<std::string, std::unique_ptr<topo::Fabric>>& fabricCache() {
+  static std::map<std::string, std::unique_ptr<topo::Fabric>> cache;
+  return cache;
+}
+
+}  // namespace
+
+const topo::Fabric& loadFabric(const std::string& topology, const std::vector<std::string>& overrides) {
+  auto& cache = fabricCache();
+  const std::string key = fabricKey(topology, overrides);
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    it = cache.emplace(key, std::make_unique<topo::Fabric>(topo::loadTopology(topology, overrides))).first;
+  }
+  return *it->second;
+}
+
+StudyOutcome runStudyCase(const topo::Fabric& fabric, const StudyCase& c) {
+  StudyOutcome out;
+  out.topologyName = fabric.name.empty() ? c.topology : fabric.name;
+  const auto gpus = static_cast<std::int32_t>(fabric.gpus().size());
+  const std::int32_t p = c.ranks;
+  if (p < 1 || p > gpus) {
+    throw Error(ErrorCode::kInvalidArgument, "a study case asks for " + std::to_string(p) + " ranks but '" +
+                                                 out.topologyName + "' has " + std::to_string(gpus) + " GPUs");
+  }
+  std::vector<std::int32_t> placement = c.placement;
+  if (placement.empty()) {
+    for (std::int32_t r = 0; r < p; ++r) placement.push_back(r);
+  }
+  if (static_cast<std::int32_t>(placement.size()) != p) {
+    throw Error(ErrorCode::kInvalidArgument, "a study case places " + std::to_string(placement.size()) +
+                                                 " ranks but runs " + std::to_string(p) + " (one GPU per rank)");
+  }
+  out.ranks = p;
+
+  collectives::CollectiveArgs args;
+  args.kind = c.kind;
+  args.nranks = p;
+  args.dtype = c.dtype;
+  args.pxnLevel = c.pxnLevel;
+  args.scaleUpInitiation = c.scaleUpInitiation;
+  args.scaleOutInitiation = c.scaleOutInitiation;
+  const std::uint64_t es = core::dataTypeSize(c.dtype);
+  args.count = countForSize(c.kind, c.size, es, p);
+  out.bytes = sizeForCount(c.kind, args.count, es, p);
+  // Rank -> server and NVLink load/store domains from the fabric, as copro-sim does (sim_runner.cpp).
+  std::map<std::int32_t, std::vector<std::int32_t>> domains;
+  std::vector<std::int32_t> singles;
+  args.nodeOfRank.resize(static_cast<std::size_t>(p));
+  for (std::int32_t r = 0; r < p; ++r) {
+    const std::int32_t gpu = placement[static_cast<std::size_t>(r)];
+    if (gpu < 0 || gpu >= gpus) {
+      throw Error(ErrorCode::kInvalidArgument, "rank " + std::to_string(r) + " is placed on GPU " +
+                                                   std::to_string(gpu) + ", outside 0.." + std::to_string(gpus - 1));
+    }
+    const std::int32_t id = fabric.gpus()[static_cast<std::size_t>(gpu)];
+    const auto& g = fabric.node(id);
+    args.nodeOfRank[static_cast<std::size_t>(r)] = g.host;
+    if (hasNvLink(fabric, id)) {
+      domains[g.host].push_back(r);
+    } else {
+      singles.push_back(r);
+    }
+  }
+  out.nodes = static_cast<std::int32_t>(domains.size() + singles.size());
+  if (!(domains.size() == 1 && singles.empty())) {
+    for (auto& [h, ranks] : domains) args.loadStoreDomains.push_back(ranks);
+    for (std::int32_t r : singles) args.loadStoreDomains.push_back({r});
+    std::sort(args.loadStoreDomains.begin(), args.loadStoreDomains.end());
+  }
+  const sim::SimParams params = sim::SimParams::fromFabric(fabric);
+  args.chunkBytes = params.chunkBytes > 0 ? params.chunkBytes : std::max<std::uint64_t>(es, out.bytes);
+  const auto program = collectives::buildProgram(args, c.algorithm);
+  out.algorithm = c.algorithm;
+
+  sim::Simulator simulator(fabric, params);
+  sim::RunOptions opts;
+  opts.placement = placement;
+  const auto t0 = std::chrono::steady_clock::now();
+  const sim::Result result = simulator.run(*program, opts);
+  out.wallSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  out.timeUs = result.time.microseconds();
+  const double seconds = result.time.seconds();
+  out.algbwGBps = seconds > 0 ? static_cast<double>(out.bytes) / seconds / 1e9 : 0.0;
+  out.busbwGBps = out.algbwGBps * busBandwidthFactor(c.kind, p);
+  out.bytesPut = result.bytesPut;
+  out.flows = result.flows;
+  for (const auto& ch : result.channels) {
+    const auto& l = fabric.link(ch.link);
+    const auto& from = fabric.node(ch.direction == 0 ? l.a : l.b);
+    const auto& to = fabric.node(ch.direction == 0 ? l.b : l.a);
+    if (to.kind == topo::NodeKind::kHost) out.hostBytes += ch.bytes;
+    if (to.kind != topo::NodeKind::kSwitch) continue;
+    if (to.tier == 1 && from.kind == topo::NodeKind::kSwitch && from.tier == 0) out.spineBytes += ch.bytes;
+    if (to.tier == 0 && from.kind == topo::NodeKind::kNic) out.networkBytes += ch.bytes;
+  }
+  return out;
+}
+
+std::vector<StudyOutcome> runStudyCases(const std::vector<StudyCase>& cases, int jobs, bool quiet) {
+  // Fabrics first, on this thread (the cache is not thread-safe; a bad topology fails before any run).
+  std::vector<const topo::Fabric*> fabrics;
+  fabrics.reserve(cases.size());
+  for (const auto& c : cases) fabrics.push_back(&loadFabric(c.topology, c.overrides));
+  std::vector<StudyOutcome> out(cases.size());
+  std::vector<std::exception_ptr> errors(cases.size());
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> done{0};
+  std::mutex printMutex;
+  auto worker = [&] {
+    for (std::size_t i = next++; i < cases.size(); i = next++) {
+      try {
+        out[i] = runStudyCase(*fabrics[i], cases[i]);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+      const std::size_t finished = ++done;
+      if (!quiet && !errors[i]) {
+        const std::lock_guard<std::mutex> lock(printMutex);
+        const auto& c = cases[i];
+        std::fprintf(stderr, "  [%zu/%zu] %s %s %d ranks %s on %s: %.3f us (%.2f s)\n", finished, cases.size(),
+                     std::string(collectives::collectiveName(c.kind)).c_str(), c.algorithm.c_str(), c.ranks,
+                     bytesText(out[i].bytes).c_str(), out[i].topologyName.c_str(), out[i].timeUs, out[i].wallSeconds);
+      }
+    }
+  };
+  const int threads = std::max(1, std::min<int>(jobs, static_cast<int>(cases.size())));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  return out;
+}
+
+void parallelFor(std::size_t n, int jobs, const std::function<void(std::size_t)>& fn) {
+  std::vector<std::exception_ptr> errors(n);
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i = next++; i < n; i = next++) {
+      try {
+        fn(i);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+  };
+  const int threads = std::max(1, std::min<int>(jobs, static_cast<int>(n)));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+collectives::MoeConfig deepSeekV3MoeConfig(collectives::MoePath path) {
+  collectives::MoeConfig c;
+  c.hidden = 7168;
+  c.topk = 8;
+  c.numExperts = 256;
+  c.dispatchDtype = core::DataType::kFloat8E4M3;
+  c.fp8Scales = true;
+  c.combineDtype = core::DataType::kBfloat16;
+  c.maxNodesPerToken = 4;
+  c.path = path;
+  return c;
+}
+
+std::vector<MoeOutcome> runMoeCases(const std::vector<MoeCase>& cases, int jobs, bool quiet) {
+  std::vector<const topo::Fabric*> fabrics;
+  fabrics.reserve(cases.size());
+  for (const auto& c : cases) fabrics.push_back(&loadFabric(c.topology, c.overrides));
+  std::vector<MoeOutcome> out(cases.size());
+  std::atomic<std::size_t> done{0};
+  std::mutex printMutex;
+  parallelFor(cases.size(), jobs, [&](std::size_t i) {
+    const MoeCase& c = cases[i];
+    const topo::Fabric& fabric = *fabrics[i];
+    const std::vector<int> nodes = c.nodeOfRank.empty() ? moeNodeOfRank(fabric, c.ranks) : c.nodeOfRank;
+    if (static_cast<std::int32_t>(nodes.size()) != c.ranks) {
+      throw Error(ErrorCode::kInvalidArgument, "a MoE study case maps " + std::to_string(nodes.size()) +
+                                                   " ranks to nodes but runs " + std::to_string(c.ranks));
+    }
+    collectives::checkMoeConfig(c.config, c.ranks);
+    const auto routing = c.zipfExponent > 0
+                             ? collectives::MoeRouting::zipf(c.ranks, c.tokens, c.config.topk, c.config.numExperts,
+                                                             c.config.maxNodesPerToken, nodes, c.zipfExponent, c.seed)
+                             : collectives::MoeRouting::uniform(c.ranks, c.tokens, c.config.topk, c.config.numExperts,
+                                                                c.config.maxNodesPerToken, nodes, c.seed);
+    const auto t0 = std::chrono::steady_clock::now();
+    out[i].result = simulateMoe(fabric, c.config, routing, nodes, sim::SimParams::fromFabric(fabric));
+    out[i].wallSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::size_t finished = ++done;
+    if (!quiet) {
+      const std::lock_guard<std::mutex> lock(printMutex);
+      std::fprintf(stderr, "  [%zu/%zu] moe %s EP%d %d tokens on %s%s: dispatch %.1f us, combine %.1f us (%.1f s)\n",
+                   finished, cases.size(), std::string(collectives::moePathName(c.config.path)).c_str(), c.ranks,
+                   c.tokens, fabric.name.c_str(), c.label.empty() ? "" : (" (" + c.label + ")").c_str(),
+                   out[i].result.dispatch.microseconds(), out[i].result.combine.microseconds(), out[i].wallSeconds);
+    }
+  });
+  return out;
+}
+
+std::vector<std::int32_t> spreadPlacement(const topo::Fabric& fabric, std::int32_t servers, std::int32_t stride) {
+  std::map<std::int32_t, std::vector<std::int32_t>> byHost;
+  const auto& gpus = fabric.gpus();
+  for (std::size_t i = 0; i < gpus.size(); ++i) {
+    byHost[fabric.node(gpus[i]).host].push_back(static_cast<std::int32_t>(i));
+  }
+  std::vector<std::int32_t> hosts;
+  hosts.reserve(byHost.size());
+  for (const auto& [h, v] : byHost) hosts.push_back(h);
+  const std::int64_t last = static_cast<std::int64_t>(servers - 1) * stride;
+  if (servers < 1 || stride < 1 || last >= static_cast<std::int64_t>(hosts.size())) {
+    throw Error(ErrorCode::kInvalidArgument, std::to_string(servers) + " servers " + std::to_string(stride) +
+                                                 " apart need " + std::to_string(last + 1) + " servers; '" +
+                                                 fabric.name + "' has " + std::to_string(hosts.size()));
+  }
+  std::vector<std::int32_t> placement;
+  placement.reserve(static_cast<std::size_t>(servers) * byHost.begin()->second.size());
+  for (std::int32_t s = 0; s < servers; ++s) {
+    const auto& v = byHost[hosts[static_cast<std::size_t>(s) * static_cast<std::size_t>(stride)]];
+    placement.insert(placement.end(), v.begin(), v.end());
+  }
+  return placement;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Output
+
+std::string fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+std::string bytesText(std::uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  std::uint64_t v = bytes;
+  while (i < 4 && v != 0 && v % 1024 == 0) {
+    v /= 1024;
+    ++i;
+  }
+  return std::to_string(v) + " " + units[i];
+}
+
+MarkdownTable::MarkdownTable(std::vector<std::string> header, std::vector<bool> rightAligned)
+    : header_(std::move(header)), right_(std::move(rightAligned)) {
+  right_.resize(header_.size(), true);
+}
+
+void MarkdownTable::addRow(std::vector<std::string> cells) {
+  cells.resize(header_.size());
+  rows_.push_back(std::move(cells));
+}
+
+std::string MarkdownTable::render() const {
+  std::ostringstream os;
+  os << '|';
+  for (const auto& h : header_) os << ' ' << h << " |";
+  os << "\n|";
+  for (bool r : right_) os << (r ? "---:|" : "---|");
+  os << '\n';
+  for (const auto& row : rows_) {
+    os << '|';
+    for (const auto& cell : row) os << ' ' << cell << " |";
+    os << '\n';
+  }
+  return os.str();
+}
+
+void writeTextFile(const std::string& path, const std::string& text) {
+  const auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir);
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) throw Error(ErrorCode::kSystemError, "cannot write '" + path + "' (is the folder writable?)");
+  f << text;
+  f.flush();
+  if (!f) throw Error(ErrorCode::kSystemError, "writing '" + path + "' failed");
+}
+
+const std::vector<StudyInfo>& studyRegistry() {
+  static const std::vector<StudyInfo> registry = [] {
+    std::vector<StudyInfo> r;
+    auto add = [&r](std::string id, std::string slug, std::string title, std::function<void(const StudyOptions&)> fn) {
+      StudyInfo s;
+      s.id = std::move(id);
+      s.slug = std::move(slug);
+      s.title = std::move(title);
+      s.script = "studies/" + s.id + "-" + s.slug + ".sh";
+      s.run = std::move(fn);
+      r.push_back(std::move(s));
+    };
+    add("a", "multiplane-vs-multirail",
+        "Multi-plane vs multi-rail fat-tree on 2048 H800: all-to-all and all-reduce by size", runStudyA);
+    add("b", "offload-vs-sm-kernels",
+        "Co-processor offload vs 20-SM communication kernels: MoE layer and training-step time", runStudyB);
+    add("c", "unified-vs-split-scaleup-scaleout",
+        "Unified scale-up/scale-out vs today's split for EP64 dispatch/combine", runStudyC);
+    add("d", "ibgda-vs-proxy-decode", "IBGDA vs CPU proxy for decode-size all-to-all (128 tokens per rank, EP 8-256)",
+        runStudyD);
+    add("e", "pxn-rail-optimized", "PXN on/off on a rail-optimized fabric: spine traffic and all-to-all time",
+        runStudyE);
+    add("f", "nic-nvlink-bandwidth-sweep", "NIC bandwidth (200/400/800 Gb/s) and NVLink bandwidth sweep for EP64 MoE",
+        runStudyF);
+    return r;
+  }();
+  return registry;
+}
+
+const StudyInfo& findStudy(const std::string& id) {
+  std::string known;
+  for (const auto& s : studyRegistry()) {
+    if (s.id == id || s.id + "-" + s.slug == id) return s;
+    known += (known.empty() ? "" : ", ") + s.id;
+  }
+  throw Error(ErrorCode::kInvalidArgument,
+              "unknown study '" + id + "'; studies are " + known + " (copro-study list describes them)");
+}
+
+std::string studyPrefix(const StudyOptions& o, const StudyInfo& s) {
+  return (std::filesystem::path(o.outDir) / (s.id + "-" + s.slug)).string();
+}
+
+std::string reproduceCommand(const StudyOptions& o, const StudyInfo& s) {
+  std::string cmd = "copro-study " + s.id;
+  if (o.quick) cmd += " --quick";
+  cmd += " --out " + o.outDir;
+  return cmd;
+}
+
+void writeIndex(const StudyOptions& o) {
+  std::ostringstream os;
+  os << "# What-if studies\n\n"
+     << "Generated by `copro-study index` (and after every study) from the studies' own markdown: do not edit by "
+        "hand. Each study is one command (`studies/<id>-<slug>.sh`, which builds `copro-study` and runs it) and "
+        "writes a CSV, an SVG plot and a markdown summary here; `studies/README.md` explains the framework.\n\n";
+  MarkdownTable t({"study", "question", "command", "headline"}, {false, false, false, false});
+  for (const auto& s : studyRegistry()) {
+    const std::string name = s.id + "-" + s.slug;
+    const std::string md = studyPrefix(o, s) + ".md";
+    std::string headline = "pending";
+    std::string link = s.id;
+    std::ifstream f(md);
+    if (s.run && f) {
+      link = "[" + s.id + "](" + name + ".md)";
+      std::string line;
+      const std::string marker = kHeadlineMarker;
+      while (std::getline(f, line)) {
+        if (line.rfind(marker, 0) == 0) {
+          headline = line.substr(marker.size());
+          break;
+        }
+      }
+    } else if (s.run) {
+      headline = "not run yet (`" + s.script + "`)";
+    }
+    t.addRow({link, s.title, s.run ? "`" + s.script + "`" : "pending", headline});
+  }
+  os << t.render();
+  writeTextFile((std::filesystem::path(o.outDir) / "README.md").string(), os.str());
+}
+
+}  // namespace copro::tools::study

@@ -1,0 +1,264 @@
+/// `copro-sim workload`: a DAG of compute and communication tasks (docs/workloads.md).
+#include "workload_cli.hpp"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "copro/collectives/moe.hpp"
+#include "copro/core/dtype.hpp"
+#include "copro/core/program.hpp"
+#include "copro/core/status.hpp"
+#include "copro/sim/params.hpp"
+#include "copro/sim/simulator.hpp"
+#include "copro/sim/workload.hpp"
+#include "copro/topologies/topology.hpp"
+#include "moe_sim.hpp"
+#include "sim_runner.hpp"
+
+namespace copro::tools {
+
+namespace {
+
+using core::Error;
+using core::ErrorCode;
+
+/// What the callback learned about one communication task, for the table.
+struct CommDetail {
+  std::string how;  ///< "ring, 64 ranks" or the MoE path
+  double us = 0;
+};
+
+/// One MoE dispatch + combine of a task's shape, simulated with tools/moe_sim.hpp on ranks 0..group-1 with
+/// uniform node-limited routing (seed 1); every lane pays the initiation costs of the task's mode.
+MoeSimResult simulateMoeTask(const topo::Fabric& fabric, const sim::CommTask& t) {
+  collectives::MoeConfig c;
+  c.hidden = static_cast<int>(t.hidden);
+  c.topk = t.topk;
+  c.numExperts = t.experts;
+  c.maxNodesPerToken = t.maxNodes;
+  if (t.path.empty() || t.path == "forward") {
+    c.path = collectives::MoePath::kForward;
+  } else if (t.path == "direct") {
+    c.path = collectives::MoePath::kDirect;
+  } else {
+    throw Error(ErrorCode::kInvalidArgument, "task '" + t.name + "': path '" + t.path + "': use forward or direct");
+  }
+  const int elem = t.elementBytes == 0 ? 1 : t.elementBytes;
+  if (t.kind == sim::TaskKind::kMoeDispatch && elem != 1 && elem != 2) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "task '" + t.name + "': element_bytes " + std::to_string(elem) + ": use 1 (FP8) or 2 (BF16)");
+  }
+  c.dispatchDtype = elem == 2 ? core::DataType::kBfloat16 : core::DataType::kFloat8E4M3;
+  const std::vector<int> nodes = moeNodeOfRank(fabric, t.groupSize);
+  collectives::checkMoeConfig(c, t.groupSize);
+  const auto routing = collectives::MoeRouting::uniform(t.groupSize, static_cast<int>(t.tokens), t.topk, t.experts,
+                                                        t.maxNodes, nodes, 1);
+  // The MoE Programs choose their own lanes' modes: every lane pays the costs of the task's mode instead.
+  sim::SimParams params = sim::SimParams::fromFabric(fabric);
+  const sim::InitiationCost cost = params.initiation[static_cast<int>(t.initiation)];
+  for (sim::InitiationCost& m : params.initiation) m = cost;
+  return simulateMoe(fabric, c, routing, nodes, params);
+}
+
+std::string jsonEscape(const std::string& s) {
+  std::string out;
+  for (const char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string fmtUs(core::Time t) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", t.microseconds());
+  return buf;
+}
+
+std::string ranksOf(const sim::Task& t, std::int32_t nranks) {
+  const std::int32_t first = t.numRanks > 0 ? t.firstRank : 0;
+  const std::int32_t count = t.numRanks > 0 ? t.numRanks : nranks;
+  return std::to_string(first) + "-" + std::to_string(first + count - 1);
+}
+
+}  // namespace
+
+CLI::App* addWorkloadCommand(CLI::App& app, WorkloadCliArgs& args) {
+  CLI::App* cmd = app.add_subcommand("workload", "run a DAG of compute and communication tasks (docs/workloads.md)");
+  cmd->add_option("file", args.file, "workload YAML file (see workloads/)")->required();
+  cmd->add_option("--topology,-t", args.topology, "topology file or bundled name (default: the file's `topology:`)");
+  cmd->add_option("--set", args.sets, "override key=value (builder parameter or sim.key), after the file's");
+  cmd->add_option("--initiation", args.initiation, "device, proxy or offload for every communication task");
+  cmd->add_option("--csv", args.csvPath, "write the per-task table to this CSV file");
+  cmd->add_option("--trace", args.tracePath, "write a Chrome trace / Perfetto JSON of the tasks to this file");
+  return cmd;
+}
+
+int runWorkloadCommand(const WorkloadCliArgs& args) {
+  sim::Workload wl = sim::loadWorkload(args.file);
+  if (!args.initiation.empty()) {
+    core::Initiation mode{};
+    if (!core::parseInitiation(args.initiation, mode)) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--initiation '" + args.initiation + "' is not a mode; use device, proxy or offload");
+    }
+    for (sim::Task& t : wl.tasks) t.comm.initiation = mode;
+  }
+  const std::string topology = args.topology.empty() ? wl.topology : args.topology;
+  std::vector<std::string> overrides = wl.overrides;
+  overrides.insert(overrides.end(), args.sets.begin(), args.sets.end());
+  bool needsFabric = false;
+  for (const sim::Task& t : wl.tasks) needsFabric = needsFabric || t.kind != sim::TaskKind::kCompute;
+  if (needsFabric && topology.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "workload '" + args.file +
+                                                 "' has communication tasks but no topology; give --topology or "
+                                                 "`topology:` in the file");
+  }
+
+  FabricCache fabrics;
+  sim::ComputeParams compute;
+  std::int32_t gpus = 0;
+  std::string fabricName = "(none)";
+  if (!topology.empty()) {
+    const topo::Fabric& fabric = fabrics.get(topology, overrides);
+    compute = sim::SimParams::fromFabric(fabric).compute;
+    gpus = static_cast<std::int32_t>(fabric.gpus().size());
+    fabricName = fabric.name.empty() ? topology : fabric.name;
+  } else {
+    // Compute only: the sim.* overrides still set the compute model.
+    topo::Fabric none;
+    for (const std::string& kv : overrides) {
+      const auto eq = kv.find('=');
+      if (kv.rfind("sim.", 0) == 0 && eq != std::string::npos) none.simParams[kv.substr(4, eq - 4)] = kv.substr(eq + 1);
+    }
+    compute = sim::SimParams::fromFabric(none).compute;
+  }
+  const std::int32_t nranks = wl.ranks > 0 ? wl.ranks : gpus;
+
+  std::map<std::string, CommDetail> details;                       // by task name
+  std::map<std::string, std::pair<core::Time, std::string>> memo;  // by what determines the time
+  std::map<std::string, MoeSimResult> moeMemo;                     // by MoE shape
+  sim::WorkloadOptions options;
+  options.ranks = nranks;
+  options.compute = compute;
+  options.commTime = [&](const sim::CommTask& t) -> core::Time {
+    std::ostringstream key;
+    key << static_cast<int>(t.kind) << '|' << t.collective << '|' << t.bytes << '|' << t.algorithm << '|' << t.groupSize
+        << '|' << static_cast<int>(t.initiation) << '|' << t.tokens << '|' << t.hidden << '|' << t.topk << '|'
+        << t.experts << '|' << t.path << '|' << t.maxNodes << '|' << t.elementBytes;
+    CommDetail d;
+    core::Time time{};
+    if (t.kind == sim::TaskKind::kCollective) {
+      SimCase c;
+      c.topology = topology;
+      c.overrides = overrides;
+      try {
+        c.kind = parseRunnableCollective(t.collective);
+      } catch (const Error& e) {
+        throw Error(e.code(), "task '" + t.name + "': " + e.message());
+      }
+      c.algorithm = t.algorithm;
+      c.size = t.bytes;
+      c.ranks = t.groupSize;
+      c.scaleUpInitiation = t.initiation;
+      c.scaleOutInitiation = t.initiation;
+      const auto it = memo.find(key.str());
+      if (it != memo.end()) {
+        time = it->second.first;
+        d.how = it->second.second;
+      } else {
+        try {
+          const SimOutcome o = runCase(fabrics, c);
+          time = o.result.time;
+          d.how = o.algorithm + ", " + std::to_string(t.groupSize) + " ranks";
+        } catch (const Error& e) {
+          throw Error(e.code(), "task '" + t.name + "': " + e.message());
+        }
+        memo[key.str()] = {time, d.how};
+      }
+    } else {
+      // Dispatch and combine of one shape come from one simulation (combine is always BF16).
+      std::ostringstream shape;
+      shape << t.groupSize << '|' << t.tokens << '|' << t.hidden << '|' << t.topk << '|' << t.experts << '|' << t.path
+            << '|' << t.maxNodes << '|' << static_cast<int>(t.initiation) << '|'
+            << (t.kind == sim::TaskKind::kMoeDispatch && t.elementBytes == 2 ? 2 : 1);
+      auto it = moeMemo.find(shape.str());
+      if (it == moeMemo.end()) {
+        try {
+          it = moeMemo.emplace(shape.str(), simulateMoeTask(fabrics.get(topology, overrides), t)).first;
+        } catch (const Error& e) {
+          throw Error(e.code(), "task '" + t.name + "': " + e.message());
+        }
+      }
+      const bool dispatch = t.kind == sim::TaskKind::kMoeDispatch;
+      time = dispatch ? it->second.dispatch : it->second.combine;
+      d.how = std::string(t.path.empty() ? "forward" : t.path) + ", " + std::to_string(t.groupSize) + " ranks";
+    }
+    d.how += std::string(", ") + std::string(core::initiationName(t.initiation));
+    d.us = time.microseconds();
+    details[t.name] = d;
+    return time;
+  };
+  const sim::WorkloadResult r = sim::runWorkload(wl, options);
+
+  std::printf("# workload %s (%s): %d ranks on %s; compute %d SMs, %.0f TFLOP/s peak, communication holds %d SMs\n",
+              wl.name.c_str(), args.file.c_str(), nranks, fabricName.c_str(), compute.sms, compute.flops / 1e12,
+              compute.commSms);
+  std::printf("%-18s %-12s %-9s %12s %12s %12s %12s %4s  %s\n", "task", "type", "ranks", "start(us)", "end(us)",
+              "alone(us)", "lost(us)", "SMs", "how");
+  for (std::size_t i = 0; i < r.tasks.size(); ++i) {
+    const sim::TaskTiming& t = r.tasks[i];
+    const sim::Task& task = wl.tasks[i];
+    const auto it = details.find(t.name);
+    const std::string how = it != details.end() ? it->second.how : "";
+    std::printf("%-18s %-12s %-9s %12s %12s %12s %12s %4d  %s\n", t.name.c_str(),
+                std::string(sim::taskKindName(t.kind)).c_str(), ranksOf(task, nranks).c_str(), fmtUs(t.start).c_str(),
+                fmtUs(t.end).c_str(), fmtUs(t.nominal).c_str(), fmtUs(t.lost).c_str(), t.sms, how.c_str());
+  }
+  std::printf("step time %s us; compute lost to SM sharing %s us; exposed communication %s us; compute busy %s us\n",
+              fmtUs(r.stepTime).c_str(), fmtUs(r.computeLost).c_str(), fmtUs(r.exposedComm).c_str(),
+              fmtUs(r.computeBusy).c_str());
+
+  if (!args.csvPath.empty()) {
+    std::ofstream csv(args.csvPath);
+    if (!csv) throw Error(ErrorCode::kSystemError, "cannot write '" + args.csvPath + "'");
+    csv << "task,type,ranks,start_us,end_us,alone_us,lost_us,sms,how\n";
+    for (std::size_t i = 0; i < r.tasks.size(); ++i) {
+      const sim::TaskTiming& t = r.tasks[i];
+      const auto it = details.find(t.name);
+      csv << t.name << ',' << sim::taskKindName(t.kind) << ',' << ranksOf(wl.tasks[i], nranks) << ',' << fmtUs(t.start)
+          << ',' << fmtUs(t.end) << ',' << fmtUs(t.nominal) << ',' << fmtUs(t.lost) << ',' << t.sms << ",\""
+          << (it != details.end() ? it->second.how : "") << "\"\n";
+    }
+  }
+  if (!args.tracePath.empty()) {
+    std::ofstream tr(args.tracePath);
+    if (!tr) throw Error(ErrorCode::kSystemError, "cannot write '" + args.tracePath + "'");
+    // One row for compute (tid 0), one per communication task.
+    tr << "{\"traceEvents\":[\n";
+    tr << R"({"name":"thread_name","ph":"M","pid":0,"tid":0,"args":{"name":"compute"}})";
+    for (std::size_t i = 0; i < r.tasks.size(); ++i) {
+      const sim::TaskTiming& t = r.tasks[i];
+      const bool onCompute = t.kind == sim::TaskKind::kCompute;
+      const std::size_t tid = onCompute ? 0 : i + 1;
+      if (!onCompute) {
+        tr << ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":0,\"tid\":" << tid << ",\"args\":{\"name\":\""
+           << jsonEscape(t.name) << "\"}}";
+      }
+      tr << ",\n{\"name\":\"" << jsonEscape(t.name) << "\",\"cat\":\"" << sim::taskKindName(t.kind)
+         << "\",\"ph\":\"X\",\"pid\":0,\"tid\":" << tid << ",\"ts\":" << fmtUs(t.start)
+         << ",\"dur\":" << fmtUs(t.end - t.start) << ",\"args\":{\"alone_us\":" << fmtUs(t.nominal)
+         << ",\"lost_us\":" << fmtUs(t.lost) << ",\"sms\":" << t.sms << "}}";
+    }
+    tr << "\n]}\n";
+  }
+  return 0;
+}
+
+}  // namespace copro::tools
