@@ -1,5 +1,6 @@
-// MoE dispatch/combine under mpirun (ctest label `mp`, 4 processes) on the `shm` backend and on `shm+ucx` with
-// two virtual nodes of two ranks (docs/moe.md): both paths, FP8 with scales, two calls back to back; every rank
+// MoE dispatch/combine under mpirun (ctest label `mp`, 4 processes) on every multi-process backend built: `shm`
+// on one node and on two virtual nodes, and `ucx`, `mpi`, `shm+ucx`, `shm+mpi` on two virtual nodes of two ranks
+// (docs/moe.md): both paths, FP8 with scales, two calls back to back; every rank
 // checks its received rows, metadata and combined output against a reference it computes itself.
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -214,6 +215,11 @@ std::vector<Setup> setups() {
   std::vector<Setup> out = {{"shm", "0,0,0,0"}, {"shm", "0,0,1,1"}};
 #if COPRO_HAVE_UCX
   out.push_back({"shm+ucx", "0,0,1,1"});  // inter-node rows over UCX, intra-node over shared memory
+  out.push_back({"ucx", "0,0,1,1"});
+#endif
+#if COPRO_HAVE_MPI
+  out.push_back({"mpi", "0,0,1,1"});
+  out.push_back({"shm+mpi", "0,0,1,1"});
 #endif
   return out;
 }
