@@ -29,6 +29,11 @@ CLI::App* addMoeCommand(CLI::App& app, MoeCliArgs& a) {
   c->add_flag("--payload-only", a.payloadOnly, "rows carry the payload only (no scales, no metadata)");
   c->add_option("--set", a.sets, "topology override key=value (builder parameter or sim.key)");
   c->add_flag("--csv", a.csv, "print one CSV row instead of the table");
+  c->add_option("--pxn", a.pxn, "PXN level 0, 1 or 2 applied to both Programs (docs/pxn.md)")->check(CLI::Range(0, 2));
+  c->add_option("--initiation", a.initiation, "device, proxy or offload for every lane");
+  c->add_option("--initiation-scaleup", a.initiationScaleUp, "device, proxy or offload for intra-node lanes");
+  c->add_option("--initiation-scaleout", a.initiationScaleOut,
+                "device, proxy or offload for lanes reaching other nodes");
   return c;
 }
 
@@ -79,7 +84,21 @@ int runMoeCommand(const MoeCliArgs& a) {
   } else {
     throw Error(ErrorCode::kInvalidArgument, "--routing '" + a.routing + "': use uniform, zipf:S or file:PATH");
   }
-  const MoeSimResult r = simulateMoe(fabric, c, routing, nodes, sim::SimParams::fromFabric(fabric));
+  MoeSimOptions options;
+  options.pxnLevel = a.pxn;
+  auto mode = [](const std::string& text, const char* flag, core::Initiation fallback) {
+    if (text.empty()) return fallback;
+    core::Initiation m{};
+    if (!core::parseInitiation(text, m)) {
+      throw core::Error(core::ErrorCode::kInvalidArgument,
+                        std::string(flag) + " '" + text + "': expected device, proxy or offload");
+    }
+    return m;
+  };
+  const core::Initiation base = mode(a.initiation, "--initiation", core::Initiation::kDevice);
+  options.scaleUp = mode(a.initiationScaleUp, "--initiation-scaleup", base);
+  options.scaleOut = mode(a.initiationScaleOut, "--initiation-scaleout", base);
+  const MoeSimResult r = simulateMoe(fabric, c, routing, nodes, sim::SimParams::fromFabric(fabric), options);
   int numNodes = 0;
   for (int n : nodes) numNodes = std::max(numNodes, n + 1);
   if (a.csv) {

@@ -22,6 +22,10 @@ struct MoeCliArgs {
   bool payloadOnly = false;
   std::vector<std::string> sets;
   bool csv = false;
+  int pxn = 0;                    ///< --pxn (docs/pxn.md)
+  std::string initiation;         ///< --initiation: every lane
+  std::string initiationScaleUp;  ///< --initiation-scaleup
+  std::string initiationScaleOut;
 };
 
 /// Adds the `moe` subcommand (its options fill `args`) and returns it.

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "copro/collectives/transform.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::tools {
@@ -41,10 +42,17 @@ void countPutBytes(const core::ProgramSource& program, const std::vector<int>& n
 
 MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfig& config,
                          const collectives::MoeRouting& routing, const std::vector<int>& nodeOfRank,
-                         const sim::SimParams& params) {
+                         const sim::SimParams& params, const MoeSimOptions& options) {
   const collectives::MoePlan plan = collectives::planMoe(config, routing, nodeOfRank);
-  const auto dispatch = collectives::buildMoeDispatch(config, plan);
-  const auto combine = collectives::buildMoeCombine(config, plan);
+  collectives::CollectiveArgs transforms;
+  transforms.kind = collectives::CollectiveKind::kAllToAllV;
+  transforms.nranks = static_cast<std::int32_t>(plan.nodeOfRank.size());
+  transforms.nodeOfRank = plan.nodeOfRank;
+  transforms.pxnLevel = options.pxnLevel;
+  transforms.scaleUpInitiation = options.scaleUp;
+  transforms.scaleOutInitiation = options.scaleOut;
+  const auto dispatch = collectives::applyTransforms(collectives::buildMoeDispatch(config, plan), transforms);
+  const auto combine = collectives::applyTransforms(collectives::buildMoeCombine(config, plan), transforms);
   MoeSimResult res;
   sim::Simulator sim(fabric, params);
   res.dispatchResult = sim.run(*dispatch);

@@ -34,10 +34,18 @@ struct MoeSimResult {
 /// Rank -> server of ranks 0..ranks-1 placed on the fabric's GPUs 0..ranks-1 (throws when ranks > GPUs).
 std::vector<int> moeNodeOfRank(const topo::Fabric& fabric, int ranks);
 
+/// The Program transformations a real run applies from COPRO_PXN / COPRO_INITIATION_* (docs/pxn.md,
+/// docs/initiation.md).
+struct MoeSimOptions {
+  int pxnLevel = 0;
+  core::Initiation scaleUp = core::Initiation::kDevice;
+  core::Initiation scaleOut = core::Initiation::kDevice;
+};
+
 /// Plans, builds and simulates a dispatch and a combine of `routing` (one routing row per rank; ranks on
 /// GPUs 0..n-1). `params` as SimParams::fromFabric(fabric), possibly changed by the caller.
 MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfig& config,
                          const collectives::MoeRouting& routing, const std::vector<int>& nodeOfRank,
-                         const sim::SimParams& params);
+                         const sim::SimParams& params, const MoeSimOptions& options = {});
 
 }  // namespace copro::tools

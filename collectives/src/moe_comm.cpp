@@ -10,6 +10,7 @@
 
 #include "copro/collectives/communicator.hpp"
 #include "copro/collectives/moe.hpp"
+#include "copro/collectives/transform.hpp"
 #include "copro/core/status.hpp"
 #include "moe_internal.hpp"
 
@@ -37,6 +38,27 @@ struct MoeHandle::State {
 };
 
 namespace {
+
+/// COPRO_PXN and COPRO_INITIATION_* apply to MoE Programs as to every other collective (docs/pxn.md,
+/// docs/initiation.md): the forward path's inter-node puts are rail-aligned already, so PXN changes only the
+/// direct path.
+std::shared_ptr<const core::ProgramSource> withTransforms(const Communicator& comm,
+                                                          std::shared_ptr<const core::ProgramSource> program) {
+  const core::Config& cfg = comm.config();
+  CollectiveArgs a;
+  a.kind = CollectiveKind::kAllToAllV;
+  a.nranks = comm.size();
+  a.nodeOfRank = comm.nodeOfRank();
+  if (a.nodeOfRank.empty()) a.nodeOfRank.assign(static_cast<std::size_t>(comm.size()), 0);
+  a.pxnLevel = cfg.pxn;
+  core::Initiation base = core::Initiation::kDevice;
+  (void)core::parseInitiation(cfg.initiation, base);
+  a.scaleUpInitiation = base;
+  a.scaleOutInitiation = base;
+  if (!cfg.initiationScaleUp.empty()) (void)core::parseInitiation(cfg.initiationScaleUp, a.scaleUpInitiation);
+  if (!cfg.initiationScaleOut.empty()) (void)core::parseInitiation(cfg.initiationScaleOut, a.scaleOutInitiation);
+  return applyTransforms(std::move(program), a);
+}
 
 constexpr std::uint64_t kNotNode = 0;
 
@@ -178,9 +200,9 @@ Request Communicator::moeDispatch(const MoeConfig& config, const void* x, const 
     CallBuffers b;
     b.input = send.data();
     b.output = recv.data();
-    s = runProgram(buildMoeDispatch(config, plan), std::move(b)).wait();
+    s = runProgram(withTransforms(*this, buildMoeDispatch(config, plan)), std::move(b)).wait();
     if (!s.ok()) return Request::finished(s);
-    st->combine = buildMoeCombine(config, plan);
+    st->combine = withTransforms(*this, buildMoeCombine(config, plan));
 
     // ---- unpack: landing rows -> user rows, expert-major ----
     struct Entry {

@@ -110,9 +110,9 @@ float expertValue(int src, int token, int expert, int h) {
 
 /// Runs `calls` dispatch+combine rounds (fresh inputs each, seeds seed, seed+1, ...) and checks every rank.
 void runCase(const MoeConfig& c, const std::vector<int>& nodes, std::uint64_t seed, int silent, int calls = 1,
-             bool nodeLimitedRouting = false) {
+             bool nodeLimitedRouting = false, const Config& commConfig = testConfig()) {
   const int n = static_cast<int>(nodes.size());
-  auto comms = createInproc(n, testConfig(), nodes);
+  auto comms = createInproc(n, commConfig, nodes);
   std::vector<Inputs> inputs;
   for (int call = 0; call < calls; ++call) {
     const std::uint64_t s = seed + static_cast<std::uint64_t>(call);
@@ -250,6 +250,19 @@ TEST(Moe, OneNodeFourRanksBothPathsBothTypes) {
 TEST(Moe, TwoVirtualNodesTwoRanksBackToBack) {
   for (MoePath path : {MoePath::kForward, MoePath::kDirect}) {
     runCase(config(path, DataType::kFloat8E4M3, 8, 4), {0, 0, 1, 1}, 77, 1, 3);
+  }
+}
+
+TEST(Moe, PxnAndMixedInitiationKeepResults) {
+  // COPRO_PXN relays the direct path's off-rail puts through the local rank on the destination's rail, and
+  // COPRO_INITIATION_SCALEOUT=proxy runs the inter-node lanes on progress threads: same rows, same sums.
+  for (int level : {1, 2}) {
+    Config cfg = testConfig();
+    cfg.pxn = level;
+    cfg.initiationScaleOut = "proxy";
+    for (MoePath path : {MoePath::kForward, MoePath::kDirect}) {
+      runCase(config(path, DataType::kFloat8E4M3, 8, 4), {0, 0, 1, 1}, 91, -1, 2, false, cfg);
+    }
   }
 }
 
