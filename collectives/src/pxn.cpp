@@ -36,6 +36,8 @@ using core::OpCode;
 using core::RankProgram;
 
 constexpr std::uint64_t kSlotAlign = 64;
+/// Relayed puts of at least two chunks are pipelined through the relay in chunks of this size (docs/pxn.md).
+constexpr std::uint64_t kRelayChunk = std::uint64_t{1} << 20;
 
 std::uint64_t alignUp(std::uint64_t v, std::uint64_t a) {
   return (v + a - 1) / a * a;
@@ -333,6 +335,26 @@ NodeResult transformNode(const core::ProgramSource& src, const NodeMap& nodes, i
         const std::uint64_t slot = used;
         used += op.bytes;
         pending[rl] = true;
+        if (op.code == OpCode::kPut && op.bytes >= 2 * kRelayChunk) {
+          // Pipelined: the relay forwards chunk c while chunk c + 1 crosses the scale-up fabric; only the last
+          // forward carries the original signal (it lands after the chunks before it: same lane, same peer).
+          const std::uint64_t chunks = (op.bytes + kRelayChunk - 1) / kRelayChunk;
+          for (std::uint64_t c = 0; c < chunks; ++c) {
+            const std::uint64_t off = c * kRelayChunk;
+            const std::uint64_t len = std::min(kRelayChunk, op.bytes - off);
+            Addr chunkSrc = op.src;
+            chunkSrc.offset += off;
+            emitted.push_back(Op::put(relay, Addr{relay, BufferId::kScratch, slot + off}, chunkSrc, len, dataSem, 1));
+            if (c > 0) relayLane[rl].push_back(Op::wait(dataSem, ++sent[rl]));
+            Addr dst = op.dst;
+            dst.rank = d;
+            dst.offset += off;
+            const bool last = c + 1 == chunks;
+            relayLane[rl].push_back(Op::put(d, dst, Addr{kSelf, BufferId::kScratch, slot + off}, len,
+                                            last ? op.sem : -1, last ? op.value : 1));
+          }
+          continue;
+        }
         emitted.push_back(Op::put(relay, Addr{relay, BufferId::kScratch, slot}, op.src, op.bytes, dataSem, 1));
         Op forward = op;
         forward.src = Addr{kSelf, BufferId::kScratch, slot};
