@@ -94,9 +94,10 @@ void runStudyB(const StudyOptions& o) {
   constexpr std::int64_t kQuickTokens = 128;
   std::vector<std::string> files = {"moe-layer.yaml"};
   if (!o.quick) files.emplace_back("dualpipe-step.yaml");
-  std::vector<Variant> variants;
   const std::vector<std::int32_t> smsSweep =
       o.quick ? std::vector<std::int32_t>{20} : std::vector<std::int32_t>{10, 20, 32};
+  std::vector<Variant> variants;
+  variants.reserve(smsSweep.size() + 1);
   for (std::int32_t s : smsSweep) {
     variants.push_back({"sm" + std::to_string(s), "kernels on " + std::to_string(s) + " SMs", Initiation::kDevice, s});
   }
