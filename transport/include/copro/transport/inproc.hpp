@@ -15,8 +15,8 @@
 namespace copro::transport {
 
 /// Creates `options.nranks` executors (rank i at index i) that share one world: semaphores, scratch,
-/// and pools of progress threads for proxy and offload lanes (started on first use). Each executor is driven by one user thread at a
-/// time; different ranks' executors are driven concurrently by different threads.
+/// and pools of progress threads for proxy and offload lanes (started on first use). Each executor is driven by one
+/// user thread at a time; different ranks' executors are driven concurrently by different threads.
 ///
 /// Throws Error(kInvalidArgument) for nranks < 1, a nodeOfRank of the wrong length, or an initiation
 /// mode other than "device" and "proxy".
