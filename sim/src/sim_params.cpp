@@ -11,6 +11,8 @@
 #include "copro/sim/params.hpp"
 #include "copro/sim/simulator.hpp"
 
+#include "scaled_number.hpp"
+
 namespace copro::sim {
 
 namespace {
@@ -21,31 +23,13 @@ using core::ErrorCode;
 constexpr const char* kModes[3] = {"proxy", "device", "offload"};
 
 double parseRate(std::string_view text) {
-  const std::string t = core::trimmed(text);
-  char* end = nullptr;
-  const double v = std::strtod(t.c_str(), &end);
-  std::string suffix(end);
-  if (suffix.size() >= 2 && suffix.substr(suffix.size() - 2) == "/s") suffix.resize(suffix.size() - 2);
-  double mult = 1.0;
-  if (suffix == "K" || suffix == "k") {
-    mult = 1e3;
-  } else if (suffix == "M") {
-    mult = 1e6;
-  } else if (suffix == "G") {
-    mult = 1e9;
-  } else if (suffix == "T") {
-    mult = 1e12;
-  } else if (suffix == "P") {
-    mult = 1e15;
-  } else if (!suffix.empty()) {
-    mult = -1.0;
-  }
-  if (t.empty() || end == t.c_str() || mult < 0 || !std::isfinite(v) || v < 0) {
+  double v = 0;
+  if (!detail::parseScaledNumber(core::trimmed(text), /*perSecond=*/true, v)) {
     throw Error(ErrorCode::kParseError, "'" + std::string(text) +
                                             "' is not a rate: use a number per second, e.g. 1.8e6, 1.8M, 21.6M/s "
                                             "or 989T (suffixes K, M, G, T, P)");
   }
-  return v * mult;
+  return v;
 }
 
 std::int32_t parseCount(std::string_view text) {

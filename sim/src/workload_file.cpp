@@ -16,6 +16,8 @@
 #include "copro/core/text.hpp"
 #include "copro/sim/workload.hpp"
 
+#include "scaled_number.hpp"
+
 namespace copro::sim {
 
 namespace {
@@ -67,25 +69,8 @@ std::string scalar(const Where& w, const YAML::Node& n, const std::string& key) 
 
 double number(const Where& w, const YAML::Node& n, const std::string& key) {
   const std::string t = core::trimmed(scalar(w, n, key));
-  char* end = nullptr;
-  double v = std::strtod(t.c_str(), &end);
-  const std::string suffix(end);
-  double mult = 1.0;
-  if (suffix == "K") {
-    mult = 1e3;
-  } else if (suffix == "M") {
-    mult = 1e6;
-  } else if (suffix == "G") {
-    mult = 1e9;
-  } else if (suffix == "T") {
-    mult = 1e12;
-  } else if (suffix == "P") {
-    mult = 1e15;
-  } else if (!suffix.empty()) {
-    mult = -1.0;
-  }
-  v *= mult;
-  if (t.empty() || end == t.c_str() || mult < 0 || !std::isfinite(v) || v < 0) {
+  double v = 0;
+  if (!detail::parseScaledNumber(t, /*perSecond=*/false, v)) {
     w.fail(n, "key '" + key + "': '" + t + "' is not a non-negative number (e.g. 4096, 1.5e12 or 1.5T)");
   }
   return v;
