@@ -79,4 +79,35 @@ MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfi
   return res;
 }
 
+MoeSimResult simulateMoeTask(const topo::Fabric& fabric, const sim::CommTask& t) {
+  collectives::MoeConfig c;
+  c.hidden = static_cast<int>(t.hidden);
+  c.topk = t.topk;
+  c.numExperts = t.experts;
+  c.maxNodesPerToken = t.maxNodes;
+  if (t.path.empty() || t.path == "forward") {
+    c.path = collectives::MoePath::kForward;
+  } else if (t.path == "direct") {
+    c.path = collectives::MoePath::kDirect;
+  } else {
+    throw core::Error(core::ErrorCode::kInvalidArgument,
+                      "task '" + t.name + "': path '" + t.path + "': use forward or direct");
+  }
+  const int elem = t.elementBytes == 0 ? 1 : t.elementBytes;
+  if (t.kind == sim::TaskKind::kMoeDispatch && elem != 1 && elem != 2) {
+    throw core::Error(core::ErrorCode::kInvalidArgument,
+                      "task '" + t.name + "': element_bytes " + std::to_string(elem) + ": use 1 (FP8) or 2 (BF16)");
+  }
+  c.dispatchDtype = elem == 2 ? core::DataType::kBfloat16 : core::DataType::kFloat8E4M3;
+  const std::vector<int> nodes = moeNodeOfRank(fabric, t.groupSize);
+  collectives::checkMoeConfig(c, t.groupSize);
+  const auto routing = collectives::MoeRouting::uniform(t.groupSize, static_cast<int>(t.tokens), t.topk, t.experts,
+                                                        t.maxNodes, nodes, 1);
+  // The MoE Programs choose their own lanes' modes: every lane pays the costs of the task's mode instead.
+  sim::SimParams params = sim::SimParams::fromFabric(fabric);
+  const sim::InitiationCost cost = params.initiation[static_cast<int>(t.initiation)];
+  for (sim::InitiationCost& m : params.initiation) m = cost;
+  return simulateMoe(fabric, c, routing, nodes, params);
+}
+
 }  // namespace copro::tools

@@ -7,6 +7,7 @@
 #include "copro/collectives/moe.hpp"
 #include "copro/core/units.hpp"
 #include "copro/sim/simulator.hpp"
+#include "copro/sim/workload.hpp"
 #include "copro/topologies/fabric.hpp"
 
 namespace copro::tools {
@@ -47,5 +48,10 @@ struct MoeSimOptions {
 MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfig& config,
                          const collectives::MoeRouting& routing, const std::vector<int>& nodeOfRank,
                          const sim::SimParams& params, const MoeSimOptions& options = {});
+
+/// One MoE dispatch + combine of a workload task's shape (docs/workloads.md) on ranks 0..group-1, with uniform
+/// node-limited routing (seed 1); every lane pays the initiation costs of the task's mode. Used by
+/// `copro-sim workload` and study b. Throws core::Error naming the task for a bad path or element size.
+MoeSimResult simulateMoeTask(const topo::Fabric& fabric, const sim::CommTask& task);
 
 }  // namespace copro::tools

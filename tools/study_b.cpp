@@ -53,33 +53,6 @@ std::string commKey(const sim::CommTask& t) {
   return k.str();
 }
 
-/// One MoE dispatch + combine of a task's shape on ranks 0..group-1, uniform node-limited routing (seed 1), as
-/// `copro-sim workload` does: every lane pays the initiation costs of the task's mode.
-MoeSimResult simulateMoeTask(const topo::Fabric& fabric, const sim::CommTask& t) {
-  collectives::MoeConfig c;
-  c.hidden = static_cast<int>(t.hidden);
-  c.topk = t.topk;
-  c.numExperts = t.experts;
-  c.maxNodesPerToken = t.maxNodes;
-  if (t.path.empty() || t.path == "forward") {
-    c.path = collectives::MoePath::kForward;
-  } else if (t.path == "direct") {
-    c.path = collectives::MoePath::kDirect;
-  } else {
-    throw Error(ErrorCode::kInvalidArgument, "task '" + t.name + "': path '" + t.path + "': use forward or direct");
-  }
-  const bool bf16 = t.kind == sim::TaskKind::kMoeDispatch && t.elementBytes == 2;
-  c.dispatchDtype = bf16 ? core::DataType::kBfloat16 : core::DataType::kFloat8E4M3;
-  const std::vector<int> nodes = moeNodeOfRank(fabric, t.groupSize);
-  collectives::checkMoeConfig(c, t.groupSize);
-  const auto routing = collectives::MoeRouting::uniform(t.groupSize, static_cast<int>(t.tokens), t.topk, t.experts,
-                                                        t.maxNodes, nodes, 1);
-  sim::SimParams params = sim::SimParams::fromFabric(fabric);
-  const sim::InitiationCost cost = params.initiation[static_cast<int>(t.initiation)];
-  for (sim::InitiationCost& m : params.initiation) m = cost;
-  return simulateMoe(fabric, c, routing, nodes, params);
-}
-
 struct WorkloadRun {
   sim::WorkloadResult result;
   double computeNominalUs = 0;  // sum over compute tasks of their time alone

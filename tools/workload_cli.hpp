@@ -1,7 +1,7 @@
 #pragma once
 /// `copro-sim workload FILE`: runs a workload DAG (docs/workloads.md) with sim::runWorkload, each
 /// communication task simulated alone on the Simulator (collectives through sim_runner's runCase, MoE
-/// dispatch/combine through tools/moe_sim.hpp once it exists).
+/// dispatch/combine through tools/moe_sim.hpp's simulateMoeTask).
 #include <string>
 #include <vector>
 
