@@ -51,7 +51,7 @@ const std::vector<std::string>& presetNames() {
 void applyPreset(const std::string& name, SimParams& p) {
   for (InitiationCost& c : p.initiation) c = InitiationCost{};
   if (name == "none") return;
-  // hopper_cx7: H100/H800-class GPU with ConnectX-7 (DESIGN.md, "Reference figures"; docs/simulator.md).
+  // hopper_cx7: H100/H800-class GPU with ConnectX-7 (docs/design.md, "Reference figures"; docs/simulator.md).
   InitiationCost& device = p.initiation[static_cast<int>(core::Initiation::kDevice)];
   device.messageRate = 21.6e6;                           // one warp per lane on one queue
   device.issue = core::Time::ps(46296);                  // 1 / 21.6 M/s: the warp's serial share of an op

@@ -1,7 +1,8 @@
 #pragma once
 /// Collective calls as data, and the algorithms that turn them into Programs.
 ///
-/// Buffer conventions (NCCL's counts; elements of `dtype`; p = nranks; see docs/collectives.md):
+/// Buffer conventions (NCCL's counts; elements of `dtype`; p = nranks; docs/api.md, "Collectives and count
+/// conventions"):
 ///   allreduce       input count,          output count
 ///   reducescatter   input count*p,        output count                       (count = receive count)
 ///   reducescatterv  input sum(counts),    output counts[r]

@@ -1,6 +1,6 @@
 #pragma once
-/// Program transformations applied after an algorithm built a Program (DESIGN.md: "PXN is a program
-/// transformation"; "Initiation is chosen per lane"). The Communicator and buildProgram() apply them as
+/// Program transformations applied after an algorithm built a Program (docs/design.md, "Transformations:
+/// PXN and initiation"). The Communicator and buildProgram() apply them as
 /// CollectiveArgs say, so real executors and the simulator run the same transformed Program.
 #include <cstdint>
 #include <memory>

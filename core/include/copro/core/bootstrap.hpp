@@ -1,5 +1,5 @@
 #pragma once
-/// Out-of-band exchange between the processes of a communicator (DESIGN.md, "Executors"): used once at
+/// Out-of-band exchange between the processes of a communicator (docs/design.md, "Executors"): used once at
 /// creation (addresses, memory keys, node ids) and by split; never on the data path.
 ///
 /// Implementations: TCP rendezvous with a UniqueId (transport/bootstrap_tcp), environment variables

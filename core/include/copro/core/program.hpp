@@ -104,8 +104,8 @@ struct Op {
   static Op flush();
 };
 
-/// Who posts a lane's network work (DESIGN.md): a CPU progress thread, the computing thread itself
-/// (IBGDA/GDAKI style), or a communication co-processor.
+/// Who posts a lane's network work (docs/design.md, "Lanes and initiation"; docs/initiation.md): a CPU
+/// progress thread, the computing thread itself (IBGDA/GDAKI style), or a communication co-processor.
 enum class Initiation : std::uint8_t { kProxy = 0, kDevice = 1, kOffload = 2 };
 std::string_view initiationName(Initiation i) noexcept;
 /// "proxy", "device" or "offload"; false for anything else.

@@ -1,5 +1,5 @@
 #pragma once
-/// The discrete-event simulator (DESIGN.md, "The simulator"; docs/simulator.md): runs a Program for all
+/// The discrete-event simulator (docs/design.md, "The simulator"; docs/simulator.md): runs a Program for all
 /// ranks in virtual time over a topo::Fabric, with flow-level max-min fair sharing of links.
 ///
 /// One Simulator object per run, no globals: several may run at once on different threads. Identical

@@ -1,5 +1,5 @@
 #pragma once
-/// Workloads (DESIGN.md, "The simulator", inputs; docs/workloads.md): a DAG of compute and communication
+/// Workloads (docs/design.md, "Compute model and workloads"; docs/workloads.md): a DAG of compute and communication
 /// tasks over the ranks of a job, and a fluid discrete-event scheduler that runs it with the compute model
 /// (SimParams::compute): a device- or proxy-mode communication task in flight on a rank occupies
 /// `comm_sms` of its SMs, and compute overlapped with it runs at (sms - occupied) / sms of its speed.

@@ -1,6 +1,6 @@
 #pragma once
-/// The fabric graph: what a topology file builds and what the simulator runs on (DESIGN.md, "The
-/// simulator" and "Topologies"). Nodes are GPUs (endpoints; rank r is gpus()[r]), NVSwitches, PCIe
+/// The fabric graph: what a topology file builds and what the simulator runs on (docs/design.md,
+/// "The simulator" and "Topologies"). Nodes are GPUs (endpoints; rank r is gpus()[r]), NVSwitches, PCIe
 /// switches, host root complexes, NICs and network switches; links are duplex (each direction has the
 /// full bandwidth). Nodes of one server share a `host` index.
 ///

@@ -1,5 +1,5 @@
 #pragma once
-/// Topology files and builders (DESIGN.md, "Topologies"; docs/topologies.md): a YAML file names a
+/// Topology files and builders (docs/design.md, "Topologies"; docs/topologies.md): a YAML file names a
 /// builder and its parameters (or lists nodes and links explicitly) and gets a finalized Fabric.
 ///
 ///   name: deepseek-v3
