@@ -6,14 +6,14 @@ topologies/README.md (or the files given on the command line) and reports, as FI
 
   - a markdown link `[text](target)`, image `![alt](target)`, autolink `<scheme:...>` or reference
     definition `[label]: target` whose relative target (after dropping `#anchor` and `?query`) does not
-    exist, or resolves outside the repository (e.g. `../shared/DESIGN.md` from README.md);
+    exist, or resolves outside the repository (e.g. `../elsewhere/NOTES.md` from README.md);
   - an anchor (`file.md#section`, `#section`) that names no heading of the target markdown file (GitHub's
     slugs: lower case, punctuation dropped, spaces to hyphens, `-1`, `-2`, ... for repeats; explicit
     `<a name="...">` / `id="..."` anchors count too);
   - a bare reference to a markdown file in the text or in inline code (`docs/simulator.md`, `pxn.md`,
-    `DESIGN.md`) that exists neither relative to the file nor relative to the repository root, or that
+    `NOTES.md`) that exists neither relative to the file nor relative to the repository root, or that
     leaves the repository;
-  - any path in a fenced code block that climbs out of the repository (`../shared/...`);
+  - any path in a fenced code block that climbs out of the repository (`../elsewhere/...`);
   - a malformed http(s) or mailto link (citations are allowed, but must be well formed).
 
 Exit status: 0 when nothing is wrong, 1 otherwise (2 for a usage error). Python 3 standard library only.
@@ -335,8 +335,8 @@ def self_test() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "repo")
         os.makedirs(os.path.join(root, "docs", "studies"))
-        os.makedirs(os.path.join(tmp, "shared"))
-        with open(os.path.join(tmp, "shared", "DESIGN.md"), "w", encoding="utf-8") as f:
+        os.makedirs(os.path.join(tmp, "elsewhere"))
+        with open(os.path.join(tmp, "elsewhere", "NOTES.md"), "w", encoding="utf-8") as f:
             f.write("# outside\n")
 
         def write(rel: str, text: str) -> str:
@@ -360,10 +360,10 @@ def self_test() -> int:
             "```",
         ]) + "\n")
         bad_cases = {
-            "See `../../shared/DESIGN.md` for the architecture.": "outside",
-            "See [design](../../shared/DESIGN.md).": "outside",
-            "The shared folder (../../shared/) is not ours.": "leaves the repository",
-            "See DESIGN.md, \"Programs\".": "names no file",
+            "See `../../elsewhere/NOTES.md` for the architecture.": "outside",
+            "See [design](../../elsewhere/NOTES.md).": "outside",
+            "The folder ../../elsewhere/ is not ours.": "leaves the repository",
+            "See NOTES.md, \"Programs\".": "names no file",
             "[x](missing.md)": "does not exist",
             "[missing.md](missing.md)": "does not exist",
             "[x](a.md#no-such-heading)": "anchor",
@@ -372,7 +372,7 @@ def self_test() -> int:
             "[x](https://localhost-less)": "host",
             "[x](http://)": "no host",
             "[x](mailto:nobody)": "e-mail",
-            "[ref]: ../../shared/DESIGN.md": "outside",
+            "[ref]: ../../elsewhere/NOTES.md": "outside",
             "see docs/collectives.md": "names no file",
         }
         problems = run(root, [good])
@@ -384,7 +384,7 @@ def self_test() -> int:
             if len(problems) != 1 or expect not in problems[0].message or problems[0].line != 2:
                 failures.append(f"{text!r}: expected one problem on line 2 mentioning '{expect}', got "
                                 + (("; ".join(map(str, problems))) or "none"))
-        p = write("docs/bad.md", "# Bad\n```\ncp ../../shared/DESIGN.md .\n```\n")
+        p = write("docs/bad.md", "# Bad\n```\ncp ../../elsewhere/NOTES.md .\n```\n")
         problems = run(root, [p])
         if len(problems) != 1 or "leaves the repository" not in problems[0].message:
             failures.append("climb in a code block: got " + ("; ".join(map(str, problems)) or "none"))
