@@ -1,3 +1,6 @@
+// copro-perf's measurement core (perf_bench.hpp): rank teams, buffers, the timed loops of copro and of the
+// --compare peers, result checking against a float64 reference, and nccl-tests' conventions (sizes,
+// counts, bus-bandwidth factors, type names, the -a time column).
 #include "perf_bench.hpp"
 
 #include <algorithm>
@@ -49,6 +52,79 @@ std::uint64_t countFor(CollectiveKind k, std::uint64_t bytes, std::size_t esize,
     default:
       return elems;
   }
+}
+
+std::uint64_t bufferBytesPerRank(CollectiveKind k, std::uint64_t count, std::size_t esize, int p) {
+  const auto ranks = static_cast<std::uint64_t>(p);
+  const bool sendAll =
+      k == CollectiveKind::kReduceScatter || k == CollectiveKind::kAllToAll || k == CollectiveKind::kScatter;
+  const bool recvAll =
+      k == CollectiveKind::kAllGather || k == CollectiveKind::kAllToAll || k == CollectiveKind::kGather;
+  return (count * (sendAll ? ranks : 1) + count * (recvAll ? ranks : 1)) * esize;
+}
+
+std::string_view ncclTypeName(DataType t) {
+  switch (t) {
+    case DataType::kFloat16:
+      return "half";
+    case DataType::kFloat32:
+      return "float";
+    case DataType::kFloat64:
+      return "double";
+    case DataType::kFloat8E4M3:
+      return "f8e4m3";
+    case DataType::kFloat8E5M2:
+      return "f8e5m2";
+    default:
+      return core::dataTypeName(t);  // int8 uint8 int32 uint32 int64 uint64 bfloat16: the same spelling
+  }
+}
+
+const std::vector<DataType>& ncclTypeOrder() {
+  static const std::vector<DataType> order{DataType::kInt8,     DataType::kUint8,      DataType::kInt32,
+                                           DataType::kUint32,   DataType::kInt64,      DataType::kUint64,
+                                           DataType::kFloat16,  DataType::kFloat32,    DataType::kFloat64,
+                                           DataType::kBfloat16, DataType::kFloat8E4M3, DataType::kFloat8E5M2};
+  return order;
+}
+
+const std::vector<ReduceOp>& ncclOpOrder() {
+  static const std::vector<ReduceOp> order{ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMax, ReduceOp::kMin,
+                                           ReduceOp::kAvg};
+  return order;
+}
+
+double reportedTimeUs(const Result& r, int average) {
+  switch (average) {
+    case 0:
+      return r.rank0TimeUs;
+    case 2:
+      return r.minTimeUs;
+    case 3:
+      return r.maxTimeUs;
+    default:
+      return r.avgTimeUs;
+  }
+}
+
+std::vector<std::uint64_t> sweepSizes(const Options& o) {
+  auto fail = [](const std::string& what) { throw Error(ErrorCode::kInvalidArgument, what); };
+  if (o.minBytes == 0 || o.maxBytes == 0) {
+    fail("-b/-e: a size of 0 bytes moves nothing; start at one element or more (e.g. -b 8)");
+  }
+  if (o.minBytes > o.maxBytes) {
+    fail("-b " + std::to_string(o.minBytes) + " is larger than -e " + std::to_string(o.maxBytes) +
+         ": the range is empty (swap them, or give -e at least -b)");
+  }
+  if (o.stepFactor <= 1 && o.stepBytes == 0) fail("-i 0 with -f 1: the size never grows (use -f 2 or -i 1M)");
+  std::vector<std::uint64_t> sizes;
+  for (std::uint64_t s = o.minBytes; s <= o.maxBytes;) {
+    sizes.push_back(s);
+    const std::uint64_t next = o.stepFactor > 1 ? s * o.stepFactor : s + o.stepBytes;
+    if (next <= s || (o.stepFactor > 1 && next / o.stepFactor != s)) break;  // overflow
+    s = next;
+  }
+  return sizes;
 }
 
 namespace {
@@ -129,6 +205,7 @@ class ThreadTeam final : public Team {
     for (double t : times_) sum += t;
     out.avgTimeUs = sum / n_;
     out.timeUs = out.maxTimeUs;
+    out.rank0TimeUs = times_.front();
     for (auto w : wrong_) out.wrong += w;
     for (const auto& e : errors_) {
       if (!e.empty() && out.error.empty()) {
@@ -406,9 +483,10 @@ Result Bench::runCopro(int local, Buffers& b, std::uint64_t count, const std::st
   team_.barrier();
   guarded(err, [&] {
     auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < o_.iters; ++i) once();
-    timeUs = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
-             std::max(1, o_.iters);
+    const int calls = o_.iters * std::max(1, o_.aggIters);
+    for (int i = 0; i < calls; ++i) once();
+    timeUs =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / std::max(1, calls);
   });
   if (!inPlace) {
     if (local == 0) algorithm_ = comms_[static_cast<std::size_t>(local)].lastProgramName();
@@ -499,13 +577,20 @@ Result Bench::runPeer(int local, Peer& peer, Buffers& b, std::uint64_t count) {
   team_.barrier();
   guarded(err, [&] {
     auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < o_.iters; ++i) peer.run(call);
-    timeUs = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
-             std::max(1, o_.iters);
+    const int calls = o_.iters * std::max(1, o_.aggIters);
+    for (int i = 0; i < calls; ++i) peer.run(call);
+    timeUs =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / std::max(1, calls);
   });
   Result res = team_.combine(r, err.empty() ? timeUs : 0, wrong, supported ? err : std::string());
   if (!supported) res.supported = false;
   return res;
+}
+
+void Bench::setType(DataType dtype, ReduceOp op) {
+  o_.dtype = dtype;
+  o_.op = op;
+  esize_ = core::dataTypeSize(dtype);
 }
 
 SizeResult Bench::runSize(std::uint64_t count, const std::string& algo) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "copro/copro.hpp"
@@ -13,16 +14,24 @@
 
 namespace copro::bench {
 
+/// copro-perf's settings; the defaults are nccl-tests' (docs/perf.md lists the flags).
 struct Options {
   collectives::CollectiveKind kind = collectives::CollectiveKind::kAllReduce;
   std::uint64_t minBytes = 32ULL << 20;
   std::uint64_t maxBytes = 32ULL << 20;
-  std::uint64_t stepFactor = 2;
+  std::uint64_t stepFactor = 1;          ///< -f: sizes multiply by this when > 1 ...
+  std::uint64_t stepBytes = 1ULL << 20;  ///< -i: ... else grow by this
   int iters = 20;
   int warmup = 5;
+  int aggIters = 1;  ///< -m: calls per timed iteration (one after another: copro has no group call)
+  int cycles = 1;    ///< -N: how many times the whole sweep runs (0: until interrupted)
+  int average = 1;   ///< -a: the time column: 0 rank 0's, 1 the mean over ranks, 2 the fastest, 3 the slowest
   int check = 1;
-  DataType dtype = DataType::kFloat32;
-  ReduceOp op = ReduceOp::kSum;
+  DataType dtype = DataType::kFloat32;               ///< the type being run (one of dtypes)
+  ReduceOp op = ReduceOp::kSum;                      ///< the operator being run (one of ops)
+  std::vector<DataType> dtypes{DataType::kFloat32};  ///< -d (all: every type, nccl-tests' order)
+  std::vector<ReduceOp> ops{ReduceOp::kSum};         ///< -o (all: every operator)
+  bool osuFull = false;                              ///< --format osu -f: min, max and iterations columns
   int root = 0;
   int ranks = 4;
   std::string transport;  ///< empty: inproc, or shm under mpirun
@@ -58,6 +67,7 @@ struct Result {
   double avgTimeUs = 0;  ///< mean over ranks of each rank's mean per call (OSU's "Avg Latency")
   double minTimeUs = 0;
   double maxTimeUs = 0;
+  double rank0TimeUs = 0;   ///< the printing rank's own mean (nccl-tests -a 0)
   std::uint64_t wrong = 0;  ///< mismatching elements summed over ranks
   bool supported = true;
   std::string error;  ///< the first failing rank's message
@@ -103,6 +113,9 @@ class Bench {
   Bench(const Bench&) = delete;
   Bench& operator=(const Bench&) = delete;
 
+  /// The data type and operator of the next runSize calls (-d all, -o all).
+  void setType(DataType dtype, ReduceOp op);
+
   /// Runs one size (copro out of place, in place, then every peer) on every rank.
   SizeResult runSize(std::uint64_t count, const std::string& algo);
 
@@ -142,5 +155,19 @@ double busFactor(collectives::CollectiveKind k, int p);
 std::uint64_t countFor(collectives::CollectiveKind k, std::uint64_t bytes, std::size_t esize, int p);
 bool isRooted(collectives::CollectiveKind k);
 bool hasOp(collectives::CollectiveKind k);
+/// Bytes of a rank's send and receive buffers for `count` (what runSize allocates).
+std::uint64_t bufferBytesPerRank(collectives::CollectiveKind k, std::uint64_t count, std::size_t esize, int p);
+
+/// nccl-tests' name of a type ("float", "half", "f8e4m3"); every type in nccl-tests' `-d all` order.
+std::string_view ncclTypeName(DataType t);
+const std::vector<DataType>& ncclTypeOrder();
+/// Every reduction operator in nccl-tests' `-o all` order (sum prod max min avg).
+const std::vector<ReduceOp>& ncclOpOrder();
+/// The time column of a result under nccl-tests' -a (0 rank 0, 1 mean, 2 min, 3 max).
+double reportedTimeUs(const Result& r, int average);
+
+/// The sizes of one sweep (nccl-tests' loop: times stepFactor when > 1, else plus stepBytes). Throws
+/// Error on a range that is empty, starts at 0 or never grows.
+std::vector<std::uint64_t> sweepSizes(const Options& o);
 
 }  // namespace copro::bench

@@ -1,3 +1,5 @@
+// copro-perf under mpirun (perf_mpi.hpp): MPI start-up and finalization, the MPI team that synchronizes the
+// ranks and combines their figures on rank 0, each process's communicator and the --compare peers.
 #include "perf_mpi.hpp"
 
 #include <mpi.h>
@@ -56,6 +58,7 @@ class MpiTeam final : public Team {
     check(MPI_Reduce(&timeUs, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, comm_), "MPI_Reduce");
     out.avgTimeUs = sum / size_;
     out.timeUs = out.maxTimeUs;
+    out.rank0TimeUs = timeUs;  // meaningful on rank 0, the printing rank
     std::uint64_t w = wrong;
     check(MPI_Reduce(&w, &out.wrong, 1, MPI_UINT64_T, MPI_SUM, 0, comm_), "MPI_Reduce");
     // The lowest failing rank's message reaches rank 0 (every rank prints its own on stderr as well).

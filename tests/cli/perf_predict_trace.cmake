@@ -21,7 +21,7 @@ foreach(key "copy_bw: [0-9]+MB/s" "reduce_bw: [0-9]+MB/s" "issue: [0-9]+ps" "lat
 endforeach()
 
 # 2. --trace and --predict on 3 inproc ranks (the probed file: no probe at run time).
-execute_process(COMMAND ${PERF} allreduce --ranks 3 -b 192K -e 384K -n 2 -w 1 --no-bound --predict
+execute_process(COMMAND ${PERF} allreduce --ranks 3 -b 192K -e 384K -f 2 -n 2 -w 1 --no-bound --predict
                         --topology ${OUT}/probe.yaml --trace ${OUT}/trace.json --json ${OUT}/rows.json
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
