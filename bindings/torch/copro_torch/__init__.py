@@ -1,0 +1,68 @@
+"""copro_torch: copro as a torch.distributed backend.
+
+Importing this package registers the backend "copro" with torch.distributed; then
+
+    import copro_torch
+    torch.distributed.init_process_group("copro", rank=rank, world_size=world_size, init_method=...)
+
+runs torch's collectives (all_reduce, broadcast, all_gather, reduce_scatter, all_to_all, send/recv, ...)
+on CPU tensors over copro. The backend bootstraps through the Store torch hands it (no extra
+environment variables). The transport is chosen per process group when it is created:
+
+    copro_torch.set_transport("shm")   # or "ucx", "mpi" (only under mpirun); default "auto"
+
+or with COPRO_TORCH_TRANSPORT; "auto" takes shm when every rank runs on this host, else ucx.
+See docs/torch.md for the op/dtype table and the options.
+"""
+import atexit
+import os
+
+import torch  # noqa: F401  (loads libtorch before the extension)
+import torch.distributed as dist
+
+from . import _C
+
+__all__ = ["BACKEND", "set_transport", "get_transport", "transports", "transport_of"]
+
+# The name to pass to torch.distributed.init_process_group / new_group.
+BACKEND = "copro"
+
+_transport = os.environ.get("COPRO_TORCH_TRANSPORT", "auto")
+
+
+def transports():
+    """The transports this build offers (besides "auto")."""
+    return list(_C.transports())
+
+
+def set_transport(name):
+    """Transport for process groups created from now on: "auto", "shm", "ucx", "mpi", ..."""
+    global _transport
+    if name != "auto" and name not in transports():
+        raise ValueError(f"copro_torch: unknown transport {name!r}; this build offers: auto, "
+                         + ", ".join(transports()))
+    _transport = name
+
+
+def get_transport():
+    """The transport new process groups will use ("auto" unless set)."""
+    return _transport
+
+
+def transport_of(group=None):
+    """The transport a copro process group actually runs on (default: the default group)."""
+    if group is None:
+        group = dist.distributed_c10d._get_default_group()
+    return _C.transport_of(group)
+
+
+def _create_process_group(store, rank, world_size, timeout):
+    # torch calls this (Backend.register_backend) with the group's prefixed Store.
+    return _C.create_process_group(store, rank, world_size, timeout, _transport)
+
+
+if BACKEND.upper() not in dist.Backend._plugins:
+    dist.Backend.register_backend(BACKEND, _create_process_group)
+
+# Release shared memory, endpoints and MPI before the interpreter goes away.
+atexit.register(_C.shutdown)

@@ -1,0 +1,132 @@
+#pragma once
+/// copro_torch's engine: the part of the PyTorch backend that does not depend on torch's process-group
+/// class. It creates this process's copro Communicator through a Bootstrap over the c10d::Store torch
+/// hands the backend, turns tensor operations into Jobs (validated on the caller's thread, so an
+/// unsupported op or dtype raises at once), and runs them in order on one worker thread that issues the
+/// copro calls and waits for them (a Communicator is driven by one thread at a time). process_group.cpp
+/// adapts it to torch 1.13's c10d::ProcessGroup/Work; a later torch's c10d::Backend needs only that file.
+#include <ATen/core/Tensor.h>
+#include <c10/util/intrusive_ptr.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "copro/copro.hpp"
+
+namespace c10d {
+class Store;
+}
+
+namespace copro_torch {
+
+class StoreBootstrap;
+
+/// One operation for the worker thread: `run` issues copro calls, waits for them and copies results
+/// back (throws on failure); `outputs` are the tensors the Work's future resolves to.
+struct Job {
+  std::vector<at::Tensor> outputs;
+  std::function<void(copro::Communicator&)> run;
+};
+
+/// Called on the worker thread when a Job finished (null on success).
+using DoneCallback = std::function<void(std::exception_ptr)>;
+
+/// The reductions torch names; the process-group layer maps torch's enum onto it.
+enum class Reduction { kSum, kAvg, kProduct, kMin, kMax };
+
+class Engine {
+ public:
+  /// Collective over the `size` processes: creates the communicator on `transport` ("auto": shm when
+  /// every rank runs on this host, else ucx; "shm", "ucx", "mpi", "shm+ucx", ...). Throws
+  /// std::runtime_error with a message that says what to do.
+  Engine(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, const std::string& transport,
+         std::chrono::milliseconds timeout);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  [[nodiscard]] int rank() const { return rank_; }
+  [[nodiscard]] int size() const { return size_; }
+  /// The transport actually used ("shm", ...).
+  [[nodiscard]] const std::string& transport() const { return transport_; }
+
+  /// Queues `job`; `done` runs on the worker thread when it finished (in submission order).
+  void submit(Job job, DoneCallback done);
+  /// Finishes queued jobs, stops the worker and destroys the communicator (idempotent; later submits fail).
+  void shutdown();
+
+  // Job builders: they check their arguments on the calling thread and throw c10::Error (NotImplementedError
+  // for unsupported ops and dtypes) naming the problem and what to use instead.
+  Job allReduce(const at::Tensor& tensor, Reduction op) const;
+  Job allReduceCoalesced(const std::vector<at::Tensor>& tensors, Reduction op) const;
+  Job broadcast(const at::Tensor& tensor, int root) const;
+  Job reduce(const at::Tensor& tensor, Reduction op, int root) const;
+  Job allGather(const std::vector<at::Tensor>& outputs, const at::Tensor& input) const;
+  Job allGatherBase(const at::Tensor& output, const at::Tensor& input) const;
+  Job allGatherCoalesced(const std::vector<std::vector<at::Tensor>>& outputs,
+                         const std::vector<at::Tensor>& inputs) const;
+  Job reduceScatter(const at::Tensor& output, const std::vector<at::Tensor>& inputs, Reduction op) const;
+  Job reduceScatterBase(const at::Tensor& output, const at::Tensor& input, Reduction op) const;
+  Job allToAllBase(const at::Tensor& output, const at::Tensor& input, const std::vector<std::int64_t>& outSplits,
+                   const std::vector<std::int64_t>& inSplits) const;
+  Job allToAll(const std::vector<at::Tensor>& outputs, const std::vector<at::Tensor>& inputs) const;
+  Job gather(const std::vector<at::Tensor>& outputs, const at::Tensor& input, int root) const;
+  Job scatter(const at::Tensor& output, const std::vector<at::Tensor>& inputs, int root) const;
+  Job barrier() const;
+  /// Point-to-point: `peer` is the destination (send) or source (recv). Each pair of ranks has its own
+  /// communicator, created by the two on their first exchange (copro's calls are numbered per
+  /// communicator, so traffic between two ranks must not count on the others). A batch (several ops)
+  /// runs as one copro group per peer, all progressed together, as batch_isend_irecv needs.
+  struct P2P {
+    bool isSend = true;
+    at::Tensor tensor;
+    int peer = 0;
+  };
+  Job p2p(const std::vector<P2P>& ops);
+  /// Checks one point-to-point operation (throws like the builders).
+  void checkP2P(const P2P& op, const char* name) const;
+
+ private:
+  void workerLoop();
+  /// The communicator of this rank and `peer` (worker thread only; created on first use).
+  copro::Communicator& pairComm(int peer);
+  copro::Communicator create(const std::shared_ptr<StoreBootstrap>& boot, const std::vector<int>& mpiRanks);
+
+  int rank_;
+  int size_;
+  std::string transport_;
+  copro::Config config_;
+  std::shared_ptr<StoreBootstrap> boot_;
+  std::vector<int> mpiWorldRanks_;  ///< MPI_COMM_WORLD rank of each group rank (transport mpi)
+  copro::Communicator comm_;
+  std::map<int, copro::Communicator> pairs_;  ///< peer -> pair communicator
+  struct Task {
+    Job job;
+    DoneCallback done;
+  };
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Task> queue_;
+  std::atomic<std::size_t> pending_{0};  ///< queue_.size(), readable without the lock (the worker spins on it)
+  bool sleeping_ = false;                ///< the worker waits on cv_ (submit notifies only then)
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+/// Every transport this build of copro offers to torch ("shm", "ucx", "mpi", ...).
+std::vector<std::string> availableTransports();
+/// Shuts every live Engine down (Python's atexit), then finalizes MPI when copro_torch initialized it.
+void shutdownAll();
+
+}  // namespace copro_torch
