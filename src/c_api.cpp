@@ -1,6 +1,7 @@
 // The C API: thin wrappers that turn exceptions and Status into copro_result_t + a per-thread message.
 #include "copro/copro.h"
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -108,6 +109,54 @@ copro_result_t copro_comm_init_all(const char* backend, int nranks, copro_comm_t
     for (std::size_t i = 0; i < all.size(); ++i) comms[i] = new copro_comm{std::move(all[i])};
     return copro_success;
   });
+}
+
+copro_result_t copro_get_unique_id(copro_unique_id_t* id) {
+  return guarded([&] {
+    if (id == nullptr) return fail(copro::ErrorCode::kInvalidArgument, "copro_get_unique_id: id is NULL");
+    static_assert(sizeof(id->internal) == sizeof(copro::UniqueId::internal), "unique id sizes differ");
+    const copro::UniqueId made = copro::getUniqueId();
+    std::memcpy(id->internal, made.internal.data(), sizeof(id->internal));
+    return copro_success;
+  });
+}
+
+copro_result_t copro_comm_init_rank(const char* backend, copro_unique_id_t id, int rank, int nranks,
+                                    copro_comm_t* comm) {
+  return guarded([&] {
+    if (backend == nullptr || comm == nullptr) {
+      return fail(copro::ErrorCode::kInvalidArgument, "copro_comm_init_rank: backend or comm is NULL");
+    }
+    *comm = nullptr;
+    if (nranks <= 0 || rank < 0 || rank >= nranks) {
+      return fail(copro::ErrorCode::kInvalidArgument,
+                  "copro_comm_init_rank: rank " + std::to_string(rank) + " is not in 0.." + std::to_string(nranks - 1));
+    }
+    copro::UniqueId uid;
+    std::memcpy(uid.internal.data(), id.internal, uid.internal.size());
+    *comm = new copro_comm{copro::createCommunicator(backend, uid, rank, nranks)};
+    return copro_success;
+  });
+}
+
+copro_result_t copro_comm_init_from_env(const char* backend, copro_comm_t* comm) {
+  return guarded([&] {
+    if (backend == nullptr || comm == nullptr) {
+      return fail(copro::ErrorCode::kInvalidArgument, "copro_comm_init_from_env: backend or comm is NULL");
+    }
+    *comm = nullptr;
+    *comm = new copro_comm{copro::createFromEnvironment(backend)};
+    return copro_success;
+  });
+}
+
+copro_result_t copro_comm_get_async_error(copro_comm_t comm, copro_result_t* async_error) {
+  COPRO_C_CHECK_COMM(comm);
+  if (async_error == nullptr) return fail(copro::ErrorCode::kInvalidArgument, "async_error is NULL");
+  const copro::Status s = comm->comm.asyncError();
+  *async_error = s.ok() ? copro_success : toResult(s.code());
+  if (!s.ok()) tLastError = s.message();
+  return copro_success;
 }
 
 copro_result_t copro_comm_destroy(copro_comm_t comm) {

@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <list>
+#include <mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -23,7 +24,30 @@ using core::Status;
 // ---------------------------------------------------------------------------------------------------------------
 // Request
 
+/// The communicator's sticky asynchronous error (Communicator::asyncError): the first failure of one of its
+/// calls that leaves it unusable. Shared by the Communicator and its Requests, which may outlive it.
+struct AsyncErrorSink {
+  std::mutex mu;
+  Status first;
+
+  /// Errors of one call's arguments or usage leave the communicator usable; the others do not.
+  static bool fatal(ErrorCode code) {
+    return code == ErrorCode::kTimeout || code == ErrorCode::kRemoteError || code == ErrorCode::kAborted ||
+           code == ErrorCode::kSystemError || code == ErrorCode::kInternal;
+  }
+  void record(const Status& s) {
+    if (s.ok() || !fatal(s.code())) return;
+    std::lock_guard<std::mutex> lock(mu);
+    if (first.ok()) first = s;
+  }
+  Status get() {
+    std::lock_guard<std::mutex> lock(mu);
+    return first;
+  }
+};
+
 struct Request::State {
+  std::shared_ptr<AsyncErrorSink> sink;  // the communicator's; null for requests that never started
   std::unique_ptr<core::CallHandle> handle;
   std::shared_ptr<const core::ProgramSource> program;  // kept alive while the call runs
   CallBuffers buffers;
@@ -48,6 +72,7 @@ Status Request::wait() {
   if (!state_) return Status(ErrorCode::kInvalidUsage, "wait() on an empty Request");
   if (!state_->done) {
     state_->status = state_->handle ? state_->handle->wait() : Status();
+    if (state_->sink) state_->sink->record(state_->status);
     state_->done = true;
     state_->handle.reset();
   }
@@ -61,6 +86,7 @@ bool Request::test() {
   Status s = state_->handle ? state_->handle->test(done) : Status();
   if (!s.ok()) {
     state_->status = s;
+    if (state_->sink) state_->sink->record(s);
     done = true;
   }
   if (done) {
@@ -90,6 +116,7 @@ Request Request::finished(Status status) {
 
 struct Communicator::Impl {
   std::unique_ptr<core::Executor> exec;
+  std::shared_ptr<AsyncErrorSink> asyncErrors = std::make_shared<AsyncErrorSink>();
   core::Config config;
   std::vector<int> nodeOfRank;
   std::uint64_t seq = 0;
@@ -219,9 +246,11 @@ struct Communicator::Impl {
       auto program = programFor(args, opts.algorithm);
       lastProgram = program->header().name;
       auto st = std::make_shared<Request::State>();
+      st->sink = asyncErrors;
       st->program = program;
       st->buffers = std::move(buffers);
       Status s = exec->start(program, st->buffers, st->handle);
+      asyncErrors->record(s);
       if (!s.ok()) return failedRequest(s);
       return Request(st);
     } catch (const Error& e) {
@@ -395,7 +424,12 @@ void Communicator::deallocate(void* ptr) {
 }
 void Communicator::abort() {
   requireValid(impl_);
+  impl_->asyncErrors->record(Status(ErrorCode::kAborted, "the communicator was aborted (Communicator::abort)"));
   impl_->exec->abort();
+}
+Status Communicator::asyncError() const {
+  requireValid(impl_);
+  return impl_->asyncErrors->get();
 }
 std::size_t Communicator::programCacheSize() const {
   requireValid(impl_);
@@ -668,9 +702,11 @@ Request Communicator::runProgram(std::shared_ptr<const core::ProgramSource> prog
     ++impl_->seq;
     impl_->lastProgram = program->header().name;
     auto st = std::make_shared<Request::State>();
+    st->sink = impl_->asyncErrors;
     st->program = std::move(program);
     st->buffers = std::move(buffers);
     Status s = impl_->exec->start(st->program, st->buffers, st->handle);
+    impl_->asyncErrors->record(s);
     if (!s.ok()) return failedRequest(s);
     return Request(st);
   } catch (const Error& e) {

@@ -48,6 +48,13 @@ typedef enum { copro_sum = 0, copro_prod, copro_min, copro_max, copro_avg } copr
 typedef struct copro_comm* copro_comm_t;
 typedef struct copro_request* copro_request_t;
 
+/* Opaque rendezvous handle of a multi-process communicator (as ncclUniqueId): created by one process with
+ * copro_get_unique_id, its 128 bytes copied to every rank (MPI_Bcast, a file, the launcher). */
+#define COPRO_UNIQUE_ID_BYTES 128
+typedef struct {
+  char internal[COPRO_UNIQUE_ID_BYTES];
+} copro_unique_id_t;
+
 const char* copro_version(void);
 const char* copro_result_string(copro_result_t result);
 /* The message of the last failed call on this thread ("" when none). */
@@ -55,6 +62,22 @@ const char* copro_last_error(void);
 
 /* Creates nranks communicators of a backend that hosts every rank in this process ("inproc"). */
 copro_result_t copro_comm_init_all(const char* backend, int nranks, copro_comm_t* comms);
+
+/* Starts a rendezvous listener in this process (on 127.0.0.1, or COPRO_BOOTSTRAP_ADDR when set) and writes
+ * its id. Call it on one process only, then give the id to every rank. */
+copro_result_t copro_get_unique_id(copro_unique_id_t* id);
+/* This process's rank of a multi-process communicator: backend "shm", "mpi", "ucx", "shm+ucx" or "shm+mpi".
+ * Collective over the nranks processes that pass the same id; fails with copro_timeout naming the missing
+ * ranks after COPRO_TIMEOUT. */
+copro_result_t copro_comm_init_rank(const char* backend, copro_unique_id_t id, int rank, int nranks,
+                                    copro_comm_t* comm);
+/* The same with the rendezvous from the environment: COPRO_RANK, COPRO_WORLD_SIZE, COPRO_ROOT_ADDR
+ * (host:port; rank 0 listens there), optional COPRO_BOOTSTRAP_TOKEN (docs/bootstrap.md). */
+copro_result_t copro_comm_init_from_env(const char* backend, copro_comm_t* comm);
+/* The first error that left the communicator unusable (a timeout, a dead or failed peer, an abort), seen by
+ * any of its calls so far: *async_error is copro_success while there is none (as ncclCommGetAsyncError).
+ * Its message is then copro_last_error(). Safe to call from another thread, e.g. a watchdog. */
+copro_result_t copro_comm_get_async_error(copro_comm_t comm, copro_result_t* async_error);
 copro_result_t copro_comm_destroy(copro_comm_t comm);
 copro_result_t copro_comm_rank(copro_comm_t comm, int* rank);
 copro_result_t copro_comm_size(copro_comm_t comm, int* size);

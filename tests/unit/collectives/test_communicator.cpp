@@ -211,7 +211,12 @@ TEST(Communicator, MissingRankTimesOutNamingIt) {
         << st[static_cast<std::size_t>(r)].toString();
     EXPECT_NE(st[static_cast<std::size_t>(r)].message().find("2"), std::string::npos)
         << st[static_cast<std::size_t>(r)].message();
+    // The timeout is the communicator's asynchronous error from now on; the silent rank has none.
+    const Status async = comms[static_cast<std::size_t>(r)].asyncError();
+    EXPECT_EQ(async.code(), ErrorCode::kTimeout) << async.toString();
+    EXPECT_EQ(async.message(), st[static_cast<std::size_t>(r)].message());
   }
+  EXPECT_TRUE(comms[2].asyncError().ok()) << comms[2].asyncError().toString();
 }
 
 TEST(Communicator, BadArgumentsGetClearErrors) {
@@ -239,6 +244,11 @@ TEST(Communicator, BadArgumentsGetClearErrors) {
   s = c.allReduce(&x, &x, 1, DataType::kFloat32, ReduceOp::kSum, {"no-such-algo"}).wait();
   EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(s.message().find("known:"), std::string::npos) << s.message();
+  // Argument errors leave the communicator usable: they are not asynchronous errors.
+  EXPECT_TRUE(c.asyncError().ok()) << c.asyncError().toString();
+  c.abort();
+  EXPECT_EQ(c.asyncError().code(), ErrorCode::kAborted);
+  EXPECT_TRUE(comms[1].asyncError().ok());
   Communicator empty;
   EXPECT_THROW((void)empty.rank(), Error);
   EXPECT_THROW(createInproc(0), Error);

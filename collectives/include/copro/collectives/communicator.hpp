@@ -129,6 +129,11 @@ class Communicator {
 
   /// Releases this rank's in-flight and future calls with an aborted error (any thread).
   void abort();
+  /// The first error that left this communicator unusable (a timeout, a dead or failed peer, abort(), a
+  /// system error), as seen by any of its calls so far; ok() while there is none. Sticky; any thread. An
+  /// argument or usage error of one call (kInvalidArgument, kInvalidUsage, ...) is not recorded here: the
+  /// communicator stays usable after it. As ncclCommGetAsyncError: poll it from a watchdog, then abort().
+  [[nodiscard]] Status asyncError() const;
 
   /// Number of Programs in this communicator's cache, and how many calls found theirs there.
   [[nodiscard]] std::size_t programCacheSize() const;
