@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "copro/core/data_dir.hpp"
 #include "copro/core/status.hpp"
 #include "copro/sim/workload.hpp"
 #include "plot.hpp"
@@ -34,8 +35,8 @@ struct Variant {
 };
 
 std::string workloadPath(const std::string& file) {
-  // The bundled workloads sit next to the bundled topologies (COPRO_TOPOLOGY_DIR, copro::topologies).
-  return (std::filesystem::path(COPRO_TOPOLOGY_DIR).parent_path() / "workloads" / file).string();
+  // The bundled workloads: share/copro/workloads of the install or build tree (core/data_dir.hpp).
+  return (std::filesystem::path(core::dataPath("workloads")) / file).string();
 }
 
 /// What determines a communication task's time (its SMs and the compute model do not).

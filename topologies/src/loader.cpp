@@ -14,14 +14,11 @@
 
 #include "builders.hpp"
 #include "copro/core/config.hpp"
+#include "copro/core/data_dir.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
 #include "copro/topologies/topology.hpp"
 #include "params.hpp"
-
-#ifndef COPRO_TOPOLOGY_DIR
-#define COPRO_TOPOLOGY_DIR "topologies"
-#endif
 
 namespace copro::topo {
 
@@ -260,7 +257,9 @@ std::vector<std::string> searchDirectories() {
   if (const char* env = std::getenv("COPRO_TOPOLOGY_PATH")) {
     for (auto& d : core::splitList(env, ':')) dirs.push_back(d);
   }
-  dirs.emplace_back(COPRO_TOPOLOGY_DIR);
+  // The bundled folder, when the data folder exists (a missing one is reported by bundledTopologyDirectory).
+  const std::string data = core::findDataDirectory();
+  if (!data.empty()) dirs.push_back((fs::path(data) / "topologies").string());
   return dirs;
 }
 
@@ -308,6 +307,13 @@ Fabric build(const detail::BuilderEntry& entry, std::map<std::string, ParamValue
   return f;
 }
 
+/// The bundled folder, or why there is none (for error messages, which must not throw another error).
+std::string bundledFolderForMessages() {
+  const std::string data = core::findDataDirectory();
+  if (!data.empty()) return (fs::path(data) / "topologies").string();
+  return "no bundled folder: copro's share/copro was not found; install copro or set COPRO_DATA_DIR";
+}
+
 const detail::BuilderEntry& builderEntry(const std::string& name, const std::string& where) {
   const detail::BuilderEntry* entry = detail::findBuilder(name);
   if (entry == nullptr) {
@@ -321,7 +327,7 @@ const detail::BuilderEntry& builderEntry(const std::string& name, const std::str
 }  // namespace
 
 std::string bundledTopologyDirectory() {
-  return COPRO_TOPOLOGY_DIR;
+  return core::dataPath("topologies");
 }
 
 std::vector<std::string> bundledTopologies() {
@@ -352,7 +358,7 @@ std::string resolveTopologyPath(const std::string& pathOrName) {
   throw Error(ErrorCode::kInvalidArgument, "topology '" + pathOrName + "': no such file" +
                                                (looksLikePath ? "" : " and no bundled topology of that name") +
                                                didYouMean(stem, bundled) + "; bundled: " + joined(bundled) +
-                                               " (in COPRO_TOPOLOGY_PATH and " + bundledTopologyDirectory() + ")");
+                                               " (in COPRO_TOPOLOGY_PATH and " + bundledFolderForMessages() + ")");
 }
 
 Fabric loadTopology(const std::string& pathOrName, const std::vector<std::string>& overrides) {

@@ -212,7 +212,7 @@ TEST(Workload, FileErrorsNameTheLineAndKey) {
 }
 
 TEST(Workload, BundledExamplesParseAndSchedule) {
-  const std::filesystem::path dir = std::filesystem::path(COPRO_TOPOLOGY_DIR).parent_path() / "workloads";
+  const std::filesystem::path dir = std::filesystem::path(COPRO_SOURCE_TOPOLOGY_DIR).parent_path() / "workloads";
   int files = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".yaml") continue;

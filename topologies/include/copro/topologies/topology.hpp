@@ -50,7 +50,7 @@ const BuilderInfo& builderInfo(const std::string& builder);
 
 /// Names (without .yaml) of the topology files found in COPRO_TOPOLOGY_PATH and the bundled folder, sorted.
 std::vector<std::string> bundledTopologies();
-/// The bundled folder (COPRO_TOPOLOGY_DIR at build time).
+/// The bundled folder: core::dataPath("topologies") (share/copro/topologies; throws core::Error when missing).
 std::string bundledTopologyDirectory();
 /// The file `pathOrName` refers to (see loadTopology); throws core::Error listing the nearest bundled
 /// name when there is none.
