@@ -1,0 +1,58 @@
+# ctest `install_consumers`: installs the build tree into a scratch prefix, then builds and runs two external
+# programs against that prefix alone: a C++ project through find_package(copro) and a C program through
+# pkg-config. Arguments: -DBUILD_DIR -DSOURCE_DIR -DSCRATCH -DC_COMPILER -DGENERATOR.
+cmake_minimum_required(VERSION 3.16)
+
+function(run what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message(STATUS "${what}: ${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${rc}):\n${out}\n${err}")
+  endif()
+endfunction()
+
+file(REMOVE_RECURSE ${SCRATCH})
+set(prefix ${SCRATCH}/prefix)
+run("install" ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+
+# C++: find_package(copro CONFIG REQUIRED), copro::copro and copro::sim.
+run("configure consumer" ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consumer -B ${SCRATCH}/consumer -G
+    ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+run("build consumer" ${CMAKE_COMMAND} --build ${SCRATCH}/consumer)
+run("consumer_cpp" ${SCRATCH}/consumer/consumer_cpp)
+
+# C: pkg-config alone.
+file(GLOB_RECURSE pcfile ${prefix}/copro.pc)
+if(NOT pcfile)
+  message(FATAL_ERROR "no copro.pc under ${prefix}")
+endif()
+get_filename_component(pcdir ${pcfile} DIRECTORY)
+get_filename_component(libdir ${pcdir} DIRECTORY)
+execute_process(COMMAND ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pcdir} pkg-config --cflags --libs copro
+                RESULT_VARIABLE rc OUTPUT_VARIABLE flags OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "pkg-config --cflags --libs copro failed")
+endif()
+separate_arguments(flags UNIX_COMMAND "${flags}")
+run("compile consumer_c" ${C_COMPILER} -std=c11 -Wall -Werror ${SOURCE_DIR}/tests/install/consumer_c.c ${flags}
+    -o ${SCRATCH}/consumer_c)
+run("consumer_c" ${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${libdir} ${SCRATCH}/consumer_c)
+
+# The shared library exports the public API only.
+if(EXISTS ${libdir}/libcopro.so)
+  execute_process(COMMAND sh -c "nm -D --defined-only '${libdir}/libcopro.so' | c++filt"
+                  OUTPUT_VARIABLE syms RESULT_VARIABLE rc)
+  string(REGEX MATCHALL "copro::(transport|sim|topo)::[^\n]*|YAML::[^\n]*" leaked "${syms}")
+  if(leaked)
+    list(GET leaked 0 first)
+    message(FATAL_ERROR "libcopro.so exports internal symbols, e.g. ${first}")
+  endif()
+  if(NOT syms MATCHES "copro_allreduce" OR NOT syms MATCHES "copro::collectives::Communicator::allReduce")
+    message(FATAL_ERROR "libcopro.so does not export the public API")
+  endif()
+  execute_process(COMMAND sh -c "objdump -p '${libdir}/libcopro.so' | grep SONAME" OUTPUT_VARIABLE soname)
+  message(STATUS "libcopro.so: ${soname}")
+  if(NOT soname MATCHES "libcopro\\.so\\.[0-9]+")
+    message(FATAL_ERROR "libcopro.so has no versioned SONAME: ${soname}")
+  endif()
+endif()
