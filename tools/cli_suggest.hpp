@@ -1,7 +1,7 @@
 #pragma once
-// "did you mean" for CLI11 command lines, header-only so any tool can include it: on a parse error it names
-// the first argument that is no option of the app and the closest option name (core::nearestName, the
-// Levenshtein match the config and topology loaders use). copro::cli::parse replaces CLI11_PARSE.
+// "did you mean" for CLI11 command lines, header-only so every tool (tools/, bench/) includes it: on a parse error it
+// names the first argument that is no option of the app and the closest option name (core::nearestName, the Levenshtein
+// match the config and topology loaders use). copro::cli::parse replaces CLI11_PARSE.
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <cstdio>
@@ -13,12 +13,15 @@
 
 namespace copro::cli {
 
-/// Every spelling of the app's options ("--ranks", "-b"), subcommands excluded.
+/// Every spelling of the options of the app and of its subcommands ("--ranks", "-b").
 inline std::vector<std::string> optionNames(const CLI::App& app) {
   std::vector<std::string> names;
   for (const CLI::Option* opt : app.get_options()) {
     for (const auto& l : opt->get_lnames()) names.push_back("--" + l);
     for (const auto& s : opt->get_snames()) names.push_back("-" + s);
+  }
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    for (auto& n : optionNames(*sub)) names.push_back(std::move(n));
   }
   return names;
 }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli_suggest.hpp"
 #include "copro/copro.hpp"
 #include "copro/core/program_json.hpp"
 #include "copro/core/units.hpp"
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
   app.add_option("--validate", validateFile, "load a Program from a JSON file and run the validator on it");
   app.add_option("--node-map", nodeMap, "rank->node map for --plan ('0,0,1,1' or ranks per node '4')");
   app.add_option("--dtype", dtype, "element type for --plan (default float32)");
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = copro::cli::parse(app, argc, argv); rc >= 0) return rc;
 
   try {
     copro::Config cfg = copro::Config::fromEnvironment();

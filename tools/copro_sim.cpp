@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_suggest.hpp"
 #include "collective_sizes.hpp"
 #include "copro/collectives/collective.hpp"
 #include "copro/core/config.hpp"
@@ -684,7 +685,7 @@ int runCli(int argc, char** argv) {
   copro::tools::MoeCliArgs moeArgs;
   CLI::App* moeCmd = copro::tools::addMoeCommand(app, moeArgs);
 
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = copro::cli::parse(app, argc, argv); rc >= 0) return rc;
   try {
     if (runCmd->parsed()) return cmdRun(run);
     if (sweepCmd->parsed()) {

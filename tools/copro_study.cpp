@@ -5,6 +5,7 @@
 #include <exception>
 #include <string>
 
+#include "cli_suggest.hpp"
 #include "copro/core/status.hpp"
 #include "study_common.hpp"
 
@@ -33,7 +34,7 @@ int runCli(int argc, char** argv) {
   CLI::App* indexCmd = app.add_subcommand("index", "rewrite OUT/README.md from the studies' markdown");
   indexCmd->add_option("--out", opts.outDir, "output folder (default docs/studies)");
   CLI::App* listCmd = app.add_subcommand("list", "the studies, their scripts and whether they are implemented");
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = copro::cli::parse(app, argc, argv); rc >= 0) return rc;
 
   try {
     if (listCmd->parsed()) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_suggest.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/units.hpp"
 #include "copro/topologies/probe.hpp"
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
   std::string probeBytes = "32M";
   probeCmd->add_option("--bytes", probeBytes, "working set of each copying thread (default 32M; small: caches)");
 
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = copro::cli::parse(app, argc, argv); rc >= 0) return rc;
 
   try {
     if (validateCmd->parsed()) {

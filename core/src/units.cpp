@@ -20,8 +20,8 @@ std::uint64_t parseBytes(std::string_view text) {
   std::string t = trimmed(text);
   auto fail = [&]() -> std::uint64_t {
     throw Error(ErrorCode::kParseError, "'" + std::string(text) +
-                                            "' is not a size: use a number with an optional K, M, G or T suffix "
-                                            "(powers of 1024), e.g. 4097, 64K, 1M, 1.5G");
+                                            "' is not a size: use a number with an optional K, M, G or T suffix, "
+                                            "alone or as Ki/KiB/KB (all powers of 1024), e.g. 4097, 64K, 1Mi, 1.5GiB");
   };
   if (t.empty()) return fail();
   char* end = nullptr;
@@ -33,6 +33,8 @@ std::uint64_t parseBytes(std::string_view text) {
     suffix.resize(suffix.size() - 2);
   } else if (!suffix.empty() && suffix.back() == 'B') {
     suffix.pop_back();
+  } else if (suffix.size() == 2 && suffix.back() == 'I') {
+    suffix.pop_back();  // Ki, Mi, Gi, Ti
   }
   double mult = 1;
   if (suffix.empty()) {

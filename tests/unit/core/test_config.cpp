@@ -32,6 +32,12 @@ TEST(Units, ParsesAndFormatsBytes) {
   EXPECT_EQ(parseBytes("64M"), 64ULL << 20);
   EXPECT_EQ(parseBytes("1K"), 1024U);
   EXPECT_EQ(parseBytes("2GiB"), 2ULL << 30);
+  // Every CLI takes K/M/G, Ki/Mi/Gi and KiB/MiB/GiB alike (powers of 1024, as nccl-tests' -b/-e).
+  for (const char* same : {"1M", "1Mi", "1MiB", "1MB", "1m", "1mib"}) EXPECT_EQ(parseBytes(same), 1ULL << 20) << same;
+  EXPECT_EQ(parseBytes("3Ki"), 3072U);
+  EXPECT_EQ(parseBytes("1Gi"), 1ULL << 30);
+  EXPECT_THROW(parseBytes("1Xi"), Error);
+  EXPECT_THROW(parseBytes("1i"), Error);
   EXPECT_EQ(parseBytes("1.5M"), 3ULL << 19);
   EXPECT_EQ(parseBytes(" 8B "), 8U);
   EXPECT_EQ(formatBytes(64ULL << 20), "64M");
