@@ -284,6 +284,9 @@ void killTest(const std::string& algo, const std::string& initiation) {
           std::this_thread::sleep_for(std::chrono::milliseconds(20));
           raise(SIGKILL);
         }
+        // Join only after the victim died: on an idle machine the victim's proxy threads would otherwise
+        // finish the whole call with us within its 20 ms, and nothing would fail.
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
         const auto begin = std::chrono::steady_clock::now();
         CallOptions o;
         o.algorithm = algo;
