@@ -55,6 +55,10 @@ std::vector<std::string> dataDirectoryCandidates() {
   if (const char* env = std::getenv("COPRO_DATA_DIR"); env != nullptr && *env != '\0') out.emplace_back(env);
   addPrefixesOf(executablePath(), out);
   addPrefixesOf(libraryPath(), out);
+#ifdef COPRO_INSTALL_DATA_DIR
+  // Last: the configured install location (CMAKE_INSTALL_PREFIX), for programs linked statically elsewhere.
+  out.emplace_back(COPRO_INSTALL_DATA_DIR);
+#endif
   return out;
 }
 

@@ -2,8 +2,10 @@
 /// Where copro's bundled data (the topology and workload files) lives at run time. Nothing from the source
 /// tree is compiled in: the folder is COPRO_DATA_DIR when set, else `share/copro` beside the prefix of the
 /// running executable (`<prefix>/bin/../share/copro`) or of the copro library itself
-/// (`<prefix>/lib[/<arch>]/../share/copro`), so an installed, moved or relocated copy finds its own data. A
-/// build tree mirrors the installed layout (`build/share/copro`, next to `build/tools`, `build/bench`).
+/// (`<prefix>/lib[/<arch>]/../share/copro`), so an installed, moved or relocated copy finds its own data;
+/// last, the configured install location (`CMAKE_INSTALL_PREFIX/share/copro`), for a program linked with the
+/// static archives somewhere else. A build tree mirrors the installed layout (`build/share/copro`, next to
+/// `build/tools`, `build/bench`).
 #include <string>
 #include <string_view>
 #include <vector>
