@@ -1,6 +1,8 @@
 # ctest `install_consumers`: installs the build tree into a scratch prefix, then builds and runs two external
 # programs against that prefix alone: a C++ project through find_package(copro) and a C program through
-# pkg-config. Arguments: -DBUILD_DIR -DSOURCE_DIR -DSCRATCH -DC_COMPILER -DGENERATOR.
+# pkg-config; checks the shared library's exports; and runs an installed tool from a moved copy of the
+# prefix (it must find its bundled data there). Arguments: -DBUILD_DIR -DSOURCE_DIR -DSCRATCH -DC_COMPILER
+# -DGENERATOR.
 cmake_minimum_required(VERSION 3.16)
 
 function(run what)
@@ -54,5 +56,16 @@ if(EXISTS ${libdir}/libcopro.so)
   message(STATUS "libcopro.so: ${soname}")
   if(NOT soname MATCHES "libcopro\\.so\\.[0-9]+")
     message(FATAL_ERROR "libcopro.so has no versioned SONAME: ${soname}")
+  endif()
+endif()
+
+# The installed tools find share/copro beside their own bin/, also after the whole prefix moved.
+if(EXISTS ${prefix}/bin/copro-topo)
+  file(RENAME ${prefix} ${SCRATCH}/moved)
+  run("moved copro-topo list" ${CMAKE_COMMAND} -E env --unset=COPRO_DATA_DIR --unset=COPRO_TOPOLOGY_PATH
+      ${SCRATCH}/moved/bin/copro-topo list)
+  execute_process(COMMAND ${SCRATCH}/moved/bin/copro-topo list OUTPUT_VARIABLE listed)
+  if(NOT listed MATCHES "deepseek-v3" OR NOT listed MATCHES "h800-node")
+    message(FATAL_ERROR "the moved install's copro-topo lists no bundled topology:\n${listed}")
   endif()
 endif()
