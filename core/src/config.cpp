@@ -1,4 +1,5 @@
 #include "copro/core/config.hpp"
+#include "copro/core/limits.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -127,7 +128,13 @@ const std::vector<Entry>& entries() {
        },
        [](const Config& c) { return std::to_string(c.pxn); }},
       {{"COPRO_THREADS", "0", "Progress threads of the inproc backend in proxy mode (0: one per core)."},
-       [](Config& c, std::string_view v) { c.threads = static_cast<int>(parseDouble("COPRO_THREADS", v, 0.0)); },
+       [](Config& c, std::string_view v) {
+         const double t = parseDouble("COPRO_THREADS", v, 0.0);
+         if (t > static_cast<double>(kMaxThreads) || t != static_cast<double>(static_cast<int>(t))) {
+           badValue("COPRO_THREADS", v, "a whole number of threads from 0 to " + std::to_string(kMaxThreads));
+         }
+         c.threads = static_cast<int>(t);
+       },
        [](const Config& c) { return std::to_string(c.threads); }},
       {{"COPRO_SPIN_US", "20", "Microseconds a wait spins before it blocks."},
        [](Config& c, std::string_view v) { c.spinUs = parseDouble("COPRO_SPIN_US", v, 0.0); },

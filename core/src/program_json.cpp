@@ -1,6 +1,7 @@
 /// JSON dump and load of Programs. The writer omits fields that keep their defaults and puts one op per
 /// line; the reader checks every name and type and says where (as a JSON path) a problem is.
 #include "copro/core/program_json.hpp"
+#include "copro/core/limits.hpp"
 
 #include <fstream>
 #include <limits>
@@ -312,9 +313,14 @@ ProgramHeader parseHeader(const json& j, const std::string& path) {
   ProgramHeader h;
   if (o.has("name")) h.name = readString(o.at("name"), o.sub("name"));
   h.nranks = readInt<std::int32_t>(o.at("nranks"), o.sub("nranks"));
-  if (h.nranks < 0) parseFail(o.sub("nranks"), "must not be negative");
+  if (h.nranks < 0 || h.nranks > kMaxRanks) {
+    parseFail(o.sub("nranks"), std::to_string(h.nranks) + " is outside 0.." + std::to_string(kMaxRanks));
+  }
   readIntField(o, "numSemaphores", h.numSemaphores);
-  if (h.numSemaphores < 0) parseFail(o.sub("numSemaphores"), "must not be negative");
+  if (h.numSemaphores < 0 || h.numSemaphores > kMaxSemaphores) {
+    parseFail(o.sub("numSemaphores"),
+              std::to_string(h.numSemaphores) + " is outside 0.." + std::to_string(kMaxSemaphores));
+  }
   readIntField(o, "scratchBytes", h.scratchBytes);
   readIntField(o, "layoutWords", h.layoutWords);
   const auto perRank = [&](const char* key, std::vector<std::uint64_t>& out) {

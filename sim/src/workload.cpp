@@ -96,7 +96,7 @@ WorkloadResult runWorkload(const Workload& workload, const WorkloadOptions& opti
     j.task = &t;
     j.first = t.numRanks > 0 ? t.firstRank : 0;
     j.count = t.numRanks > 0 ? t.numRanks : nranks;
-    if (j.first < 0 || j.first + j.count > nranks) {
+    if (j.first < 0 || static_cast<std::int64_t>(j.first) + j.count > nranks) {
       fail(t, "ranks " + std::to_string(j.first) + "-" + std::to_string(j.first + j.count - 1) +
                   " are outside the job's ranks 0-" + std::to_string(nranks - 1));
     }

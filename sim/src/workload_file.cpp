@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "copro/core/config.hpp"
+#include "copro/core/limits.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
 #include "copro/sim/workload.hpp"
@@ -155,6 +156,10 @@ void readTask(const Where& w, const YAML::Node& item, const YAML::Node& defaults
         if (a.empty() || b.empty() || *e1 != '\0' || *e2 != '\0' || lo < 0 || hi < lo) {
           w.fail(v, task + "key 'ranks': '" + s + "' is not a rank range: use all, 5 or 0-63");
         }
+        if (hi >= core::kMaxRanks) {
+          w.fail(v, task + "key 'ranks': '" + s + "' goes past rank " + std::to_string(core::kMaxRanks - 1) +
+                        ", the most a workload may have");
+        }
         t.firstRank = static_cast<std::int32_t>(lo);
         t.numRanks = static_cast<std::int32_t>(hi - lo + 1);
       } else if (key == "duration") {
@@ -263,7 +268,14 @@ Workload parseWorkload(const std::string& yamlText, const std::string& origin) {
   }
   if (root["name"]) wl.name = scalar(w, root["name"], "name");
   if (root["topology"]) wl.topology = scalar(w, root["topology"], "topology");
-  if (root["ranks"]) wl.ranks = static_cast<std::int32_t>(integer(w, root["ranks"], "ranks"));
+  if (root["ranks"]) {
+    const std::int64_t ranks = integer(w, root["ranks"], "ranks");
+    if (ranks < 1 || ranks > core::kMaxRanks) {
+      w.fail(root["ranks"], "key 'ranks': " + std::to_string(ranks) + " is outside 1.." +
+                                std::to_string(core::kMaxRanks) + " (leave it out to use every GPU of the topology)");
+    }
+    wl.ranks = static_cast<std::int32_t>(ranks);
+  }
   if (const YAML::Node sim = root["sim"]) {
     if (!sim.IsMap()) w.fail(sim, "key 'sim' must be a map of simulator keys (docs/simulator.md)");
     flatten(sim, "sim", wl.overrides, w);

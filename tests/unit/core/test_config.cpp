@@ -70,6 +70,17 @@ TEST(Units, TimeAndBandwidth) {
 
 TEST(Config, SetsFieldsByVariableOrShortName) {
   Config c;
+  // Thread counts are bounded (core/limits.hpp): a typo is an error naming the limit, not a million threads.
+  try {
+    c.set("COPRO_THREADS", "1000000");
+    ADD_FAILURE() << "COPRO_THREADS=1000000 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("0 to 4096"), std::string::npos) << e.message();
+  }
+  EXPECT_THROW(c.set("COPRO_THREADS", "2.5"), Error);
+  c.set("COPRO_THREADS", "8");
+  EXPECT_EQ(c.threads, 8);
+  c.set("COPRO_THREADS", "0");
   c.set("COPRO_TIMEOUT", "2.5");
   EXPECT_DOUBLE_EQ(c.timeoutSec, 2.5);
   c.set("timeout", "500ms");

@@ -185,6 +185,16 @@ TEST(ProgramJson, ErrorsNameTheJsonPath) {
   }
 }
 
+TEST(ProgramJson, SizesAreBoundedBeforeAnythingIsAllocated) {
+  const auto header = [](const std::string& fields) {
+    return R"({"format":"copro-program","version":1,"header":{)" + fields + R"(},"ranks":[]})";
+  };
+  expectParseError(header(R"("nranks":1,"numSemaphores":1000000000)"),
+                   "header.numSemaphores: 1000000000 is outside 0..1048576");
+  expectParseError(header(R"("nranks":2000000000,"numSemaphores":1)"),
+                   "header.nranks: 2000000000 is outside 0..1048576");
+}
+
 TEST(ProgramJson, AliasesAreAccepted) {
   // The reader takes the nccl-tests spellings of data types as well.
   const Program p = programFromJson(withOp(R"({"op":"reduce","dtype":"half","redop":"max","bytes":4})"));

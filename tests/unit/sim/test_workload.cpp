@@ -180,6 +180,13 @@ std::string errorOf(const std::string& yaml, const WorkloadOptions& o = fixed({{
 }
 
 TEST(Workload, FileErrorsNameTheLineAndKey) {
+  // Rank counts are bounded before anything is sized from them (core/limits.hpp).
+  EXPECT_EQ(errorOf("ranks: 1e9\ntasks:\n  - {name: a, type: compute, duration: 1us}\n"),
+            "workload 'test.yaml' line 1: key 'ranks': 1000000000 is outside 1..1048576 (leave it out to use every "
+            "GPU of the topology)");
+  EXPECT_EQ(errorOf("tasks:\n  - {name: a, type: compute, duration: 1us, ranks: 2147483647}\n"),
+            "workload 'test.yaml' line 2: task 'a': key 'ranks': '2147483647' goes past rank 1048575, the most a "
+            "workload may have");
   EXPECT_EQ(errorOf("tasks:\n  - {name: a, type: compute, duraton: 1us}\n"),
             "workload 'test.yaml' line 2: task 'a': unknown key 'duraton' for a compute task (did you mean "
             "'duration'?)");
