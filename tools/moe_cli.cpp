@@ -1,6 +1,7 @@
 // copro-sim moe: one MoE layer's dispatch + combine on the simulator (docs/moe.md).
 #include "moe_cli.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -37,6 +38,26 @@ CLI::App* addMoeCommand(CLI::App& app, MoeCliArgs& a) {
   return c;
 }
 
+namespace {
+
+/// --routing file:PATH, its ranks, tokens and expert ids checked against --ep, --tokens and --experts.
+collectives::MoeRouting readRoutingFile(const MoeCliArgs& a, int ep) {
+  collectives::MoeRoutingLimits limits;
+  limits.ranks = ep;
+  limits.tokens = std::max(0, a.tokens);
+  limits.experts = a.experts;
+  collectives::MoeRouting routing = collectives::MoeRouting::fromFile(a.routing.substr(5), limits);
+  if (static_cast<int>(routing.topkIdx.size()) != ep) {
+    throw Error(ErrorCode::kInvalidArgument, "--routing " + a.routing + " has " +
+                                                 std::to_string(routing.topkIdx.size()) + " ranks but --ep is " +
+                                                 std::to_string(ep) + "; give every rank 0.." + std::to_string(ep - 1) +
+                                                 " its tokens or change --ep");
+  }
+  return routing;
+}
+
+}  // namespace
+
 int runMoeCommand(const MoeCliArgs& a) {
   const topo::Fabric fabric = topo::loadTopology(a.topology, a.sets);
   const int ep = a.ep == 0 ? static_cast<int>(fabric.gpus().size()) : a.ep;
@@ -61,9 +82,15 @@ int runMoeCommand(const MoeCliArgs& a) {
   } else {
     throw Error(ErrorCode::kInvalidArgument, "--dtype '" + a.dtype + "': use fp8 or bf16");
   }
+  const bool fromFile = a.routing.rfind("file:", 0) == 0;
+  if (fromFile) c.topk = 1;  // the file's topk replaces --topk; it is checked once the file is read
   collectives::checkMoeConfig(c, ep);
   collectives::MoeRouting routing;
-  if (a.routing == "uniform") {
+  if (fromFile) {
+    routing = readRoutingFile(a, ep);
+    c.topk = routing.topk;
+    collectives::checkMoeConfig(c, ep);
+  } else if (a.routing == "uniform") {
     routing = collectives::MoeRouting::uniform(ep, a.tokens, a.topk, a.experts, a.maxNodes, nodes, a.seed);
   } else if (a.routing.rfind("zipf:", 0) == 0) {
     double s = 0;
@@ -73,14 +100,6 @@ int runMoeCommand(const MoeCliArgs& a) {
       throw Error(ErrorCode::kInvalidArgument, "--routing '" + a.routing + "': zipf:S needs a number S, e.g. zipf:1.2");
     }
     routing = collectives::MoeRouting::zipf(ep, a.tokens, a.topk, a.experts, a.maxNodes, nodes, s, a.seed);
-  } else if (a.routing.rfind("file:", 0) == 0) {
-    routing = collectives::MoeRouting::fromFile(a.routing.substr(5));
-    if (static_cast<int>(routing.topkIdx.size()) != ep) {
-      throw Error(ErrorCode::kInvalidArgument, "--routing " + a.routing + " has " +
-                                                   std::to_string(routing.topkIdx.size()) + " ranks but --ep is " +
-                                                   std::to_string(ep));
-    }
-    c.topk = routing.topk;
   } else {
     throw Error(ErrorCode::kInvalidArgument, "--routing '" + a.routing + "': use uniform, zipf:S or file:PATH");
   }

@@ -53,6 +53,10 @@ void checkMoeConfig(const MoeConfig& c, int nranks) {
     bad("numExperts " + std::to_string(c.numExperts) + " is not a positive multiple of the number of ranks " +
         std::to_string(nranks) + " (every rank must hold the same whole number of experts)");
   }
+  if (c.topk > c.numExperts) {
+    bad("topk " + std::to_string(c.topk) + " is out of range [1, " + std::to_string(c.numExperts) +
+        "] (a token picks distinct experts); use a topk <= numExperts");
+  }
   if (c.dispatchDtype != core::DataType::kBfloat16 && c.dispatchDtype != core::DataType::kFloat8E4M3) {
     bad("dispatchDtype " + std::string(core::dataTypeName(c.dispatchDtype)) +
         " is not supported (use bfloat16 or float8e4m3)");

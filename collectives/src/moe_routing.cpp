@@ -1,11 +1,16 @@
 /// MoE routings for the simulator and tests: uniform, Zipf-skewed and recorded (docs/moe.md).
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
-#include <sstream>
 #include <string>
+#include <system_error>
+#include <tuple>
 #include <vector>
 
 #include "copro/collectives/moe.hpp"
@@ -47,6 +52,11 @@ MoeRouting generate(int nranks, int tokens, int topk, int numExperts, int maxNod
                 "MoE routing: needs ranks >= 1, tokens >= 0, topk >= 1 and numExperts a multiple of the ranks (got " +
                     std::to_string(nranks) + " ranks, " + std::to_string(tokens) + " tokens, topk " +
                     std::to_string(topk) + ", " + std::to_string(numExperts) + " experts)");
+  }
+  if (topk > numExperts) {
+    throw Error(ErrorCode::kInvalidArgument, "MoE routing: topk " + std::to_string(topk) + " is out of range [1, " +
+                                                 std::to_string(numExperts) +
+                                                 "] (a token picks distinct experts); use a topk <= the experts");
   }
   std::vector<int> nodes = nodeOfRank;
   if (nodes.empty()) nodes.assign(static_cast<std::size_t>(nranks), 0);
@@ -134,105 +144,231 @@ MoeRouting MoeRouting::zipf(int nranks, int tokens, int topk, int numExperts, in
   return generate(nranks, tokens, topk, numExperts, maxNodes, nodeOfRank, pop, seed);
 }
 
-MoeRouting MoeRouting::fromFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(ErrorCode::kInvalidArgument, "MoE routing file '" + path + "' cannot be opened");
-  struct Line {
-    int rank, token;
-    std::vector<std::int32_t> ids;
-    std::vector<float> w;
+namespace {
+
+constexpr long long kIntMax = std::numeric_limits<int>::max();
+
+/// One pass over a routing file: rows of (rank, token) with topk ids and weights each, stored flat so that
+/// memory grows with the file (which is bounded) and never with a number read from it.
+class RoutingReader {
+ public:
+  RoutingReader(const std::string& path, const MoeRoutingLimits& limits) : path_(path), limits_(limits) {}
+
+  void checkFile() const {
+    std::error_code ec;
+    const auto st = std::filesystem::status(path_, ec);
+    if (!std::filesystem::exists(st)) fileError("cannot be opened (no such file); check the path");
+    if (ec) fileError("cannot be opened (" + ec.message() + "); check the path and its permissions");
+    if (!std::filesystem::is_regular_file(st)) fileError("is not a regular file; pass a file, not a pipe or device");
+    const std::uintmax_t size = std::filesystem::file_size(path_, ec);
+    if (ec) fileError("cannot be sized (" + ec.message() + ")");
+    if (size > kMoeRoutingFileMaxBytes) {
+      fileError("is " + std::to_string(size) + " bytes; the limit is " + std::to_string(kMoeRoutingFileMaxBytes) +
+                " (256 MiB); split the routing or use fewer tokens");
+    }
+  }
+
+  void readLines() {
+    std::ifstream in(path_);
+    if (!in) fileError("cannot be opened; check its permissions");
+    std::string text;
+    while (std::getline(in, text)) {
+      ++lineNo_;
+      if (const auto h = text.find('#'); h != std::string::npos) text.resize(h);
+      if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+      readLine(text);
+    }
+    if (rows_.empty()) throw Error(ErrorCode::kParseError, "MoE routing file '" + path_ + "' has no tokens");
+  }
+
+  MoeRouting build() {
+    const std::vector<std::size_t> order = sortedRows();
+    MoeRouting r;
+    r.numTokens = maxToken_ + 1;
+    r.topk = topk_;
+    const auto k = static_cast<std::size_t>(topk_);
+    const std::size_t per = static_cast<std::size_t>(r.numTokens) * k;
+    r.topkIdx.assign(static_cast<std::size_t>(maxRank_) + 1, std::vector<std::int32_t>(per, -1));
+    r.weights.assign(static_cast<std::size_t>(maxRank_) + 1, std::vector<float>(per, 0.0F));
+    for (std::size_t i : order) {
+      const Row& row = rows_[i];
+      const std::size_t at = static_cast<std::size_t>(row.token) * k;
+      const auto src = static_cast<std::ptrdiff_t>(i * k);
+      const auto len = static_cast<std::ptrdiff_t>(k);
+      std::copy(ids_.begin() + src, ids_.begin() + src + len,
+                r.topkIdx[static_cast<std::size_t>(row.rank)].begin() + static_cast<std::ptrdiff_t>(at));
+      std::copy(weights_.begin() + src, weights_.begin() + src + len,
+                r.weights[static_cast<std::size_t>(row.rank)].begin() + static_cast<std::ptrdiff_t>(at));
+    }
+    return r;
+  }
+
+ private:
+  struct Row {
+    int rank;
+    int token;
     int lineNo;
   };
-  std::vector<Line> lines;
-  std::string text;
-  int lineNo = 0;
-  int topk = -1;
-  int maxRank = -1;
-  int maxToken = -1;
-  const auto fail = [&](const std::string& m) {
-    throw Error(ErrorCode::kParseError, "MoE routing file '" + path + "' line " + std::to_string(lineNo) + ": " + m +
+
+  [[noreturn]] void fileError(const std::string& m) const {
+    throw Error(ErrorCode::kInvalidArgument, "MoE routing file '" + path_ + "' " + m);
+  }
+
+  [[noreturn]] void fail(const std::string& m) const {
+    throw Error(ErrorCode::kParseError, "MoE routing file '" + path_ + "' line " + std::to_string(lineNo_) + ": " + m +
                                             " (format: rank,token,e0,...,e{k-1}[;w0,...,w{k-1}])");
-  };
-  const auto parseList = [&](const std::string& s, bool ints) {
-    std::vector<double> v;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
+  }
+
+  static std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    std::size_t from = 0;
+    while (true) {
+      const std::size_t comma = s.find(',', from);
+      std::string item = s.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
       const auto b = item.find_first_not_of(" \t\r");
       const auto e = item.find_last_not_of(" \t\r");
-      if (b == std::string::npos) fail("empty field");
-      const std::string f = item.substr(b, e - b + 1);
-      try {
-        std::size_t used = 0;
-        const double x = ints ? static_cast<double>(std::stoll(f, &used)) : std::stod(f, &used);
-        if (used != f.size()) fail("'" + f + "' is not a number");
-        v.push_back(x);
-      } catch (const std::logic_error&) {
-        fail("'" + f + "' is not a number");
-      }
+      out.push_back(b == std::string::npos ? std::string() : item.substr(b, e - b + 1));
+      if (comma == std::string::npos) return out;
+      from = comma + 1;
+    }
+  }
+
+  /// An integer field in [lo, hi), parsed as a 64-bit number first so that nothing wraps around.
+  long long integer(const std::string& field, const std::string& text, long long lo, long long hi,
+                    const std::string& hint) const {
+    if (text.empty()) fail("the " + field + " field is empty");
+    long long v = 0;
+    const char* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+    if (ec == std::errc::result_out_of_range) {
+      fail(field + " '" + text + "' is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "); " + hint);
+    }
+    if (ec != std::errc() || ptr != end) fail("'" + text + "' is not a number (the " + field + " field)");
+    if (v < lo || v >= hi) {
+      fail(field + " " + text + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "); " + hint);
     }
     return v;
-  };
-  while (std::getline(in, text)) {
-    ++lineNo;
-    if (const auto h = text.find('#'); h != std::string::npos) text.resize(h);
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+  }
+
+  float weight(const std::string& text) const {
+    if (text.empty()) fail("a weight field is empty");
+    char* end = nullptr;
+    const double x = std::strtod(text.c_str(), &end);
+    if (end != text.c_str() + text.size()) fail("'" + text + "' is not a number (a weight field)");
+    const auto f = static_cast<float>(x);
+    if (!std::isfinite(x) || !std::isfinite(f) || x < 0.0) {
+      fail("weight " + text + " is out of range [0, 3.4e38] (weights must be finite and >= 0); fix the weight");
+    }
+    return f;
+  }
+
+  static long long bound(int limit) { return limit >= 0 ? limit : kIntMax; }
+
+  void readLine(const std::string& text) {
     const auto semi = text.find(';');
-    const std::vector<double> head = parseList(text.substr(0, semi), true);
+    const std::vector<std::string> head = split(text.substr(0, semi));
     if (head.size() < 3) fail("needs rank, token and at least one expert id");
-    Line l;
-    l.rank = static_cast<int>(head[0]);
-    l.token = static_cast<int>(head[1]);
-    l.lineNo = lineNo;
-    if (l.rank < 0 || l.token < 0) fail("rank and token must be >= 0");
+    checkTopk(static_cast<long long>(head.size()) - 2);
+    checkRowCount();
+    Row row{};
+    row.rank = static_cast<int>(
+        integer("rank", head[0], 0, bound(limits_.ranks), "the run has that many ranks (--ep); use ranks 0..R-1"));
+    row.token =
+        static_cast<int>(integer("token", head[1], 0, bound(limits_.tokens),
+                                 "the run has that many tokens per rank (--tokens); raise it or fix the token"));
+    row.lineNo = lineNo_;
+    const long long experts = limits_.experts >= 0 ? limits_.experts : std::numeric_limits<std::int32_t>::max();
     for (std::size_t i = 2; i < head.size(); ++i) {
-      if (head[i] < -1) fail("expert id " + std::to_string(static_cast<long long>(head[i])) + " (use -1 for none)");
-      l.ids.push_back(static_cast<std::int32_t>(head[i]));
+      ids_.push_back(static_cast<std::int32_t>(integer(
+          "expert id", head[i], -1, experts, "the run has that many experts (--experts); use -1 for no expert")));
     }
-    if (topk < 0) topk = static_cast<int>(l.ids.size());
-    if (static_cast<int>(l.ids.size()) != topk) {
-      fail("has " + std::to_string(l.ids.size()) + " expert ids but earlier lines have " + std::to_string(topk));
+    readWeights(semi == std::string::npos ? nullptr : &text, semi);
+    maxRank_ = std::max(maxRank_, row.rank);
+    maxToken_ = std::max(maxToken_, row.token);
+    rows_.push_back(row);
+  }
+
+  void checkTopk(long long k) {
+    if (limits_.experts >= 0 && k > limits_.experts) {
+      fail("topk " + std::to_string(k) + " (expert ids per line) is out of range [1, " +
+           std::to_string(limits_.experts) + "]; a token picks at most one slot per expert (--experts)");
     }
-    if (semi != std::string::npos) {
-      for (double x : parseList(text.substr(semi + 1), false)) l.w.push_back(static_cast<float>(x));
-      if (static_cast<int>(l.w.size()) != topk) {
-        fail("has " + std::to_string(l.w.size()) + " weights for " + std::to_string(topk) + " expert ids");
+    if (topk_ < 0) topk_ = static_cast<int>(k);
+    if (k != topk_) {
+      fail("has " + std::to_string(k) + " expert ids but earlier lines have " + std::to_string(topk_) +
+           "; every line needs the same topk");
+    }
+  }
+
+  /// With ranks and tokens known, more lines than ranks x tokens can only repeat a (rank, token).
+  void checkRowCount() const {
+    if (limits_.ranks < 0 || limits_.tokens < 0) return;
+    const std::uint64_t most = static_cast<std::uint64_t>(limits_.ranks) * static_cast<std::uint64_t>(limits_.tokens);
+    if (rows_.size() >= most) {
+      fail("more lines than ranks x tokens (" + std::to_string(most) + "); every (rank, token) appears once");
+    }
+  }
+
+  void readWeights(const std::string* text, std::size_t semi) {
+    const auto k = static_cast<std::size_t>(topk_);
+    if (text == nullptr) {
+      weights_.insert(weights_.end(), k, 1.0F / static_cast<float>(topk_));
+      return;
+    }
+    const std::vector<std::string> w = split(text->substr(semi + 1));
+    if (w.size() != k) fail("has " + std::to_string(w.size()) + " weights for " + std::to_string(k) + " expert ids");
+    for (const std::string& f : w) weights_.push_back(weight(f));
+  }
+
+  /// Row indices by (rank, token); a repeated or missing (rank, token) is an error, found before any
+  /// allocation sized by the file's largest rank and token.
+  std::vector<std::size_t> sortedRows() {
+    std::vector<std::size_t> order(rows_.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      const Row& x = rows_[a];
+      const Row& y = rows_[b];
+      return std::tie(x.rank, x.token, x.lineNo) < std::tie(y.rank, y.token, y.lineNo);
+    });
+    const auto tokens = static_cast<std::uint64_t>(maxToken_) + 1;
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      const Row& row = rows_[order[i]];
+      const std::uint64_t key = static_cast<std::uint64_t>(row.rank) * tokens + static_cast<std::uint64_t>(row.token);
+      if (key < i) {
+        lineNo_ = row.lineNo;
+        fail("rank " + std::to_string(row.rank) + " token " + std::to_string(row.token) + " appears twice");
       }
-    } else {
-      l.w.assign(static_cast<std::size_t>(topk), 1.0F / static_cast<float>(topk));
+      if (key > i) missing(i / tokens, i % tokens);
     }
-    maxRank = std::max(maxRank, l.rank);
-    maxToken = std::max(maxToken, l.token);
-    lines.push_back(std::move(l));
+    if (order.size() != (static_cast<std::uint64_t>(maxRank_) + 1) * tokens)
+      missing(order.size() / tokens, order.size() % tokens);
+    return order;
   }
-  if (lines.empty()) throw Error(ErrorCode::kParseError, "MoE routing file '" + path + "' has no tokens");
-  MoeRouting r;
-  r.numTokens = maxToken + 1;
-  r.topk = topk;
-  const std::size_t per = static_cast<std::size_t>(r.numTokens) * static_cast<std::size_t>(topk);
-  r.topkIdx.assign(static_cast<std::size_t>(maxRank) + 1, std::vector<std::int32_t>(per, -2));
-  r.weights.assign(static_cast<std::size_t>(maxRank) + 1, std::vector<float>(per, 0.0F));
-  for (const Line& l : lines) {
-    auto& idx = r.topkIdx[static_cast<std::size_t>(l.rank)];
-    const std::size_t at = static_cast<std::size_t>(l.token) * static_cast<std::size_t>(topk);
-    if (idx[at] != -2) {
-      lineNo = l.lineNo;
-      fail("rank " + std::to_string(l.rank) + " token " + std::to_string(l.token) + " appears twice");
-    }
-    std::copy(l.ids.begin(), l.ids.end(), idx.begin() + static_cast<std::ptrdiff_t>(at));
-    std::copy(l.w.begin(), l.w.end(),
-              r.weights[static_cast<std::size_t>(l.rank)].begin() + static_cast<std::ptrdiff_t>(at));
+
+  [[noreturn]] void missing(std::uint64_t rank, std::uint64_t token) const {
+    throw Error(ErrorCode::kParseError, "MoE routing file '" + path_ + "': rank " + std::to_string(rank) + " token " +
+                                            std::to_string(token) + " is missing (every rank needs tokens 0.." +
+                                            std::to_string(maxToken_) + "); add the line or drop the larger token ids");
   }
-  for (std::size_t rk = 0; rk < r.topkIdx.size(); ++rk) {
-    for (std::size_t t = 0; t < static_cast<std::size_t>(r.numTokens); ++t) {
-      if (r.topkIdx[rk][t * static_cast<std::size_t>(topk)] == -2) {
-        throw Error(ErrorCode::kParseError, "MoE routing file '" + path + "': rank " + std::to_string(rk) + " token " +
-                                                std::to_string(t) + " is missing (every rank needs tokens 0.." +
-                                                std::to_string(r.numTokens - 1) + ")");
-      }
-    }
-  }
-  return r;
+
+  const std::string& path_;
+  const MoeRoutingLimits& limits_;
+  int lineNo_ = 0;
+  int topk_ = -1;
+  int maxRank_ = -1;
+  int maxToken_ = -1;
+  std::vector<Row> rows_;
+  std::vector<std::int32_t> ids_;
+  std::vector<float> weights_;
+};
+
+}  // namespace
+
+MoeRouting MoeRouting::fromFile(const std::string& path, const MoeRoutingLimits& limits) {
+  RoutingReader reader(path, limits);
+  reader.checkFile();
+  reader.readLines();
+  return reader.build();
 }
 
 }  // namespace copro::collectives

@@ -43,6 +43,17 @@ std::uint64_t moeDispatchRowBytes(const MoeConfig& c);
 /// Bytes of one combine row (hidden * 2, BF16).
 std::uint64_t moeCombineRowBytes(const MoeConfig& c);
 
+/// The largest routing file MoeRouting::fromFile reads (256 MiB); a larger one is refused before reading.
+inline constexpr std::uint64_t kMoeRoutingFileMaxBytes = 256ULL << 20;
+
+/// The run a routing file is checked against; a negative bound is not checked (ranks and tokens are then
+/// only bounded by int, expert ids by int32).
+struct MoeRoutingLimits {
+  int ranks = -1;    ///< ranks in [0, ranks)
+  int tokens = -1;   ///< tokens per rank in [0, tokens)
+  int experts = -1;  ///< expert ids in [-1, experts); topk <= experts
+};
+
 /// Token routing of every rank.
 struct MoeRouting {
   int numTokens = 0;  ///< per rank
@@ -62,8 +73,10 @@ struct MoeRouting {
   /// A recorded routing, one line per token: `rank,token,e0,e1,...,e{k-1}` (ids; -1 = none), optionally
   /// followed by `;w0,w1,...` (weights; default 1/k each). `#` starts a comment. Every (rank, token) of
   /// ranks [0, R) and tokens [0, T) must appear once; R and T are the largest seen plus one. Errors name the
-  /// file and line.
-  static MoeRouting fromFile(const std::string& path);
+  /// file and line. The file must be a regular file of at most kMoeRoutingFileMaxBytes; every number is
+  /// range-checked (against `limits` where given) before use, and weights must be finite and >= 0. Errors are
+  /// kInvalidArgument (the file itself) or kParseError (its content), naming the file, line, field and range.
+  static MoeRouting fromFile(const std::string& path, const MoeRoutingLimits& limits = {});
 };
 
 /// The plan of one dispatch/combine, computed from counts only (what a real rank learns in the counts
