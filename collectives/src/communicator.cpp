@@ -119,6 +119,8 @@ struct Communicator::Impl {
   std::shared_ptr<AsyncErrorSink> asyncErrors = std::make_shared<AsyncErrorSink>();
   core::Config config;
   std::vector<int> nodeOfRank;
+  core::Initiation scaleUpInitiation = core::Initiation::kDevice;  ///< parsed once from config
+  core::Initiation scaleOutInitiation = core::Initiation::kDevice;
   std::uint64_t seq = 0;
 
   struct CacheEntry {
@@ -143,14 +145,8 @@ struct Communicator::Impl {
     a.nodeOfRank = nodeOfRank;
     a.chunkBytes = config.chunkBytes;
     a.pxnLevel = config.pxn;
-    core::Initiation base = core::Initiation::kDevice;
-    (void)core::parseInitiation(config.initiation, base);
-    a.scaleUpInitiation = base;
-    a.scaleOutInitiation = base;
-    if (!config.initiationScaleUp.empty()) (void)core::parseInitiation(config.initiationScaleUp, a.scaleUpInitiation);
-    if (!config.initiationScaleOut.empty()) {
-      (void)core::parseInitiation(config.initiationScaleOut, a.scaleOutInitiation);
-    }
+    a.scaleUpInitiation = scaleUpInitiation;
+    a.scaleOutInitiation = scaleOutInitiation;
     auto domains = exec->loadStoreDomains();
     if (domains.size() > 1) a.loadStoreDomains = std::move(domains);
     return a;
@@ -327,6 +323,22 @@ const char* bytePtr(const void* p, std::uint64_t offset) {
   return static_cast<const char*>(p) + offset;
 }
 
+/// The lane initiation of scale-up and scale-out lanes from the Config, parsed once per communicator; a
+/// value that names no mode is an error naming its variable.
+void resolveInitiation(const core::Config& config, core::Initiation& scaleUp, core::Initiation& scaleOut) {
+  auto parse = [](const char* var, const std::string& text, core::Initiation& out) {
+    if (core::parseInitiation(text, out)) return;
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string(var) + "='" + text + "' is not an initiation mode ('device', 'proxy' or 'offload')");
+  };
+  core::Initiation base = core::Initiation::kDevice;
+  parse("COPRO_INITIATION", config.initiation, base);
+  scaleUp = base;
+  scaleOut = base;
+  if (!config.initiationScaleUp.empty()) parse("COPRO_INITIATION_SCALEUP", config.initiationScaleUp, scaleUp);
+  if (!config.initiationScaleOut.empty()) parse("COPRO_INITIATION_SCALEOUT", config.initiationScaleOut, scaleOut);
+}
+
 }  // namespace
 
 #define COPRO_REQUEST_IF_ERROR(expr)                    \
@@ -341,6 +353,7 @@ const char* bytePtr(const void* p, std::uint64_t offset) {
 Communicator::Communicator(std::unique_ptr<core::Executor> executor) : impl_(std::make_shared<Impl>()) {
   if (!executor) throw Error(ErrorCode::kInvalidArgument, "Communicator needs an executor");
   impl_->config = executor->config();
+  resolveInitiation(impl_->config, impl_->scaleUpInitiation, impl_->scaleOutInitiation);
   impl_->nodeOfRank = parseNodeMap(impl_->config.nodeMap, executor->size());
   if (impl_->nodeOfRank.empty()) {
     auto nodes = executor->nodeOfRank();

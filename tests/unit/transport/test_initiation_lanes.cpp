@@ -297,6 +297,17 @@ std::map<Initiation, int> laneModes(collectives::CollectiveKind kind, const char
   return modes;
 }
 
+TEST(InprocScaleInitiation, BadModeIsAnErrorNamingTheVariable) {
+  // The Communicator parses the modes once, at creation; a value that names no mode is not dropped.
+  try {
+    auto comms = createInproc(2, scaleConfig("sideways", ""), {0, 1});
+    FAIL() << "a bad COPRO_INITIATION_SCALEUP was accepted";
+  } catch (const core::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("COPRO_INITIATION_SCALEUP='sideways'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(InprocScaleInitiation, HierRingAndAllToAllOverVirtualNodes) {
   const std::vector<int> nodes = {0, 0, 0, 1, 1, 1};
   const int n = static_cast<int>(nodes.size());
