@@ -194,32 +194,15 @@ Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, c
   COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, r, size(), who));
 
   auto call = std::make_shared<Call>();
-  try {
-    call->rankProgram = &program->rank(r);
-  } catch (const core::Error& e) {
-    return {e.code(), who + "Program '" + name + "': " + e.message()};
-  } catch (const std::exception& e) {
-    return {ErrorCode::kInternal, who + "Program '" + name + "': " + e.what()};
-  }
+  COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, r, who, name, call->rankProgram));
   {
     std::lock_guard<std::mutex> lock(rs.mutex);
-    for (auto it = rs.advanceCache.begin(); it != rs.advanceCache.end(); ++it) {
-      if (it->first == program) {
-        call->advance = it->second;
-        // Most recent last, so the oldest is evicted first.
-        std::rotate(it, it + 1, rs.advanceCache.end());
-        break;
-      }
-    }
+    call->advance = rs.advanceCache.find(program);
   }
   if (!call->advance) {
-    auto adv =
-        std::make_shared<const std::vector<std::uint64_t>>(core::semaphoreAdvance(*call->rankProgram, h.numSemaphores));
-    call->advance = adv;
+    call->advance = calls::SemaphoreAdvanceCache::compute(*call->rankProgram, h.numSemaphores);
     std::lock_guard<std::mutex> lock(rs.mutex);
-    constexpr std::size_t kCachedPrograms = 8;
-    if (rs.advanceCache.size() >= kCachedPrograms) rs.advanceCache.erase(rs.advanceCache.begin());
-    rs.advanceCache.emplace_back(program, adv);
+    rs.advanceCache.insert(program, call->advance);
   }
   call->program = std::move(program);
   call->header = &h;
@@ -227,24 +210,7 @@ Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, c
   call->rank = &rs;
   call->numLanes = static_cast<int>(call->rankProgram->lanes.size());
   call->lanes = std::make_unique<LaneState[]>(static_cast<std::size_t>(call->numLanes));
-  int live = 0;
-  for (int i = 0; i < call->numLanes; ++i) {
-    LaneState& l = call->lanes[static_cast<std::size_t>(i)];
-    const core::RankProgram::Lane& lane = call->rankProgram->lanes[static_cast<std::size_t>(i)];
-    l.ops = &lane.ops;
-    l.mode = lane.initiation;
-    if (l.mode == core::Initiation::kDevice && proxyDefault_) l.mode = core::Initiation::kProxy;
-    if (l.ops->empty()) {
-      l.done.store(true, std::memory_order_relaxed);
-      continue;
-    }
-    ++live;
-    if (l.mode == core::Initiation::kDevice) {
-      ++call->deviceLanes;
-    } else {
-      call->pooled[l.mode == core::Initiation::kProxy ? 0 : 1] = true;
-    }
-  }
+  const int live = calls::prepareLanes(*call, proxyDefault_);
   call->lanesLeft.store(live, std::memory_order_relaxed);
   try {
     for (int k = 0; k < 2; ++k) {

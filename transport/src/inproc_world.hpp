@@ -29,10 +29,12 @@
 #include <thread>
 #include <vector>
 
+#include "call_setup.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/executor.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
+#include "lane_state.hpp"
 
 namespace copro::transport::inproc {
 
@@ -88,19 +90,7 @@ struct LaneState {
   std::atomic<bool> claimed{false};                   ///< a progress thread runs this lane
   core::Initiation mode = core::Initiation::kDevice;  ///< who runs it: the caller, the proxy or the offload pool
   std::atomic<std::int32_t> blockedOnRank{-1};        ///< a peer that has not entered the call yet, or -1
-  // Reused per op so executing does not allocate.
-  std::vector<std::int32_t> peers;
-  std::vector<const void*> srcPtrs;
-  std::vector<void*> dstPtrs;
-  struct PendingSignal {
-    std::int32_t rank;
-    std::int32_t sem;
-    std::uint64_t value;
-  };
-  std::vector<PendingSignal> signals;
-  // Op timing (setInprocOpObserver): the op the lane first tried at opBegin.
-  std::uint32_t timedPc = ~0U;
-  std::chrono::steady_clock::time_point opBegin;
+  lanes::LaneScratch<lanes::DirectLoc> scratch;       ///< reused per op so executing does not allocate
 };
 
 class RankState;
@@ -182,11 +172,9 @@ class RankState {
   std::mutex mutex;
   std::deque<std::shared_ptr<Call>> queue;
   std::uint64_t nextSeq = 1;
-  bool broken = false;        ///< a call failed: the communicator is unusable
-  core::Status brokenStatus;  ///< the failure, for later calls
-  /// Semaphore advance per recently used Program (most recent last).
-  std::vector<std::pair<std::shared_ptr<const core::ProgramSource>, std::shared_ptr<const std::vector<std::uint64_t>>>>
-      advanceCache;
+  bool broken = false;                           ///< a call failed: the communicator is unusable
+  core::Status brokenStatus;                     ///< the failure, for later calls
+  calls::SemaphoreAdvanceCache advanceCache{8};  ///< semaphore advance per recently used Program
 
  private:
   World& world_;
@@ -325,13 +313,8 @@ class ProgressPool {
   std::vector<std::thread> threads_;
 };
 
-/// How a lane run ended.
-enum class LaneEnd { kBlocked, kDone, kFailed, kStopped };
-struct LaneRun {
-  bool progressed = false;
-  bool finishedNow = false;  ///< this run completed the lane (count it once)
-  LaneEnd end = LaneEnd::kBlocked;
-};
+using lanes::LaneEnd;
+using lanes::LaneRun;
 /// Runs lane `lane` of `call` (executing rank `rs`) until it blocks, finishes, fails or the call stops.
 /// On kFailed `error` holds the reason. Defined in inproc_lanes.cpp.
 LaneRun runLane(World& world, RankState& rs, Call& call, int lane, core::Status& error);

@@ -14,10 +14,14 @@
 #include <thread>
 #include <utility>
 
+#include "call_setup.hpp"
 #include "copro/core/dtype.hpp"
+#include "copro/core/flat_interpreter.hpp"
 #include "copro/core/log.hpp"
 #include "copro/core/reduce.hpp"
+#include "copro/transport/op_trace.hpp"
 #include "lane_util.hpp"
+#include "op_messages.hpp"
 
 namespace copro::transport::remote {
 
@@ -88,6 +92,8 @@ struct LaneRt {
   int prStage = 0;
   bool prPending = false;  ///< the temporary is the source of a put not yet flushed
   std::vector<std::byte> prTemp;
+  std::uint32_t timedPc = ~0U;  ///< per-op timing: the op first tried at opBegin
+  Clock::time_point opBegin;
 };
 
 struct Call {
@@ -108,15 +114,13 @@ struct Call {
 };
 
 using lanes::copyBytes;
-using lanes::Geometry;
 using lanes::overlaps;
-
-enum class OpResult { kDone, kBlocked, kFailed };
+using OpResult = core::OpStep;
 
 class Engine {
  public:
   Engine(std::unique_ptr<RemoteTransport> t, core::Config config, std::vector<int> nodeOfRank)
-      : t_(std::move(t)), config_(std::move(config)), nodeOfRank_(std::move(nodeOfRank)) {
+      : t_(std::move(t)), backendName_(t_->backend()), config_(std::move(config)), nodeOfRank_(std::move(nodeOfRank)) {
     if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(t_->size()), 0);
   }
 
@@ -134,26 +138,56 @@ class Engine {
     aborted_.store(true, std::memory_order_release);
   }
 
+  // ---- the flat interpreter's port (copro/core/flat_interpreter.hpp), for the op of cur_ ----
+  OpResult put(const core::FlatOpView& v, const core::OpGeometry& g);
+  OpResult get(const core::FlatOpView& v, const core::OpGeometry& g);
+  OpResult signal(const core::FlatOpView& v, const core::OpGeometry& g);
+  OpResult wait(const core::FlatOpView& v, const core::OpGeometry& g);
+  OpResult reduce(const core::FlatOpView& v, const core::OpGeometry& g);
+  OpResult putReduce(const core::FlatOpView& v, const core::OpGeometry& g);
+  OpResult multicast(const core::FlatOpView& v, const core::OpGeometry& g);
+  OpResult copy(const core::FlatOpView& v, const core::OpGeometry& g);
+  OpResult flush(const core::FlatOpView& v, const core::OpGeometry& g);
+  OpResult unknownOp(const core::FlatOpView& v) {
+    return fail("unknown op code " + std::to_string(static_cast<int>(v.rec->code)));
+  }
+  OpResult badGeometry(const core::FlatOpView& v, const core::OpGeometry& g) {
+    return fail(lanes::geometryFaultMessage(*v.rec, g, cur_.call->header->layoutWords));
+  }
+
  private:
-  bool notedInitiation_ = false;  ///< the INFO line about non-device lanes was written
+  /// The op being interpreted: its call, lane and lane state.
+  struct CurrentOp {
+    Call* call = nullptr;
+    int lane = 0;
+    LaneRt* l = nullptr;
+  };
+  CurrentOp cur_;
+  std::vector<const void*> reduceSrcs_;  ///< reused by reduce so executing does not allocate
+  bool notedInitiation_ = false;         ///< the INFO line about non-device lanes was written
   [[nodiscard]] int me() const { return t_->rank(); }
   void enter(Call& call);
   void failFront(const Status& status, bool poison);
   void complete(Call& call);
   bool runLanes(Call& call);
-  OpResult runOp(Call& call, int lane, LaneRt& l, const Op& op);
+  /// Interprets lane `lane`'s current op, reporting it to the per-op observer once it completed.
+  OpResult runCurrentOp(Call& call, int lane, LaneRt& l);
   std::string opLabel(const Call& call, int lane, std::uint32_t pc) const;
   std::string stallReport(const Call& call);
 
   // Op helpers; on failure they set error_ (without the label) and return false.
-  bool geometry(const Call& call, const Op& op, Geometry& g);
+  bool offsets(const core::FlatOp& op, const core::OpGeometry& g, std::uint64_t& srcOff, std::uint64_t& dstOff);
+  bool localSource(const core::FlatOp& op);
+  OpResult putToSelf(const core::FlatOp& op, std::uint64_t dstOff, const std::byte* src, std::uint64_t bytes);
+  OpResult putReduceRemote(const core::FlatOp& op, std::uint64_t bytes, std::uint64_t dstOff, const std::byte* src,
+                           std::size_t count);
   bool locateLocal(const Call& call, const char* role, const Addr& a, std::uint64_t offset, std::uint64_t bytes,
                    bool write, std::byte*& out);
   bool checkPeer(std::int32_t r, const char* role);
   bool checkRemote(const Call& call, const char* role, std::int32_t peer, BufferId buf, std::uint64_t offset,
                    std::uint64_t bytes);
   bool checkSem(const Call& call, std::int32_t sem);
-  bool checkElements(const Op& op, std::uint64_t bytes);
+  bool checkElements(const core::FlatOp& op, std::uint64_t bytes);
   OpResult reach(LaneRt& l, std::int32_t peer);
   void signalLocal(std::int32_t sem, std::uint64_t value) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -172,6 +206,7 @@ class Engine {
 
   std::mutex mutex_;
   std::unique_ptr<RemoteTransport> t_;
+  std::string backendName_;  ///< for per-op traces
   core::Config config_;
   std::vector<int> nodeOfRank_;
   std::deque<std::shared_ptr<Call>> queue_;
@@ -187,8 +222,7 @@ class Engine {
   std::int32_t numSems_ = 0;
   std::vector<std::uint64_t> semBase_;
   std::uint64_t* layout_ = nullptr;
-  std::vector<std::pair<std::shared_ptr<const core::ProgramSource>, std::shared_ptr<const std::vector<std::uint64_t>>>>
-      advanceCache_;
+  calls::SemaphoreAdvanceCache advanceCache_{16};
   Status error_;
   Clock::time_point lastProgress_ = Clock::now();
 };
@@ -210,13 +244,7 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
   const int n = t_->size();
   COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, me(), n, who));
   auto call = std::make_shared<Call>();
-  try {
-    call->rankProgram = &program->rank(me());
-  } catch (const core::Error& e) {
-    return {e.code(), who + "Program '" + name + "': " + e.message()};
-  } catch (const std::exception& e) {
-    return {ErrorCode::kInternal, who + "Program '" + name + "': " + e.what()};
-  }
+  COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, me(), who, name, call->rankProgram));
   if (!notedInitiation_) {
     for (const core::RankProgram::Lane& lane : call->rankProgram->lanes) {
       if (lane.initiation == core::Initiation::kDevice) continue;
@@ -228,17 +256,10 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
       break;
     }
   }
-  for (auto it = advanceCache_.begin(); it != advanceCache_.end(); ++it) {
-    if (it->first == program) {
-      call->advance = it->second;
-      break;
-    }
-  }
+  call->advance = advanceCache_.find(program);
   if (!call->advance) {
-    call->advance =
-        std::make_shared<const std::vector<std::uint64_t>>(core::semaphoreAdvance(*call->rankProgram, h.numSemaphores));
-    advanceCache_.emplace_back(program, call->advance);
-    if (advanceCache_.size() > 16) advanceCache_.erase(advanceCache_.begin());
+    call->advance = calls::SemaphoreAdvanceCache::compute(*call->rankProgram, h.numSemaphores);
+    advanceCache_.insert(program, call->advance);
   }
   call->program = std::move(program);
   call->header = &call->program->header();
@@ -445,6 +466,24 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
   }
 }
 
+OpResult Engine::runCurrentOp(Call& call, int lane, LaneRt& l) {
+  error_ = Status();
+  cur_ = CurrentOp{&call, lane, &l};
+  const bool traced = lanes::opTraceOn();
+  if (traced && l.timedPc != l.pc) {
+    // An op that blocks is retried later: its slice starts at the first try.
+    l.timedPc = l.pc;
+    l.opBegin = Clock::now();
+  }
+  const Op& op = (*l.ops)[l.pc];
+  core::FlatOp rec;
+  const OpResult r = core::interpretOp(*this, core::viewOf(op, rec), layout_, call.header->layoutWords);
+  if (traced && r == OpResult::kDone) {
+    lanes::traceOp(LaneOpTiming{backendName_.c_str(), me(), lane, l.pc, 1, &op, l.opBegin, Clock::now()});
+  }
+  return r;
+}
+
 bool Engine::runLanes(Call& call) {
   bool any = false;
   for (std::size_t i = 0; i < call.lanes.size(); ++i) {
@@ -468,8 +507,7 @@ bool Engine::runLanes(Call& call) {
         }
         break;
       }
-      error_ = Status();
-      const OpResult r = runOp(call, lane, l, (*l.ops)[l.pc]);
+      const OpResult r = runCurrentOp(call, lane, l);
       if (r == OpResult::kBlocked) break;
       if (r == OpResult::kFailed) {
         failFront(Status(error_.code(), opLabel(call, lane, l.pc) + ": " + error_.message()),
@@ -482,32 +520,6 @@ bool Engine::runLanes(Call& call) {
     }
   }
   return any;
-}
-
-bool Engine::geometry(const Call& call, const Op& op, Geometry& g) {
-  g = Geometry{op.bytes, 0, 0};
-  const core::Indirect& ind = op.indirect;
-  if (!ind.active()) return true;
-  const std::uint64_t words = call.header->layoutWords;
-  auto read = [&](std::int32_t slot, const char* what, std::uint64_t& out) -> bool {
-    if (slot == core::kNoSlot) return true;
-    if (slot < 0 || static_cast<std::uint64_t>(slot) >= words) {
-      fail(std::string("indirect ") + what + " slot " + std::to_string(slot) + " is outside the layout (" +
-           std::to_string(words) + " words)");
-      return false;
-    }
-    const std::uint64_t w = layout_[slot];
-    const std::uint64_t scale = ind.bytesScale;
-    if (scale != 0 && w > kUnknown / scale) {
-      fail(std::string("indirect ") + what + ": layout[" + std::to_string(slot) + "] = " + std::to_string(w) +
-           " times scale " + std::to_string(scale) + " overflows");
-      return false;
-    }
-    out = w * scale;
-    return true;
-  };
-  return read(ind.bytesSlot, "bytes", g.bytes) && read(ind.srcOffsetSlot, "src offset", g.srcShift) &&
-         read(ind.dstOffsetSlot, "dst offset", g.dstShift);
 }
 
 bool Engine::locateLocal(const Call& call, const char* role, const Addr& a, std::uint64_t offset, std::uint64_t bytes,
@@ -585,24 +597,12 @@ bool Engine::checkSem(const Call& call, std::int32_t sem) {
   return false;
 }
 
-bool Engine::checkElements(const Op& op, std::uint64_t bytes) {
-  const std::size_t size = core::dataTypeSize(op.dtype);
-  if (size == 0) {
-    fail("unknown data type " + std::to_string(static_cast<int>(op.dtype)));
-    return false;
-  }
-  if (bytes % size != 0) {
-    fail(std::to_string(bytes) + " bytes is not a whole number of " + std::string(core::dataTypeName(op.dtype)) +
-         " elements");
-    return false;
-  }
-  if (!core::reduceSupported(op.dtype, op.redop)) {
-    fail(
-        std::string(core::reduceOpName(op.redop)) + " is not supported on " + std::string(core::dataTypeName(op.dtype)),
-        ErrorCode::kUnsupported);
-    return false;
-  }
-  return true;
+bool Engine::checkElements(const core::FlatOp& op, std::uint64_t bytes) {
+  ErrorCode code = ErrorCode::kInvalidProgram;
+  const std::string why = lanes::elementsProblem(op, bytes, code);
+  if (why.empty()) return true;
+  fail(why, code);
+  return false;
 }
 
 OpResult Engine::reach(LaneRt& l, std::int32_t peer) {
@@ -620,235 +620,254 @@ OpResult Engine::reach(LaneRt& l, std::int32_t peer) {
   }
 }
 
-OpResult Engine::runOp(Call& call, int lane, LaneRt& l, const Op& op) {
-  const std::int32_t self = me();
-  Geometry g;
+bool Engine::offsets(const core::FlatOp& op, const core::OpGeometry& g, std::uint64_t& srcOff, std::uint64_t& dstOff) {
+  if (core::shiftOffset(op.src.offset, g.srcShift, srcOff) && core::shiftOffset(op.dst.offset, g.dstShift, dstOff)) {
+    return true;
+  }
+  fail("indirect offset overflows");
+  return false;
+}
+
+bool Engine::localSource(const core::FlatOp& op) {
+  if (op.src.rank == core::kSelf || op.src.rank == me()) return true;
+  fail("src names rank " + std::to_string(op.src.rank) + ", but the source of a " +
+       std::string(core::opCodeName(op.code)) + " is local");
+  return false;
+}
+
+/// A put or multicast target that is this rank: a local copy and signal.
+OpResult Engine::putToSelf(const core::FlatOp& op, std::uint64_t dstOff, const std::byte* src, std::uint64_t bytes) {
+  std::byte* dst = nullptr;
+  if (!locateLocal(*cur_.call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, bytes, true, dst)) {
+    return OpResult::kFailed;
+  }
+  copyBytes(dst, src, bytes);
+  if (op.sem >= 0) signalLocal(op.sem, op.value);
+  return OpResult::kDone;
+}
+
+OpResult Engine::put(const core::FlatOpView& v, const core::OpGeometry& g) {
+  const core::FlatOp& op = *v.rec;
+  Call& call = *cur_.call;
   std::uint64_t srcOff = 0;
   std::uint64_t dstOff = 0;
-  auto shiftedOffsets = [&]() -> bool {
-    if (!geometry(call, op, g)) return false;
-    srcOff = op.src.offset + g.srcShift;
-    dstOff = op.dst.offset + g.dstShift;
-    if (srcOff < op.src.offset || dstOff < op.dst.offset) {
-      fail("indirect offset overflows");
-      return false;
+  if (!offsets(op, g, srcOff, dstOff) || !localSource(op) || !checkPeer(op.peer, "peer")) return OpResult::kFailed;
+  if (op.dst.rank != core::kSelf && op.dst.rank != op.peer) {
+    return fail("dst names rank " + std::to_string(op.dst.rank) + " but peer is " + std::to_string(op.peer));
+  }
+  std::byte* src = nullptr;
+  if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
+    return OpResult::kFailed;
+  }
+  if (op.sem >= 0 && !checkSem(call, op.sem)) return OpResult::kFailed;
+  if (op.peer == me()) return putToSelf(op, dstOff, src, g.bytes);
+  const OpResult r = reach(*cur_.l, op.peer);
+  if (r != OpResult::kDone) return r;
+  if (!checkRemote(call, "dst", op.peer, op.dst.buf, dstOff, g.bytes)) return OpResult::kFailed;
+  error_ = t_->put(cur_.lane, cur_.l->pc, op.peer, op.dst.buf, dstOff, src, g.bytes, op.sem, op.value);
+  return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+}
+
+OpResult Engine::multicast(const core::FlatOpView& v, const core::OpGeometry& g) {
+  const core::FlatOp& op = *v.rec;
+  Call& call = *cur_.call;
+  std::uint64_t srcOff = 0;
+  std::uint64_t dstOff = 0;
+  if (!offsets(op, g, srcOff, dstOff) || !localSource(op)) return OpResult::kFailed;
+  if (op.numRanks == 0) return fail("multicast has no target ranks");
+  if (op.dst.rank != core::kSelf) return fail("a multicast dst names no rank (the targets are `ranks`)");
+  std::byte* src = nullptr;
+  if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
+    return OpResult::kFailed;
+  }
+  if (op.sem >= 0 && !checkSem(call, op.sem)) return OpResult::kFailed;
+  const std::int32_t* targets = v.ranks;
+  for (std::uint32_t i = 0; i < op.numRanks; ++i) {
+    if (!checkPeer(targets[i], "target")) return OpResult::kFailed;
+    if (targets[i] == me()) continue;
+    const OpResult r = reach(*cur_.l, targets[i]);
+    if (r != OpResult::kDone) return r;
+    if (!checkRemote(call, "dst", targets[i], op.dst.buf, dstOff, g.bytes)) return OpResult::kFailed;
+  }
+  for (std::uint32_t i = 0; i < op.numRanks; ++i) {
+    const std::int32_t t = targets[i];
+    if (t == me()) {
+      if (putToSelf(op, dstOff, src, g.bytes) != OpResult::kDone) return OpResult::kFailed;
+      continue;
     }
-    return true;
-  };
-  auto localSource = [&]() -> bool {
-    if (op.src.rank == core::kSelf || op.src.rank == self) return true;
-    fail("src names rank " + std::to_string(op.src.rank) + ", but the source of a " +
-         std::string(core::opCodeName(op.code)) + " is local");
-    return false;
-  };
-  const auto pc = l.pc;
-  switch (op.code) {
-    case OpCode::kPut: {
-      if (!shiftedOffsets() || !localSource() || !checkPeer(op.peer, "peer")) return OpResult::kFailed;
-      if (op.dst.rank != core::kSelf && op.dst.rank != op.peer) {
-        return fail("dst names rank " + std::to_string(op.dst.rank) + " but peer is " + std::to_string(op.peer));
-      }
-      std::byte* src = nullptr;
-      if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
-        return OpResult::kFailed;
-      }
-      if (op.sem >= 0 && !checkSem(call, op.sem)) return OpResult::kFailed;
-      if (op.peer == self) {
-        std::byte* dst = nullptr;
-        if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
-          return OpResult::kFailed;
-        }
-        copyBytes(dst, src, g.bytes);
-        if (op.sem >= 0) signalLocal(op.sem, op.value);
-        return OpResult::kDone;
-      }
-      const OpResult r = reach(l, op.peer);
-      if (r != OpResult::kDone) return r;
-      if (!checkRemote(call, "dst", op.peer, op.dst.buf, dstOff, g.bytes)) return OpResult::kFailed;
-      error_ = t_->put(lane, pc, op.peer, op.dst.buf, dstOff, src, g.bytes, op.sem, op.value);
-      return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+    error_ = t_->put(cur_.lane, cur_.l->pc, t, op.dst.buf, dstOff, src, g.bytes, op.sem, op.value);
+    if (!error_.ok()) return OpResult::kFailed;
+  }
+  return OpResult::kDone;
+}
+
+OpResult Engine::get(const core::FlatOpView& v, const core::OpGeometry& g) {
+  const core::FlatOp& op = *v.rec;
+  Call& call = *cur_.call;
+  std::uint64_t srcOff = 0;
+  std::uint64_t dstOff = 0;
+  if (!offsets(op, g, srcOff, dstOff) || !checkPeer(op.peer, "peer")) return OpResult::kFailed;
+  if (op.src.rank != core::kSelf && op.src.rank != op.peer) {
+    return fail("src names rank " + std::to_string(op.src.rank) + " but peer is " + std::to_string(op.peer));
+  }
+  if (op.dst.rank != core::kSelf && op.dst.rank != me()) {
+    return fail("dst names rank " + std::to_string(op.dst.rank) + ", but the destination of a get is local");
+  }
+  std::byte* dst = nullptr;
+  if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
+    return OpResult::kFailed;
+  }
+  if (op.peer == me()) {
+    std::byte* src = nullptr;
+    if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
+      return OpResult::kFailed;
     }
-    case OpCode::kMulticast: {
-      if (!shiftedOffsets() || !localSource()) return OpResult::kFailed;
-      if (op.ranks.empty()) return fail("multicast has no target ranks");
-      if (op.dst.rank != core::kSelf) return fail("a multicast dst names no rank (the targets are `ranks`)");
-      std::byte* src = nullptr;
-      if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
-        return OpResult::kFailed;
-      }
-      if (op.sem >= 0 && !checkSem(call, op.sem)) return OpResult::kFailed;
-      for (std::int32_t t : op.ranks) {
-        if (!checkPeer(t, "target")) return OpResult::kFailed;
-        if (t == self) continue;
-        const OpResult r = reach(l, t);
-        if (r != OpResult::kDone) return r;
-        if (!checkRemote(call, "dst", t, op.dst.buf, dstOff, g.bytes)) return OpResult::kFailed;
-      }
-      for (std::int32_t t : op.ranks) {
-        if (t == self) {
-          std::byte* dst = nullptr;
-          if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
-            return OpResult::kFailed;
-          }
-          copyBytes(dst, src, g.bytes);
-          if (op.sem >= 0) signalLocal(op.sem, op.value);
-          continue;
-        }
-        error_ = t_->put(lane, pc, t, op.dst.buf, dstOff, src, g.bytes, op.sem, op.value);
-        if (!error_.ok()) return OpResult::kFailed;
-      }
-      return OpResult::kDone;
+    copyBytes(dst, src, g.bytes);
+    return OpResult::kDone;
+  }
+  const OpResult r = reach(*cur_.l, op.peer);
+  if (r != OpResult::kDone) return r;
+  if (!checkRemote(call, "src", op.peer, op.src.buf, srcOff, g.bytes)) return OpResult::kFailed;
+  error_ = t_->get(cur_.lane, cur_.l->pc, op.peer, op.src.buf, srcOff, dst, g.bytes);
+  return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+}
+
+OpResult Engine::signal(const core::FlatOpView& v, const core::OpGeometry&) {
+  const core::FlatOp& op = *v.rec;
+  if (!checkPeer(op.peer, "peer") || !checkSem(*cur_.call, op.sem)) return OpResult::kFailed;
+  if (op.peer == me()) {
+    signalLocal(op.sem, op.value);
+    return OpResult::kDone;
+  }
+  const OpResult r = reach(*cur_.l, op.peer);
+  if (r != OpResult::kDone) return r;
+  error_ = t_->signal(cur_.lane, cur_.l->pc, op.peer, op.sem, op.value);
+  return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+}
+
+OpResult Engine::wait(const core::FlatOpView& v, const core::OpGeometry&) {
+  const core::FlatOp& op = *v.rec;
+  if (op.sem < 0 || op.sem >= numSems_) {
+    return fail("semaphore " + std::to_string(op.sem) + " is out of range (numSemaphores " + std::to_string(numSems_) +
+                ")");
+  }
+  const std::uint64_t value = extraSems_ == nullptr ? sems_[op.sem].load(std::memory_order_acquire) : semValue(op.sem);
+  return core::waitSatisfied(value, semBase_[static_cast<std::size_t>(op.sem)], op.value) ? OpResult::kDone
+                                                                                          : OpResult::kBlocked;
+}
+
+OpResult Engine::reduce(const core::FlatOpView& v, const core::OpGeometry& g) {
+  const core::FlatOp& op = *v.rec;
+  Call& call = *cur_.call;
+  const std::uint64_t dstOff = op.dst.offset + g.dstShift;
+  if (op.numSrcs == 0) return fail("reduce has no sources");
+  if (!checkElements(op, g.bytes)) return OpResult::kFailed;
+  std::byte* dst = nullptr;
+  if (!locateLocal(call, "dst", op.dst, dstOff, g.bytes, true, dst)) return OpResult::kFailed;
+  reduceSrcs_.clear();
+  for (std::uint32_t i = 0; i < op.numSrcs; ++i) {
+    const std::string role = "srcs[" + std::to_string(i) + "]";
+    std::byte* p = nullptr;
+    if (!locateLocal(call, role.c_str(), v.srcs[i], v.srcs[i].offset + g.srcShift, g.bytes, false, p)) {
+      return OpResult::kFailed;
     }
-    case OpCode::kGet: {
-      if (!shiftedOffsets() || !checkPeer(op.peer, "peer")) return OpResult::kFailed;
-      if (op.src.rank != core::kSelf && op.src.rank != op.peer) {
-        return fail("src names rank " + std::to_string(op.src.rank) + " but peer is " + std::to_string(op.peer));
-      }
-      if (op.dst.rank != core::kSelf && op.dst.rank != self) {
-        return fail("dst names rank " + std::to_string(op.dst.rank) + ", but the destination of a get is local");
-      }
-      std::byte* dst = nullptr;
-      if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
-        return OpResult::kFailed;
-      }
-      if (op.peer == self) {
-        std::byte* src = nullptr;
-        if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
-          return OpResult::kFailed;
-        }
-        copyBytes(dst, src, g.bytes);
-        return OpResult::kDone;
-      }
-      const OpResult r = reach(l, op.peer);
-      if (r != OpResult::kDone) return r;
-      if (!checkRemote(call, "src", op.peer, op.src.buf, srcOff, g.bytes)) return OpResult::kFailed;
-      error_ = t_->get(lane, pc, op.peer, op.src.buf, srcOff, dst, g.bytes);
-      return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+    if (p != dst && overlaps(p, dst, g.bytes)) return fail(role + " and dst overlap partially");
+    reduceSrcs_.push_back(p);
+  }
+  const std::size_t count = g.bytes / core::dataTypeSize(op.dtype);
+  if (count > 0) {
+    core::reduceInto(dst, reduceSrcs_.data(), static_cast<int>(reduceSrcs_.size()), count, op.dtype, op.redop,
+                     op.divisor);
+  }
+  return OpResult::kDone;
+}
+
+OpResult Engine::copy(const core::FlatOpView& v, const core::OpGeometry& g) {
+  const core::FlatOp& op = *v.rec;
+  std::uint64_t srcOff = 0;
+  std::uint64_t dstOff = 0;
+  if (!offsets(op, g, srcOff, dstOff)) return OpResult::kFailed;
+  std::byte* src = nullptr;
+  std::byte* dst = nullptr;
+  if (!locateLocal(*cur_.call, "src", op.src, srcOff, g.bytes, false, src) ||
+      !locateLocal(*cur_.call, "dst", op.dst, dstOff, g.bytes, true, dst)) {
+    return OpResult::kFailed;
+  }
+  copyBytes(dst, src, g.bytes);
+  return OpResult::kDone;
+}
+
+OpResult Engine::putReduce(const core::FlatOpView& v, const core::OpGeometry& g) {
+  const core::FlatOp& op = *v.rec;
+  Call& call = *cur_.call;
+  std::uint64_t srcOff = 0;
+  std::uint64_t dstOff = 0;
+  if (!offsets(op, g, srcOff, dstOff)) return OpResult::kFailed;
+  if (!checkElements(op, g.bytes) || !localSource(op) || !checkPeer(op.peer, "peer")) return OpResult::kFailed;
+  if (op.dst.rank != core::kSelf && op.dst.rank != op.peer) {
+    return fail("dst names rank " + std::to_string(op.dst.rank) + " but peer is " + std::to_string(op.peer));
+  }
+  if (op.sem >= 0 && !checkSem(call, op.sem)) return OpResult::kFailed;
+  std::byte* src = nullptr;
+  if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
+    return OpResult::kFailed;
+  }
+  const std::size_t count = g.bytes / core::dataTypeSize(op.dtype);
+  if (op.peer == me()) {
+    std::byte* dst = nullptr;
+    if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
+      return OpResult::kFailed;
     }
-    case OpCode::kSignal: {
-      if (!checkPeer(op.peer, "peer") || !checkSem(call, op.sem)) return OpResult::kFailed;
-      if (op.peer == self) {
-        signalLocal(op.sem, op.value);
-        return OpResult::kDone;
-      }
-      const OpResult r = reach(l, op.peer);
-      if (r != OpResult::kDone) return r;
-      error_ = t_->signal(lane, pc, op.peer, op.sem, op.value);
-      return error_.ok() ? OpResult::kDone : OpResult::kFailed;
-    }
-    case OpCode::kWait: {
-      if (op.sem < 0 || op.sem >= numSems_) {
-        return fail("semaphore " + std::to_string(op.sem) + " is out of range (numSemaphores " +
-                    std::to_string(numSems_) + ")");
-      }
-      const std::uint64_t v = extraSems_ == nullptr ? sems_[op.sem].load(std::memory_order_acquire) : semValue(op.sem);
-      if (v >= semBase_[static_cast<std::size_t>(op.sem)] + op.value) return OpResult::kDone;
-      return OpResult::kBlocked;
-    }
-    case OpCode::kReduce: {
-      if (!geometry(call, op, g)) return OpResult::kFailed;
-      dstOff = op.dst.offset + g.dstShift;
-      if (op.srcs.empty()) return fail("reduce has no sources");
-      if (!checkElements(op, g.bytes)) return OpResult::kFailed;
-      std::byte* dst = nullptr;
-      if (!locateLocal(call, "dst", op.dst, dstOff, g.bytes, true, dst)) return OpResult::kFailed;
-      std::vector<const void*> srcs;
-      srcs.reserve(op.srcs.size());
-      for (std::size_t i = 0; i < op.srcs.size(); ++i) {
-        const std::string role = "srcs[" + std::to_string(i) + "]";
-        std::byte* p = nullptr;
-        if (!locateLocal(call, role.c_str(), op.srcs[i], op.srcs[i].offset + g.srcShift, g.bytes, false, p)) {
-          return OpResult::kFailed;
-        }
-        if (p != dst && overlaps(p, dst, g.bytes)) return fail(role + " and dst overlap partially");
-        srcs.push_back(p);
-      }
-      const std::size_t count = g.bytes / core::dataTypeSize(op.dtype);
-      if (count > 0) {
-        core::reduceInto(dst, srcs.data(), static_cast<int>(srcs.size()), count, op.dtype, op.redop, op.divisor);
-      }
-      return OpResult::kDone;
-    }
-    case OpCode::kCopy: {
-      if (!shiftedOffsets()) return OpResult::kFailed;
-      std::byte* src = nullptr;
-      std::byte* dst = nullptr;
-      if (!locateLocal(call, "src", op.src, srcOff, g.bytes, false, src) ||
-          !locateLocal(call, "dst", op.dst, dstOff, g.bytes, true, dst)) {
-        return OpResult::kFailed;
-      }
-      copyBytes(dst, src, g.bytes);
-      return OpResult::kDone;
-    }
-    case OpCode::kPutReduce: {
-      if (!shiftedOffsets()) return OpResult::kFailed;
-      if (!checkElements(op, g.bytes) || !localSource() || !checkPeer(op.peer, "peer")) return OpResult::kFailed;
-      if (op.dst.rank != core::kSelf && op.dst.rank != op.peer) {
-        return fail("dst names rank " + std::to_string(op.dst.rank) + " but peer is " + std::to_string(op.peer));
-      }
-      if (op.sem >= 0 && !checkSem(call, op.sem)) return OpResult::kFailed;
-      std::byte* src = nullptr;
-      if (!locateLocal(call, "src", Addr{core::kSelf, op.src.buf, 0}, srcOff, g.bytes, false, src)) {
-        return OpResult::kFailed;
-      }
-      const std::size_t count = g.bytes / core::dataTypeSize(op.dtype);
-      if (op.peer == self) {
-        std::byte* dst = nullptr;
-        if (!locateLocal(call, "dst", Addr{core::kSelf, op.dst.buf, 0}, dstOff, g.bytes, true, dst)) {
-          return OpResult::kFailed;
-        }
-        if (dst != src && overlaps(dst, src, g.bytes)) return fail("src and dst overlap partially");
-        const void* srcs[2] = {dst, src};
-        if (count > 0) core::reduceInto(dst, srcs, 2, count, op.dtype, op.redop, op.divisor);
-        if (op.sem >= 0) signalLocal(op.sem, op.value);
-        return OpResult::kDone;
-      }
-      // No network here reduces at the target, so: read the target bytes, reduce, write them back. Two
-      // put_reduces to the same bytes must be ordered by the Program anyway (the validator calls an
-      // unordered pair a race), so the read-modify-write needs no lock.
-      bool flushed = false;
-      switch (l.prStage) {
-        case 0: {
-          if (l.prPending) {
-            error_ = t_->flushLane(lane, flushed);
-            if (!error_.ok()) return OpResult::kFailed;
-            if (!flushed) return OpResult::kBlocked;
-            l.prPending = false;
-          }
-          const OpResult r = reach(l, op.peer);
-          if (r != OpResult::kDone) return r;
-          if (!checkRemote(call, "dst", op.peer, op.dst.buf, dstOff, g.bytes)) return OpResult::kFailed;
-          l.prTemp.resize(g.bytes);
-          error_ = t_->get(lane, pc, op.peer, op.dst.buf, dstOff, l.prTemp.data(), g.bytes);
-          if (!error_.ok()) return OpResult::kFailed;
-          l.prStage = 1;
-          [[fallthrough]];
-        }
-        case 1: {
-          error_ = t_->flushLane(lane, flushed);
-          if (!error_.ok()) return OpResult::kFailed;
-          if (!flushed) return OpResult::kBlocked;
-          const void* srcs[2] = {l.prTemp.data(), src};
-          if (count > 0) core::reduceInto(l.prTemp.data(), srcs, 2, count, op.dtype, op.redop, op.divisor);
-          error_ = t_->put(lane, pc, op.peer, op.dst.buf, dstOff, l.prTemp.data(), g.bytes, op.sem, op.value);
-          l.prStage = 0;
-          l.prPending = true;
-          return error_.ok() ? OpResult::kDone : OpResult::kFailed;
-        }
-        default:
-          return fail("internal: bad put_reduce stage", ErrorCode::kInternal);
-      }
-    }
-    case OpCode::kFlush: {
-      bool flushed = false;
+    if (dst != src && overlaps(dst, src, g.bytes)) return fail("src and dst overlap partially");
+    const void* srcs[2] = {dst, src};
+    if (count > 0) core::reduceInto(dst, srcs, 2, count, op.dtype, op.redop, op.divisor);
+    if (op.sem >= 0) signalLocal(op.sem, op.value);
+    return OpResult::kDone;
+  }
+  return putReduceRemote(op, g.bytes, dstOff, src, count);
+}
+
+/// No network here reduces at the target, so: read the target bytes, reduce, write them back. Two
+/// put_reduces to the same bytes must be ordered by the Program anyway (the validator calls an
+/// unordered pair a race), so the read-modify-write needs no lock.
+OpResult Engine::putReduceRemote(const core::FlatOp& op, std::uint64_t bytes, std::uint64_t dstOff,
+                                 const std::byte* src, std::size_t count) {
+  LaneRt& l = *cur_.l;
+  const int lane = cur_.lane;
+  bool flushed = false;
+  if (l.prStage == 0) {
+    if (l.prPending) {
       error_ = t_->flushLane(lane, flushed);
       if (!error_.ok()) return OpResult::kFailed;
-      if (flushed) l.prPending = false;
-      return flushed ? OpResult::kDone : OpResult::kBlocked;
+      if (!flushed) return OpResult::kBlocked;
+      l.prPending = false;
     }
-    default:
-      return fail("unknown op code " + std::to_string(static_cast<int>(op.code)));
+    const OpResult r = reach(l, op.peer);
+    if (r != OpResult::kDone) return r;
+    if (!checkRemote(*cur_.call, "dst", op.peer, op.dst.buf, dstOff, bytes)) return OpResult::kFailed;
+    l.prTemp.resize(bytes);
+    error_ = t_->get(lane, l.pc, op.peer, op.dst.buf, dstOff, l.prTemp.data(), bytes);
+    if (!error_.ok()) return OpResult::kFailed;
+    l.prStage = 1;
   }
+  if (l.prStage != 1) return fail("internal: bad put_reduce stage", ErrorCode::kInternal);
+  error_ = t_->flushLane(lane, flushed);
+  if (!error_.ok()) return OpResult::kFailed;
+  if (!flushed) return OpResult::kBlocked;
+  const void* srcs[2] = {l.prTemp.data(), src};
+  if (count > 0) core::reduceInto(l.prTemp.data(), srcs, 2, count, op.dtype, op.redop, op.divisor);
+  error_ = t_->put(lane, l.pc, op.peer, op.dst.buf, dstOff, l.prTemp.data(), bytes, op.sem, op.value);
+  l.prStage = 0;
+  l.prPending = true;
+  return error_.ok() ? OpResult::kDone : OpResult::kFailed;
+}
+
+OpResult Engine::flush(const core::FlatOpView&, const core::OpGeometry&) {
+  bool flushed = false;
+  error_ = t_->flushLane(cur_.lane, flushed);
+  if (!error_.ok()) return OpResult::kFailed;
+  if (flushed) cur_.l->prPending = false;
+  return flushed ? OpResult::kDone : OpResult::kBlocked;
 }
 
 class RemoteHandle final : public core::CallHandle {

@@ -310,54 +310,22 @@ Status ShmComm::start(std::shared_ptr<const core::ProgramSource> program, const 
   const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
   COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, rank_, size_, who));
   auto call = std::make_shared<Call>();
-  try {
-    call->rankProgram = &program->rank(rank_);
-  } catch (const Error& e) {
-    return {e.code(), who + "Program '" + name + "': " + e.message()};
-  } catch (const std::exception& e) {
-    return {ErrorCode::kInternal, who + "Program '" + name + "': " + e.what()};
-  }
+  COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, rank_, who, name, call->rankProgram));
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto it = advanceCache_.begin(); it != advanceCache_.end(); ++it) {
-      if (it->first == program) {
-        call->advance = it->second;
-        std::rotate(it, it + 1, advanceCache_.end());
-        break;
-      }
-    }
+    call->advance = advanceCache_.find(program);
   }
   if (!call->advance) {
-    auto adv =
-        std::make_shared<const std::vector<std::uint64_t>>(core::semaphoreAdvance(*call->rankProgram, h.numSemaphores));
-    call->advance = adv;
+    call->advance = calls::SemaphoreAdvanceCache::compute(*call->rankProgram, h.numSemaphores);
     std::lock_guard<std::mutex> lock(mutex_);
-    if (advanceCache_.size() >= 8) advanceCache_.erase(advanceCache_.begin());
-    advanceCache_.emplace_back(program, adv);
+    advanceCache_.insert(program, call->advance);
   }
   call->program = std::move(program);
   call->header = &h;
   call->buffers = b;
   call->numLanes = static_cast<int>(call->rankProgram->lanes.size());
   call->lanes = std::make_unique<LaneState[]>(static_cast<std::size_t>(call->numLanes));
-  int live = 0;
-  for (int i = 0; i < call->numLanes; ++i) {
-    LaneState& l = call->lanes[static_cast<std::size_t>(i)];
-    const core::RankProgram::Lane& lane = call->rankProgram->lanes[static_cast<std::size_t>(i)];
-    l.ops = &lane.ops;
-    l.mode = lane.initiation;
-    if (l.mode == core::Initiation::kDevice && proxyDefault_) l.mode = core::Initiation::kProxy;
-    if (l.ops->empty()) {
-      l.done.store(true, std::memory_order_relaxed);
-      continue;
-    }
-    ++live;
-    if (l.mode == core::Initiation::kDevice) {
-      ++call->deviceLanes;
-    } else {
-      call->pooled[l.mode == core::Initiation::kProxy ? 0 : 1] = true;
-    }
-  }
+  const int live = calls::prepareLanes(*call, proxyDefault_);
   call->lanesLeft.store(live, std::memory_order_relaxed);
   try {
     for (int k = 0; k < 2; ++k) {

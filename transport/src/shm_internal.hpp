@@ -26,11 +26,13 @@
 #include <thread>
 #include <vector>
 
+#include "call_setup.hpp"
 #include "copro/core/bootstrap.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/executor.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
+#include "lane_state.hpp"
 
 namespace copro::transport::shm {
 
@@ -137,14 +139,22 @@ struct Region {
 
 enum class Phase : int { kQueued = 0, kRunning = 1, kDone = 2, kFailed = 3 };
 
+/// A peer's buffer resolved for one access: a pointer in this process, or an address in the peer's.
+struct Loc {
+  std::byte* ptr = nullptr;  ///< direct (own memory or a shared mapping)
+  std::uint64_t remote = 0;  ///< CMA: address in process `pid`
+  pid_t pid = 0;
+  std::int32_t rank = -1;  ///< CMA: the peer's rank (for messages)
+  [[nodiscard]] bool direct() const noexcept { return pid == 0; }
+};
+
 struct LaneState {
   const std::vector<core::Op>* ops = nullptr;
   std::atomic<std::uint32_t> pc{0};
   std::atomic<bool> done{false};
   std::atomic<std::int32_t> blockedOnRank{-1};
   core::Initiation mode = core::Initiation::kDevice;  ///< who runs it: the caller or a progress thread
-  std::vector<std::int32_t> peers;                    ///< peers whose accessor count this op holds
-  std::vector<std::byte> staging;                     ///< CMA staging (reductions over peers' user buffers)
+  lanes::LaneScratch<Loc> scratch;                    ///< reused per op (and CMA staging)
 };
 
 struct Call {
@@ -170,15 +180,6 @@ struct Call {
     const Phase p = phase.load(std::memory_order_acquire);
     return p == Phase::kDone || p == Phase::kFailed;
   }
-};
-
-/// A peer's buffer resolved for one access: a pointer in this process, or an address in the peer's.
-struct Loc {
-  std::byte* ptr = nullptr;  ///< direct (own memory or a shared mapping)
-  std::uint64_t remote = 0;  ///< CMA: address in process `pid`
-  pid_t pid = 0;
-  std::int32_t rank = -1;  ///< CMA: the peer's rank (for messages)
-  [[nodiscard]] bool direct() const noexcept { return pid == 0; }
 };
 
 /// This process's rank of one shm communicator.
@@ -299,8 +300,7 @@ class ShmComm {
   bool broken_ = false;
   core::Status brokenStatus_;
   std::atomic<bool> aborted_{false};
-  std::vector<std::pair<std::shared_ptr<const core::ProgramSource>, std::shared_ptr<const std::vector<std::uint64_t>>>>
-      advanceCache_;
+  calls::SemaphoreAdvanceCache advanceCache_{8};
   std::recursive_mutex driveMutex_;
   std::atomic<int> runners_{0};
 
@@ -322,12 +322,8 @@ class ShmComm {
   std::uint64_t splitCount_ = 0;
 };
 
-enum class LaneEnd { kBlocked, kDone, kFailed, kStopped };
-struct LaneRun {
-  bool progressed = false;
-  bool finishedNow = false;
-  LaneEnd end = LaneEnd::kBlocked;
-};
+using lanes::LaneEnd;
+using lanes::LaneRun;
 /// Runs lane `lane` of `call` until it blocks, finishes, fails or the call stops (shm_lanes.cpp).
 LaneRun runLane(ShmComm& comm, Call& call, int lane, core::Status& error);
 std::string opLabel(const Call& call, int lane, std::uint32_t index);

@@ -11,6 +11,7 @@
 
 #include "copro/core/executor.hpp"
 #include "copro/core/program.hpp"
+#include "op_trace.hpp"  // same folder: tests include this header by path
 
 namespace copro::transport {
 
@@ -26,21 +27,11 @@ std::vector<std::unique_ptr<core::Executor>> createInprocExecutors(const core::E
 void registerInproc(core::ExecutorRegistry& registry);
 
 /// One op (or fused group of ops) an inproc lane executed, for timelines (`copro-perf --trace`).
-struct InprocOpTiming {
-  std::int32_t rank = 0;
-  std::int32_t lane = 0;
-  std::uint32_t index = 0;       ///< position of the first op in the lane
-  std::uint32_t count = 1;       ///< ops executed as one (the executor fuses reduce + multicast), from `op` on
-  const core::Op* op = nullptr;  ///< the first op; valid only during the callback
-  /// When the lane first tried the op (a wait that blocks starts here) and when it completed.
-  std::chrono::steady_clock::time_point begin;
-  std::chrono::steady_clock::time_point end;
-};
+using InprocOpTiming = LaneOpTiming;
 
-/// Installs a process-wide observer of every op every inproc lane completes (nullptr: none, the default;
-/// then executing costs one relaxed atomic load per lane run). The observer is called from the threads
-/// that run lanes, concurrently, and must be thread-safe. Install or remove it only while no inproc call
-/// is running.
+/// Installs the per-op observer (op_trace.hpp) for the ops of inproc lanes only (nullptr: none). The
+/// observer is called from the threads that run lanes, concurrently, and must be thread-safe. Install or
+/// remove it only while no inproc call is running.
 void setInprocOpObserver(std::function<void(const InprocOpTiming&)> observer);
 
 }  // namespace copro::transport

@@ -1,0 +1,65 @@
+#pragma once
+/// The first steps of every engine's Executor::start, written once: the executing rank's ops (with the
+/// Program named in the error when generating them fails), the semaphore epoch advance of a Program
+/// (cached per Program, as a communicator runs few Programs many times) and the lanes of a call with
+/// their initiation modes.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "copro/core/program.hpp"
+#include "copro/core/status.hpp"
+
+namespace copro::transport::calls {
+
+/// The ops of `rank` in `program` (named `name`), or a Status prefixed with `who` when generating them failed.
+core::Status rankProgramOf(const core::ProgramSource& program, std::int32_t rank, const std::string& who,
+                           const std::string& name, const core::RankProgram*& out);
+
+/// The semaphore epoch advances of the most recently used Programs. Not thread-safe: the owner locks.
+class SemaphoreAdvanceCache {
+ public:
+  using Advance = std::shared_ptr<const std::vector<std::uint64_t>>;
+  explicit SemaphoreAdvanceCache(std::size_t capacity) : capacity_(capacity) {}
+  /// The cached advance of `program` (it becomes the most recent), or nullptr.
+  Advance find(const std::shared_ptr<const core::ProgramSource>& program);
+  /// Caches `advance` for `program`, evicting the least recently used entry when full.
+  void insert(std::shared_ptr<const core::ProgramSource> program, Advance advance);
+  /// The advance of `rp` (the ops of one rank of a Program with `numSemaphores` semaphores).
+  static Advance compute(const core::RankProgram& rp, std::int32_t numSemaphores);
+
+ private:
+  std::size_t capacity_;
+  std::vector<std::pair<std::shared_ptr<const core::ProgramSource>, Advance>> entries_;  ///< most recent last
+};
+
+/// Points each lane of `call` (an array `call.lanes` of `call.numLanes` lanes with `ops`, `mode` and `done`)
+/// at its ops and mode; empty lanes are done at once. Counts the lanes with ops per mode in `call.deviceLanes`
+/// and `call.pooled[]` and returns how many lanes have ops. `proxyDefault`: `device` lanes run as `proxy`.
+template <typename CallT>
+int prepareLanes(CallT& call, bool proxyDefault) {
+  int live = 0;
+  for (int i = 0; i < call.numLanes; ++i) {
+    auto& l = call.lanes[static_cast<std::size_t>(i)];
+    const core::RankProgram::Lane& lane = call.rankProgram->lanes[static_cast<std::size_t>(i)];
+    l.ops = &lane.ops;
+    l.mode = lane.initiation;
+    if (l.mode == core::Initiation::kDevice && proxyDefault) l.mode = core::Initiation::kProxy;
+    if (l.ops->empty()) {
+      l.done.store(true, std::memory_order_relaxed);
+      continue;
+    }
+    ++live;
+    if (l.mode == core::Initiation::kDevice) {
+      ++call.deviceLanes;
+    } else {
+      call.pooled[l.mode == core::Initiation::kProxy ? 0 : 1] = true;
+    }
+  }
+  return live;
+}
+
+}  // namespace copro::transport::calls
