@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "call_driver.hpp"
 #include "inproc_world.hpp"
 
 namespace copro::transport::inproc {
@@ -18,22 +19,8 @@ namespace {
 /// How long a waiter on pooled lanes lets a blocked call sit before failing it because a peer is gone (the
 /// progress threads may simply not have reached it yet).
 constexpr double kPoisonGraceSec = 0.01;
-/// Sleepers wake at least this often to look at timeouts.
-constexpr auto kMaxSleep = std::chrono::milliseconds(50);
-
-double secondsSince(Clock::time_point t, Clock::time_point now) {
-  return std::chrono::duration<double>(now - t).count();
-}
-
-/// Sleep length: until the next timeout check is due, at most kMaxSleep.
-std::chrono::nanoseconds sleepLength(double timeoutSec, double stalledSec) {
-  std::chrono::nanoseconds d = kMaxSleep;
-  if (timeoutSec > 0) {
-    const double left = std::max(timeoutSec - stalledSec, 0.0) + 1e-4;
-    d = std::min(d, std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(left)));
-  }
-  return d;
-}
+using calls::secondsSince;
+using calls::sleepLength;
 
 }  // namespace
 
@@ -73,75 +60,37 @@ Status World::progress(int r, const std::shared_ptr<Call>& target, bool block, b
 
 Status World::drive(RankState& rs, const std::shared_ptr<Call>& target, bool block, bool& done) {
   std::unique_lock<std::mutex> driving(rs.driveMutex);
-  auto stallStart = Clock::now();  // last progress of any lane of the front call
-  auto spinStart = stallStart;     // last progress of this thread's own lanes
-  std::uint64_t sample = 0;
-  bool armed = false;
-  std::uint32_t seen = 0;
-  auto disarm = [&] {
-    if (!armed) return;
-    rs.notifier.finishSleep();
-    sleepingRanks.fetch_sub(1, std::memory_order_seq_cst);
-    armed = false;
+  /// The rank's side of calls::driveCall: its futex word, and the pools' grace when a peer is gone.
+  struct Host {
+    World& world;
+    RankState& rs;
+    std::shared_ptr<Call> frontCall() { return world.frontCall(rs); }
+    bool runDeviceLanes(const std::shared_ptr<Call>& call) { return world.runLanesOnce(rs, call); }
+    bool checkStall(const std::shared_ptr<Call>& front, double stalled) {
+      return world.checkStall(rs, front, stalled, front->anyPooled() ? kPoisonGraceSec : 0.0);
+    }
+    std::uint32_t armSleep() {
+      const std::uint32_t seen = rs.notifier.prepareSleep();
+      world.sleepingRanks.fetch_add(1, std::memory_order_seq_cst);
+      return seen;
+    }
+    void disarmSleep() {
+      rs.notifier.finishSleep();
+      world.sleepingRanks.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    void sleep(std::uint32_t seen, const Call& front, double stalled) {
+      auto length = sleepLength(world.config().timeoutSec, stalled);
+      if (front.anyPooled() && world.poisonedRank() >= 0) {
+        // A peer is gone: look again as soon as the grace period is over.
+        length = std::min(length, sleepLength(kPoisonGraceSec, stalled));
+      }
+      rs.notifier.sleep(seen, length);
+    }
+    [[nodiscard]] double spinSeconds() const { return world.spinSeconds(); }
+    static void spinPause() { inproc::spinPause(); }
   };
-  std::shared_ptr<Call> front;
-  while (!target->finished()) {
-    if (!front || front->finished()) {
-      front = frontCall(rs);
-      if (front) sample = front->progress.load(std::memory_order_relaxed);
-      stallStart = Clock::now();
-    }
-    if (!front || front->phase.load(std::memory_order_acquire) != Phase::kRunning) {
-      // Only in the instant between a failure and its bookkeeping; look again.
-      std::this_thread::yield();
-      continue;
-    }
-    if (front->deviceLanes > 0 && runLanesOnce(rs, front)) {
-      disarm();
-      stallStart = spinStart = Clock::now();
-      sample = front->progress.load(std::memory_order_relaxed);
-      continue;
-    }
-    const auto now = Clock::now();
-    // The pools' progress keeps the call from timing out but does not keep this thread spinning.
-    const std::uint64_t p = front->progress.load(std::memory_order_relaxed);
-    if (p != sample) {
-      sample = p;
-      stallStart = now;
-    }
-    const double stalled = secondsSince(stallStart, now);
-    const bool pooled = front->anyPooled();
-    if (checkStall(rs, front, stalled, pooled ? kPoisonGraceSec : 0.0)) {
-      disarm();
-      continue;
-    }
-    if (!block) {
-      disarm();
-      done = false;
-      return {};
-    }
-    if (secondsSince(spinStart, now) < spinSec_) {
-      spinPause();
-      continue;
-    }
-    if (!armed) {
-      // Announce the sleep, then run the lanes once more: an event after this point wakes us.
-      seen = rs.notifier.prepareSleep();
-      sleepingRanks.fetch_add(1, std::memory_order_seq_cst);
-      armed = true;
-      continue;
-    }
-    auto length = sleepLength(config_.timeoutSec, stalled);
-    if (pooled && poisonedRank() >= 0) {
-      // A peer is gone: look again as soon as the grace period is over.
-      length = std::min(length, sleepLength(kPoisonGraceSec, stalled));
-    }
-    rs.notifier.sleep(seen, length);
-    disarm();
-  }
-  disarm();
-  done = true;
-  return target->status;
+  Host host{*this, rs};
+  return calls::driveCall(host, target, block, done);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include <thread>
 #include <utility>
 
+#include "call_driver.hpp"
 #include "copro/core/log.hpp"
 #include "copro/transport/bootstrap_tcp.hpp"
 #include "shm_internal.hpp"
@@ -28,8 +29,6 @@ using core::Status;
 namespace {
 
 constexpr std::uint64_t kCtlMagic = 0x314c5443'4f52504fULL;  // "OPROCTL1"
-/// Sleepers wake at least this often to look at timeouts and peers' liveness.
-constexpr auto kMaxSleep = std::chrono::milliseconds(50);
 /// A stalled call checks whether its peers are alive this often.
 constexpr double kLivenessPeriodSec = 0.1;
 
@@ -37,18 +36,8 @@ std::size_t roundUp(std::size_t v, std::size_t a) {
   return (v + a - 1) / a * a;
 }
 
-double secondsSince(Clock::time_point t, Clock::time_point now) {
-  return std::chrono::duration<double>(now - t).count();
-}
-
-std::chrono::nanoseconds sleepLength(double timeoutSec, double stalledSec) {
-  std::chrono::nanoseconds d = kMaxSleep;
-  if (timeoutSec > 0) {
-    const double left = std::max(timeoutSec - stalledSec, 0.0) + 1e-4;
-    d = std::min(d, std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(left)));
-  }
-  return d;
-}
+using calls::secondsSince;
+using calls::sleepLength;
 
 std::string formatSeconds(double s) {
   std::ostringstream os;
@@ -811,68 +800,28 @@ Status ShmComm::progress(const std::shared_ptr<Call>& target, bool block, bool& 
 
 Status ShmComm::drive(const std::shared_ptr<Call>& target, bool block, bool& done) {
   std::unique_lock<std::recursive_mutex> driving(driveMutex_);
-  RankCtl& me = ranks_[rank_];
-  auto stallStart = Clock::now();  // last progress of any lane of the front call
-  auto spinStart = stallStart;     // last progress of this thread's own lanes
-  std::uint64_t sample = 0;
-  bool armed = false;
-  std::uint32_t seen = 0;
-  auto disarm = [&] {
-    if (!armed) return;
-    me.sleepers.fetch_sub(1, std::memory_order_seq_cst);
-    armed = false;
-  };
-  std::shared_ptr<Call> front;
-  while (!target->finished()) {
-    if (!front || front->finished()) {
-      front = frontCall();
-      if (front) sample = front->progress.load(std::memory_order_relaxed);
-      stallStart = Clock::now();
+  /// This process's side of calls::driveCall: the wake-up word in its control block.
+  struct Host {
+    ShmComm& comm;
+    RankCtl& me;
+    std::shared_ptr<Call> frontCall() { return comm.frontCall(); }
+    bool runDeviceLanes(const std::shared_ptr<Call>& call) {
+      return comm.runLanesOnce(call, core::Initiation::kDevice);
     }
-    if (!front || front->phase.load(std::memory_order_acquire) != Phase::kRunning) {
-      std::this_thread::yield();
-      continue;
-    }
-    if (front->deviceLanes > 0 && runLanesOnce(front, core::Initiation::kDevice)) {
-      disarm();
-      stallStart = spinStart = Clock::now();
-      sample = front->progress.load(std::memory_order_relaxed);
-      continue;
-    }
-    const auto now = Clock::now();
-    // The progress threads' work keeps the call from timing out but does not keep this thread spinning.
-    const std::uint64_t p = front->progress.load(std::memory_order_relaxed);
-    if (p != sample) {
-      sample = p;
-      stallStart = now;
-    }
-    const double stalled = secondsSince(stallStart, now);
-    if (checkStall(front, stalled)) {
-      disarm();
-      continue;
-    }
-    if (!block) {
-      disarm();
-      done = false;
-      return {};
-    }
-    if (secondsSince(spinStart, now) < spinSec_) {
-      spinPause();
-      continue;
-    }
-    if (!armed) {
-      // Announce the sleep, then run the lanes once more: an event after this point wakes us.
+    bool checkStall(const std::shared_ptr<Call>& front, double stalled) { return comm.checkStall(front, stalled); }
+    std::uint32_t armSleep() {
       me.sleepers.fetch_add(1, std::memory_order_seq_cst);
-      seen = me.wakeWord.load(std::memory_order_seq_cst);
-      armed = true;
-      continue;
+      return me.wakeWord.load(std::memory_order_seq_cst);
     }
-    sleepOnSelf(seen, sleepLength(config_.timeoutSec, stalled));
-    disarm();
-  }
-  disarm();
-  done = true;
-  return target->status;
+    void disarmSleep() { me.sleepers.fetch_sub(1, std::memory_order_seq_cst); }
+    void sleep(std::uint32_t seen, const Call&, double stalled) {
+      comm.sleepOnSelf(seen, sleepLength(comm.config_.timeoutSec, stalled));
+    }
+    [[nodiscard]] double spinSeconds() const { return comm.spinSec_; }
+    static void spinPause() { shm::spinPause(); }
+  };
+  Host host{*this, ranks_[rank_]};
+  return calls::driveCall(host, target, block, done);
 }
 
 void ShmComm::ensureProgressThread(int which) {
