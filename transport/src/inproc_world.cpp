@@ -9,6 +9,7 @@
 #include <thread>
 #include <utility>
 
+#include "call_reports.hpp"
 #include "copro/core/log.hpp"
 #include "inproc_world.hpp"
 
@@ -19,6 +20,9 @@
 #endif
 
 namespace copro::transport::inproc {
+
+using calls::formatSeconds;
+using calls::rankList;
 
 using core::ErrorCode;
 using core::Status;
@@ -64,23 +68,6 @@ void futexWakeAll(std::atomic<std::uint32_t>* word) noexcept {
 #else
   (void)word;
 #endif
-}
-
-std::string formatSeconds(double s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
-}
-
-std::string rankList(const std::vector<int>& ranks) {
-  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
-  constexpr std::size_t kMaxListed = 32;
-  for (std::size_t i = 0; i < ranks.size() && i < kMaxListed; ++i) {
-    if (i > 0) out += ", ";
-    out += std::to_string(ranks[i]);
-  }
-  if (ranks.size() > kMaxListed) out += " and " + std::to_string(ranks.size() - kMaxListed) + " more";
-  return out;
 }
 
 }  // namespace
@@ -413,45 +400,15 @@ void World::drain(RankState& rs) noexcept {
 }
 
 std::string World::stallReport(const Call& call) const {
-  const std::uint64_t want = 2 * call.seq;
-  std::vector<int> missing;
-  std::vector<int> dead;
-  for (int r = 0; r < size(); ++r) {
-    const std::uint64_t s = rank(r).state.load(std::memory_order_acquire);
-    if (s == RankState::kDead) {
-      if (r != call.rank->rank()) dead.push_back(r);
-    } else if (s < want) {
-      missing.push_back(r);
-    }
-  }
-  std::string out;
-  if (!missing.empty()) {
-    out = rankList(missing) + " never entered this call";
-    if (!dead.empty()) out += "; " + rankList(dead) + " failed or left";
-    return out;
-  }
-  if (!dead.empty()) return rankList(dead) + " failed or left the communicator";
-  out = "every rank entered this call; blocked lanes:";
   const RankState& rs = *call.rank;
-  int listed = 0;
-  for (int i = 0; i < call.numLanes && listed < 16; ++i) {
-    const LaneState& l = call.lanes[static_cast<std::size_t>(i)];
-    if (l.done.load(std::memory_order_acquire)) continue;
-    const std::uint32_t pc = l.pc.load(std::memory_order_relaxed);
-    out += (listed++ == 0 ? " " : "; ") + opLabel(call, i, pc).substr(call.label.size() + 1);
-    if (pc >= l.ops->size()) continue;
-    const core::Op& op = (*l.ops)[pc];
-    const std::int32_t peer = l.blockedOnRank.load(std::memory_order_relaxed);
-    if (op.code == core::OpCode::kWait && op.sem >= 0 && op.sem < rs.numSems) {
-      const std::uint64_t base = rs.semBase[static_cast<std::size_t>(op.sem)];
-      const std::uint64_t v = rs.sems[op.sem].load(std::memory_order_acquire);
-      out += " waits for semaphore " + std::to_string(op.sem) + " >= " + std::to_string(op.value) + " (it is " +
-             std::to_string(v - base) + ")";
-    } else if (peer >= 0) {
-      out += " waits for rank " + std::to_string(peer) + " to enter the call";
-    }
-  }
-  return out;
+  return calls::stallReport(
+      call, size(), rs.rank(), RankState::kDead,
+      [this](int r) { return rank(r).state.load(std::memory_order_acquire); },
+      [&rs](std::int32_t sem, std::uint64_t& out) {
+        if (sem < 0 || sem >= rs.numSems) return false;
+        out = rs.sems[sem].load(std::memory_order_acquire) - rs.semBase[static_cast<std::size_t>(sem)];
+        return true;
+      });
 }
 
 bool World::checkStall(RankState& rs, const std::shared_ptr<Call>& front, double stalledSec, double poisonGraceSec) {

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "call_reports.hpp"
 #include "copro/core/dtype.hpp"
 #include "copro/core/flat_interpreter.hpp"
 #include "copro/core/program.hpp"
@@ -44,14 +45,7 @@ namespace copro::transport::lanes {
 using OpResult = core::OpStep;
 enum class Access { kReady, kNotYet, kFailed };
 
-/// "<label> lane L op I (code)" for messages.
-template <typename CallT>
-std::string opLabelOf(const CallT& call, int lane, std::uint32_t index) {
-  std::string out = call.label + " lane " + std::to_string(lane) + " op " + std::to_string(index);
-  const auto& ops = call.rankProgram->lanes[static_cast<std::size_t>(lane)].ops;
-  if (index < ops.size()) out += " (" + std::string(core::opCodeName(ops[index].code)) + ")";
-  return out;
-}
+using calls::opLabelOf;
 
 /// The engine. `CallT` has `seq`, `label`, `header`, `rankProgram`, `lanes`, `phase` and `progress`;
 /// `LaneT` has `ops`, `pc`, `done`, `blockedOnRank` and `scratch`.

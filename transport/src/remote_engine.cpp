@@ -14,6 +14,7 @@
 #include <thread>
 #include <utility>
 
+#include "call_reports.hpp"
 #include "call_setup.hpp"
 #include "copro/core/dtype.hpp"
 #include "copro/core/flat_interpreter.hpp"
@@ -32,15 +33,7 @@ using core::Op;
 using core::OpCode;
 using core::Status;
 using Clock = std::chrono::steady_clock;
-
-std::string rankList(const std::vector<int>& ranks) {
-  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
-  for (std::size_t i = 0; i < ranks.size(); ++i) {
-    if (i > 0) out += ", ";
-    out += std::to_string(ranks[i]);
-  }
-  return out;
-}
+using calls::formatSeconds;
 
 std::vector<int> nodeIdsFromHostnames(core::Bootstrap& bootstrap) {
   constexpr std::size_t kName = 256;
@@ -74,12 +67,6 @@ void idlePause(double idleSeconds) noexcept {
 namespace {
 
 constexpr std::uint64_t kUnknown = std::numeric_limits<std::uint64_t>::max();
-
-std::string formatSeconds(double s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
-}
 
 enum class Phase { kQueued, kRunning, kDone, kFailed };
 
@@ -368,10 +355,7 @@ void Engine::failFront(const Status& status, bool poison) {
 }
 
 std::string Engine::opLabel(const Call& call, int lane, std::uint32_t pc) const {
-  std::string out = call.label + " lane " + std::to_string(lane) + " op " + std::to_string(pc);
-  const auto& ops = call.rankProgram->lanes[static_cast<std::size_t>(lane)].ops;
-  if (pc < ops.size()) out += " (" + std::string(core::opCodeName(ops[pc].code)) + ")";
-  return out;
+  return calls::opLabelOf(call, lane, pc);
 }
 
 std::string Engine::stallReport(const Call& call) {
@@ -387,14 +371,9 @@ std::string Engine::stallReport(const Call& call) {
       continue;
     }
     const Op& op = (*l.ops)[l.pc];
-    if (op.code == OpCode::kWait && op.sem >= 0 && op.sem < numSems_) {
-      const std::uint64_t base = semBase_[static_cast<std::size_t>(op.sem)];
-      const std::uint64_t v = semValue(op.sem);
-      lanes += " waits for semaphore " + std::to_string(op.sem) + " >= " + std::to_string(op.value) + " (it is " +
-               std::to_string(v - base) + ")";
-    } else if (l.blockedOnRank >= 0) {
-      lanes += " waits for rank " + std::to_string(l.blockedOnRank) + " to enter the call";
-    }
+    const bool known = op.code == OpCode::kWait && op.sem >= 0 && op.sem < numSems_;
+    const std::uint64_t progress = known ? semValue(op.sem) - semBase_[static_cast<std::size_t>(op.sem)] : 0;
+    lanes += calls::laneWaitText(op, known, progress, l.blockedOnRank);
   }
   if (!lanes.empty()) out += (out.empty() ? "" : "; ") + std::string("blocked lanes:") + lanes;
   return out;

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "call_reports.hpp"
 #include "copro/core/bootstrap.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/executor.hpp"
@@ -118,8 +119,7 @@ std::unique_ptr<core::Executor> makeRemoteExecutor(std::unique_ptr<RemoteTranspo
 /// first appearance). Collective over the bootstrap; throws Error when it fails.
 std::vector<int> nodeIdsFromHostnames(core::Bootstrap& bootstrap);
 
-/// "ranks 1, 3" / "rank 2" for messages.
-std::string rankList(const std::vector<int>& ranks);
+using calls::rankList;  ///< "rank 3" or "ranks 1, 2" (call_reports.hpp)
 
 /// One step of an idle loop: yields the core (ranks oversubscribe the cores under mpirun and fork tests),
 /// and sleeps briefly once idle for long, so blocked ranks do not burn the machine.

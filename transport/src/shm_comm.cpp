@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "call_driver.hpp"
+#include "call_reports.hpp"
 #include "copro/core/log.hpp"
 #include "copro/transport/bootstrap_tcp.hpp"
 #include "shm_internal.hpp"
@@ -36,21 +37,10 @@ std::size_t roundUp(std::size_t v, std::size_t a) {
   return (v + a - 1) / a * a;
 }
 
+using calls::formatSeconds;
+using calls::rankList;
 using calls::secondsSince;
 using calls::sleepLength;
-
-std::string formatSeconds(double s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
-}
-
-std::string rankList(const std::vector<int>& ranks) {
-  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
-  for (std::size_t i = 0; i < ranks.size() && i < 32; ++i) out += (i > 0 ? ", " : "") + std::to_string(ranks[i]);
-  if (ranks.size() > 32) out += " and " + std::to_string(ranks.size() - 32) + " more";
-  return out;
-}
 
 std::string hex64(std::uint64_t v) {
   char buf[17];
@@ -690,43 +680,13 @@ bool ShmComm::knownGone(int q) {
 }
 
 std::string ShmComm::stallReport(const Call& call) const {
-  const std::uint64_t want = 2 * call.seq;
-  std::vector<int> missing;
-  std::vector<int> dead;
-  for (int r = 0; r < size_; ++r) {
-    const std::uint64_t s = ranks_[r].state.load(std::memory_order_acquire);
-    if (s == kDeadState) {
-      if (r != rank_) dead.push_back(r);
-    } else if (s < want) {
-      missing.push_back(r);
-    }
-  }
-  if (!missing.empty()) {
-    std::string out = rankList(missing) + " never entered this call";
-    if (!dead.empty()) out += "; " + rankList(dead) + " failed or left";
-    return out;
-  }
-  if (!dead.empty()) return rankList(dead) + " failed or left the communicator";
-  std::string out = "every rank entered this call; blocked lanes:";
-  int listed = 0;
-  for (int i = 0; i < call.numLanes && listed < 16; ++i) {
-    const LaneState& l = call.lanes[static_cast<std::size_t>(i)];
-    if (l.done.load(std::memory_order_acquire)) continue;
-    const std::uint32_t pc = l.pc.load(std::memory_order_relaxed);
-    out += (listed++ == 0 ? " " : "; ") + opLabel(call, i, pc).substr(call.label.size() + 1);
-    if (pc >= l.ops->size()) continue;
-    const core::Op& op = (*l.ops)[pc];
-    const std::int32_t peer = l.blockedOnRank.load(std::memory_order_relaxed);
-    if (op.code == core::OpCode::kWait && op.sem >= 0 && op.sem < numSems_) {
-      const std::uint64_t base = semBase_[static_cast<std::size_t>(op.sem)];
-      const std::uint64_t v = sems_[op.sem].load(std::memory_order_acquire);
-      out += " waits for semaphore " + std::to_string(op.sem) + " >= " + std::to_string(op.value) + " (it is " +
-             std::to_string(v - base) + ")";
-    } else if (peer >= 0) {
-      out += " waits for rank " + std::to_string(peer) + " to enter the call";
-    }
-  }
-  return out;
+  return calls::stallReport(
+      call, size_, rank_, kDeadState, [this](int r) { return ranks_[r].state.load(std::memory_order_acquire); },
+      [this](std::int32_t sem, std::uint64_t& out) {
+        if (sem < 0 || sem >= numSems_) return false;
+        out = sems_[sem].load(std::memory_order_acquire) - semBase_[static_cast<std::size_t>(sem)];
+        return true;
+      });
 }
 
 bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) {
