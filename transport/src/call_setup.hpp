@@ -7,13 +7,28 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "copro/core/executor.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::transport::calls {
+
+/// What every engine keeps of a started call: the Program, the executing rank's ops, the buffers, the
+/// semaphore epoch advance, the sequence number and the label used in messages.
+struct CallBase {
+  std::shared_ptr<const core::ProgramSource> program;
+  const core::ProgramHeader* header = nullptr;
+  const core::RankProgram* rankProgram = nullptr;
+  core::CallBuffers buffers;
+  std::shared_ptr<const std::vector<std::uint64_t>> advance;  ///< semaphore epoch advance of this rank
+  std::uint64_t seq = 0;
+  std::string label;  ///< "allreduce.ring (call 3) on rank 0"
+};
 
 /// The ops of `rank` in `program` (named `name`), or a Status prefixed with `who` when generating them failed.
 core::Status rankProgramOf(const core::ProgramSource& program, std::int32_t rank, const std::string& who,
@@ -60,6 +75,29 @@ int prepareLanes(CallT& call, bool proxyDefault) {
     }
   }
   return live;
+}
+
+/// Creates the `call.numLanes` lanes of `call` (an array `lanes`) and prepares them (prepareLanes below);
+/// `call.lanesLeft` counts the lanes with ops.
+template <typename CallT>
+void initLanes(CallT& call, bool proxyDefault) {
+  using Lane = std::remove_reference_t<decltype(call.lanes[0])>;
+  call.numLanes = static_cast<int>(call.rankProgram->lanes.size());
+  call.lanes = std::make_unique<Lane[]>(static_cast<std::size_t>(call.numLanes));
+  call.lanesLeft.store(prepareLanes(call, proxyDefault), std::memory_order_relaxed);
+}
+
+/// Starts the progress threads the lanes of `call` need (`ensure(k)`: 0 proxy, 1 offload), or says why not.
+template <typename CallT, typename Ensure>
+core::Status startProgressThreads(const CallT& call, const std::string& who, Ensure ensure) {
+  try {
+    for (int k = 0; k < 2; ++k) {
+      if (call.pooled[k]) ensure(k);
+    }
+  } catch (const std::system_error& e) {
+    return {core::ErrorCode::kInternal, who + "cannot start progress threads: " + e.what()};
+  }
+  return {};
 }
 
 }  // namespace copro::transport::calls

@@ -195,17 +195,8 @@ Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, c
   call->header = &h;
   call->buffers = b;
   call->rank = &rs;
-  call->numLanes = static_cast<int>(call->rankProgram->lanes.size());
-  call->lanes = std::make_unique<LaneState[]>(static_cast<std::size_t>(call->numLanes));
-  const int live = calls::prepareLanes(*call, proxyDefault_);
-  call->lanesLeft.store(live, std::memory_order_relaxed);
-  try {
-    for (int k = 0; k < 2; ++k) {
-      if (call->pooled[k]) ensurePool(k);
-    }
-  } catch (const std::system_error& e) {
-    return {ErrorCode::kInternal, who + "cannot start progress threads: " + e.what()};
-  }
+  calls::initLanes(*call, proxyDefault_);
+  COPRO_RETURN_IF_ERROR(calls::startProgressThreads(*call, who, [this](int k) { ensurePool(k); }));
 
   std::lock_guard<std::mutex> lock(rs.mutex);
   const std::string label = name + " (call " + std::to_string(rs.nextSeq) + ") on rank " + std::to_string(r);

@@ -96,15 +96,8 @@ struct LaneState {
 class RankState;
 
 /// One call of one rank.
-struct Call {
-  std::shared_ptr<const core::ProgramSource> program;
-  const core::ProgramHeader* header = nullptr;
-  const core::RankProgram* rankProgram = nullptr;
-  core::CallBuffers buffers;
-  std::shared_ptr<const std::vector<std::uint64_t>> advance;  ///< semaphore epoch advance of this rank
-  std::uint64_t seq = 0;
+struct Call : calls::CallBase {
   RankState* rank = nullptr;
-  std::string label;  ///< "allreduce.ring (call 3) on rank 0"
 
   std::unique_ptr<LaneState[]> lanes;
   int numLanes = 0;

@@ -83,14 +83,7 @@ struct LaneRt {
   Clock::time_point opBegin;
 };
 
-struct Call {
-  std::shared_ptr<const core::ProgramSource> program;
-  const core::ProgramHeader* header = nullptr;
-  const core::RankProgram* rankProgram = nullptr;
-  core::CallBuffers buffers;
-  std::shared_ptr<const std::vector<std::uint64_t>> advance;
-  std::uint64_t seq = 0;
-  std::string label;
+struct Call : calls::CallBase {
   std::vector<LaneRt> lanes;
   int lanesLeft = 0;
   Phase phase = Phase::kQueued;

@@ -302,17 +302,8 @@ Status ShmComm::start(std::shared_ptr<const core::ProgramSource> program, const 
   call->program = std::move(program);
   call->header = &h;
   call->buffers = b;
-  call->numLanes = static_cast<int>(call->rankProgram->lanes.size());
-  call->lanes = std::make_unique<LaneState[]>(static_cast<std::size_t>(call->numLanes));
-  const int live = calls::prepareLanes(*call, proxyDefault_);
-  call->lanesLeft.store(live, std::memory_order_relaxed);
-  try {
-    for (int k = 0; k < 2; ++k) {
-      if (call->pooled[k]) ensureProgressThread(k);
-    }
-  } catch (const std::system_error& e) {
-    return {ErrorCode::kInternal, who + "cannot start a progress thread: " + e.what()};
-  }
+  calls::initLanes(*call, proxyDefault_);
+  COPRO_RETURN_IF_ERROR(calls::startProgressThreads(*call, who, [this](int k) { ensureProgressThread(k); }));
 
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string label = name + " (call " + std::to_string(nextSeq_) + ") on rank " + std::to_string(rank_);

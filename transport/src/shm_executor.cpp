@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "backend_registration.hpp"
 #include "copro/transport/shm.hpp"
 #include "shm_internal.hpp"
 
@@ -100,13 +101,8 @@ std::unique_ptr<core::Executor> createShmExecutor(const core::ExecutorOptions& o
 }
 
 void registerShm(core::ExecutorRegistry& registry) {
-  registry.add(
-      "shm",
-      [](const core::ExecutorOptions& o) {
-        std::vector<std::unique_ptr<core::Executor>> out;
-        out.push_back(createShmExecutor(o));
-        return out;
-      },
+  addOneRankPerProcessBackend(
+      registry, "shm", [](const core::ExecutorOptions& o) { return createShmExecutor(o); },
       "ranks are processes on one host: POSIX shared memory and Cross Memory Attach (needs a bootstrap)");
 }
 

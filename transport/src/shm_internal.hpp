@@ -157,14 +157,7 @@ struct LaneState {
   lanes::LaneScratch<Loc> scratch;                    ///< reused per op (and CMA staging)
 };
 
-struct Call {
-  std::shared_ptr<const core::ProgramSource> program;
-  const core::ProgramHeader* header = nullptr;
-  const core::RankProgram* rankProgram = nullptr;
-  core::CallBuffers buffers;
-  std::shared_ptr<const std::vector<std::uint64_t>> advance;
-  std::uint64_t seq = 0;
-  std::string label;
+struct Call : calls::CallBase {
   std::unique_ptr<LaneState[]> lanes;
   int numLanes = 0;
   std::atomic<int> lanesLeft{0};

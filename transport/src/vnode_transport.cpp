@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend_registration.hpp"
 #include "copro/core/log.hpp"
 #include "copro/core/status.hpp"
 #include "remote_engine.hpp"
@@ -293,22 +294,14 @@ std::unique_ptr<core::Executor> createVirtualNodeExecutor(const core::ExecutorOp
 
 void registerVirtualNodes(core::ExecutorRegistry& registry) {
 #if COPRO_HAVE_UCX
-  registry.add(
-      "shm+ucx",
-      [](const core::ExecutorOptions& options) {
-        std::vector<std::unique_ptr<core::Executor>> out;
-        out.push_back(createVirtualNodeExecutor(options, "ucx"));
-        return out;
-      },
+  addOneRankPerProcessBackend(
+      registry, "shm+ucx",
+      [](const core::ExecutorOptions& options) { return createVirtualNodeExecutor(options, "ucx"); },
       "processes on virtual nodes: UCX shared memory within a node, UCX over TCP between nodes");
 #if COPRO_HAVE_MPI
-  registry.add(
-      "shm+mpi",
-      [](const core::ExecutorOptions& options) {
-        std::vector<std::unique_ptr<core::Executor>> out;
-        out.push_back(createVirtualNodeExecutor(options, "mpi"));
-        return out;
-      },
+  addOneRankPerProcessBackend(
+      registry, "shm+mpi",
+      [](const core::ExecutorOptions& options) { return createVirtualNodeExecutor(options, "mpi"); },
       "processes on virtual nodes under mpirun: UCX shared memory within a node, two-sided MPI between nodes");
 #endif
 #else

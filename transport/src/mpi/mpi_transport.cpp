@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../backend_registration.hpp"
 #include "../remote_engine.hpp"
 #include "../vnode_transport.hpp"
 #include "copro/core/log.hpp"
@@ -527,13 +528,8 @@ std::unique_ptr<core::Executor> createMpiExecutor(const core::ExecutorOptions& o
 }
 
 void registerMpi(core::ExecutorRegistry& registry) {
-  registry.add(
-      "mpi",
-      [](const core::ExecutorOptions& options) {
-        std::vector<std::unique_ptr<core::Executor>> out;
-        out.push_back(createMpiExecutor(options));
-        return out;
-      },
+  addOneRankPerProcessBackend(
+      registry, "mpi", [](const core::ExecutorOptions& options) { return createMpiExecutor(options); },
       "processes under mpirun, two-sided MPI (puts are messages placed by the target); one rank per process");
 }
 

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "../backend_registration.hpp"
 #include "../remote_engine.hpp"
 #include "../vnode_transport.hpp"
 #include "copro/core/log.hpp"
@@ -983,13 +984,8 @@ std::unique_ptr<core::Executor> createUcxExecutor(const core::ExecutorOptions& o
 }
 
 void registerUcx(core::ExecutorRegistry& registry) {
-  registry.add(
-      "ucx",
-      [](const core::ExecutorOptions& options) {
-        std::vector<std::unique_ptr<core::Executor>> out;
-        out.push_back(createUcxExecutor(options));
-        return out;
-      },
+  addOneRankPerProcessBackend(
+      registry, "ucx", [](const core::ExecutorOptions& options) { return createUcxExecutor(options); },
       "processes over UCX (UCP RMA + atomics; UCX_TLS picks shm, tcp, rc, ...); one rank per process");
 }
 
