@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "copro/transport/inproc.hpp"
+#include "driven_call_handle.hpp"
 #include "inproc_world.hpp"
 
 namespace copro::transport {
@@ -13,24 +14,6 @@ namespace inproc {
 namespace {
 
 using core::Status;
-
-class InprocCallHandle final : public core::CallHandle {
- public:
-  InprocCallHandle(std::shared_ptr<World> world, int rank, std::shared_ptr<Call> call)
-      : world_(std::move(world)), rank_(rank), call_(std::move(call)) {}
-
-  Status test(bool& done) override { return world_->progress(rank_, call_, false, done); }
-
-  Status wait() override {
-    bool done = false;
-    return world_->progress(rank_, call_, true, done);
-  }
-
- private:
-  std::shared_ptr<World> world_;
-  int rank_;
-  std::shared_ptr<Call> call_;
-};
 
 class InprocExecutor final : public core::Executor {
  public:
@@ -54,7 +37,9 @@ class InprocExecutor final : public core::Executor {
                std::unique_ptr<core::CallHandle>& handle) override {
     std::shared_ptr<Call> call;
     COPRO_RETURN_IF_ERROR(world_->start(rank_, std::move(program), buffers, call));
-    handle = std::make_unique<InprocCallHandle>(world_, rank_, std::move(call));
+    handle = calls::makeCallHandle([world = world_, rank = rank_, call = std::move(call)](bool block, bool& done) {
+      return world->progress(rank, call, block, done);
+    });
     return {};
   }
 

@@ -21,6 +21,7 @@
 #include "copro/core/log.hpp"
 #include "copro/core/reduce.hpp"
 #include "copro/transport/op_trace.hpp"
+#include "driven_call_handle.hpp"
 #include "lane_util.hpp"
 #include "op_messages.hpp"
 
@@ -842,21 +843,6 @@ OpResult Engine::flush(const core::FlatOpView&, const core::OpGeometry&) {
   return flushed ? OpResult::kDone : OpResult::kBlocked;
 }
 
-class RemoteHandle final : public core::CallHandle {
- public:
-  RemoteHandle(std::shared_ptr<Engine> engine, std::shared_ptr<Call> call)
-      : engine_(std::move(engine)), call_(std::move(call)) {}
-  Status test(bool& done) override { return engine_->drive(call_, false, done); }
-  Status wait() override {
-    bool done = false;
-    return engine_->drive(call_, true, done);
-  }
-
- private:
-  std::shared_ptr<Engine> engine_;
-  std::shared_ptr<Call> call_;
-};
-
 class RemoteExecutor final : public core::Executor {
  public:
   explicit RemoteExecutor(std::shared_ptr<Engine> engine) : engine_(std::move(engine)) {}
@@ -878,7 +864,9 @@ class RemoteExecutor final : public core::Executor {
                std::unique_ptr<core::CallHandle>& handle) override {
     std::shared_ptr<Call> call;
     COPRO_RETURN_IF_ERROR(engine_->start(std::move(program), buffers, call));
-    handle = std::make_unique<RemoteHandle>(engine_, std::move(call));
+    handle = calls::makeCallHandle([engine = engine_, call = std::move(call)](bool block, bool& done) {
+      return engine->drive(call, block, done);
+    });
     return {};
   }
   std::unique_ptr<core::Executor> split(int color, int key) override {
@@ -917,6 +905,13 @@ class RemoteExecutor final : public core::Executor {
 };
 
 }  // namespace
+
+std::unique_ptr<core::Executor> makeRemoteExecutor(std::unique_ptr<RemoteTransport> transport,
+                                                   const core::ExecutorOptions& options) {
+  std::vector<int> nodes = options.nodeOfRank;
+  if (nodes.empty()) nodes = nodeIdsFromHostnames(*options.bootstrap);
+  return makeRemoteExecutor(std::move(transport), options.config, std::move(nodes));
+}
 
 std::unique_ptr<core::Executor> makeRemoteExecutor(std::unique_ptr<RemoteTransport> transport, core::Config config,
                                                    std::vector<int> nodeOfRank) {

@@ -115,6 +115,11 @@ class RemoteTransport {
 std::unique_ptr<core::Executor> makeRemoteExecutor(std::unique_ptr<RemoteTransport> transport, core::Config config,
                                                    std::vector<int> nodeOfRank);
 
+/// An Executor over `transport` with the options' Config and node map (`options.nodeOfRank`, else the
+/// nodes of the ranks' host names, found through `options.bootstrap`).
+std::unique_ptr<core::Executor> makeRemoteExecutor(std::unique_ptr<RemoteTransport> transport,
+                                                   const core::ExecutorOptions& options);
+
 /// Node of every rank from the host names (ranks on one host share a node id, numbered in order of
 /// first appearance). Collective over the bootstrap; throws Error when it fails.
 std::vector<int> nodeIdsFromHostnames(core::Bootstrap& bootstrap);

@@ -5,6 +5,7 @@
 
 #include "backend_registration.hpp"
 #include "copro/transport/shm.hpp"
+#include "driven_call_handle.hpp"
 #include "shm_internal.hpp"
 
 namespace copro::transport {
@@ -13,21 +14,6 @@ namespace shm {
 namespace {
 
 using core::Status;
-
-class ShmCallHandle final : public core::CallHandle {
- public:
-  ShmCallHandle(std::shared_ptr<ShmComm> comm, std::shared_ptr<Call> call)
-      : comm_(std::move(comm)), call_(std::move(call)) {}
-  Status test(bool& done) override { return comm_->progress(call_, false, done); }
-  Status wait() override {
-    bool done = false;
-    return comm_->progress(call_, true, done);
-  }
-
- private:
-  std::shared_ptr<ShmComm> comm_;
-  std::shared_ptr<Call> call_;
-};
 
 class ShmExecutor final : public core::Executor {
  public:
@@ -50,7 +36,8 @@ class ShmExecutor final : public core::Executor {
                std::unique_ptr<core::CallHandle>& handle) override {
     std::shared_ptr<Call> call;
     COPRO_RETURN_IF_ERROR(comm_->start(std::move(program), buffers, call));
-    handle = std::make_unique<ShmCallHandle>(comm_, std::move(call));
+    handle = calls::makeCallHandle(
+        [comm = comm_, call = std::move(call)](bool block, bool& done) { return comm->progress(call, block, done); });
     return {};
   }
 

@@ -521,10 +521,7 @@ std::unique_ptr<core::Executor> createMpiExecutor(const core::ExecutorOptions& o
                       "the mpi backend runs over an MPI bootstrap (createMpiBootstrap / copro::createFromMpi), not "
                       "another kind of bootstrap");
   }
-  std::vector<int> nodes = options.nodeOfRank;
-  if (nodes.empty()) nodes = remote::nodeIdsFromHostnames(*options.bootstrap);
-  auto t = std::make_unique<mpi::MpiTransport>(mpi::dupComm(comm));
-  return remote::makeRemoteExecutor(std::move(t), options.config, std::move(nodes));
+  return remote::makeRemoteExecutor(std::make_unique<mpi::MpiTransport>(mpi::dupComm(comm)), options);
 }
 
 void registerMpi(core::ExecutorRegistry& registry) {

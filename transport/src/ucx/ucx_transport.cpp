@@ -977,10 +977,7 @@ std::unique_ptr<core::Executor> createUcxExecutor(const core::ExecutorOptions& o
     throw core::Error(core::ErrorCode::kInvalidArgument,
                       "the ucx backend needs ExecutorOptions::bootstrap (a TCP/environment or MPI bootstrap)");
   }
-  std::vector<int> nodes = options.nodeOfRank;
-  if (nodes.empty()) nodes = remote::nodeIdsFromHostnames(*options.bootstrap);
-  auto t = std::make_unique<ucx::UcxTransport>(options.bootstrap);
-  return remote::makeRemoteExecutor(std::move(t), options.config, std::move(nodes));
+  return remote::makeRemoteExecutor(std::make_unique<ucx::UcxTransport>(options.bootstrap), options);
 }
 
 void registerUcx(core::ExecutorRegistry& registry) {
