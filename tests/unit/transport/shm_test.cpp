@@ -15,11 +15,14 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "copro/copro.hpp"
 #include "copro/core/dtype.hpp"
+// The transport headers are not public through copro::copro; the per-op observer is (bench/ uses it too).
+#include "../../../transport/include/copro/transport/op_trace.hpp"
 #include "mp_test_util.hpp"
 
 namespace copro::testing {
@@ -237,6 +240,27 @@ TEST(Shm, CollectivesProxyInitiation) {
 }
 TEST(Shm, CollectivesStagingWithoutCrossMemoryAttach) {
   runConfig(3, "device", true, false);
+}
+
+TEST(Shm, EveryOpReachesThePerOpObserver) {
+  // The one per-op trace interface (op_trace.hpp): shm lanes report each completed op, named "shm".
+  const ForkResult res = forkRanksSharingId(
+      2,
+      [&](int r, const UniqueId& id) {
+        std::atomic<int> ops{0};
+        std::atomic<int> foreign{0};
+        transport::setLaneOpObserver([&](const transport::LaneOpTiming& t) {
+          if (std::string_view(t.backend) != "shm" || t.rank != r || t.op == nullptr || t.end < t.begin) ++foreign;
+          ++ops;
+        });
+        Communicator comm = createCommunicator("shm", id, r, 2, testConfig());
+        checkAllReduce(comm, "ring", DataType::kFloat32, false, 1000, 81, false);
+        transport::setLaneOpObserver(nullptr);
+        CHILD_CHECK(ops.load() > 0, "no op was traced");
+        CHILD_CHECK(foreign.load() == 0, foreign.load() << " traced ops had a wrong backend, rank or time");
+      },
+      60);
+  EXPECT_TRUE(res.allZero()) << res.summary();
 }
 
 TEST(Shm, SplitAndNodeIds) {

@@ -17,6 +17,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -295,6 +296,30 @@ std::map<Initiation, int> laneModes(collectives::CollectiveKind kind, const char
     for (int l = 0; l < prog->numLanes(r); ++l) ++modes[prog->laneInitiation(r, l)];
   }
   return modes;
+}
+
+TEST(InprocOpTrace, LaneObserverSeesInprocOpsAndTheInprocFilterKeepsThem) {
+  std::atomic<int> lane{0};
+  std::atomic<int> inprocOnly{0};
+  setLaneOpObserver([&](const LaneOpTiming& t) {
+    if (std::string_view(t.backend) == "inproc" && t.op != nullptr && t.count >= 1) ++lane;
+  });
+  auto comms = createInproc(2, testConfig("device"));
+  std::vector<float> in(64, 1.0F), out0(64), out1(64);
+  auto run = [&] {
+    const auto st = onEveryRank(2, [&](int r) {
+      return comms[r]
+          .allReduce(in.data(), r == 0 ? out0.data() : out1.data(), 64, DataType::kFloat32, ReduceOp::kSum)
+          .wait();
+    });
+    for (const Status& s : st) ASSERT_TRUE(s.ok()) << s.toString();
+  };
+  run();
+  EXPECT_GT(lane.load(), 0);
+  setInprocOpObserver([&](const InprocOpTiming&) { ++inprocOnly; });
+  run();
+  setInprocOpObserver(nullptr);
+  EXPECT_GT(inprocOnly.load(), 0);
 }
 
 TEST(InprocScaleInitiation, BadModeIsAnErrorNamingTheVariable) {
