@@ -11,10 +11,14 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "copro/copro_mpi.hpp"
+#include "copro/transport/op_trace.hpp"
 
 namespace {
 
@@ -219,6 +223,39 @@ std::vector<Setup> setups() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MultiProcess, ::testing::ValuesIn(setups()), setupName);
+
+/// Runs one all-reduce with proxy lanes on `backend` and returns the threads its traced ops ran on.
+std::set<std::thread::id> proxyLaneThreads(const std::string& backend) {
+  copro::Config config = copro::Config::fromEnvironment();
+  config.timeoutSec = 30;
+  config.initiation = "proxy";
+  Communicator comm = copro::createFromMpi(MPI_COMM_WORLD, backend, config);
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  copro::transport::setLaneOpObserver([&](const copro::transport::LaneOpTiming& t) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (std::string(t.backend) == backend) threads.insert(std::this_thread::get_id());
+  });
+  std::vector<float> in(1000, 1.0F);
+  std::vector<float> out(1000);
+  const copro::Status st = comm.allReduce(in.data(), out.data(), in.size(), DataType::kFloat32, ReduceOp::kSum).wait();
+  copro::transport::setLaneOpObserver(nullptr);
+  EXPECT_TRUE(st.ok()) << st.toString();
+  EXPECT_EQ(out[999], static_cast<float>(worldSize()));
+  return threads;
+}
+
+// docs/initiation.md: proxy lanes run on the engine's progress thread where the transport may be driven
+// from another thread (ucx), and on the caller's thread otherwise (mpi below MPI_THREAD_MULTIPLE).
+TEST(ProxyLanes, UcxRunsThemOnAProgressThreadMpiOnTheCaller) {
+  std::set<std::thread::id> mpi = proxyLaneThreads("mpi");
+  EXPECT_EQ(mpi, std::set<std::thread::id>{std::this_thread::get_id()});
+#if COPRO_HAVE_UCX
+  std::set<std::thread::id> ucx = proxyLaneThreads("ucx");
+  EXPECT_FALSE(ucx.empty());
+  EXPECT_EQ(ucx.count(std::this_thread::get_id()), 0U) << "a proxy lane ran on the caller's thread";
+#endif
+}
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include <limits>
 #include <mutex>
 #include <sstream>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -73,6 +74,7 @@ enum class Phase { kQueued, kRunning, kDone, kFailed };
 
 struct LaneRt {
   const std::vector<Op>* ops = nullptr;
+  bool pooled = false;  ///< a proxy or offload lane that the progress thread runs
   std::uint32_t pc = 0;
   bool done = false;
   std::int32_t blockedOnRank = -1;
@@ -85,6 +87,7 @@ struct LaneRt {
 };
 
 struct Call : calls::CallBase {
+  int pooledLanes = 0;  ///< lanes the progress thread runs
   std::vector<LaneRt> lanes;
   int lanesLeft = 0;
   Phase phase = Phase::kQueued;
@@ -117,7 +120,12 @@ class Engine {
   void retire() {
     retired_.store(true, std::memory_order_release);
     aborted_.store(true, std::memory_order_release);
+    stopProgress_.store(true, std::memory_order_release);
+    if (progressThread_.joinable()) progressThread_.join();
   }
+  ~Engine() { retire(); }
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   // ---- the flat interpreter's port (copro/core/flat_interpreter.hpp), for the op of cur_ ----
   OpResult put(const core::FlatOpView& v, const core::OpGeometry& g);
@@ -148,9 +156,16 @@ class Engine {
   bool notedInitiation_ = false;         ///< the INFO line about non-device lanes was written
   [[nodiscard]] int me() const { return t_->rank(); }
   void enter(Call& call);
+  /// Marks the lanes the progress thread runs (proxy and offload lanes, where the transport allows it)
+  /// and starts the thread.
+  Status assignLanes(Call& call, const std::string& who);
   void failFront(const Status& status, bool poison);
   void complete(Call& call);
-  bool runLanes(Call& call);
+  /// Runs the caller's lanes (`pooled` false) or the progress thread's (true) as far as they go.
+  bool runLanes(Call& call, bool pooled);
+  /// The progress thread of `proxy` and `offload` lanes (transports that allow it), started on first use.
+  void ensureProgressThread();
+  void progressMain();
   /// Interprets lane `lane`'s current op, reporting it to the per-op observer once it completed.
   OpResult runCurrentOp(Call& call, int lane, LaneRt& l);
   std::string opLabel(const Call& call, int lane, std::uint32_t pc) const;
@@ -197,6 +212,8 @@ class Engine {
   std::atomic<bool> aborted_{false};
   std::atomic<bool> retired_{false};
   bool abortHandled_ = false;
+  std::thread progressThread_;  ///< runs pooled lanes (transport::progressFromAnyThread)
+  std::atomic<bool> stopProgress_{false};
   // Semaphores and layout of the current call.
   std::atomic<std::uint64_t>* sems_ = nullptr;
   std::atomic<std::uint64_t>* extraSems_ = nullptr;  ///< RemoteTransport::extraSemaphores; summed with sems_
@@ -226,17 +243,6 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
   COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, me(), n, who));
   auto call = std::make_shared<Call>();
   COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, me(), who, name, call->rankProgram));
-  if (!notedInitiation_) {
-    for (const core::RankProgram::Lane& lane : call->rankProgram->lanes) {
-      if (lane.initiation == core::Initiation::kDevice) continue;
-      // docs/initiation.md: this backend has no progress thread; the lanes still run, on the caller's thread.
-      COPRO_LOG(Info, Transport,
-                who << "'" << core::initiationName(lane.initiation)
-                    << "' lanes run on the caller's thread inside wait()/test() on this backend (no progress thread)");
-      notedInitiation_ = true;
-      break;
-    }
-  }
   call->advance = advanceCache_.find(program);
   if (!call->advance) {
     call->advance = calls::SemaphoreAdvanceCache::compute(*call->rankProgram, h.numSemaphores);
@@ -250,10 +256,40 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
   call->lanes.resize(call->rankProgram->lanes.size());
   for (std::size_t i = 0; i < call->lanes.size(); ++i) call->lanes[i].ops = &call->rankProgram->lanes[i].ops;
   call->lanesLeft = static_cast<int>(call->lanes.size());
+  COPRO_RETURN_IF_ERROR(assignLanes(*call, who));
   queue_.push_back(call);
   // Entering early lets the peers reach this rank while the user still prepares other work.
   if (queue_.front() == call) enter(*call);
   out = std::move(call);
+  return {};
+}
+
+Status Engine::assignLanes(Call& call, const std::string& who) {
+  const bool threaded = t_->progressFromAnyThread();
+  for (std::size_t i = 0; i < call.lanes.size(); ++i) {
+    const core::Initiation mode = call.rankProgram->lanes[i].initiation;
+    if (mode == core::Initiation::kDevice) continue;
+    if (!threaded) {
+      if (!notedInitiation_) {
+        // docs/initiation.md: this transport cannot be driven from another thread; the lanes still run,
+        // on the caller's thread.
+        COPRO_LOG(
+            Info, Transport,
+            who << "'" << core::initiationName(mode)
+                << "' lanes run on the caller's thread inside wait()/test() on this backend (no progress thread)");
+        notedInitiation_ = true;
+      }
+      continue;
+    }
+    call.lanes[i].pooled = true;
+    ++call.pooledLanes;
+  }
+  if (call.pooledLanes == 0) return {};
+  try {
+    ensureProgressThread();
+  } catch (const std::system_error& e) {
+    return {ErrorCode::kInternal, who + "cannot start progress threads: " + e.what()};
+  }
   return {};
 }
 
@@ -374,7 +410,7 @@ std::string Engine::stallReport(const Call& call) {
 }
 
 Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   const double timeout = config_.timeoutSec;
   while (true) {
     if (target->finished()) {
@@ -399,7 +435,7 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
       failFront(Status(s.code(), call.label + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
       continue;
     }
-    if (runLanes(call)) progressed = true;
+    if (runLanes(call, false)) progressed = true;
     if (call.phase != Phase::kRunning) continue;  // failed in a lane
     if (call.lanesLeft == 0) {
       bool finished = false;
@@ -435,7 +471,38 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
       done = false;
       return {};
     }
+    // Let the progress thread (proxy and offload lanes) in while this thread has nothing to do.
+    lock.unlock();
     idlePause(idle);
+    lock.lock();
+  }
+}
+
+void Engine::ensureProgressThread() {
+  if (progressThread_.joinable()) return;
+  progressThread_ = std::thread([this] { progressMain(); });
+}
+
+void Engine::progressMain() {
+  Clock::time_point idleSince = Clock::now();
+  while (!stopProgress_.load(std::memory_order_acquire)) {
+    bool progressed = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!queue_.empty() && queue_.front()->phase == Phase::kRunning && queue_.front()->pooledLanes > 0) {
+        Call& call = *queue_.front();
+        const Status s = t_->progress(progressed);
+        if (!s.ok()) {
+          failFront(Status(s.code(), call.label + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
+        } else if (runLanes(call, true)) {
+          progressed = true;
+        }
+        if (progressed) lastProgress_ = Clock::now();
+      }
+    }
+    const auto now = Clock::now();
+    if (progressed) idleSince = now;
+    idlePause(std::chrono::duration<double>(now - idleSince).count());
   }
 }
 
@@ -457,11 +524,11 @@ OpResult Engine::runCurrentOp(Call& call, int lane, LaneRt& l) {
   return r;
 }
 
-bool Engine::runLanes(Call& call) {
+bool Engine::runLanes(Call& call, bool pooled) {
   bool any = false;
   for (std::size_t i = 0; i < call.lanes.size(); ++i) {
     LaneRt& l = call.lanes[i];
-    if (l.done) continue;
+    if (l.done || l.pooled != pooled) continue;
     const int lane = static_cast<int>(i);
     while (true) {
       if (l.pc >= l.ops->size()) {

@@ -46,9 +46,9 @@ struct CallEntry {
   std::string label;  ///< "allreduce.ring (call 3) on rank 0"
 };
 
-/// The network part of a multi-process executor. Every method but `requestAbort` is called by the one
-/// thread that drives the rank (under the engine's lock). Methods returning Status report errors without
-/// the op label; the engine prefixes it.
+/// The network part of a multi-process executor. Every method but `requestAbort` is called under the
+/// engine's lock, by the thread that drives the rank or by the engine's progress thread. Methods returning Status
+/// report errors without the op label; the engine prefixes it.
 class RemoteTransport {
  public:
   virtual ~RemoteTransport() = default;
@@ -87,6 +87,10 @@ class RemoteTransport {
   /// in the background (the targets learn of the data through its signals; a target that has completed
   /// the call may not make progress until its next call).
   virtual core::Status finishLane(int lane, bool& done) { return flushLane(lane, done); }
+  /// Whether a thread other than the user's may call this transport (always one at a time, under the
+  /// engine's lock). Then the engine runs `proxy` and `offload` lanes on a progress thread of its own;
+  /// otherwise on the caller's thread inside wait()/test() (docs/initiation.md).
+  [[nodiscard]] virtual bool progressFromAnyThread() const { return false; }
   /// Moves messages and completions. An error fails the current call (kRemoteError for a failed peer).
   virtual core::Status progress(bool& progressed) = 0;
   /// After every lane finished: `done` when nothing more of the current call is pending here (incoming

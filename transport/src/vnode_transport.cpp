@@ -95,6 +95,9 @@ class VnodeTransport final : public remote::RemoteTransport {
   VnodeTransport& operator=(const VnodeTransport&) = delete;
 
   [[nodiscard]] std::string_view backend() const override { return name_; }
+  [[nodiscard]] bool progressFromAnyThread() const override {
+    return subs_[kIntra]->progressFromAnyThread() && subs_[kInter]->progressFromAnyThread();
+  }
   [[nodiscard]] int rank() const override { return subs_[kIntra]->rank(); }
   [[nodiscard]] int size() const override { return subs_[kIntra]->size(); }
 

@@ -152,6 +152,11 @@ class MpiTransport final : public remote::RemoteTransport {
   MpiTransport& operator=(const MpiTransport&) = delete;
 
   [[nodiscard]] std::string_view backend() const override { return "mpi"; }
+  /// Only under MPI_THREAD_MULTIPLE: with less, the user's own MPI calls could overlap a progress thread's.
+  [[nodiscard]] bool progressFromAnyThread() const override {
+    int provided = MPI_THREAD_SINGLE;
+    return MPI_Query_thread(&provided) == MPI_SUCCESS && provided == MPI_THREAD_MULTIPLE;
+  }
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return size_; }
 

@@ -147,6 +147,9 @@ class UcxTransport final : public remote::RemoteTransport {
   UcxTransport& operator=(const UcxTransport&) = delete;
 
   [[nodiscard]] std::string_view backend() const override { return name_; }
+  /// The worker is UCS_THREAD_MODE_SERIALIZED and only copro uses it: any thread may drive it under the
+  /// engine's lock.
+  [[nodiscard]] bool progressFromAnyThread() const override { return true; }
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return size_; }
 
