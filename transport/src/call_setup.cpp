@@ -18,23 +18,44 @@ core::Status rankProgramOf(const core::ProgramSource& program, std::int32_t rank
   return {};
 }
 
-SemaphoreAdvanceCache::Advance SemaphoreAdvanceCache::find(const std::shared_ptr<const core::ProgramSource>& program) {
+PreparedRank PreparedRankCache::find(const std::shared_ptr<const core::ProgramSource>& program) {
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
     if (it->first == program) {
       std::rotate(it, it + 1, entries_.end());
       return entries_.back().second;
     }
   }
-  return nullptr;
+  return {};
 }
 
-void SemaphoreAdvanceCache::insert(std::shared_ptr<const core::ProgramSource> program, Advance advance) {
+void PreparedRankCache::insert(std::shared_ptr<const core::ProgramSource> program, PreparedRank prepared) {
   if (entries_.size() >= capacity_) entries_.erase(entries_.begin());
-  entries_.emplace_back(std::move(program), std::move(advance));
+  entries_.emplace_back(std::move(program), std::move(prepared));
 }
 
-SemaphoreAdvanceCache::Advance SemaphoreAdvanceCache::compute(const core::RankProgram& rp, std::int32_t numSemaphores) {
-  return std::make_shared<const std::vector<std::uint64_t>>(core::semaphoreAdvance(rp, numSemaphores));
+core::Status prepareCall(CallBase& call, const std::shared_ptr<const core::ProgramSource>& program,
+                         PreparedRankCache& cache, std::mutex* mutex, const std::string& who) {
+  PreparedRank prepared;
+  {
+    std::unique_lock<std::mutex> lock;
+    if (mutex != nullptr) lock = std::unique_lock<std::mutex>(*mutex);
+    prepared = cache.find(program);
+  }
+  if (!prepared.flat) {
+    try {
+      prepared.advance = std::make_shared<const std::vector<std::uint64_t>>(
+          core::semaphoreAdvance(*call.rankProgram, program->header().numSemaphores));
+      prepared.flat = std::make_shared<const core::FlatRankProgram>(core::flatten(*call.rankProgram));
+    } catch (const core::Error& e) {
+      return {e.code(), who + e.message()};
+    }
+    std::unique_lock<std::mutex> lock;
+    if (mutex != nullptr) lock = std::unique_lock<std::mutex>(*mutex);
+    cache.insert(program, prepared);
+  }
+  call.advance = std::move(prepared.advance);
+  call.flat = std::move(prepared.flat);
+  return {};
 }
 
 }  // namespace copro::transport::calls

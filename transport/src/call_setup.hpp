@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <system_error>
 #include <type_traits>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "copro/core/executor.hpp"
+#include "copro/core/flat_program.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
 
@@ -26,6 +28,7 @@ struct CallBase {
   const core::RankProgram* rankProgram = nullptr;
   core::CallBuffers buffers;
   std::shared_ptr<const std::vector<std::uint64_t>> advance;  ///< semaphore epoch advance of this rank
+  std::shared_ptr<const core::FlatRankProgram> flat;          ///< the rank's ops, flat (what lanes interpret)
   std::uint64_t seq = 0;
   std::string label;  ///< "allreduce.ring (call 3) on rank 0"
 };
@@ -34,22 +37,32 @@ struct CallBase {
 core::Status rankProgramOf(const core::ProgramSource& program, std::int32_t rank, const std::string& who,
                            const std::string& name, const core::RankProgram*& out);
 
-/// The semaphore epoch advances of the most recently used Programs. Not thread-safe: the owner locks.
-class SemaphoreAdvanceCache {
+/// What an engine derives once per (Program, rank): the semaphore epoch advance and the flat form of
+/// the rank's ops (core/flat_program.hpp), which the lane engines interpret.
+struct PreparedRank {
+  std::shared_ptr<const std::vector<std::uint64_t>> advance;
+  std::shared_ptr<const core::FlatRankProgram> flat;
+};
+
+/// The prepared ranks of the most recently used Programs (a communicator runs few Programs many times).
+/// Not thread-safe: the owner locks.
+class PreparedRankCache {
  public:
-  using Advance = std::shared_ptr<const std::vector<std::uint64_t>>;
-  explicit SemaphoreAdvanceCache(std::size_t capacity) : capacity_(capacity) {}
-  /// The cached advance of `program` (it becomes the most recent), or nullptr.
-  Advance find(const std::shared_ptr<const core::ProgramSource>& program);
-  /// Caches `advance` for `program`, evicting the least recently used entry when full.
-  void insert(std::shared_ptr<const core::ProgramSource> program, Advance advance);
-  /// The advance of `rp` (the ops of one rank of a Program with `numSemaphores` semaphores).
-  static Advance compute(const core::RankProgram& rp, std::int32_t numSemaphores);
+  explicit PreparedRankCache(std::size_t capacity) : capacity_(capacity) {}
+  /// The cached entry of `program` (it becomes the most recent), or an empty one.
+  PreparedRank find(const std::shared_ptr<const core::ProgramSource>& program);
+  /// Caches `prepared` for `program`, evicting the least recently used entry when full.
+  void insert(std::shared_ptr<const core::ProgramSource> program, PreparedRank prepared);
 
  private:
   std::size_t capacity_;
-  std::vector<std::pair<std::shared_ptr<const core::ProgramSource>, Advance>> entries_;  ///< most recent last
+  std::vector<std::pair<std::shared_ptr<const core::ProgramSource>, PreparedRank>> entries_;  ///< most recent last
 };
+
+/// Fills `call.advance` and `call.flat` for `program` from `cache` (locking `mutex` around it when given),
+/// preparing them on a miss; a Status prefixed with `who` when the ops cannot be flattened.
+core::Status prepareCall(CallBase& call, const std::shared_ptr<const core::ProgramSource>& program,
+                         PreparedRankCache& cache, std::mutex* mutex, const std::string& who);
 
 /// Points each lane of `call` (an array `call.lanes` of `call.numLanes` lanes with `ops`, `mode` and `done`)
 /// at its ops and mode; empty lanes are done at once. Counts the lanes with ops per mode in `call.deviceLanes`

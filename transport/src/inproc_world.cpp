@@ -182,15 +182,7 @@ Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, c
 
   auto call = std::make_shared<Call>();
   COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, r, who, name, call->rankProgram));
-  {
-    std::lock_guard<std::mutex> lock(rs.mutex);
-    call->advance = rs.advanceCache.find(program);
-  }
-  if (!call->advance) {
-    call->advance = calls::SemaphoreAdvanceCache::compute(*call->rankProgram, h.numSemaphores);
-    std::lock_guard<std::mutex> lock(rs.mutex);
-    rs.advanceCache.insert(program, call->advance);
-  }
+  COPRO_RETURN_IF_ERROR(calls::prepareCall(*call, program, rs.advanceCache, &rs.mutex, who));
   call->program = std::move(program);
   call->header = &h;
   call->buffers = b;

@@ -165,9 +165,9 @@ class RankState {
   std::mutex mutex;
   std::deque<std::shared_ptr<Call>> queue;
   std::uint64_t nextSeq = 1;
-  bool broken = false;                           ///< a call failed: the communicator is unusable
-  core::Status brokenStatus;                     ///< the failure, for later calls
-  calls::SemaphoreAdvanceCache advanceCache{8};  ///< semaphore advance per recently used Program
+  bool broken = false;                       ///< a call failed: the communicator is unusable
+  core::Status brokenStatus;                 ///< the failure, for later calls
+  calls::PreparedRankCache advanceCache{8};  ///< semaphore advance per recently used Program
 
  private:
   World& world_;

@@ -47,7 +47,7 @@ enum class Access { kReady, kNotYet, kFailed };
 
 using calls::opLabelOf;
 
-/// The engine. `CallT` has `seq`, `label`, `header`, `rankProgram`, `lanes`, `phase` and `progress`;
+/// The engine. `CallT` has `seq`, `label`, `header`, `rankProgram`, `flat`, `lanes`, `phase` and `progress`;
 /// `LaneT` has `ops`, `pc`, `done`, `blockedOnRank` and `scratch`.
 template <typename Port, typename Loc, typename CallT, typename LaneT>
 class LoadStoreLane {
@@ -82,6 +82,7 @@ class LoadStoreLane {
         l_(call.lanes[static_cast<std::size_t>(lane)]),
         s_(l_.scratch),
         ops_(*l_.ops),
+        flat_(call.flat->lane(static_cast<std::size_t>(lane))),
         error_(error),
         me_(me) {}
 
@@ -106,7 +107,8 @@ class LoadStoreLane {
   int lane_;
   LaneT& l_;
   LaneScratch<Loc>& s_;
-  const std::vector<core::Op>& ops_;
+  const std::vector<core::Op>& ops_;  ///< the lane's ops (labels and traces)
+  const core::FlatLaneView flat_;     ///< the same ops, flat: what the interpreter reads
   core::Status& error_;
   std::int32_t me_;
   std::uint32_t pc_ = 0;

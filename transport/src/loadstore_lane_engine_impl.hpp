@@ -60,9 +60,7 @@ OpResult COPRO_LSL::runOne(std::uint32_t pc, std::uint32_t& consumed) {
   pc_ = pc;
   consumed_ = 1;
   s_.peers.clear();
-  core::FlatOp rec;
-  const core::FlatOpView view = core::viewOf(ops_[pc], rec);
-  const OpResult r = core::interpretOp(*this, view, port().ownLayout(), call_.header->layoutWords);
+  const OpResult r = core::interpretOp(*this, flat_.op(pc), port().ownLayout(), call_.header->layoutWords);
   releaseAll();
   consumed = consumed_;
   return r;
@@ -402,19 +400,18 @@ OpResult COPRO_LSL::reduce(const core::FlatOpView& v, const core::OpGeometry& g)
 COPRO_LSL_TEMPLATE
 int COPRO_LSL::fuseFollowers(std::byte* d, std::uint64_t bytes) {
   std::uint32_t j = pc_ + 1;
-  if (j >= ops_.size()) return 0;
-  core::FlatOp rec;
-  if (ops_[j].code == core::OpCode::kMulticast) {
-    const core::FlatOpView f = core::viewOf(ops_[j], rec);
-    if (rec.numRanks == 0 || rec.dst.rank != core::kSelf) return 0;
-    const int r = fuseOne(f, d, bytes, f.ranks, rec.numRanks);
+  if (j >= flat_.numOps) return 0;
+  if (flat_.ops[j].code == core::OpCode::kMulticast) {
+    const core::FlatOpView f = flat_.op(j);
+    if (f.rec->numRanks == 0 || f.rec->dst.rank != core::kSelf) return 0;
+    const int r = fuseOne(f, d, bytes, f.ranks, f.rec->numRanks);
     return r < 0 ? -1 : r;
   }
   int n = 0;
-  while (j < ops_.size() && ops_[j].code == core::OpCode::kPut) {
-    const core::FlatOpView f = core::viewOf(ops_[j], rec);
-    if (rec.dst.rank != core::kSelf && rec.dst.rank != rec.peer) break;
-    const int r = fuseOne(f, d, bytes, &rec.peer, 1);
+  while (j < flat_.numOps && flat_.ops[j].code == core::OpCode::kPut) {
+    const core::FlatOpView f = flat_.op(j);
+    if (f.rec->dst.rank != core::kSelf && f.rec->dst.rank != f.rec->peer) break;
+    const int r = fuseOne(f, d, bytes, &f.rec->peer, 1);
     if (r < 0) return -1;
     if (r == 0) break;
     ++n;

@@ -74,7 +74,8 @@ enum class Phase { kQueued, kRunning, kDone, kFailed };
 
 struct LaneRt {
   const std::vector<Op>* ops = nullptr;
-  bool pooled = false;  ///< a proxy or offload lane that the progress thread runs
+  core::FlatLaneView flat;  ///< the same ops, flat (what the interpreter reads)
+  bool pooled = false;      ///< a proxy or offload lane that the progress thread runs
   std::uint32_t pc = 0;
   bool done = false;
   std::int32_t blockedOnRank = -1;
@@ -220,7 +221,7 @@ class Engine {
   std::int32_t numSems_ = 0;
   std::vector<std::uint64_t> semBase_;
   std::uint64_t* layout_ = nullptr;
-  calls::SemaphoreAdvanceCache advanceCache_{16};
+  calls::PreparedRankCache advanceCache_{16};
   Status error_;
   Clock::time_point lastProgress_ = Clock::now();
 };
@@ -243,18 +244,17 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
   COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, me(), n, who));
   auto call = std::make_shared<Call>();
   COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, me(), who, name, call->rankProgram));
-  call->advance = advanceCache_.find(program);
-  if (!call->advance) {
-    call->advance = calls::SemaphoreAdvanceCache::compute(*call->rankProgram, h.numSemaphores);
-    advanceCache_.insert(program, call->advance);
-  }
+  COPRO_RETURN_IF_ERROR(calls::prepareCall(*call, program, advanceCache_, nullptr, who));
   call->program = std::move(program);
   call->header = &call->program->header();
   call->buffers = b;
   call->seq = nextSeq_++;
   call->label = name + " (call " + std::to_string(call->seq) + ") on rank " + std::to_string(me());
   call->lanes.resize(call->rankProgram->lanes.size());
-  for (std::size_t i = 0; i < call->lanes.size(); ++i) call->lanes[i].ops = &call->rankProgram->lanes[i].ops;
+  for (std::size_t i = 0; i < call->lanes.size(); ++i) {
+    call->lanes[i].ops = &call->rankProgram->lanes[i].ops;
+    call->lanes[i].flat = call->flat->lane(i);
+  }
   call->lanesLeft = static_cast<int>(call->lanes.size());
   COPRO_RETURN_IF_ERROR(assignLanes(*call, who));
   queue_.push_back(call);
@@ -515,11 +515,9 @@ OpResult Engine::runCurrentOp(Call& call, int lane, LaneRt& l) {
     l.timedPc = l.pc;
     l.opBegin = Clock::now();
   }
-  const Op& op = (*l.ops)[l.pc];
-  core::FlatOp rec;
-  const OpResult r = core::interpretOp(*this, core::viewOf(op, rec), layout_, call.header->layoutWords);
+  const OpResult r = core::interpretOp(*this, l.flat.op(l.pc), layout_, call.header->layoutWords);
   if (traced && r == OpResult::kDone) {
-    lanes::traceOp(LaneOpTiming{backendName_.c_str(), me(), lane, l.pc, 1, &op, l.opBegin, Clock::now()});
+    lanes::traceOp(LaneOpTiming{backendName_.c_str(), me(), lane, l.pc, 1, &(*l.ops)[l.pc], l.opBegin, Clock::now()});
   }
   return r;
 }

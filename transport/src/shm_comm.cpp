@@ -290,15 +290,7 @@ Status ShmComm::start(std::shared_ptr<const core::ProgramSource> program, const 
   COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, rank_, size_, who));
   auto call = std::make_shared<Call>();
   COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, rank_, who, name, call->rankProgram));
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    call->advance = advanceCache_.find(program);
-  }
-  if (!call->advance) {
-    call->advance = calls::SemaphoreAdvanceCache::compute(*call->rankProgram, h.numSemaphores);
-    std::lock_guard<std::mutex> lock(mutex_);
-    advanceCache_.insert(program, call->advance);
-  }
+  COPRO_RETURN_IF_ERROR(calls::prepareCall(*call, program, advanceCache_, &mutex_, who));
   call->program = std::move(program);
   call->header = &h;
   call->buffers = b;

@@ -293,7 +293,7 @@ class ShmComm {
   bool broken_ = false;
   core::Status brokenStatus_;
   std::atomic<bool> aborted_{false};
-  calls::SemaphoreAdvanceCache advanceCache_{8};
+  calls::PreparedRankCache advanceCache_{8};
   std::recursive_mutex driveMutex_;
   std::atomic<int> runners_{0};
 
