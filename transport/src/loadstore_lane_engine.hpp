@@ -138,6 +138,12 @@ class LoadStoreLane {
     sem->fetch_add(value, std::memory_order_seq_cst);
   }
   OpResult signalOne(std::int32_t peer, std::atomic<std::uint64_t>* sem, std::uint64_t value);
+  struct PutEnds {
+    Loc src;
+    Loc dst;
+    std::atomic<std::uint64_t>* sem = nullptr;
+  };
+  OpResult resolvePut(const core::FlatOp& op, const core::OpGeometry& g, bool reduces, PutEnds& e);
   OpResult gatherReduceSources(const core::FlatOpView& op, const core::OpGeometry& g, const Loc& dst);
   int fuseFollowers(std::byte* d, std::uint64_t bytes);
   int fuseOne(const core::FlatOpView& f, std::byte* d, std::uint64_t bytes, const std::int32_t* targets,

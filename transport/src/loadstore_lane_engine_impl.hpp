@@ -181,26 +181,34 @@ OpResult COPRO_LSL::signalOne(std::int32_t peer, std::atomic<std::uint64_t>* sem
   return OpResult::kDone;
 }
 
+/// The two ends and the signal of a put or put_reduce, checked and located (the peer acquired).
 COPRO_LSL_TEMPLATE
-OpResult COPRO_LSL::put(const core::FlatOpView& v, const core::OpGeometry& g) {
-  const core::FlatOp& op = *v.rec;
+OpResult COPRO_LSL::resolvePut(const core::FlatOp& op, const core::OpGeometry& g, bool reduces, PutEnds& e) {
   std::uint64_t srcOff = 0;
   std::uint64_t dstOff = 0;
   if (!offsets(op, g, srcOff, dstOff)) return OpResult::kFailed;
-  if (!localSource(op) || !checkRank(op.peer, "peer")) return OpResult::kFailed;
+  if ((reduces && !checkElements(op, g.bytes)) || !localSource(op) || !checkRank(op.peer, "peer")) {
+    return OpResult::kFailed;
+  }
   if (op.dst.rank != core::kSelf && op.dst.rank != op.peer) {
     return fail("dst names rank " + std::to_string(op.dst.rank) + " but peer is " + std::to_string(op.peer));
   }
-  Loc src;
-  if (!port().locate("src", me_, op.src.buf, srcOff, g.bytes, false, src, true)) return OpResult::kFailed;
+  if (!port().locate("src", me_, op.src.buf, srcOff, g.bytes, false, e.src, true)) return OpResult::kFailed;
   const Access a = acquire(op.peer);
   if (a != Access::kReady) return blockedOr(a);
-  Loc dst;
-  if (!port().locate("dst", op.peer, op.dst.buf, dstOff, g.bytes, true, dst, true)) return OpResult::kFailed;
-  std::atomic<std::uint64_t>* sem = nullptr;
-  if (op.sem >= 0 && !port().semaphore(op.peer, op.sem, sem, true)) return OpResult::kFailed;
-  if (!port().move(dst, src, g.bytes)) return OpResult::kFailed;
-  return sem != nullptr ? signalOne(op.peer, sem, op.value) : OpResult::kDone;
+  if (!port().locate("dst", op.peer, op.dst.buf, dstOff, g.bytes, true, e.dst, true)) return OpResult::kFailed;
+  if (op.sem >= 0 && !port().semaphore(op.peer, op.sem, e.sem, true)) return OpResult::kFailed;
+  return OpResult::kDone;
+}
+
+COPRO_LSL_TEMPLATE
+OpResult COPRO_LSL::put(const core::FlatOpView& v, const core::OpGeometry& g) {
+  const core::FlatOp& op = *v.rec;
+  PutEnds e;
+  const OpResult r = resolvePut(op, g, false, e);
+  if (r != OpResult::kDone) return r;
+  if (!port().move(e.dst, e.src, g.bytes)) return OpResult::kFailed;
+  return e.sem != nullptr ? signalOne(op.peer, e.sem, op.value) : OpResult::kDone;
 }
 
 COPRO_LSL_TEMPLATE
@@ -308,21 +316,11 @@ OpResult COPRO_LSL::wait(const core::FlatOpView& v, const core::OpGeometry&) {
 COPRO_LSL_TEMPLATE
 OpResult COPRO_LSL::putReduce(const core::FlatOpView& v, const core::OpGeometry& g) {
   const core::FlatOp& op = *v.rec;
-  std::uint64_t srcOff = 0;
-  std::uint64_t dstOff = 0;
-  if (!offsets(op, g, srcOff, dstOff)) return OpResult::kFailed;
-  if (!checkElements(op, g.bytes) || !localSource(op) || !checkRank(op.peer, "peer")) return OpResult::kFailed;
-  if (op.dst.rank != core::kSelf && op.dst.rank != op.peer) {
-    return fail("dst names rank " + std::to_string(op.dst.rank) + " but peer is " + std::to_string(op.peer));
-  }
-  Loc src;
-  if (!port().locate("src", me_, op.src.buf, srcOff, g.bytes, false, src, true)) return OpResult::kFailed;
-  const Access a = acquire(op.peer);
-  if (a != Access::kReady) return blockedOr(a);
-  Loc dst;
-  if (!port().locate("dst", op.peer, op.dst.buf, dstOff, g.bytes, true, dst, true)) return OpResult::kFailed;
-  std::atomic<std::uint64_t>* sem = nullptr;
-  if (op.sem >= 0 && !port().semaphore(op.peer, op.sem, sem, true)) return OpResult::kFailed;
+  PutEnds e;
+  const OpResult r = resolvePut(op, g, true, e);
+  if (r != OpResult::kDone) return r;
+  const Loc& src = e.src;
+  const Loc& dst = e.dst;
   if (Port::clash(dst, src, g.bytes, true)) return fail("src and dst overlap partially");
   // Several ranks may reduce into the same target bytes at once (in-network reduction semantics): the
   // target's lock serializes them. A port whose lock is taken blocks the lane, not the thread.
@@ -335,7 +333,7 @@ OpResult COPRO_LSL::putReduce(const core::FlatOpView& v, const core::OpGeometry&
   const bool ok = port().reduceLocs(s_.dsts, s_.srcs, g.bytes, op);
   port().unlockTarget(op.peer);
   if (!ok) return OpResult::kFailed;
-  return sem != nullptr ? signalOne(op.peer, sem, op.value) : OpResult::kDone;
+  return e.sem != nullptr ? signalOne(op.peer, e.sem, op.value) : OpResult::kDone;
 }
 
 /// Checks and locates a reduce's sources into s_.srcs (after every rank was acquired).
