@@ -35,6 +35,16 @@ struct Region {
 /// Whether a peer's state of the current call can be reached yet.
 enum class Reach { kReady, kNotYet, kFailed };
 
+/// The names every transport below the engine uses (mpi, ucx and the virtual-node pair import them with
+/// one using-directive).
+namespace transport_names {
+using core::BufferId;
+using core::ErrorCode;
+using core::Status;
+using remote::Reach;
+using remote::Region;
+}  // namespace transport_names
+
 /// What the engine tells a transport when this rank enters a call.
 struct CallEntry {
   std::uint64_t seq = 0;  ///< 1, 2, ... per communicator; every rank numbers its calls alike

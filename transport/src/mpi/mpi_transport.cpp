@@ -24,11 +24,7 @@ namespace copro::transport {
 namespace mpi {
 namespace {
 
-using core::BufferId;
-using core::ErrorCode;
-using core::Status;
-using remote::Reach;
-using remote::Region;
+using namespace remote::transport_names;  // NOLINT(google-build-using-namespace): the port vocabulary
 
 constexpr int kTagHeader = 11;
 constexpr int kTagData = 12;

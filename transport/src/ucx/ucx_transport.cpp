@@ -43,11 +43,7 @@ namespace copro::transport {
 namespace ucx {
 namespace {
 
-using core::BufferId;
-using core::ErrorCode;
-using core::Status;
-using remote::Reach;
-using remote::Region;
+using namespace remote::transport_names;  // NOLINT(google-build-using-namespace): the port vocabulary
 using Clock = std::chrono::steady_clock;
 
 Status ucsStatus(ucs_status_t s, const std::string& what) {
