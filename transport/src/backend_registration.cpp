@@ -19,4 +19,10 @@ void addOneRankPerProcessBackend(core::ExecutorRegistry& registry, const std::st
       std::move(description));
 }
 
+std::vector<std::vector<std::int32_t>> singleLoadStoreDomain(int nranks) {
+  std::vector<std::int32_t> all(static_cast<std::size_t>(nranks));
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::int32_t>(i);
+  return {all};
+}
+
 }  // namespace copro::transport

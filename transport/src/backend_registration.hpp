@@ -1,9 +1,12 @@
 #pragma once
-/// Registration of the backends whose factory makes the one rank of this process (shm, mpi, ucx and
-/// the virtual-node pairs), written once: each backend names itself, its factory and its description.
+/// How backends describe themselves to the rest of copro, written once: the registration of the backends
+/// whose factory makes the one rank of this process (shm, mpi, ucx and the virtual-node pairs), and the
+/// load/store domain of the backends in which every rank reaches every other's memory (inproc, shm).
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "copro/core/executor.hpp"
 
@@ -13,5 +16,8 @@ namespace copro::transport {
 void addOneRankPerProcessBackend(core::ExecutorRegistry& registry, const std::string& name,
                                  std::function<std::unique_ptr<core::Executor>(const core::ExecutorOptions&)> create,
                                  std::string description);
+
+/// One load/store domain of all `nranks` ranks (Executor::loadStoreDomains of inproc and shm).
+std::vector<std::vector<std::int32_t>> singleLoadStoreDomain(int nranks);
 
 }  // namespace copro::transport

@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "backend_registration.hpp"
 #include "copro/transport/inproc.hpp"
 #include "driven_call_handle.hpp"
 #include "inproc_world.hpp"
@@ -28,9 +29,7 @@ class InprocExecutor final : public core::Executor {
   [[nodiscard]] std::vector<int> nodeOfRank() const override { return world_->nodeOfRank(); }
 
   [[nodiscard]] std::vector<std::vector<std::int32_t>> loadStoreDomains() const override {
-    std::vector<std::int32_t> all(static_cast<std::size_t>(world_->size()));
-    for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::int32_t>(i);
-    return {all};
+    return singleLoadStoreDomain(world_->size());
   }
 
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,

@@ -27,9 +27,7 @@ class ShmExecutor final : public core::Executor {
   // Every rank's buffers are reachable from every rank: directly when they are in shared memory, with
   // one copy through Cross Memory Attach (or staging) otherwise.
   [[nodiscard]] std::vector<std::vector<std::int32_t>> loadStoreDomains() const override {
-    std::vector<std::int32_t> all(static_cast<std::size_t>(comm_->size()));
-    for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::int32_t>(i);
-    return {all};
+    return singleLoadStoreDomain(comm_->size());
   }
 
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
