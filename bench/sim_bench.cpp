@@ -406,7 +406,8 @@ Job coproAllToAll(std::int64_t p, const Options& opt) {
                      benchCall(CollectiveKind::kAllToAll, "pairwise", bytes, std::uint64_t{1} << 20), r);
             // p-1 blocks of m bytes leave every rank at once: the uplink is the bottleneck.
             const copro::topo::Link& l = fabric.link(0);
-            const double m = static_cast<double>(bytes / 4 / static_cast<std::uint64_t>(p) * 4);
+            const std::uint64_t block = bytes / 4 / static_cast<std::uint64_t>(p) * 4;  // whole float32 elements
+            const auto m = static_cast<double>(block);
             r.formulaSeconds = static_cast<double>(p - 1) * m / l.bandwidth.bytesPerSecond() + 2 * l.latency.seconds();
           }};
 }

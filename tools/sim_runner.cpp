@@ -17,7 +17,6 @@ namespace copro::tools {
 
 namespace {
 
-using collectives::CollectiveKind;
 using core::Error;
 using core::ErrorCode;
 using core::Time;

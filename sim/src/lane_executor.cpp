@@ -258,9 +258,10 @@ void Execution::setUp() {
     state.base = nranks_;
     state.start = job.start.picoseconds();
     placeJob(job, state);
-    if (jobsIn_.size() > 1)
+    if (jobsIn_.size() > 1) {
       jobOfRank_.insert(jobOfRank_.end(), static_cast<std::size_t>(state.nranks),
                         static_cast<std::int32_t>(jobs_.size()));
+    }
     nranks_ += state.nranks;
     numSems_ = std::max(numSems_, std::max(job.program->header().numSemaphores, 0));
     jobs_.push_back(state);

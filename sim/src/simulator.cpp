@@ -3,6 +3,7 @@
 #include "copro/sim/simulator.hpp"
 
 #include <string>
+#include <utility>
 
 #include "copro/core/status.hpp"
 #include "lane_executor.hpp"
@@ -14,13 +15,15 @@ using core::Error;
 using core::ErrorCode;
 
 struct Simulator::Impl {
-  Impl(const topo::Fabric& f, SimParams p) : fabric(f), params(p), router(f, p.routing, p.ecmpSeed) {}
+  Impl(const topo::Fabric& f, SimParams p)
+      : fabric(f), params(std::move(p)), router(f, params.routing, params.ecmpSeed) {}
   const topo::Fabric& fabric;
   SimParams params;
   detail::Router router;
 };
 
-Simulator::Simulator(const topo::Fabric& fabric, SimParams params) : impl_(std::make_unique<Impl>(fabric, params)) {}
+Simulator::Simulator(const topo::Fabric& fabric, SimParams params)
+    : impl_(std::make_unique<Impl>(fabric, std::move(params))) {}
 
 Simulator::~Simulator() = default;
 

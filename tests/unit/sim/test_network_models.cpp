@@ -3,6 +3,7 @@
 /// on its path, different under contention (flow shares the link max-min fairly, alpha_beta does not).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "copro/core/status.hpp"
@@ -66,7 +67,7 @@ TEST(NetworkModels, SelectedByTheSimNetworkKey) {
   EXPECT_EQ(SimParams{}.network, "flow");
   const topo::Fabric f = topo::loadTopology("h800-node", {"sim.network=alpha_beta"});
   EXPECT_EQ(SimParams::fromFabric(f).network, "alpha_beta");
-  const auto keys = simParamKeys();
+  const auto& keys = simParamKeys();
   EXPECT_NE(std::find(keys.begin(), keys.end(), "network"), keys.end());
 }
 
@@ -77,7 +78,7 @@ TEST(NetworkModels, UnknownNameListsTheKnownModels) {
     (void)SimParams::fromFabric(f);
     FAIL() << "expected an error";
   } catch (const core::Error& e) {
-    const std::string m = e.message();
+    const std::string& m = e.message();
     EXPECT_NE(m.find("sim key 'network'"), std::string::npos) << m;
     EXPECT_NE(m.find("unknown network model 'flw' (did you mean 'flow'?)"), std::string::npos) << m;
     EXPECT_NE(m.find("known models: flow, alpha_beta"), std::string::npos) << m;
