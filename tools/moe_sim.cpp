@@ -16,10 +16,9 @@ std::vector<int> moeNodeOfRank(const topo::Fabric& fabric, int ranks) {
                       "--ep " + std::to_string(ranks) + " needs 1.." + std::to_string(gpus.size()) +
                           " ranks: topology '" + fabric.name + "' has " + std::to_string(gpus.size()) + " GPUs");
   }
-  std::vector<int> nodes(static_cast<std::size_t>(ranks));
-  for (int r = 0; r < ranks; ++r)
-    nodes[static_cast<std::size_t>(r)] = fabric.node(gpus[static_cast<std::size_t>(r)]).host;
-  return nodes;
+  sim::CommunicatorOptions where;
+  where.ranks = ranks;
+  return sim::Communicator(fabric, where).nodeOfRank();
 }
 
 namespace {
