@@ -52,8 +52,9 @@ class WorkloadComm {
   [[nodiscard]] PreparedMoe prepareMoe(const CommTask& task, const Communicator& comm) const;
 
   const topo::Fabric& fabric_;
-  std::map<std::string, core::Time> aloneTimes_;   ///< by shapeKey
-  std::map<std::string, std::string> algorithms_;  ///< by shapeKey (collectives)
+  std::map<std::string, core::Time> aloneTimes_;                    ///< by task shape
+  std::map<std::string, std::string> algorithms_;                   ///< by task shape (collectives)
+  std::map<std::string, std::vector<core::Time>> concurrentTimes_;  ///< by the launches (shapes, ranks, starts)
 };
 
 }  // namespace copro::sim
