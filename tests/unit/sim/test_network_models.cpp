@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "copro/core/status.hpp"
@@ -69,6 +71,18 @@ TEST(NetworkModels, SelectedByTheSimNetworkKey) {
   EXPECT_EQ(SimParams::fromFabric(f).network, "alpha_beta");
   const auto& keys = simParamKeys();
   EXPECT_NE(std::find(keys.begin(), keys.end(), "network"), keys.end());
+}
+
+TEST(NetworkModels, SelectedInATopologyFile) {
+  const std::string path = ::testing::TempDir() + "copro_network_model_topology.yaml";
+  {
+    std::ofstream f(path);
+    f << "name: tiny\nbuilder: single_switch\nparams: {gpus: 4, bw: 10GB/s, latency: 1us}\n"
+         "sim:\n  network: alpha_beta\n";
+  }
+  const topo::Fabric f = topo::loadTopology(path);
+  EXPECT_EQ(SimParams::fromFabric(f).network, "alpha_beta");
+  std::remove(path.c_str());
 }
 
 TEST(NetworkModels, UnknownNameListsTheKnownModels) {
