@@ -21,6 +21,7 @@
 #include "copro/core/config.hpp"
 #include "copro/core/trace.hpp"
 #include "copro/core/units.hpp"
+#include "copro/sim/communicator.hpp"
 #include "copro/sim/simulator.hpp"
 #include "copro/topologies/probe.hpp"
 #include "copro/topologies/topology.hpp"
@@ -213,9 +214,10 @@ class Predictor {
                              " endpoints for " + std::to_string(args.nranks) +
                              " ranks (probe it with copro-topo probe --ranks " + std::to_string(args.nranks) + ")");
     }
-    const auto program = copro::collectives::buildProgram(args, algorithm);
-    copro::sim::Simulator sim(fabric_, copro::sim::SimParams::fromFabric(fabric_));
-    return sim.run(*program).time.microseconds();
+    copro::sim::CommunicatorOptions where;
+    where.ranks = args.nranks;
+    copro::sim::Communicator comm(fabric_, where);
+    return comm.run(*comm.prepare(args, algorithm).program).time.microseconds();
   }
 
  private:
@@ -487,7 +489,8 @@ std::string Runner::predict(std::uint64_t count, const SizeResult& res, const st
   args.chunkBytes = chunkBytes_;
   // The algorithm the communicator ran (its planner saw the executor's load/store domains).
   std::string algoUsed = res.algorithm;
-  if (algoUsed.empty()) algoUsed = copro::collectives::plan(args, cfg_, algo).chosen->name;
+  if (algoUsed.empty())
+    algoUsed = copro::collectives::plan(args, copro::collectives::costModelFrom(cfg_), algo, cfg_.algo).chosen->name;
   try {
     predictedUs = predictor_->predictUs(args, algoUsed);
   } catch (const copro::Error& e) {

@@ -28,13 +28,13 @@
 #include "copro/collectives/collective.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/units.hpp"
+#include "copro/sim/communicator.hpp"
 #include "copro/sim/simulator.hpp"
 #include "copro/topologies/topology.hpp"
 #include "peers/simgrid_peer.hpp"
 
 namespace {
 
-using copro::collectives::CollectiveArgs;
 using copro::collectives::CollectiveKind;
 using copro::core::Error;
 using copro::core::ErrorCode;
@@ -333,11 +333,14 @@ copro::sim::SimParams simParamsFor(const copro::topo::Fabric& fabric, const Opti
   return params;
 }
 
-/// Runs `program` on `fabric`, filling the simulation fields of `r`.
+/// Simulates `call` on all GPUs of `fabric` through sim::Communicator, filling the simulation fields of `r`.
 void simulate(const copro::topo::Fabric& fabric, const copro::sim::SimParams& params,
-              const copro::core::ProgramSource& program, Record& r) {
+              const copro::sim::CollectiveCall& call, Record& r) {
   const Stopwatch engine;
-  copro::sim::Simulator sim(fabric, params);
+  copro::sim::CommunicatorOptions where;
+  where.params = params;
+  copro::sim::Communicator comm(fabric, where);
+  const copro::sim::PreparedCall prepared = comm.prepare(call);
   copro::sim::RunOptions options;
   // A line every 30 s on long runs, so a big scenario shows it is alive (stderr: the table stays clean).
   Clock::time_point lastReport = Clock::now();
@@ -347,7 +350,7 @@ void simulate(const copro::topo::Fabric& fabric, const copro::sim::SimParams& pa
     std::fprintf(stderr, "  ... %s: %.3e events, virtual %.6f s, wall %.0f s\n", r.scenario.c_str(),
                  static_cast<double>(events), now.seconds(), engine.wall());
   };
-  const copro::sim::Result res = sim.run(program, options);
+  const copro::sim::Result res = comm.run(*prepared.program, options);
   r.runSeconds = engine.wall();
   r.runCpuSeconds = engine.cpu();
   r.events = res.events;
@@ -355,21 +358,22 @@ void simulate(const copro::topo::Fabric& fabric, const copro::sim::SimParams& pa
   r.predictedSeconds = res.time.seconds();
 }
 
+/// A forced-algorithm call of nccl-tests size `bytes` (float32) with an explicit chunk.
+copro::sim::CollectiveCall benchCall(CollectiveKind kind, const std::string& algorithm, std::uint64_t bytes,
+                                     std::uint64_t chunk) {
+  copro::sim::CollectiveCall call;
+  call.kind = kind;
+  call.algorithm = algorithm;
+  call.size = bytes;
+  call.chunkBytes = chunk;
+  return call;
+}
+
 /// Ring all-reduce alpha-beta-gamma time on a star: 2(p-1)(2L + m/bw) + (p-1)·m·gamma, m = n/p.
 double ringFormula(std::int64_t p, double n, double bw, double latency, double reduceRate) {
   const double m = n / static_cast<double>(p);
   const double steps = static_cast<double>(p - 1);
   return 2 * steps * (2 * latency + m / bw) + (reduceRate > 0 ? steps * m / reduceRate : 0.0);
-}
-
-CollectiveArgs allReduceArgs(std::int64_t p, std::uint64_t bytes) {
-  CollectiveArgs args;
-  args.kind = CollectiveKind::kAllReduce;
-  args.nranks = static_cast<std::int32_t>(p);
-  args.dtype = copro::core::DataType::kFloat32;
-  args.count = bytes / 4;
-  args.chunkBytes = std::max<std::uint64_t>(bytes, 1);  // unchunked: one block per ring step
-  return args;
 }
 
 Job coproRing(const std::string& topo, std::int64_t p, const Options& opt) {
@@ -380,8 +384,9 @@ Job coproRing(const std::string& topo, std::int64_t p, const Options& opt) {
             r.workload = "allreduce ring " + copro::core::formatBytes(bytes);
             r.endpoints = p;
             const copro::sim::SimParams params = simParamsFor(fabric, opt);
-            const auto program = copro::collectives::buildProgram(allReduceArgs(p, bytes), "ring");
-            simulate(fabric, params, *program, r);
+            // Unchunked: one block per ring step.
+            simulate(fabric, params,
+                     benchCall(CollectiveKind::kAllReduce, "ring", bytes, std::max<std::uint64_t>(bytes, 1)), r);
             if (topo == "star") {
               const copro::topo::Link& l = fabric.link(0);
               r.formulaSeconds = ringFormula(p, static_cast<double>(bytes), l.bandwidth.bytesPerSecond(),
@@ -397,16 +402,12 @@ Job coproAllToAll(std::int64_t p, const Options& opt) {
             r.topology = "single_switch";
             r.workload = "alltoall pairwise " + copro::core::formatBytes(bytes);
             r.endpoints = p;
-            CollectiveArgs args;
-            args.kind = CollectiveKind::kAllToAll;
-            args.nranks = static_cast<std::int32_t>(p);
-            args.dtype = copro::core::DataType::kFloat32;
-            args.count = bytes / 4 / static_cast<std::uint64_t>(p);  // elements to each peer
-            const auto program = copro::collectives::buildProgram(args, "pairwise");
-            simulate(fabric, simParamsFor(fabric, opt), *program, r);
+            simulate(fabric, simParamsFor(fabric, opt),
+                     benchCall(CollectiveKind::kAllToAll, "pairwise", bytes, std::uint64_t{1} << 20), r);
             // p-1 blocks of m bytes leave every rank at once: the uplink is the bottleneck.
             const copro::topo::Link& l = fabric.link(0);
-            const double m = static_cast<double>(args.count * 4);
+            const std::uint64_t block = bytes / 4 / static_cast<std::uint64_t>(p) * 4;  // whole float32 elements
+            const auto m = static_cast<double>(block);
             r.formulaSeconds = static_cast<double>(p - 1) * m / l.bandwidth.bytesPerSecond() + 2 * l.latency.seconds();
           }};
 }
@@ -420,21 +421,9 @@ Job coproHier(const std::string& topology, std::int64_t nodes, const Options& op
             r.topology = label;
             r.workload = "allreduce hier " + copro::core::formatBytes(bytes);
             r.endpoints = p;
-            CollectiveArgs args;
-            args.kind = CollectiveKind::kAllReduce;
-            args.nranks = static_cast<std::int32_t>(p);
-            args.dtype = copro::core::DataType::kFloat32;
-            args.count = bytes / 4;
-            // Node map and load/store domains from the fabric: the GPUs of one server share NVLink.
-            std::map<int, std::vector<std::int32_t>> byHost;
-            for (std::int32_t rank = 0; rank < p; ++rank) {
-              const int host = fabric.node(fabric.gpus()[static_cast<std::size_t>(rank)]).host;
-              args.nodeOfRank.push_back(host);
-              byHost[host].push_back(rank);
-            }
-            for (auto& [host, ranks] : byHost) args.loadStoreDomains.push_back(std::move(ranks));
-            const auto program = copro::collectives::buildProgram(args, "hier");
-            simulate(fabric, simParamsFor(fabric, opt), *program, r);
+            // Node map and load/store domains from the fabric (sim::Communicator).
+            simulate(fabric, simParamsFor(fabric, opt),
+                     benchCall(CollectiveKind::kAllReduce, "hier", bytes, std::uint64_t{1} << 20), r);
           }};
 }
 

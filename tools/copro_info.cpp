@@ -120,12 +120,12 @@ int main(int argc, char** argv) {
               copro::ErrorCode::kUnsupported,
               "--dump takes collectives whose Program follows from a size (not v-collectives or sendrecv)");
         }
-        auto p = copro::collectives::plan(args, cfg, algo);
+        auto p = copro::collectives::plan(args, copro::collectives::costModelFrom(cfg), algo, cfg.algo);
         auto program = copro::collectives::buildProgram(args, p.chosen->name);
         std::cout << copro::core::programToJson(*program) << "\n";
         return 0;
       }
-      auto p = copro::collectives::plan(args, cfg);
+      auto p = copro::collectives::plan(args, copro::collectives::costModelFrom(cfg), {}, cfg.algo);
       std::cout << copro::collectives::formatPlan(args, p);
       return 0;
     }

@@ -16,13 +16,13 @@
 #include <vector>
 
 #include "cli_suggest.hpp"
-#include "collective_sizes.hpp"
 #include "copro/collectives/collective.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/dtype.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
 #include "copro/core/units.hpp"
+#include "copro/sim/collective_sizes.hpp"
 #include "copro/topologies/topology.hpp"
 #include "moe_cli.hpp"
 #include "plot.hpp"

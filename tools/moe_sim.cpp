@@ -1,10 +1,11 @@
-// simulateMoe: plan, Programs and two simulator runs (docs/moe.md).
+// simulateMoe: two runs of sim::Communicator's MoE Programs and DeepEP's figures (docs/moe.md).
 #include "moe_sim.hpp"
 
 #include <string>
 
-#include "copro/collectives/transform.hpp"
 #include "copro/core/status.hpp"
+#include "copro/sim/communicator.hpp"
+#include "copro/sim/workload_comm.hpp"
 
 namespace copro::tools {
 
@@ -15,10 +16,9 @@ std::vector<int> moeNodeOfRank(const topo::Fabric& fabric, int ranks) {
                       "--ep " + std::to_string(ranks) + " needs 1.." + std::to_string(gpus.size()) +
                           " ranks: topology '" + fabric.name + "' has " + std::to_string(gpus.size()) + " GPUs");
   }
-  std::vector<int> nodes(static_cast<std::size_t>(ranks));
-  for (int r = 0; r < ranks; ++r)
-    nodes[static_cast<std::size_t>(r)] = fabric.node(gpus[static_cast<std::size_t>(r)]).host;
-  return nodes;
+  sim::CommunicatorOptions where;
+  where.ranks = ranks;
+  return sim::Communicator(fabric, where).nodeOfRank();
 }
 
 namespace {
@@ -43,20 +43,18 @@ void countPutBytes(const core::ProgramSource& program, const std::vector<int>& n
 MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfig& config,
                          const collectives::MoeRouting& routing, const std::vector<int>& nodeOfRank,
                          const sim::SimParams& params, const MoeSimOptions& options) {
-  const collectives::MoePlan plan = collectives::planMoe(config, routing, nodeOfRank);
-  collectives::CollectiveArgs transforms;
-  transforms.kind = collectives::CollectiveKind::kAllToAllV;
-  transforms.nranks = static_cast<std::int32_t>(plan.nodeOfRank.size());
-  transforms.nodeOfRank = plan.nodeOfRank;
-  transforms.pxnLevel = options.pxnLevel;
-  transforms.scaleUpInitiation = options.scaleUp;
-  transforms.scaleOutInitiation = options.scaleOut;
-  const auto dispatch = collectives::applyTransforms(collectives::buildMoeDispatch(config, plan), transforms);
-  const auto combine = collectives::applyTransforms(collectives::buildMoeCombine(config, plan), transforms);
+  sim::CommunicatorOptions where;
+  where.ranks = static_cast<std::int32_t>(nodeOfRank.size());
+  where.params = params;
+  sim::Communicator comm(fabric, where);
+  const sim::PreparedMoe moe =
+      comm.prepareMoe(config, routing, {options.pxnLevel, options.scaleUp, options.scaleOut}, nodeOfRank);
+  const collectives::MoePlan& plan = moe.plan;
+  const auto& dispatch = moe.dispatch;
+  const auto& combine = moe.combine;
   MoeSimResult res;
-  sim::Simulator sim(fabric, params);
-  res.dispatchResult = sim.run(*dispatch);
-  res.combineResult = sim.run(*combine);
+  res.dispatchResult = comm.run(*dispatch);
+  res.combineResult = comm.run(*combine);
   res.dispatch = res.dispatchResult.time;
   res.combine = res.combineResult.time;
   std::uint64_t cOut = 0;
@@ -80,34 +78,16 @@ MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfi
 }
 
 MoeSimResult simulateMoeTask(const topo::Fabric& fabric, const sim::CommTask& t) {
-  collectives::MoeConfig c;
-  c.hidden = static_cast<int>(t.hidden);
-  c.topk = t.topk;
-  c.numExperts = t.experts;
-  c.maxNodesPerToken = t.maxNodes;
-  if (t.path.empty() || t.path == "forward") {
-    c.path = collectives::MoePath::kForward;
-  } else if (t.path == "direct") {
-    c.path = collectives::MoePath::kDirect;
-  } else {
-    throw core::Error(core::ErrorCode::kInvalidArgument,
-                      "task '" + t.name + "': path '" + t.path + "': use forward or direct");
-  }
-  const int elem = t.elementBytes == 0 ? 1 : t.elementBytes;
-  if (t.kind == sim::TaskKind::kMoeDispatch && elem != 1 && elem != 2) {
-    throw core::Error(core::ErrorCode::kInvalidArgument,
-                      "task '" + t.name + "': element_bytes " + std::to_string(elem) + ": use 1 (FP8) or 2 (BF16)");
-  }
-  c.dispatchDtype = elem == 2 ? core::DataType::kBfloat16 : core::DataType::kFloat8E4M3;
+  const collectives::MoeConfig c = sim::moeConfigOf(t);
   const std::vector<int> nodes = moeNodeOfRank(fabric, t.groupSize);
   collectives::checkMoeConfig(c, t.groupSize);
   const auto routing = collectives::MoeRouting::uniform(t.groupSize, static_cast<int>(t.tokens), t.topk, t.experts,
                                                         t.maxNodes, nodes, 1);
-  // The MoE Programs choose their own lanes' modes: every lane pays the costs of the task's mode instead.
-  sim::SimParams params = sim::SimParams::fromFabric(fabric);
-  const sim::InitiationCost cost = params.initiation[static_cast<int>(t.initiation)];
-  for (sim::InitiationCost& m : params.initiation) m = cost;
-  return simulateMoe(fabric, c, routing, nodes, params);
+  // The MoE Programs choose their own lanes' modes: every lane takes the task's mode instead.
+  MoeSimOptions options;
+  options.scaleUp = t.initiation;
+  options.scaleOut = t.initiation;
+  return simulateMoe(fabric, c, routing, nodes, sim::SimParams::fromFabric(fabric), options);
 }
 
 }  // namespace copro::tools

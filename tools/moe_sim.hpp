@@ -32,7 +32,8 @@ struct MoeSimResult {
   sim::Result combineResult;
 };
 
-/// Rank -> server of ranks 0..ranks-1 placed on the fabric's GPUs 0..ranks-1 (throws when ranks > GPUs).
+/// Rank -> server of ranks 0..ranks-1 placed on the fabric's GPUs 0..ranks-1 (sim::Communicator's node map;
+/// throws when ranks > GPUs).
 std::vector<int> moeNodeOfRank(const topo::Fabric& fabric, int ranks);
 
 /// The Program transformations a real run applies from COPRO_PXN / COPRO_INITIATION_* (docs/pxn.md,

@@ -6,18 +6,17 @@
 #include <map>
 #include <numeric>
 
-#include "collective_sizes.hpp"
-#include "copro/collectives/planner.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/trace.hpp"
+#include "copro/sim/collective_sizes.hpp"
+#include "copro/sim/communicator.hpp"
 #include "copro/topologies/topology.hpp"
 
 namespace copro::tools {
 
 namespace {
 
-using collectives::CollectiveKind;
 using core::Error;
 using core::ErrorCode;
 using core::Time;
@@ -162,40 +161,6 @@ class TraceRecorder {
   bool pruned_ = false;
 };
 
-/// Latency (link latencies plus the forwarding delays of the nodes in between) and bottleneck bandwidth
-/// of the route from rank `src` to rank `dst`.
-struct PathCost {
-  double alphaUs = 0;
-  double bandwidthGBps = 0;
-};
-
-PathCost pathCost(const topo::Fabric& f, sim::Simulator& s, std::int32_t src, std::int32_t dst) {
-  PathCost c;
-  const auto channels = s.route(src, dst);
-  double bw = std::numeric_limits<double>::infinity();
-  Time alpha{};
-  for (std::size_t i = 0; i < channels.size(); ++i) {
-    const std::int32_t link = channels[i] / 2;
-    const auto& l = f.link(link);
-    alpha += l.latency;
-    bw = std::min(bw, l.bandwidth.gigabytesPerSecond());
-    if (i + 1 < channels.size()) {
-      const std::int32_t to = (channels[i] % 2 == 0) ? l.b : l.a;
-      alpha += f.node(to).delay;
-    }
-  }
-  c.alphaUs = alpha.microseconds();
-  c.bandwidthGBps = std::isfinite(bw) ? bw : 0.0;
-  return c;
-}
-
-bool hasNvLink(const topo::Fabric& f, std::int32_t node) {
-  for (std::int32_t l : f.linksOf(node)) {
-    if (f.link(l).kind == topo::LinkKind::kNvLink) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 const topo::Fabric& FabricCache::get(const std::string& topology, const std::vector<std::string>& overrides) {
@@ -212,80 +177,6 @@ std::string channelName(const topo::Fabric& fabric, std::int32_t channel) {
   const auto& l = fabric.link(channel / 2);
   const bool forward = channel % 2 == 0;
   return fabric.node(forward ? l.a : l.b).name + "->" + fabric.node(forward ? l.b : l.a).name;
-}
-
-collectives::CostModel costModelOf(const topo::Fabric& fabric, sim::Simulator& simulator, std::int32_t ranks) {
-  collectives::CostModel m;
-  const auto& gpus = fabric.gpus();
-  const auto& params = simulator.params();
-  std::int32_t intraPeer = -1;
-  std::int32_t interPeer = -1;
-  const auto& g0 = fabric.node(gpus.at(0));
-  bool interIsRailPeer = false;
-  for (std::int32_t r = 1; r < ranks; ++r) {
-    const auto& g = fabric.node(gpus[static_cast<std::size_t>(r)]);
-    if (g.host == g0.host) {
-      if (intraPeer < 0 && hasNvLink(fabric, gpus[0])) intraPeer = r;
-      continue;
-    }
-    // Prefer the rail peer (same local index) on another server: the path hierarchical algorithms use.
-    const bool railPeer = g.local == g0.local;
-    if (interPeer < 0 || (railPeer && !interIsRailPeer)) {
-      interPeer = r;
-      interIsRailPeer = railPeer;
-    }
-  }
-  // Per-op costs the simulator charges to every transfer of a device-initiated lane.
-  const auto& init = params.initiation[static_cast<int>(core::Initiation::kDevice)];
-  const double opUs = (init.issue + init.extraLatency).microseconds();
-  PathCost intra;
-  PathCost inter;
-  if (intraPeer >= 0) intra = pathCost(fabric, simulator, 0, intraPeer);
-  if (interPeer >= 0) inter = pathCost(fabric, simulator, 0, interPeer);
-  if (intraPeer < 0) intra = inter;
-  if (interPeer < 0) inter = intra;
-  if (intraPeer >= 0 || interPeer >= 0) {
-    m.alphaUs = intra.alphaUs + opUs;
-    m.bandwidthGBps = intra.bandwidthGBps;
-    m.interAlphaUs = inter.alphaUs + opUs;
-    m.interBandwidthGBps = inter.bandwidthGBps;
-  }
-  // A free reduction (reduce_bw 0) still needs a finite figure for the planner's arithmetic.
-  m.reduceGBps = params.reduceBandwidth.bytesPerSecond() > 0 ? params.reduceBandwidth.gigabytesPerSecond() : 1e6;
-  if (g0.memoryBandwidth.bytesPerSecond() > 0) m.memoryGBps = g0.memoryBandwidth.gigabytesPerSecond();
-  return m;
-}
-
-std::vector<std::string> runnableCollectives() {
-  std::vector<std::string> names;
-  for (int k = 0; k < collectives::kNumCollectiveKinds; ++k) {
-    const auto kind = static_cast<CollectiveKind>(k);
-    if (kind == CollectiveKind::kAllGatherV || kind == CollectiveKind::kReduceScatterV ||
-        kind == CollectiveKind::kAllToAllV || kind == CollectiveKind::kSendRecv) {
-      continue;
-    }
-    names.emplace_back(collectives::collectiveName(kind));
-  }
-  return names;
-}
-
-CollectiveKind parseRunnableCollective(const std::string& name) {
-  CollectiveKind kind{};
-  const auto names = runnableCollectives();
-  if (!collectives::parseCollectiveKind(name, kind)) {
-    const std::string hint = core::nearestName(name, names);
-    std::string known;
-    for (const auto& n : names) known += " " + n;
-    throw Error(ErrorCode::kInvalidArgument, "unknown collective '" + name + "'" +
-                                                 (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
-                                                 "; copro-sim runs:" + known);
-  }
-  const std::string canonical(collectives::collectiveName(kind));
-  if (std::find(names.begin(), names.end(), canonical) == names.end()) {
-    throw Error(ErrorCode::kUnsupported, "copro-sim runs collectives with equal per-rank sizes; '" + canonical +
-                                             "' needs per-rank counts or peers (not supported yet)");
-  }
-  return kind;
 }
 
 SimOutcome runCase(FabricCache& fabrics, const SimCase& c, const SimRunExtras& extras) {
@@ -306,87 +197,29 @@ SimOutcome runCase(FabricCache& fabrics, const SimCase& c, const SimRunExtras& e
   }
   out.ranks = p;
 
-  const sim::SimParams params = sim::SimParams::fromFabric(fabric);
-  sim::Simulator simulator(fabric, params);
-
-  collectives::CollectiveArgs args;
-  args.kind = c.kind;
-  args.nranks = p;
-  args.dtype = c.dtype;
-  args.op = c.op;
-  args.root = c.root;
-  args.scaleUpInitiation = c.scaleUpInitiation;
-  args.scaleOutInitiation = c.scaleOutInitiation;
-  args.pxnLevel = c.pxn;
-  const std::uint64_t es = core::dataTypeSize(c.dtype);
-  args.count = c.kind == CollectiveKind::kBarrier ? 0 : countForSize(c.kind, c.size, es, p);
-  out.count = args.count;
-  out.bytes = sizeForCount(c.kind, args.count, es, p);
-  // Rank -> server from the fabric, so hierarchical algorithms see the real nodes; GPUs of one server
-  // joined by NVLink form a load/store domain.
-  std::map<std::int32_t, std::vector<std::int32_t>> domains;
-  std::vector<std::int32_t> singles;
-  args.nodeOfRank.resize(static_cast<std::size_t>(p));
-  for (std::int32_t r = 0; r < p; ++r) {
-    const std::int32_t id = fabric.gpus()[static_cast<std::size_t>(r)];
-    const auto& g = fabric.node(id);
-    args.nodeOfRank[static_cast<std::size_t>(r)] = g.host;
-    if (hasNvLink(fabric, id)) {
-      domains[g.host].push_back(r);
-    } else {
-      singles.push_back(r);
-    }
-  }
-  std::map<int, bool> hosts;
-  for (int h : args.nodeOfRank) hosts[h] = true;
-  out.nodes = static_cast<std::int32_t>(hosts.size());
-  if (!(domains.size() == 1 && singles.empty())) {
-    // Ordered by first rank, so the Program (and its cache key) does not depend on host numbering.
-    for (auto& [h, ranks] : domains) args.loadStoreDomains.push_back(ranks);
-    for (std::int32_t r : singles) args.loadStoreDomains.push_back({r});
-    std::sort(args.loadStoreDomains.begin(), args.loadStoreDomains.end());
-  }
-  // sim.chunk_size 0 means unchunked: one chunk as large as the largest buffer.
-  out.chunkBytes = params.chunkBytes;
-  args.chunkBytes = params.chunkBytes > 0 ? params.chunkBytes : std::max<std::uint64_t>(es, out.bytes);
-
-  out.model = costModelOf(fabric, simulator, p);
-  const collectives::Algorithm* algo = nullptr;
-  if (!c.algorithm.empty()) {
-    algo = collectives::findAlgorithm(c.kind, c.algorithm);
-    if (algo == nullptr) {
-      std::vector<std::string> names;
-      for (const auto* a : collectives::algorithmsFor(c.kind)) names.push_back(a->name);
-      const std::string hint = core::nearestName(c.algorithm, names);
-      std::string known;
-      for (const auto& n : names) known += " " + n;
-      throw Error(ErrorCode::kInvalidArgument,
-                  "unknown " + std::string(collectives::collectiveName(c.kind)) + " algorithm '" + c.algorithm + "'" +
-                      (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; known:" + known);
-    }
-    const std::string why = algo->unsupportedReason(args);
-    if (!why.empty()) {
-      throw Error(ErrorCode::kUnsupported, std::string(collectives::collectiveName(c.kind)) + " algorithm '" +
-                                               algo->name + "' cannot run " + std::to_string(p) + " ranks on '" +
-                                               out.topologyName + "': " + why);
-    }
-    out.choice = "forced";
-  } else {
-    // A default Config, not the environment: COPRO_ALGO and COPRO_PLAN_* describe the machine copro-sim
-    // runs on, not the simulated one.
-    core::Config cfg;
-    cfg.planAlphaUs = out.model.alphaUs;
-    cfg.planBandwidthGBps = out.model.bandwidthGBps;
-    cfg.planInterAlphaUs = out.model.interAlphaUs;
-    cfg.planInterBandwidthGBps = out.model.interBandwidthGBps;
-    cfg.planReduceGBps = out.model.reduceGBps;
-    cfg.planMemoryGBps = out.model.memoryGBps;
-    algo = collectives::plan(args, cfg).chosen;
-    out.choice = "planner";
-  }
-  out.algorithm = algo->name;
-  out.estimateUs = algo->estimateUs(args, out.model);
-  const auto program = collectives::buildProgram(args, algo->name);
+  sim::CommunicatorOptions where;
+  where.ranks = p;
+  sim::Communicator comm(fabric, where);
+  sim::CollectiveCall call;
+  call.kind = c.kind;
+  call.size = c.size;
+  call.dtype = c.dtype;
+  call.op = c.op;
+  call.root = c.root;
+  call.algorithm = c.algorithm;
+  call.scaleUpInitiation = c.scaleUpInitiation;
+  call.scaleOutInitiation = c.scaleOutInitiation;
+  call.pxn = c.pxn;
+  const sim::PreparedCall prepared = comm.prepare(call);
+  out.nodes = comm.nodes();
+  out.count = prepared.args.count;
+  out.bytes = prepared.bytes;
+  out.chunkBytes = comm.params().chunkBytes;
+  out.model = comm.costModel();
+  out.algorithm = prepared.algorithm->name;
+  out.choice = prepared.planned ? "planner" : "forced";
+  out.estimateUs = prepared.estimateUs;
+  const auto& program = prepared.program;
 
   if (extras.onStart) extras.onStart(out);
   sim::RunOptions opts;
@@ -396,13 +229,13 @@ SimOutcome runCase(FabricCache& fabrics, const SimCase& c, const SimRunExtras& e
     recorder = std::make_unique<TraceRecorder>(extras.tracePath, fabric, *program, p, extras.traceLinks);
     opts.trace = [&recorder](const sim::TraceEvent& e) { recorder->onEvent(e); };
   }
-  out.result = simulator.run(*program, opts);
+  out.result = comm.run(*program, opts);
   if (recorder) recorder->finish(out.result);
 
   out.timeUs = out.result.time.microseconds();
   const double seconds = out.result.time.seconds();
   out.algbwGBps = seconds > 0 ? static_cast<double>(out.bytes) / seconds / 1e9 : 0.0;
-  out.busbwGBps = out.algbwGBps * busBandwidthFactor(c.kind, p);
+  out.busbwGBps = out.algbwGBps * sim::busBandwidthFactor(c.kind, p);
   // Bytes into spine-tier switches: what PXN (docs/pxn.md) keeps off the spine of a rail-optimized fabric.
   for (const auto& ch : out.result.channels) {
     const auto& link = fabric.links()[static_cast<std::size_t>(ch.link)];

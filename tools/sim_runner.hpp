@@ -1,7 +1,6 @@
 #pragma once
-/// What copro-sim runs: one collective call on one fabric (docs/copro-sim.md). Builds the Program through
-/// collectives/ exactly as a Communicator would (node map and load/store domains from the fabric, the
-/// planner unless an algorithm is forced), runs it on sim::Simulator, and reports nccl-tests figures.
+/// What copro-sim runs: one collective call on one fabric (docs/copro-sim.md), through sim::Communicator
+/// (the node map, load/store domains, cost model, plan, Program and run), reported as nccl-tests figures.
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -13,6 +12,7 @@
 #include "copro/core/dtype.hpp"
 #include "copro/core/units.hpp"
 #include "copro/sim/simulator.hpp"
+#include "copro/sim/workload_comm.hpp"
 #include "copro/topologies/fabric.hpp"
 
 namespace copro::tools {
@@ -77,18 +77,11 @@ struct SimRunExtras {
 /// algorithm, more ranks than GPUs, a root outside the ranks, collectives that need per-rank counts).
 SimOutcome runCase(FabricCache& fabrics, const SimCase& c, const SimRunExtras& extras = {});
 
-/// The planner's cost model for `ranks` ranks of `fabric` (docs/copro-sim.md, "Algorithm choice"): alpha
-/// and bandwidth of the path from rank 0 to the nearest rank on its server (scale-up) and to a rank on
-/// another server (scale-out), as the simulator routes them; gamma from sim.reduce_bw; memory bandwidth
-/// from the GPU.
-collectives::CostModel costModelOf(const topo::Fabric& fabric, sim::Simulator& simulator, std::int32_t ranks);
-
 /// Name of a directed channel: "<from node>-><to node>".
 std::string channelName(const topo::Fabric& fabric, std::int32_t channel);
 
-/// Collectives copro-sim can run (those without per-rank vectors), by name.
-std::vector<std::string> runnableCollectives();
-/// Parses a collective name for copro-sim; throws core::Error suggesting the nearest name.
-collectives::CollectiveKind parseRunnableCollective(const std::string& name);
+/// Collectives copro-sim can run (those without per-rank vectors), by name; parses one of them.
+using sim::parseRunnableCollective;
+using sim::runnableCollectives;
 
 }  // namespace copro::tools

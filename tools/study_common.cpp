@@ -13,10 +13,11 @@
 #include <sstream>
 #include <thread>
 
-#include "collective_sizes.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
 #include "copro/core/units.hpp"
+#include "copro/sim/collective_sizes.hpp"
+#include "copro/sim/communicator.hpp"
 #include "copro/topologies/topology.hpp"
 
 namespace copro::tools::study {
@@ -25,13 +26,6 @@ namespace {
 
 using core::Error;
 using core::ErrorCode;
-
-bool hasNvLink(const topo::Fabric& f, std::int32_t node) {
-  for (std::int32_t l : f.linksOf(node)) {
-    if (f.link(l).kind == topo::LinkKind::kNvLink) return true;
-  }
-  return false;
-}
 
 std::string fabricKey(const std::string& topology, const std::vector<std::string>& overrides) {
   std::string key = topology;
@@ -65,67 +59,36 @@ StudyOutcome runStudyCase(const topo::Fabric& fabric, const StudyCase& c) {
     throw Error(ErrorCode::kInvalidArgument, "a study case asks for " + std::to_string(p) + " ranks but '" +
                                                  out.topologyName + "' has " + std::to_string(gpus) + " GPUs");
   }
-  std::vector<std::int32_t> placement = c.placement;
-  if (placement.empty()) {
-    for (std::int32_t r = 0; r < p; ++r) placement.push_back(r);
-  }
-  if (static_cast<std::int32_t>(placement.size()) != p) {
-    throw Error(ErrorCode::kInvalidArgument, "a study case places " + std::to_string(placement.size()) +
+  if (!c.placement.empty() && static_cast<std::int32_t>(c.placement.size()) != p) {
+    throw Error(ErrorCode::kInvalidArgument, "a study case places " + std::to_string(c.placement.size()) +
                                                  " ranks but runs " + std::to_string(p) + " (one GPU per rank)");
   }
   out.ranks = p;
-
-  collectives::CollectiveArgs args;
-  args.kind = c.kind;
-  args.nranks = p;
-  args.dtype = c.dtype;
-  args.pxnLevel = c.pxnLevel;
-  args.scaleUpInitiation = c.scaleUpInitiation;
-  args.scaleOutInitiation = c.scaleOutInitiation;
-  const std::uint64_t es = core::dataTypeSize(c.dtype);
-  args.count = countForSize(c.kind, c.size, es, p);
-  out.bytes = sizeForCount(c.kind, args.count, es, p);
-  // Rank -> server and NVLink load/store domains from the fabric, as copro-sim does (sim_runner.cpp).
-  std::map<std::int32_t, std::vector<std::int32_t>> domains;
-  std::vector<std::int32_t> singles;
-  args.nodeOfRank.resize(static_cast<std::size_t>(p));
-  for (std::int32_t r = 0; r < p; ++r) {
-    const std::int32_t gpu = placement[static_cast<std::size_t>(r)];
-    if (gpu < 0 || gpu >= gpus) {
-      throw Error(ErrorCode::kInvalidArgument, "rank " + std::to_string(r) + " is placed on GPU " +
-                                                   std::to_string(gpu) + ", outside 0.." + std::to_string(gpus - 1));
-    }
-    const std::int32_t id = fabric.gpus()[static_cast<std::size_t>(gpu)];
-    const auto& g = fabric.node(id);
-    args.nodeOfRank[static_cast<std::size_t>(r)] = g.host;
-    if (hasNvLink(fabric, id)) {
-      domains[g.host].push_back(r);
-    } else {
-      singles.push_back(r);
-    }
-  }
-  out.nodes = static_cast<std::int32_t>(domains.size() + singles.size());
-  if (!(domains.size() == 1 && singles.empty())) {
-    for (auto& [h, ranks] : domains) args.loadStoreDomains.push_back(ranks);
-    for (std::int32_t r : singles) args.loadStoreDomains.push_back({r});
-    std::sort(args.loadStoreDomains.begin(), args.loadStoreDomains.end());
-  }
-  const sim::SimParams params = sim::SimParams::fromFabric(fabric);
-  args.chunkBytes = params.chunkBytes > 0 ? params.chunkBytes : std::max<std::uint64_t>(es, out.bytes);
-  const auto program = collectives::buildProgram(args, c.algorithm);
+  sim::CommunicatorOptions where;
+  where.ranks = p;
+  where.placement = c.placement;
+  sim::Communicator comm(fabric, where);
+  out.nodes = comm.loadStoreDomains().empty() ? 1 : static_cast<std::int32_t>(comm.loadStoreDomains().size());
+  sim::CollectiveCall call;
+  call.kind = c.kind;
+  call.size = c.size;
+  call.dtype = c.dtype;
+  call.algorithm = c.algorithm;
+  call.pxn = c.pxnLevel;
+  call.scaleUpInitiation = c.scaleUpInitiation;
+  call.scaleOutInitiation = c.scaleOutInitiation;
+  const sim::PreparedCall prepared = comm.prepare(call);
+  out.bytes = prepared.bytes;
   out.algorithm = c.algorithm;
 
-  sim::Simulator simulator(fabric, params);
-  sim::RunOptions opts;
-  opts.placement = placement;
   const auto t0 = std::chrono::steady_clock::now();
-  const sim::Result result = simulator.run(*program, opts);
+  const sim::Result result = comm.run(*prepared.program);
   out.wallSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   out.timeUs = result.time.microseconds();
   const double seconds = result.time.seconds();
   out.algbwGBps = seconds > 0 ? static_cast<double>(out.bytes) / seconds / 1e9 : 0.0;
-  out.busbwGBps = out.algbwGBps * busBandwidthFactor(c.kind, p);
+  out.busbwGBps = out.algbwGBps * sim::busBandwidthFactor(c.kind, p);
   out.bytesPut = result.bytesPut;
   out.flows = result.flows;
   for (const auto& ch : result.channels) {

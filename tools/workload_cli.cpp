@@ -17,8 +17,8 @@
 #include "copro/sim/params.hpp"
 #include "copro/sim/simulator.hpp"
 #include "copro/sim/workload.hpp"
+#include "copro/sim/workload_comm.hpp"
 #include "copro/topologies/topology.hpp"
-#include "moe_sim.hpp"
 #include "sim_runner.hpp"
 
 namespace copro::tools {
@@ -27,12 +27,6 @@ namespace {
 
 using core::Error;
 using core::ErrorCode;
-
-/// What the callback learned about one communication task, for the table.
-struct CommDetail {
-  std::string how;  ///< "ring, 64 ranks" or the MoE path
-  double us = 0;
-};
 
 std::string jsonEscape(const std::string& s) {
   std::string out;
@@ -65,6 +59,8 @@ CLI::App* addWorkloadCommand(CLI::App& app, WorkloadCliArgs& args) {
   cmd->add_option("--initiation", args.initiation, "device, proxy or offload for every communication task");
   cmd->add_option("--csv", args.csvPath, "write the per-task table to this CSV file");
   cmd->add_option("--trace", args.tracePath, "write a Chrome trace / Perfetto JSON of the tasks to this file");
+  cmd->add_flag("--alone", args.alone,
+                "time every communication task alone (overlapping tasks do not contend for links)");
   return cmd;
 }
 
@@ -93,11 +89,13 @@ int runWorkloadCommand(const WorkloadCliArgs& args) {
   sim::ComputeParams compute;
   std::int32_t gpus = 0;
   std::string fabricName = "(none)";
+  std::unique_ptr<sim::WorkloadComm> comm;
   if (!topology.empty()) {
     const topo::Fabric& fabric = fabrics.get(topology, overrides);
     compute = sim::SimParams::fromFabric(fabric).compute;
     gpus = static_cast<std::int32_t>(fabric.gpus().size());
     fabricName = fabric.name.empty() ? topology : fabric.name;
+    comm = std::make_unique<sim::WorkloadComm>(fabric);
   } else {
     // Compute only: the sim.* overrides still set the compute model.
     topo::Fabric none;
@@ -109,70 +107,19 @@ int runWorkloadCommand(const WorkloadCliArgs& args) {
   }
   const std::int32_t nranks = wl.ranks > 0 ? wl.ranks : gpus;
 
-  std::map<std::string, CommDetail> details;                       // by task name
-  std::map<std::string, std::pair<core::Time, std::string>> memo;  // by what determines the time
-  std::map<std::string, MoeSimResult> moeMemo;                     // by MoE shape
+  std::map<std::string, std::string> how;  // by task name
   sim::WorkloadOptions options;
   options.ranks = nranks;
   options.compute = compute;
-  options.commTime = [&](const sim::CommTask& t) -> core::Time {
-    std::ostringstream key;
-    key << static_cast<int>(t.kind) << '|' << t.collective << '|' << t.bytes << '|' << t.algorithm << '|' << t.groupSize
-        << '|' << static_cast<int>(t.initiation) << '|' << t.tokens << '|' << t.hidden << '|' << t.topk << '|'
-        << t.experts << '|' << t.path << '|' << t.maxNodes << '|' << t.elementBytes;
-    CommDetail d;
-    core::Time time{};
-    if (t.kind == sim::TaskKind::kCollective) {
-      SimCase c;
-      c.topology = topology;
-      c.overrides = overrides;
-      try {
-        c.kind = parseRunnableCollective(t.collective);
-      } catch (const Error& e) {
-        throw Error(e.code(), "task '" + t.name + "': " + e.message());
-      }
-      c.algorithm = t.algorithm;
-      c.size = t.bytes;
-      c.ranks = t.groupSize;
-      c.scaleUpInitiation = t.initiation;
-      c.scaleOutInitiation = t.initiation;
-      const auto it = memo.find(key.str());
-      if (it != memo.end()) {
-        time = it->second.first;
-        d.how = it->second.second;
-      } else {
-        try {
-          const SimOutcome o = runCase(fabrics, c);
-          time = o.result.time;
-          d.how = o.algorithm + ", " + std::to_string(t.groupSize) + " ranks";
-        } catch (const Error& e) {
-          throw Error(e.code(), "task '" + t.name + "': " + e.message());
-        }
-        memo[key.str()] = {time, d.how};
-      }
-    } else {
-      // Dispatch and combine of one shape come from one simulation (combine is always BF16).
-      std::ostringstream shape;
-      shape << t.groupSize << '|' << t.tokens << '|' << t.hidden << '|' << t.topk << '|' << t.experts << '|' << t.path
-            << '|' << t.maxNodes << '|' << static_cast<int>(t.initiation) << '|'
-            << (t.kind == sim::TaskKind::kMoeDispatch && t.elementBytes == 2 ? 2 : 1);
-      auto it = moeMemo.find(shape.str());
-      if (it == moeMemo.end()) {
-        try {
-          it = moeMemo.emplace(shape.str(), simulateMoeTask(fabrics.get(topology, overrides), t)).first;
-        } catch (const Error& e) {
-          throw Error(e.code(), "task '" + t.name + "': " + e.message());
-        }
-      }
-      const bool dispatch = t.kind == sim::TaskKind::kMoeDispatch;
-      time = dispatch ? it->second.dispatch : it->second.combine;
-      d.how = std::string(t.path.empty() ? "forward" : t.path) + ", " + std::to_string(t.groupSize) + " ranks";
-    }
-    d.how += std::string(", ") + std::string(core::initiationName(t.initiation));
-    d.us = time.microseconds();
-    details[t.name] = d;
-    return time;
-  };
+  if (comm) {
+    comm->bind(options);
+    if (args.alone) options.concurrentCommTime = nullptr;
+    options.commTime = [&](const sim::CommTask& t) {
+      const core::Time time = comm->alone(t);
+      how[t.name] = comm->describe(t);
+      return time;
+    };
+  }
   const sim::WorkloadResult r = sim::runWorkload(wl, options);
 
   std::printf("# workload %s (%s): %d ranks on %s; compute %d SMs, %.0f TFLOP/s peak, communication holds %d SMs\n",
@@ -183,11 +130,11 @@ int runWorkloadCommand(const WorkloadCliArgs& args) {
   for (std::size_t i = 0; i < r.tasks.size(); ++i) {
     const sim::TaskTiming& t = r.tasks[i];
     const sim::Task& task = wl.tasks[i];
-    const auto it = details.find(t.name);
-    const std::string how = it != details.end() ? it->second.how : "";
+    const auto it = how.find(t.name);
+    const std::string text = it != how.end() ? it->second : "";
     std::printf("%-18s %-12s %-9s %12s %12s %12s %12s %4d  %s\n", t.name.c_str(),
                 std::string(sim::taskKindName(t.kind)).c_str(), ranksOf(task, nranks).c_str(), fmtUs(t.start).c_str(),
-                fmtUs(t.end).c_str(), fmtUs(t.nominal).c_str(), fmtUs(t.lost).c_str(), t.sms, how.c_str());
+                fmtUs(t.end).c_str(), fmtUs(t.nominal).c_str(), fmtUs(t.lost).c_str(), t.sms, text.c_str());
   }
   std::printf("step time %s us; compute lost to SM sharing %s us; exposed communication %s us; compute busy %s us\n",
               fmtUs(r.stepTime).c_str(), fmtUs(r.computeLost).c_str(), fmtUs(r.exposedComm).c_str(),
@@ -199,10 +146,10 @@ int runWorkloadCommand(const WorkloadCliArgs& args) {
     csv << "task,type,ranks,start_us,end_us,alone_us,lost_us,sms,how\n";
     for (std::size_t i = 0; i < r.tasks.size(); ++i) {
       const sim::TaskTiming& t = r.tasks[i];
-      const auto it = details.find(t.name);
+      const auto it = how.find(t.name);
       csv << t.name << ',' << sim::taskKindName(t.kind) << ',' << ranksOf(wl.tasks[i], nranks) << ',' << fmtUs(t.start)
           << ',' << fmtUs(t.end) << ',' << fmtUs(t.nominal) << ',' << fmtUs(t.lost) << ',' << t.sms << ",\""
-          << (it != details.end() ? it->second.how : "") << "\"\n";
+          << (it != how.end() ? it->second : "") << "\"\n";
     }
   }
   if (!args.tracePath.empty()) {

@@ -1,7 +1,6 @@
 #pragma once
-/// `copro-sim workload FILE`: runs a workload DAG (docs/workloads.md) with sim::runWorkload, each
-/// communication task simulated alone on the Simulator (collectives through sim_runner's runCase, MoE
-/// dispatch/combine through tools/moe_sim.hpp's simulateMoeTask).
+/// `copro-sim workload FILE`: runs a workload DAG (docs/workloads.md) with sim::runWorkload, its
+/// communication tasks simulated by sim::WorkloadComm: alone, and together where they overlap.
 #include <string>
 #include <vector>
 
@@ -19,6 +18,7 @@ struct WorkloadCliArgs {
   std::string initiation;         ///< empty: each task's own; else device, proxy or offload for every task
   std::string csvPath;            ///< per-task CSV
   std::string tracePath;          ///< Chrome trace / Perfetto JSON of the tasks
+  bool alone = false;             ///< every communication task alone: overlapping tasks do not contend
 };
 
 /// Adds the `workload` subcommand (its options fill `args`) and returns it.

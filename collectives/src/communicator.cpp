@@ -162,7 +162,7 @@ struct Communicator::Impl {
         return cache.front().program;
       }
     }
-    Plan p = plan(args, config, forced);
+    Plan p = plan(args, costModelFrom(config), forced, config.algo);
     COPRO_LOG(Info, Plan,
               collectiveName(args.kind) << " count " << args.count << " on " << args.nranks
                                         << " ranks: " << p.chosen->name << " (" << p.why << ")");

@@ -82,9 +82,8 @@ std::string forcedAlgorithm(std::string_view algoSetting, CollectiveKind kind) {
   return result;
 }
 
-Plan plan(const CollectiveArgs& args, const core::Config& config, std::string_view forced) {
+Plan plan(const CollectiveArgs& args, const CostModel& model, std::string_view forced, std::string_view algoSetting) {
   Plan p;
-  CostModel model = costModelFrom(config);
   for (const auto* a : algorithmsFor(args.kind)) {
     Candidate c;
     c.algorithm = a;
@@ -113,7 +112,7 @@ Plan plan(const CollectiveArgs& args, const core::Config& config, std::string_vi
     pickForced(std::string(forced), "the call");
     return p;
   }
-  std::string fromEnv = forcedAlgorithm(config.algo, args.kind);
+  std::string fromEnv = forcedAlgorithm(algoSetting, args.kind);
   if (!fromEnv.empty()) {
     pickForced(fromEnv, "COPRO_ALGO");
     return p;

@@ -22,17 +22,9 @@ std::int64_t transferPs(double bytes, double bytesPerSecond) {
   return t;
 }
 
-FlowNetwork::FlowNetwork(const topo::Fabric& fabric) {
-  const std::size_t nch = 2 * fabric.links().size();
-  capacity_.resize(nch);
-  for (std::size_t l = 0; l < fabric.links().size(); ++l) {
-    capacity_[2 * l] = fabric.links()[l].bandwidth.bytesPerSecond();
-    capacity_[2 * l + 1] = capacity_[2 * l];
-  }
+FlowNetwork::FlowNetwork(const topo::Fabric& fabric) : NetworkModel(fabric) {
+  const std::size_t nch = numChannels();
   head_.assign(nch, -1);
-  load_.assign(nch, 0);
-  busySince_.assign(nch, 0);
-  totals_.assign(nch, ChannelTotals{});
   channelMark_.assign(nch, 0);
   isDirty_.assign(nch, 0);
   remCap_.assign(nch, 0.0);
@@ -92,9 +84,7 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
     hop.next = head_[static_cast<std::size_t>(ch)];
     if (hop.next >= 0) hops_[static_cast<std::size_t>(hop.next)].prev = h;
     head_[static_cast<std::size_t>(ch)] = h;
-    auto& n = load_[static_cast<std::size_t>(ch)];
-    if (n++ == 0) busySince_[static_cast<std::size_t>(ch)] = now;
-    totals_[static_cast<std::size_t>(ch)].bytes += bytes;
+    enterChannel(ch, now, bytes);
     markDirty(ch);
   }
   ++active_;
@@ -114,7 +104,7 @@ void FlowNetwork::finish(std::int32_t flow, std::int64_t now) {
       head_[ch] = hop.next;
     }
     if (hop.next >= 0) hops_[static_cast<std::size_t>(hop.next)].prev = hop.prev;
-    if (--load_[ch] == 0) totals_[ch].busy += now - busySince_[ch];
+    leaveChannel(hop.channel, now);
     markDirty(hop.channel);
   }
   if (freeHops_.size() <= f.hopLen) freeHops_.resize(f.hopLen + std::size_t{1});

@@ -10,54 +10,35 @@
 #include <vector>
 
 #include "copro/topologies/fabric.hpp"
+#include "network_model.hpp"
 
 namespace copro::sim::detail {
 
-class FlowNetwork {
+/// The `flow` network model (network_model.hpp), the default.
+class FlowNetwork final : public NetworkModel {
  public:
   explicit FlowNetwork(const topo::Fabric& fabric);
-
-  /// A flow whose completion time was (re)computed: the caller schedules kFlowFinish(flow, version) at `time`.
-  struct Finish {
-    std::int32_t flow;
-    std::uint32_t version;
-    std::int64_t time;
-  };
 
   /// Starts a flow of `bytes` (> 0) over `channels` (>= 1) at `now`; `tag` is the caller's (returned by
   /// tagOf). Marks its channels dirty; the rates are set by the next recompute().
   std::int32_t start(std::int64_t now, const std::int32_t* channels, std::size_t numChannels, std::uint64_t bytes,
-                     std::uint32_t tag);
+                     std::uint32_t tag) override;
   /// Removes a flow whose transfer ended at `now` (its kFlowFinish event with the current version fired).
-  void finish(std::int32_t flow, std::int64_t now);
+  void finish(std::int32_t flow, std::int64_t now) override;
   [[nodiscard]] bool isCurrent(std::int32_t flow, std::uint32_t version) const {
     const FlowState& f = flows_[static_cast<std::size_t>(flow)];
     return f.active && f.version == version;
   }
-  [[nodiscard]] std::uint32_t tagOf(std::int32_t flow) const { return flows_[static_cast<std::size_t>(flow)].tag; }
+  [[nodiscard]] std::uint32_t tagOf(std::int32_t flow) const override {
+    return flows_[static_cast<std::size_t>(flow)].tag;
+  }
 
   [[nodiscard]] bool dirty() const { return !dirty_.empty(); }
   /// Re-solves every component touched since the last call; appends the flows whose finish time changed.
   /// `onRate(channel, utilization)` (optional) receives the new load of every channel of those components.
   void recompute(std::int64_t now, std::vector<Finish>& out,
-                 const std::function<void(std::int32_t, double)>* onRate = nullptr);
-
-  /// Flows currently on a channel (adaptive routing).
-  [[nodiscard]] const std::vector<std::int32_t>& channelLoad() const { return load_; }
-  [[nodiscard]] std::size_t activeFlows() const { return active_; }
-  [[nodiscard]] std::uint64_t recomputations() const { return recomputations_; }
-
-  struct ChannelTotals {
-    std::uint64_t bytes = 0;
-    std::int64_t busy = 0;  ///< ps with at least one flow (closed intervals only; see closeBusy)
-  };
-  [[nodiscard]] const std::vector<ChannelTotals>& totals() const { return totals_; }
-  [[nodiscard]] double capacity(std::int32_t channel) const { return capacity_[static_cast<std::size_t>(channel)]; }
-  [[nodiscard]] std::size_t numChannels() const { return capacity_.size(); }
-  /// Counts bytes that crossed a channel outside the sharing (standalone signals).
-  void addBytes(std::int32_t channel, std::uint64_t bytes) {
-    totals_[static_cast<std::size_t>(channel)].bytes += bytes;
-  }
+                 const std::function<void(std::int32_t, double)>* onRate = nullptr) override;
+  [[nodiscard]] std::uint64_t recomputations() const override { return recomputations_; }
 
  private:
   struct FlowState {
@@ -101,11 +82,7 @@ class FlowNetwork {
   void heapDown(std::size_t i);
   void heapRemove(std::int32_t channel);
 
-  std::vector<double> capacity_;  ///< bytes/s per channel
   std::vector<std::int32_t> head_;
-  std::vector<std::int32_t> load_;
-  std::vector<std::int64_t> busySince_;
-  std::vector<ChannelTotals> totals_;
   std::vector<std::uint32_t> channelMark_;
   std::vector<std::uint8_t> isDirty_;
   std::vector<double> remCap_;
@@ -127,12 +104,7 @@ class FlowNetwork {
   double memoRate_ = -1.0;
   std::int64_t memoPs_ = 0;
   std::uint32_t stamp_ = 0;
-  std::size_t active_ = 0;
   std::uint64_t recomputations_ = 0;
 };
-
-/// ceil(bytes / rate) in picoseconds, tolerant of the last-bit noise of the division so that exact
-/// quotients stay exact.
-std::int64_t transferPs(double bytes, double bytesPerSecond);
 
 }  // namespace copro::sim::detail

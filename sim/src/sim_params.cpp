@@ -11,6 +11,7 @@
 #include "copro/sim/params.hpp"
 #include "copro/sim/simulator.hpp"
 
+#include "network_model.hpp"
 #include "scaled_number.hpp"
 
 namespace copro::sim {
@@ -154,7 +155,7 @@ core::Bandwidth parseBandwidth(std::string_view text) {
 
 const std::vector<std::string>& simParamKeys() {
   static const std::vector<std::string> keys = [] {
-    std::vector<std::string> k = {"routing", "initiation.preset"};
+    std::vector<std::string> k = {"routing", "network", "initiation.preset"};
     for (const char* mode : kModes) {
       for (const char* field :
            {"issue", "extra_latency", "message_rate", "rank_message_rate", "rank_bw", "nic_message_rate"}) {
@@ -225,6 +226,9 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
           bad("unknown routing '" + value + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
               "; use shortest, ecmp, adaptive or rail_aware");
         }
+      } else if (key == "network") {
+        p.network = core::trimmed(value);
+        if (!detail::isNetworkModel(p.network)) bad(detail::unknownNetworkModel(p.network));
       } else if (key == "reduce_bw") {
         p.reduceBandwidth = parseBandwidth(value);
       } else if (key == "copy_bw") {

@@ -35,10 +35,10 @@ TEST(Planner, PicksSmallMessageAndLargeMessageAlgorithmsByCost) {
   a.nranks = 8;
   a.dtype = DataType::kFloat32;
   a.count = 2;  // 8 bytes: latency bound
-  auto small = collectives::plan(a, cfg);
+  auto small = collectives::plan(a, collectives::costModelFrom(cfg), {}, cfg.algo);
   ASSERT_NE(small.chosen, nullptr);
   a.count = 64ULL << 20;  // 256 MiB: bandwidth bound
-  auto large = collectives::plan(a, cfg);
+  auto large = collectives::plan(a, collectives::costModelFrom(cfg), {}, cfg.algo);
   ASSERT_NE(large.chosen, nullptr);
   // The two regimes pick different algorithms, and each pick is the cheapest applicable estimate.
   EXPECT_NE(small.chosen->name, large.chosen->name);
@@ -65,22 +65,24 @@ TEST(Planner, ForcedAlgorithms) {
   a.kind = CollectiveKind::kAllReduce;
   a.nranks = 4;
   a.count = 100;
-  EXPECT_EQ(collectives::plan(a, cfg).chosen->name, "rhd");
-  EXPECT_EQ(collectives::plan(a, cfg, "ring").chosen->name, "ring");  // per call wins
+  EXPECT_EQ(collectives::plan(a, collectives::costModelFrom(cfg), {}, cfg.algo).chosen->name, "rhd");
+  EXPECT_EQ(collectives::plan(a, collectives::costModelFrom(cfg), "ring", cfg.algo).chosen->name,
+            "ring");  // per call wins
   a.kind = CollectiveKind::kAllGather;
-  EXPECT_EQ(collectives::plan(a, cfg).chosen->name, "bruck");
+  EXPECT_EQ(collectives::plan(a, collectives::costModelFrom(cfg), {}, cfg.algo).chosen->name, "bruck");
   cfg.algo = "ring";
-  EXPECT_EQ(collectives::plan(a, cfg).chosen->name, "ring");
+  EXPECT_EQ(collectives::plan(a, collectives::costModelFrom(cfg), {}, cfg.algo).chosen->name, "ring");
   cfg.algo = "allreduce=rign";
   try {
-    (void)collectives::plan(a, cfg);
+    (void)collectives::plan(a, collectives::costModelFrom(cfg), {}, cfg.algo);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(e.message().find("did you mean 'ring'"), std::string::npos) << e.message();
   }
   cfg.algo = "";
   a.kind = CollectiveKind::kAllReduce;
-  EXPECT_THROW((void)collectives::plan(a, cfg, "hier"), Error);  // one node: hier does not apply
+  EXPECT_THROW((void)collectives::plan(a, collectives::costModelFrom(cfg), "hier", cfg.algo),
+               Error);  // one node: hier does not apply
 }
 
 TEST(Planner, NodeMap) {

@@ -1,6 +1,8 @@
 #pragma once
 /// The planner: picks an algorithm for a call from the alpha-beta-gamma cost model, unless COPRO_ALGO
-/// or a per-call option forces one.
+/// or a per-call option forces one. The cost model is a value (collective.hpp's CostModel): the
+/// Communicator makes it from its Config (costModelFrom), the simulator from the fabric
+/// (sim::Communicator, topology-aware).
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,9 +32,11 @@ struct Plan {
   std::vector<Candidate> candidates;  ///< every algorithm of the collective, in registry order
 };
 
-/// Chooses the algorithm. `forced` (per-call option) wins over `config.algo`, which wins over the cost
-/// model. A forced algorithm that does not apply throws Error(kUnsupported) with the reason.
-Plan plan(const CollectiveArgs& args, const core::Config& config, std::string_view forced = {});
+/// Chooses the algorithm. `forced` (per-call option) wins over `algoSetting` (COPRO_ALGO's syntax, see
+/// forcedAlgorithm), which wins over the cost model's cheapest estimate. A forced algorithm that does not
+/// apply throws Error(kUnsupported) with the reason.
+Plan plan(const CollectiveArgs& args, const CostModel& model, std::string_view forced = {},
+          std::string_view algoSetting = {});
 
 /// Human-readable table of a plan (used by `copro-info --plan`).
 std::string formatPlan(const CollectiveArgs& args, const Plan& p);

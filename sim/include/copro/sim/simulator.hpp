@@ -54,6 +54,9 @@ struct ComputeParams {
 /// lists every key, its unit and default).
 struct SimParams {
   Routing routing = Routing::kEcmp;
+  /// The network model, by registered name (`sim.network`; docs/simulator.md, "Network models"): "flow"
+  /// (max-min fair sharing) or "alpha_beta" (congestion-unaware).
+  std::string network = "flow";
   InitiationCost initiation[3]{};     ///< indexed by core::Initiation
   core::Bandwidth reduceBandwidth{};  ///< bytes of output per second per lane (gamma = 1 / this); 0 = free
   core::Bandwidth copyBandwidth{};    ///< local copy bytes/s per lane; 0 = free
@@ -117,6 +120,17 @@ struct Result {
   std::vector<RankStats> ranks;
   std::vector<ChannelStats> channels;  ///< only channels that carried traffic, by (link, direction)
   double wallSeconds = 0.0;
+  /// Per job of runConcurrently (one entry for run): when its last lane finished or its last transfer
+  /// landed, from time 0 (not from the job's start).
+  std::vector<core::Time> jobFinish;
+};
+
+/// One Program of a concurrent run (Simulator::runConcurrently): its ranks follow the previous jobs' in
+/// Result::ranks and traces.
+struct Job {
+  const core::ProgramSource* program = nullptr;  ///< must outlive the run
+  std::vector<std::int32_t> placement;           ///< rank -> GPU index of the fabric; empty: rank r on GPU r
+  core::Time start{};                            ///< when its lanes start
 };
 
 class Simulator {
@@ -131,6 +145,11 @@ class Simulator {
   /// the fabric (more ranks than GPUs, unreachable peers) and for a deadlock (names the stuck ranks and
   /// the semaphores they wait on).
   Result run(const core::ProgramSource& program, const RunOptions& options = {});
+
+  /// Runs several Programs at once, each on its own GPUs (they may share GPUs) and from its own start
+  /// time, sharing the fabric's links: their transfers contend as one Program's would. Each job keeps its
+  /// own semaphores and ranks; `options.placement` is ignored (each job has its own). Throws as run().
+  Result runConcurrently(const std::vector<Job>& jobs, const RunOptions& options = {});
 
   /// The path (channel ids) a transfer from GPU rank `src` to GPU rank `dst` takes with the current
   /// routing (ECMP: for flow hash `flowHash`). For tests and `copro-topo`.

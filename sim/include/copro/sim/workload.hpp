@@ -4,9 +4,10 @@
 /// (SimParams::compute): a device- or proxy-mode communication task in flight on a rank occupies
 /// `comm_sms` of its SMs, and compute overlapped with it runs at (sms - occupied) / sms of its speed.
 ///
-/// sim/ does not know collectives: the duration of every communication task comes from a callback of the
-/// caller (copro-sim simulates each one alone with the Simulator). Overlapping communication tasks
-/// therefore do not contend with each other for links in this model.
+/// The durations of communication tasks come from callbacks (WorkloadComm, workload_comm.hpp, simulates
+/// them through sim::Communicator): each task alone, and, where the schedule overlaps communication tasks,
+/// those tasks together on the fabric, contending for its links; the DAG is then scheduled again with the
+/// contended durations until they settle (docs/workloads.md, "The model").
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -82,7 +83,7 @@ struct TaskTiming {
   TaskKind kind = TaskKind::kCompute;
   core::Time start{};
   core::Time end{};
-  core::Time nominal{};  ///< compute: its time alone on a free GPU; communication: the callback's duration
+  core::Time nominal{};  ///< compute: its time alone on a free GPU; communication: its time alone (commTime)
   core::Time lost{};     ///< compute: end - start - nominal (time lost to SMs lent to communication)
   std::int32_t sms = 0;  ///< communication: SMs it occupied
 };
@@ -95,6 +96,14 @@ struct WorkloadResult {
   core::Time computeBusy{};       ///< the most, over ranks, of time with compute running
 };
 
+/// A communication task of a concurrent group: its shape, where its first group sits, when it starts
+/// (relative to the group's first task).
+struct CommLaunch {
+  CommTask task;               ///< groupSize resolved
+  std::int32_t firstRank = 0;  ///< the task's first rank (its first group is ranks firstRank .. + groupSize - 1)
+  core::Time start{};
+};
+
 /// Options of runWorkload.
 struct WorkloadOptions {
   std::int32_t ranks = 0;  ///< ranks of the job; 0: the workload's `ranks` (must then be > 0)
@@ -102,11 +111,17 @@ struct WorkloadOptions {
   /// The duration of one communication task (copro-sim: one Simulator run of the task's representative
   /// group). Called once per communication task, in file order, before scheduling.
   std::function<core::Time(const CommTask&)> commTime;
+  /// How long each of several overlapping communication tasks takes when they run together (optional;
+  /// without it overlapping tasks do not contend). Called with the tasks of each overlapping group, in
+  /// start order; returns one duration per task, from its own start.
+  std::function<std::vector<core::Time>(const std::vector<CommLaunch>&)> concurrentCommTime;
 };
 
 /// Schedules the DAG (docs/workloads.md, "The model"): a task starts when all tasks it comes after have
 /// ended; compute tasks of one rank run one at a time (one compute stream) in the order they become ready
-/// (file order among equals); communication tasks start as soon as they are ready. Throws core::Error for
+/// (file order among equals); communication tasks start as soon as they are ready and take their alone
+/// duration, or, with concurrentCommTime, their duration alongside the communication tasks they overlap
+/// (a fixed point over at most a few schedules). Throws core::Error for
 /// a cycle, an unknown dependency, ranks outside the job, or a missing callback.
 WorkloadResult runWorkload(const Workload& workload, const WorkloadOptions& options);
 

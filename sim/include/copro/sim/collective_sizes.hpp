@@ -1,6 +1,6 @@
 #pragma once
-/// nccl-tests' size conventions, shared by copro-sim (and meant for copro-perf): what the "size" column
-/// means per collective, the element count it gives, and the bus-bandwidth factor.
+/// nccl-tests' size conventions, shared by sim::Communicator and copro-sim (and meant for copro-perf): what the "size"
+/// column means per collective, the element count it gives, and the bus-bandwidth factor.
 ///
 ///   size S = bytes of the larger per-rank buffer: the all-reduce/broadcast/reduce buffer, the all-gather
 ///            and gather output, the reduce-scatter and scatter input, the all-to-all send buffer.
@@ -11,7 +11,7 @@
 
 #include "copro/collectives/collective.hpp"
 
-namespace copro::tools {
+namespace copro::sim {
 
 /// True for collectives whose count is per rank block (S = count * elemSize * p).
 inline bool countIsPerBlock(collectives::CollectiveKind k) {
@@ -41,4 +41,4 @@ inline std::uint64_t sizeForCount(collectives::CollectiveKind k, std::uint64_t c
   return countIsPerBlock(k) ? count * elemSize * static_cast<std::uint64_t>(p) : count * elemSize;
 }
 
-}  // namespace copro::tools
+}  // namespace copro::sim
