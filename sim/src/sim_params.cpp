@@ -248,7 +248,10 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
     }
     applyPreset(name, p);
   }
-  for (const auto& [key, value] : fabric.simParams) {
+  for (const auto& entry : fabric.simParams) {
+    // Named references, not a structured binding: clang 14 (the fuzz build) cannot capture bindings in a lambda.
+    const std::string& key = entry.first;
+    const std::string& value = entry.second;
     const std::string where = whereOf(key);
     const auto bad = [&](const std::string& why) {
       throw Error(ErrorCode::kInvalidArgument, where + ": sim key '" + key + "': " + why);
