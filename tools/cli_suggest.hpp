@@ -52,8 +52,8 @@ inline std::string suggestion(const CLI::App& app, int argc, const char* const* 
   return {};
 }
 
-/// Parses argv; returns -1 on success, else the exit code (0 after --help). Errors print CLI11's message
-/// and, for an unknown option, the closest option name.
+/// Parses argv; returns -1 on success, else the exit code (0 after --help). An error prints one line on
+/// stderr: CLI11's message, or for an unknown option the closest option name.
 inline int parse(CLI::App& app, int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
@@ -70,7 +70,9 @@ inline int parse(CLI::App& app, int argc, const char* const* argv) {
       std::fprintf(stderr, "%s: %s\n", app.get_name().c_str(), hint.c_str());
       return e.get_exit_code() != 0 ? e.get_exit_code() : 1;
     }
-    return app.exit(e);
+    // One line, as for every other error ("copro-perf: Could not convert: --ranks = 1e9 (see --help)").
+    std::fprintf(stderr, "%s: %s (see --help)\n", app.get_name().c_str(), e.what());
+    return e.get_exit_code() != 0 ? e.get_exit_code() : 1;
   }
 }
 

@@ -19,6 +19,7 @@
 #include "copro/collectives/collective.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/dtype.hpp"
+#include "copro/core/limits.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
 #include "copro/core/units.hpp"
@@ -154,9 +155,21 @@ SimOutcome runWithProgress(copro::tools::FabricCache& fabrics, const SimCase& c,
 // ---------------------------------------------------------------------------------------------------------
 // Parsing of user input
 
+/// A simulated size per rank: at most 1 TiB (docs/config.md, "Limits"), so that no transfer time at a
+/// link's slowest allowed rate overflows the simulator's int64 picoseconds.
+std::uint64_t parseSimSize(const std::string& flag, const std::string& text) {
+  const std::uint64_t bytes = copro::core::parseBytes(text);
+  if (bytes > copro::core::kMaxSimBytes) {
+    throw Error(ErrorCode::kInvalidArgument, flag + " " + copro::core::trimmed(text) + ": " + std::to_string(bytes) +
+                                                 " bytes per rank is above the limit of 1T (" +
+                                                 std::to_string(copro::core::kMaxSimBytes) + " bytes)");
+  }
+  return bytes;
+}
+
 std::vector<std::uint64_t> parseSizes(const std::string& text) {
   std::vector<std::uint64_t> sizes;
-  for (const auto& item : copro::core::splitList(text, ',')) sizes.push_back(copro::core::parseBytes(item));
+  for (const auto& item : copro::core::splitList(text, ',')) sizes.push_back(parseSimSize("--size", item));
   if (sizes.empty()) throw Error(ErrorCode::kParseError, "--size '" + text + "' names no size (e.g. 64M or 1M,16M)");
   return sizes;
 }
@@ -202,7 +215,7 @@ void addOverride(SimCase& c, const std::string& key, const std::string& value) {
 /// Sets `key` (a case field or a topology override) in `c`.
 void applyKey(SimCase& c, const std::string& key, const std::string& value) {
   if (key == "size") {
-    c.size = copro::core::parseBytes(value);
+    c.size = parseSimSize("size", value);
   } else if (key == "ranks") {
     c.ranks = value == "all" ? 0 : parseInt("ranks", value);
   } else if (key == "algo" || key == "algorithm") {

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -33,6 +34,9 @@ int validate(const std::vector<std::string>& files, const std::vector<std::strin
     } catch (const copro::Error& e) {
       ++failed;
       std::printf("%s: error: %s\n", file.c_str(), e.message().c_str());
+    } catch (const std::exception& e) {  // e.g. std::bad_alloc: one line, never a terminate
+      ++failed;
+      std::printf("%s: error: %s\n", file.c_str(), e.what());
     }
   }
   return failed == 0 ? 0 : 1;
@@ -165,6 +169,9 @@ int main(int argc, char** argv) {
     }
   } catch (const copro::Error& e) {
     std::fprintf(stderr, "copro-topo: %s\n", e.message().c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "copro-topo: %s\n", e.what());
     return 1;
   }
   return 0;

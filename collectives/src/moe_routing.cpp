@@ -4,16 +4,17 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <random>
+#include <sstream>
 #include <string>
-#include <system_error>
 #include <tuple>
 #include <vector>
 
 #include "copro/collectives/moe.hpp"
+#include "copro/core/file_read.hpp"
+#include "copro/core/limits.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::collectives {
@@ -57,6 +58,17 @@ MoeRouting generate(int nranks, int tokens, int topk, int numExperts, int maxNod
     throw Error(ErrorCode::kInvalidArgument, "MoE routing: topk " + std::to_string(topk) + " is out of range [1, " +
                                                  std::to_string(numExperts) +
                                                  "] (a token picks distinct experts); use a topk <= the experts");
+  }
+  const auto over = [](const std::string& field, std::int64_t value, std::int64_t limit, const std::string& hint) {
+    throw Error(ErrorCode::kInvalidArgument, "MoE routing: " + field + " " + std::to_string(value) +
+                                                 " is above the limit of " + std::to_string(limit) + "; " + hint);
+  };
+  if (tokens > core::kMaxMoeTokens) over("tokens", tokens, core::kMaxMoeTokens, "use fewer tokens per rank");
+  if (numExperts > core::kMaxMoeExperts) over("experts", numExperts, core::kMaxMoeExperts, "use fewer experts");
+  const std::int64_t slots = std::int64_t{nranks} * tokens * topk;
+  if (slots > core::kMaxMoeRoutingSlots) {
+    over("ranks x tokens x topk", slots, core::kMaxMoeRoutingSlots,
+         "fewer ranks, tokens or topk (docs/config.md, \"Limits\")");
   }
   std::vector<int> nodes = nodeOfRank;
   if (nodes.empty()) nodes.assign(static_cast<std::size_t>(nranks), 0);
@@ -154,23 +166,15 @@ class RoutingReader {
  public:
   RoutingReader(const std::string& path, const MoeRoutingLimits& limits) : path_(path), limits_(limits) {}
 
-  void checkFile() const {
-    std::error_code ec;
-    const auto st = std::filesystem::status(path_, ec);
-    if (!std::filesystem::exists(st)) fileError("cannot be opened (no such file); check the path");
-    if (ec) fileError("cannot be opened (" + ec.message() + "); check the path and its permissions");
-    if (!std::filesystem::is_regular_file(st)) fileError("is not a regular file; pass a file, not a pipe or device");
-    const std::uintmax_t size = std::filesystem::file_size(path_, ec);
-    if (ec) fileError("cannot be sized (" + ec.message() + ")");
-    if (size > kMoeRoutingFileMaxBytes) {
-      fileError("is " + std::to_string(size) + " bytes; the limit is " + std::to_string(kMoeRoutingFileMaxBytes) +
-                " (256 MiB); split the routing or use fewer tokens");
-    }
-  }
+  void checkFile() const { core::checkBoundedFile(path_, "MoE routing file '" + path_ + "'", kMoeRoutingFileMaxBytes); }
 
   void readLines() {
     std::ifstream in(path_);
     if (!in) fileError("cannot be opened; check its permissions");
+    readLines(in);
+  }
+
+  void readLines(std::istream& in) {
     std::string text;
     while (std::getline(in, text)) {
       ++lineNo_;
@@ -368,6 +372,17 @@ MoeRouting MoeRouting::fromFile(const std::string& path, const MoeRoutingLimits&
   RoutingReader reader(path, limits);
   reader.checkFile();
   reader.readLines();
+  return reader.build();
+}
+
+MoeRouting MoeRouting::fromText(const std::string& text, const std::string& origin, const MoeRoutingLimits& limits) {
+  if (text.size() > kMoeRoutingFileMaxBytes) {
+    throw Error(ErrorCode::kInvalidArgument, "MoE routing file '" + origin + "' is " + std::to_string(text.size()) +
+                                                 " bytes; the limit is " + std::to_string(kMoeRoutingFileMaxBytes));
+  }
+  RoutingReader reader(origin, limits);
+  std::istringstream in(text);
+  reader.readLines(in);
   return reader.build();
 }
 

@@ -1,6 +1,7 @@
 /// JSON dump and load of Programs. The writer omits fields that keep their defaults and puts one op per
 /// line; the reader checks every name and type and says where (as a JSON path) a problem is.
 #include "copro/core/program_json.hpp"
+#include "copro/core/file_read.hpp"
 #include "copro/core/limits.hpp"
 
 #include <fstream>
@@ -21,6 +22,8 @@ using json = nlohmann::ordered_json;
 
 constexpr const char* kFormat = "copro-program";
 constexpr int kVersion = 1;
+/// Deepest JSON nesting a Program file may have (it needs 8: root, ranks, rank, lanes, lane, ops, op, addr).
+constexpr std::size_t kMaxJsonDepth = 64;
 
 // ---- writing ---------------------------------------------------------------------------------------
 
@@ -452,10 +455,43 @@ std::string programToJson(const ProgramSource& program, int indent) {
 
 Program programFromJson(std::string_view text) {
   json root;
+  // Checked while parsing: nesting depth (nlohmann's parser is iterative, but a deep tree is still a
+  // mistake and costs memory) and duplicate keys, which nlohmann::json would silently resolve (last wins).
+  std::vector<std::vector<std::string>> keysOfOpenObjects;
+  const json::parser_callback_t check = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (static_cast<std::size_t>(depth) > kMaxJsonDepth) {
+      throw Error(ErrorCode::kParseError,
+                  "JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels (the limit); a Program needs 8");
+    }
+    switch (event) {
+      case json::parse_event_t::object_start:
+        keysOfOpenObjects.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+        if (!keysOfOpenObjects.empty()) keysOfOpenObjects.pop_back();
+        break;
+      case json::parse_event_t::key: {
+        if (keysOfOpenObjects.empty()) break;
+        const std::string key = parsed.is_string() ? parsed.get<std::string>() : std::string();
+        std::vector<std::string>& keys = keysOfOpenObjects.back();
+        for (const std::string& k : keys) {
+          if (k == key) throw Error(ErrorCode::kParseError, "duplicate JSON key '" + key + "' in one object");
+        }
+        keys.push_back(key);
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  };
   try {
-    root = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    throw Error(ErrorCode::kParseError, "JSON syntax error at byte " + std::to_string(e.byte) + ": " + e.what());
+    root = json::parse(text.begin(), text.end(), check);
+  } catch (const json::exception& e) {
+    const auto* pe = dynamic_cast<const json::parse_error*>(&e);
+    throw Error(ErrorCode::kParseError, "JSON syntax error" +
+                                            (pe != nullptr ? " at byte " + std::to_string(pe->byte) : std::string()) +
+                                            ": " + e.what());
   }
   return parseProgram(root);
 }
@@ -470,12 +506,9 @@ void saveProgram(const ProgramSource& program, const std::string& path) {
 }
 
 Program loadProgram(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(ErrorCode::kSystemError, "cannot open Program file '" + path + "'");
-  std::ostringstream ss;
-  ss << f.rdbuf();
+  const std::string text = readBoundedFile(path, "Program file '" + path + "'");
   try {
-    return programFromJson(ss.str());
+    return programFromJson(text);
   } catch (const Error& e) {
     throw Error(e.code(), "Program file '" + path + "': " + e.message());
   }

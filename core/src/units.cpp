@@ -75,12 +75,28 @@ Time parseTime(std::string_view text) {
   };
   if (t.empty() || end == t.c_str() || !std::isfinite(v)) return fail();
   std::string unit(end);
-  if (unit.empty() || unit == "s") return Time::sec(v);
-  if (unit == "ms") return Time::ms(v);
-  if (unit == "us") return Time::us(v);
-  if (unit == "ns") return Time::ns(v);
-  if (unit == "ps") return Time::ps(static_cast<std::int64_t>(std::llround(v)));
-  return fail();
+  double perUnit = 0;  // picoseconds
+  if (unit.empty() || unit == "s") {
+    perUnit = 1e12;
+  } else if (unit == "ms") {
+    perUnit = 1e9;
+  } else if (unit == "us") {
+    perUnit = 1e6;
+  } else if (unit == "ns") {
+    perUnit = 1e3;
+  } else if (unit == "ps") {
+    perUnit = 1;
+  } else {
+    return fail();
+  }
+  // Time is int64 picoseconds: a duration past about 106 days (or before -106) has no representation.
+  const double ps = v * perUnit;
+  if (!(std::fabs(ps) < 0x1p63)) {
+    throw Error(ErrorCode::kParseError, "'" + std::string(text) +
+                                            "' is longer than the longest time copro represents (2^63 ps, about "
+                                            "106 days)");
+  }
+  return Time::ps(static_cast<std::int64_t>(std::llround(ps)));
 }
 
 }  // namespace copro::core

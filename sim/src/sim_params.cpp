@@ -33,6 +33,59 @@ double parseRate(std::string_view text) {
   return v;
 }
 
+// Physical ranges of `sim:` quantities (docs/simulator.md): wide enough for any real machine, narrow
+// enough that no single one of them makes a simulated time overflow int64 picoseconds.
+constexpr double kMinRate = 1.0;                    // ops/s (0 = unlimited)
+constexpr double kMaxRate = 1e12;                   // ops/s
+constexpr double kMinBw = 1e6;                      // B/s (0 = free/unlimited)
+constexpr double kMaxBw = 1e15;                     // B/s
+constexpr double kMinFlops = 1e9;                   // FLOP/s
+constexpr double kMaxFlops = 1e18;                  // FLOP/s
+constexpr std::int64_t kMaxCostPs = 1000000000000;  // 1 s: an initiation cost
+
+/// True when `text` is a bare number (no unit) other than 0.
+bool bareNonZero(const std::string& text) {
+  const std::string t = core::trimmed(text);
+  char* end = nullptr;
+  const double v = std::strtod(t.c_str(), &end);
+  return !t.empty() && end != t.c_str() && *end == '\0' && v != 0.0;
+}
+
+/// A `sim:` duration needs its unit, as builder parameters do (a bare 0 aside), and lies in 0..1s.
+core::Time parseSimDuration(const std::string& text) {
+  if (bareNonZero(text)) {
+    throw Error(ErrorCode::kParseError,
+                "'" + text + "' has no unit: write e.g. 700ns, 1.5us or 2ms (ps, ns, us, ms, s)");
+  }
+  const core::Time t = core::parseTime(text);
+  if (t.picoseconds() < 0 || t.picoseconds() > kMaxCostPs) {
+    throw Error(ErrorCode::kParseError, "'" + text + "' is outside the range 0..1s of an initiation cost");
+  }
+  return t;
+}
+
+/// A `sim:` bandwidth needs its unit (a bare 0 aside); 0 or 1MB/s..1PB/s.
+core::Bandwidth parseSimBandwidth(const std::string& text) {
+  if (bareNonZero(text)) {
+    throw Error(ErrorCode::kParseError, "'" + text + "' has no unit: write e.g. 50GB/s or 400Gb/s");
+  }
+  const core::Bandwidth b = parseBandwidth(text);
+  const double v = b.bytesPerSecond();
+  if (v != 0.0 && (v < kMinBw || v > kMaxBw)) {
+    throw Error(ErrorCode::kParseError, "'" + text + "' is outside the range 1MB/s..1PB/s (or 0 for no limit)");
+  }
+  return b;
+}
+
+/// A message rate: 0 (no limit) or 1..1e12 ops/s.
+double parseSimRate(const std::string& text) {
+  const double v = parseRate(text);
+  if (v != 0.0 && (v < kMinRate || v > kMaxRate)) {
+    throw Error(ErrorCode::kParseError, "'" + text + "' is outside the range 1..1T ops/s (or 0 for no limit)");
+  }
+  return v;
+}
+
 std::int32_t parseCount(std::string_view text) {
   const std::string t = core::trimmed(text);
   char* end = nullptr;
@@ -196,7 +249,10 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
     }
     applyPreset(name, p);
   }
-  for (const auto& [key, value] : fabric.simParams) {
+  for (const auto& entry : fabric.simParams) {
+    // Named references, not a structured binding: clang 14 (the fuzz build) cannot capture bindings in a lambda.
+    const std::string& key = entry.first;
+    const std::string& value = entry.second;
     const std::string where = whereOf(key);
     const auto bad = [&](const std::string& why) {
       throw Error(ErrorCode::kInvalidArgument, where + ": sim key '" + key + "': " + why);
@@ -211,7 +267,9 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
         p.compute.commSms = parseCount(value);
       } else if (key == "compute.flops") {
         p.compute.flops = parseRate(value);
-        if (!(p.compute.flops > 0.0)) bad("peak FLOP/s must be positive, e.g. 989T");
+        if (!(p.compute.flops >= kMinFlops && p.compute.flops <= kMaxFlops)) {
+          bad("peak FLOP/s '" + value + "' is outside the range 1G..1000P (1e9..1e18), e.g. 989T");
+        }
       } else if (key == "compute.efficiency") {
         const std::string t = core::trimmed(value);
         char* end = nullptr;
@@ -230,13 +288,16 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
         p.network = core::trimmed(value);
         if (!detail::isNetworkModel(p.network)) bad(detail::unknownNetworkModel(p.network));
       } else if (key == "reduce_bw") {
-        p.reduceBandwidth = parseBandwidth(value);
+        p.reduceBandwidth = parseSimBandwidth(value);
       } else if (key == "copy_bw") {
-        p.copyBandwidth = parseBandwidth(value);
+        p.copyBandwidth = parseSimBandwidth(value);
       } else if (key == "signal_bytes") {
         p.signalBytes = core::parseBytes(value);
+        if (p.signalBytes > (std::uint64_t{1} << 20))
+          bad("'" + value + "' is outside the range 0..1M of a signal's size");
       } else if (key == "chunk_size") {
         p.chunkBytes = core::parseBytes(value);
+        if (p.chunkBytes > (std::uint64_t{1} << 36)) bad("'" + value + "' is outside the range 0..64G of a chunk size");
       } else if (key == "ecmp_seed") {
         const std::string t = core::trimmed(value);
         char* end = nullptr;
@@ -251,22 +312,22 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
           const std::string field = key.substr(prefix.size());
           InitiationCost& c = p.initiation[m];
           if (field == "issue") {
-            c.issue = core::parseTime(value);
+            c.issue = parseSimDuration(value);
             known = true;
           } else if (field == "extra_latency") {
-            c.extraLatency = core::parseTime(value);
+            c.extraLatency = parseSimDuration(value);
             known = true;
           } else if (field == "message_rate") {
-            c.messageRate = parseRate(value);
+            c.messageRate = parseSimRate(value);
             known = true;
           } else if (field == "rank_message_rate") {
-            c.rankMessageRate = parseRate(value);
+            c.rankMessageRate = parseSimRate(value);
             known = true;
           } else if (field == "rank_bw") {
-            c.rankBandwidth = parseBandwidth(value);
+            c.rankBandwidth = parseSimBandwidth(value);
             known = true;
           } else if (field == "nic_message_rate") {
-            c.nicMessageRate = parseRate(value);
+            c.nicMessageRate = parseSimRate(value);
             known = true;
           }
         }

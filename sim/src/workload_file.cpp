@@ -5,17 +5,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "copro/core/config.hpp"
+#include "copro/core/file_read.hpp"
 #include "copro/core/limits.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
 #include "copro/sim/workload.hpp"
+#include "copro/topologies/detail/strict_yaml.hpp"
 
 #include "scaled_number.hpp"
 
@@ -81,6 +81,16 @@ std::int64_t integer(const Where& w, const YAML::Node& n, const std::string& key
   const double v = number(w, n, key);
   if (v != std::floor(v) || v > 9e15) w.fail(n, "key '" + key + "': '" + n.Scalar() + "' is not a whole number");
   return static_cast<std::int64_t>(v);
+}
+
+/// A whole number in [lo, hi] (docs/config.md, "Limits"), checked before it is narrowed.
+std::int32_t boundedInt(const Where& w, const YAML::Node& n, const std::string& key, std::int64_t lo, std::int64_t hi) {
+  const std::int64_t v = integer(w, n, key);
+  if (v < lo || v > hi) {
+    w.fail(n,
+           "key '" + key + "': " + std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+  }
+  return static_cast<std::int32_t>(v);
 }
 
 /// The task's fields: its own, then `defaults` for the keys it lacks that apply to its type.
@@ -184,9 +194,7 @@ void readTask(const Where& w, const YAML::Node& item, const YAML::Node& defaults
         if (s == "all") {
           t.comm.groupSize = 0;
         } else {
-          const std::int64_t g = integer(w, v, key);
-          if (g < 1) w.fail(v, task + "key 'group': a group has at least one rank (or use all)");
-          t.comm.groupSize = static_cast<std::int32_t>(g);
+          t.comm.groupSize = boundedInt(w, v, key, 1, core::kMaxRanks);
         }
       } else if (key == "initiation") {
         const std::string s = scalar(w, v, key);
@@ -196,21 +204,21 @@ void readTask(const Where& w, const YAML::Node& item, const YAML::Node& defaults
                         (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; use proxy, device or offload");
         }
       } else if (key == "sms") {
-        t.comm.sms = static_cast<std::int32_t>(integer(w, v, key));
+        t.comm.sms = boundedInt(w, v, key, 0, core::kMaxSms);
       } else if (key == "tokens") {
-        t.comm.tokens = integer(w, v, key);
+        t.comm.tokens = boundedInt(w, v, key, 0, core::kMaxMoeTokens);
       } else if (key == "hidden") {
-        t.comm.hidden = integer(w, v, key);
+        t.comm.hidden = boundedInt(w, v, key, 1, core::kMaxMoeHidden);
       } else if (key == "topk") {
-        t.comm.topk = static_cast<std::int32_t>(integer(w, v, key));
+        t.comm.topk = boundedInt(w, v, key, 1, core::kMaxMoeExperts);
       } else if (key == "experts") {
-        t.comm.experts = static_cast<std::int32_t>(integer(w, v, key));
+        t.comm.experts = boundedInt(w, v, key, 1, core::kMaxMoeExperts);
       } else if (key == "path") {
         t.comm.path = scalar(w, v, key);
       } else if (key == "max_nodes") {
-        t.comm.maxNodes = static_cast<std::int32_t>(integer(w, v, key));
+        t.comm.maxNodes = boundedInt(w, v, key, 0, core::kMaxRanks);
       } else if (key == "element_bytes") {
-        t.comm.elementBytes = static_cast<std::int32_t>(integer(w, v, key));
+        t.comm.elementBytes = boundedInt(w, v, key, 1, 16);
       }
     } catch (const Error& e) {
       if (e.code() == ErrorCode::kInvalidArgument) throw;
@@ -245,14 +253,7 @@ void flatten(const YAML::Node& n, const std::string& prefix, std::vector<std::st
 
 Workload parseWorkload(const std::string& yamlText, const std::string& origin) {
   const Where w(origin);
-  YAML::Node root;
-  try {
-    root = YAML::Load(yamlText);
-  } catch (const YAML::ParserException& e) {
-    throw Error(ErrorCode::kParseError, "workload '" + origin + "' line " + std::to_string(e.mark.line + 1) +
-                                            " column " + std::to_string(e.mark.column + 1) +
-                                            ": YAML syntax error: " + e.msg);
-  }
+  YAML::Node root = topo::detail::loadStrictYaml(yamlText, "workload '" + origin + "'");
   if (!root.IsMap()) {
     throw Error(ErrorCode::kParseError, "workload '" + origin + "': the file must be a map with `tasks`");
   }
@@ -320,13 +321,7 @@ Workload parseWorkload(const std::string& yamlText, const std::string& origin) {
 }
 
 Workload loadWorkload(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    throw Error(ErrorCode::kInvalidArgument, "cannot read workload file '" + path + "'; check the path");
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parseWorkload(ss.str(), path);
+  return parseWorkload(core::readBoundedFile(path, "workload file '" + path + "'"), path);
 }
 
 }  // namespace copro::sim

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "copro/core/limits.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::topo::detail {
@@ -260,7 +261,7 @@ std::vector<BuilderParam> networkParams(const std::string& defaultRadix) {
 NetworkSpec networkFromParams(const Params& p, Bandwidth nicBw) {
   NetworkSpec n;
   n.nicBw = nicBw;
-  n.radix = static_cast<std::int32_t>(p.integer("radix", 2, 1 << 20));
+  n.radix = static_cast<std::int32_t>(p.integer("radix", 2, core::kMaxSwitchRadix));
   n.oversubscription = p.ratio("oversubscription");
   const std::string kind = p.choice("network", {"ib", "roce"});
   n.linkBw = p.given("link_bw") ? p.bandwidth("link_bw") : nicBw;
@@ -355,6 +356,27 @@ std::int32_t uplinksPerLeaf(const NetworkSpec& n, std::int64_t endpoints, std::i
   const std::int64_t most = std::min<std::int64_t>(n.down, ceilDiv(endpoints, leaves));
   const auto need = static_cast<std::int32_t>(std::ceil(static_cast<double>(most) / n.oversubscription));
   return std::max(1, std::min(n.up, need));
+}
+
+/// Fails before anything is built when `copies` 2-level networks of `leaves` leaves with `up` uplinks
+/// each would pass the fabric's link limit (docs/config.md, "Limits"), naming the parameter that sized them.
+void checkNetworkSize(const Params& p, const NetworkSpec& n, std::int64_t leaves, std::int32_t up,
+                      std::int64_t copies) {
+  const std::int64_t links = copies * leaves * (std::int64_t{up} + n.down);
+  if (links <= core::kMaxFabricLinks) return;
+  const std::string key = p.text("leaves") == "full" ? "radix" : "leaves";
+  p.fail(key, "the network would have about " + std::to_string(links) + " links (" + std::to_string(copies * leaves) +
+                  " leaves x " + std::to_string(std::int64_t{up} + n.down) + " ports), above the limit of " +
+                  std::to_string(core::kMaxFabricLinks) +
+                  " links of one fabric; lower 'radix' or use leaves: auto (docs/config.md, \"Limits\")");
+}
+
+/// Fails naming 'nodes' when `nodes` servers would hold more GPUs than a job may have ranks.
+void checkServers(const Params& p, const ServerSpec& s, std::int64_t nodes) {
+  if (nodes * s.gpus <= core::kMaxRanks) return;
+  p.fail("nodes", std::to_string(nodes) + " servers x " + std::to_string(s.gpus) +
+                      " GPUs = " + std::to_string(nodes * s.gpus) + " GPUs, above the limit of " +
+                      std::to_string(core::kMaxRanks) + " ranks (docs/config.md, \"Limits\")");
 }
 
 /// Bisection of a 2-level network: half the smaller of the endpoint capacity and the uplink capacity of
@@ -457,6 +479,7 @@ void buildFatTree(Fabric& f, const Params& p) {
   const ServerSpec s = serverFromParams(p, "");
   const NetworkSpec n = networkFromParams(p, s.nicBw);
   const std::int64_t nodes = p.integer("nodes", 1, 1 << 20);
+  checkServers(p, s, nodes);
   const auto tiers = p.integer("tiers", 2, 3);
   const std::int64_t endpoints = nodes * s.gpus;
   if (tiers == 2) {
@@ -464,6 +487,7 @@ void buildFatTree(Fabric& f, const Params& p) {
     const std::vector<std::int32_t> nics = addServers(f, s, nodes, 0, nullptr);
     const auto leafIds = addLeaves(f, nics, leaves, n, "", -1, -1);
     const std::int32_t up = uplinksPerLeaf(n, endpoints, leaves, p.text("leaves") == "full");
+    checkNetworkSize(p, n, leaves, up, 1);
     (void)addSpines(f, leafIds, up, n, "", -1);
     f.bisectionBandwidth = Bandwidth::bytesPerSec(twoTierBisection(n, endpoints, up));
     return;
@@ -529,6 +553,8 @@ void buildRailOptimized(Fabric& f, const Params& p) {
                         "-port switches connects fully (" + std::to_string(n.radix) +
                         " leaves): radix exceeded; raise 'radix' or use fewer nodes");
   }
+  checkServers(p, s, nodes);
+  checkNetworkSize(p, n, leavesPerRail, uplinksPerLeaf(n, nodes, leavesPerRail, p.text("leaves") == "full"), s.gpus);
   std::vector<std::vector<std::int32_t>> nicsByHost;
   (void)addServers(f, s, nodes, 0, &nicsByHost);
   std::vector<std::int32_t> leafIds;
@@ -555,9 +581,11 @@ void buildMpft(Fabric& f, const Params& p) {
   }
   const std::int64_t perPlane = nodes * (s.gpus / planes);
   const std::int64_t leaves = leafCount(p, perPlane, n, std::to_string(nodes) + " nodes (per plane)");
+  const std::int32_t up = uplinksPerLeaf(n, perPlane, leaves, p.text("leaves") == "full");
+  checkServers(p, s, nodes);
+  checkNetworkSize(p, n, leaves, up, planes);
   std::vector<std::vector<std::int32_t>> nicsByHost;
   (void)addServers(f, s, nodes, planes, &nicsByHost);
-  const std::int32_t up = uplinksPerLeaf(n, perPlane, leaves, p.text("leaves") == "full");
   for (std::int32_t pl = 0; pl < planes; ++pl) {
     std::vector<std::int32_t> members;
     for (const auto& hostNics : nicsByHost) {

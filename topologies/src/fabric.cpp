@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "copro/core/limits.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::topo {
@@ -40,6 +41,12 @@ std::string_view linkKindName(LinkKind k) noexcept {
 }
 
 std::int32_t Fabric::addNode(Node node) {
+  // A backstop behind the builders' own checks: a fabric never grows without bound.
+  if (static_cast<std::int64_t>(nodes_.size()) >= core::kMaxFabricNodes) {
+    throw core::Error(core::ErrorCode::kInvalidArgument,
+                      "the fabric grows past " + std::to_string(core::kMaxFabricNodes) +
+                          " nodes, the limit of one fabric (docs/config.md, \"Limits\")");
+  }
   const auto id = static_cast<std::int32_t>(nodes_.size());
   if (node.kind == NodeKind::kGpu) {
     node.rank = static_cast<std::int32_t>(gpus_.size());
@@ -51,6 +58,11 @@ std::int32_t Fabric::addNode(Node node) {
 }
 
 std::int32_t Fabric::addLink(std::int32_t a, std::int32_t b, LinkKind kind, core::Bandwidth bw, core::Time latency) {
+  if (static_cast<std::int64_t>(links_.size()) >= core::kMaxFabricLinks) {
+    throw core::Error(core::ErrorCode::kInvalidArgument,
+                      "the fabric grows past " + std::to_string(core::kMaxFabricLinks) +
+                          " links, the limit of one fabric (docs/config.md, \"Limits\")");
+  }
   const auto id = static_cast<std::int32_t>(links_.size());
   links_.push_back(Link{a, b, kind, bw, latency});
   return id;

@@ -15,8 +15,10 @@
 #include "builders.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/data_dir.hpp"
+#include "copro/core/file_read.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
+#include "copro/topologies/detail/strict_yaml.hpp"
 #include "copro/topologies/topology.hpp"
 #include "params.hpp"
 
@@ -363,16 +365,13 @@ std::string resolveTopologyPath(const std::string& pathOrName) {
 
 Fabric loadTopology(const std::string& pathOrName, const std::vector<std::string>& overrides) {
   const std::string path = resolveTopologyPath(pathOrName);
+  return loadTopologyText(core::readBoundedFile(path, "topology '" + path + "'"), path, overrides);
+}
+
+Fabric loadTopologyText(const std::string& yamlText, const std::string& path,
+                        const std::vector<std::string>& overrides) {
   const FileContext ctx(path);
-  YAML::Node loaded;
-  try {
-    loaded = YAML::LoadFile(path);
-  } catch (const YAML::ParserException& e) {
-    throw Error(ErrorCode::kParseError, ctx.whole() + " line " + std::to_string(e.mark.line + 1) + " column " +
-                                            std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
-  } catch (const YAML::BadFile&) {
-    throw Error(ErrorCode::kParseError, ctx.whole() + ": cannot read the file");
-  }
+  const YAML::Node loaded = detail::loadStrictYaml(yamlText, ctx.whole());
   // Read through a const node: yaml-cpp's non-const operator[] inserts the keys it looks up.
   const YAML::Node& root = loaded;
   if (!root.IsMap()) {

@@ -27,6 +27,12 @@ constexpr UnitScale kBandwidthUnits[] = {
     {"B/s", 1.0},     {"KB/s", 1e3},     {"MB/s", 1e6},     {"GB/s", 1e9},     {"TB/s", 1e12},
 };
 
+/// Physical ranges of builder quantities (docs/config.md, "Limits"): far outside any real link or switch,
+/// and small enough that no simulated time overflows int64 picoseconds because of them.
+constexpr double kMinBytesPerSecond = 1e6;
+constexpr double kMaxBytesPerSecond = 1e15;
+constexpr core::Time kMaxDelay = core::Time::sec(1.0);
+
 constexpr const char* kBandwidthHelp =
     "write a number and a unit, e.g. 400Gb/s or 50GB/s (bits: b/s, Kb/s, Mb/s, Gb/s, Tb/s; bytes: B/s, KB/s, MB/s, "
     "GB/s, TB/s; powers of 1000)";
@@ -43,7 +49,13 @@ core::Bandwidth parseBandwidth(std::string_view text) {
   const std::string unit = core::trimmed(std::string_view(end));
   if (unit.empty() && v == 0.0) return core::Bandwidth::bytesPerSec(0.0);
   for (const auto& u : kBandwidthUnits) {
-    if (unit == u.unit) return core::Bandwidth::bytesPerSec(v * u.bytesPerSecond);
+    if (unit != u.unit) continue;
+    const double bps = v * u.bytesPerSecond;
+    if (bps != 0.0 && (bps < kMinBytesPerSecond || bps > kMaxBytesPerSecond)) {
+      throw Error(ErrorCode::kParseError,
+                  "'" + std::string(text) + "' is outside the physical range of a link, 1MB/s to 1PB/s (or 0)");
+    }
+    return core::Bandwidth::bytesPerSec(bps);
   }
   std::vector<std::string> names;
   for (const auto& u : kBandwidthUnits) names.emplace_back(u.unit);
@@ -71,11 +83,21 @@ core::Time parseDuration(std::string_view text) {
     if (v == 0.0) return core::Time{};
     throw Error(ErrorCode::kParseError, "'" + std::string(text) + "' has no unit: " + help);
   }
+  core::Time d;
   try {
-    return core::parseTime(t);
-  } catch (const Error&) {
-    throw Error(ErrorCode::kParseError, "'" + std::string(text) + "' is not a duration: " + help);
+    d = core::parseTime(t);
+  } catch (const Error& e) {
+    // A well-formed duration past int64 picoseconds is a range error, not a syntax error.
+    if (e.message().find("longest time") == std::string::npos) {
+      throw Error(ErrorCode::kParseError, "'" + std::string(text) + "' is not a duration: " + help);
+    }
+    d = kMaxDelay + core::Time::ps(1);
   }
+  if (d > kMaxDelay) {
+    throw Error(ErrorCode::kParseError,
+                "'" + std::string(text) + "' is outside the physical range of a latency or delay, 0 to 1s");
+  }
+  return d;
 }
 
 Params::Params(const BuilderInfo& info, std::map<std::string, ParamValue> given, std::string context)

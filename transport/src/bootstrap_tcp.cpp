@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "bootstrap_hello.hpp"
 #include "copro/core/log.hpp"
 #include "copro/core/status.hpp"
 
@@ -44,13 +45,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::uint64_t kIdMagic = 0x31444955'4f52504fULL;     // "OPROUID1"
-constexpr std::uint64_t kHelloMagic = 0x314c4548'4f52504fULL;  // "OPROHEL1"
+constexpr std::uint64_t kIdMagic = 0x31444955'4f52504fULL;  // "OPROUID1"
+using detail::Hello;
+using detail::kHelloMagic;
 constexpr std::uint64_t kTableMagic = 0x31425454'4f52504fULL;  // "OPROTTB1"
 constexpr std::uint64_t kFrameMagic = 0x314d5246'4f52504fULL;  // "OPROFRM1"
-constexpr std::uint32_t kVersion = 1;
-constexpr std::uint32_t kToRoot = 1;
-constexpr std::uint32_t kToPeer = 2;
+constexpr std::uint32_t kVersion = detail::kBootstrapVersion;
+constexpr std::uint32_t kToRoot = detail::kHelloToRoot;
+constexpr std::uint32_t kToPeer = detail::kHelloToPeer;
 /// How long a connection may take to present its hello before it is dropped (a silent foreign
 /// connection must not hold up the rendezvous).
 constexpr double kHelloDeadlineSec = 5.0;
@@ -63,20 +65,6 @@ struct IdLayout {
   std::uint8_t token[16];
 };
 static_assert(sizeof(IdLayout) <= UniqueId::kBytes);
-
-struct Hello {
-  std::uint64_t magic;
-  std::uint32_t version;
-  std::uint32_t kind;
-  std::int32_t rank;
-  std::int32_t nranks;
-  std::uint8_t token[16];
-  std::uint32_t ip;    // the sender's listener (network order)
-  std::uint16_t port;  // network order
-  std::uint16_t pad;
-  std::uint8_t reserved[16];
-};
-static_assert(sizeof(Hello) == 64);
 
 struct TableHeader {
   std::uint64_t magic;
@@ -334,14 +322,9 @@ std::vector<Accepted> acceptHellos(int listenFd, const int& want, Clock::time_po
           reject(p, "no complete hello within " + std::to_string(kHelloDeadlineSec) + " s");
         continue;
       }
-      std::string why;
-      if (p.hello.magic != kHelloMagic) {
-        why = "wrong magic (not a copro bootstrap connection)";
-      } else if (p.hello.version != kVersion) {
-        why = "protocol version " + std::to_string(p.hello.version) + ", expected " + std::to_string(kVersion);
-      } else {
-        why = accept(p.hello);
-      }
+      const Hello received = p.hello;
+      std::string why = detail::parseHello(&received, sizeof(received), p.hello);
+      if (why.empty()) why = accept(p.hello);
       if (!why.empty()) {
         reject(p, why);
         continue;

@@ -77,6 +77,8 @@ struct MoeRouting {
   /// range-checked (against `limits` where given) before use, and weights must be finite and >= 0. Errors are
   /// kInvalidArgument (the file itself) or kParseError (its content), naming the file, line, field and range.
   static MoeRouting fromFile(const std::string& path, const MoeRoutingLimits& limits = {});
+  /// The same from the text of a routing file; `origin` names it in errors (tests and the fuzzer).
+  static MoeRouting fromText(const std::string& text, const std::string& origin, const MoeRoutingLimits& limits = {});
 };
 
 /// The plan of one dispatch/combine, computed from counts only (what a real rank learns in the counts

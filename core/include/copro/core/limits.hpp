@@ -13,4 +13,23 @@ inline constexpr std::int64_t kMaxSemaphores = std::int64_t{1} << 20;
 /// Threads one process may be asked to start (COPRO_THREADS).
 inline constexpr std::int64_t kMaxThreads = 4096;
 
+/// Tokens per rank of a MoE dispatch/combine (routing generators, workload tasks, copro-sim moe).
+inline constexpr std::int64_t kMaxMoeTokens = std::int64_t{1} << 20;
+/// Routed experts of a MoE layer (and so the largest topk).
+inline constexpr std::int64_t kMaxMoeExperts = std::int64_t{1} << 16;
+/// Hidden size (elements per token) of a MoE layer.
+inline constexpr std::int64_t kMaxMoeHidden = std::int64_t{1} << 20;
+/// Token-expert slots one generated routing may hold in all (ranks x tokens x topk; an id and a weight
+/// each): 2^26 x 8 B = 512 MiB (2048 ranks x 4096 tokens x top-8 fit).
+inline constexpr std::int64_t kMaxMoeRoutingSlots = std::int64_t{1} << 26;
+/// Bytes per rank of one simulated collective (copro-sim --size): 1 TiB.
+inline constexpr std::uint64_t kMaxSimBytes = std::uint64_t{1} << 40;
+/// SMs of one GPU (simulator settings and workload tasks).
+inline constexpr std::int64_t kMaxSms = 65536;
+/// Ports of one switch in a topology.
+inline constexpr std::int64_t kMaxSwitchRadix = 65536;
+/// Nodes (GPUs, NICs, hosts, switches) and directed links of one fabric.
+inline constexpr std::int64_t kMaxFabricNodes = std::int64_t{1} << 22;
+inline constexpr std::int64_t kMaxFabricLinks = std::int64_t{1} << 23;
+
 }  // namespace copro::core

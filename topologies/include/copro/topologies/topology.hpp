@@ -24,6 +24,9 @@ namespace copro::topo {
 /// (colon-separated) and then in the bundled folder. `overrides` are "key=value": a builder parameter
 /// ("nic_bw=50GB/s", "nodes=16") or a simulator key ("sim.routing=shortest"). Returns a finalized Fabric.
 Fabric loadTopology(const std::string& pathOrName, const std::vector<std::string>& overrides = {});
+/// The same from the text of a topology file; `path` names it in errors and gives the default name.
+Fabric loadTopologyText(const std::string& yamlText, const std::string& path,
+                        const std::vector<std::string>& overrides = {});
 
 /// Builds a fabric from a builder name and its parameters as text (units as in files: "400Gb/s",
 /// "500ns"); parameters left out take the builder's defaults. Returns a finalized Fabric.
