@@ -45,7 +45,9 @@ void checkTree(const YAML::Node& root, const std::string& what) {
                                                     lineOf(prev->second) + "); keep one");
           }
         } else {
-          stack.push_back(it->first);
+          // Readers take keys as text (yaml-cpp throws its own exception otherwise; found by fuzz_workload_yaml).
+          throw Error(ErrorCode::kParseError, what + " line " + lineOf(it->first) +
+                                                  ": a mapping key must be a single value, not a list or a mapping");
         }
         stack.push_back(it->second);
       }
