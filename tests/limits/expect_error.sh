@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs a command that must fail cleanly on a hostile input (issue 16): a non-zero exit below 128 (no abort,
 # no signal), exactly one line on stderr, matching REGEX (grep -E), within 10 seconds, and, unless
-# COPRO_NO_MEMORY_CAP=1, under a 1 GiB address-space cap (ulimit -v). A command may read a file this
+# LIMITS_TEST_NO_MEMORY_CAP=1, under a 1 GiB address-space cap (ulimit -v). A command may read a file this
 # script writes first: SETUP is a shell command run in a scratch directory that is the working directory.
 #   expect_error.sh SETUP REGEX command args...
 set -u
@@ -13,7 +13,7 @@ trap 'rm -rf "$dir"' EXIT
 cd "$dir" || exit 1
 sh -c "$setup" || { echo "FAIL: setup failed: $setup"; exit 1; }
 cap=1048576
-if [ "${COPRO_NO_MEMORY_CAP:-0}" = 1 ]; then cap=unlimited; fi
+if [ "${LIMITS_TEST_NO_MEMORY_CAP:-0}" = 1 ]; then cap=unlimited; fi
 start=$(date +%s%N)
 (ulimit -v "$cap" && exec timeout -s KILL 20 "$@") > out.txt 2> err.txt
 status=$?
