@@ -469,19 +469,24 @@ Result Bench::runCopro(int local, Buffers& b, std::uint64_t count, const std::st
   double timeUs = 0;
   std::string err;
   auto once = [&] { launch(local, send, recv, count, algo).wait().throwIfError(); };
+  // A failed copro call ends an MPI job at once (Team::coproFailed); threads meet at the next barrier.
+  auto step = [&](auto&& f) {
+    guarded(err, f);
+    if (!err.empty()) team_.coproFailed(r, err);
+  };
   if (o_.check != 0) {
-    guarded(err, [&] { fillInputs(r, b, count, inPlace); });
+    step([&] { fillInputs(r, b, count, inPlace); });
     team_.barrier();
-    guarded(err, [&] {
+    step([&] {
       once();
       wrong = checkOutputs(r, recv, count);
     });
   }
-  guarded(err, [&] {
+  step([&] {
     for (int i = 0; i < o_.warmup; ++i) once();
   });
   team_.barrier();
-  guarded(err, [&] {
+  step([&] {
     auto t0 = std::chrono::steady_clock::now();
     const int calls = o_.iters * std::max(1, o_.aggIters);
     for (int i = 0; i < calls; ++i) once();
