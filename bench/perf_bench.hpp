@@ -98,6 +98,13 @@ class Team {
 /// Ranks as threads (inproc).
 std::unique_ptr<Team> makeThreadTeam(int nranks);
 
+/// SIGINT and SIGTERM end the run between two calls instead of killing the process, so the
+/// communicators' destructors run (the library installs no handler; docs/shm.md). A second signal
+/// kills as usual.
+void installInterruptHandlers();
+/// The signal that interrupted the run, or 0.
+int interruptSignal() noexcept;
+
 /// A rank's measurements of one size.
 struct SizeResult {
   Result outOfPlace;
