@@ -929,6 +929,7 @@ int main(int argc, char** argv) {
     addNcclOptions(app, cli);
   }
   if (const int rc = copro::cli::parse(app, argc, argv); rc >= 0) return rc;
+  copro::bench::installInterruptHandlers();
   cli.ranksGiven = app.count("--ranks") > 0;
   cli.threadsGiven = app.count("-t") + app.count("-g") > 0;
   Options& o = cli.o;

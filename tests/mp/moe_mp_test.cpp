@@ -17,6 +17,7 @@
 
 #include "copro/collectives/moe.hpp"
 #include "copro/copro_mpi.hpp"
+#include "mp_abort_on_failure.hpp"
 
 namespace {
 
@@ -238,6 +239,7 @@ int main(int argc, char** argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
   ::testing::InitGoogleTest(&argc, argv);
+  copro::mptest::abortJobOnFailure();
   if (worldRank() != 0) {
     ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
