@@ -7,6 +7,7 @@
 
 #include "copro/core/log.hpp"
 #include "copro/transport/verbs.hpp"
+#include "verbs_rails.hpp"
 
 namespace copro::transport::verbs {
 
@@ -41,7 +42,7 @@ const char* portStateName(ibv_port_state s) {
 }
 
 int mtuBytes(ibv_mtu m) {
-  return 128 << (static_cast<int>(m) - 1);
+  return 256 << (static_cast<int>(m) - 1);  // IBV_MTU_256 = 1 ... IBV_MTU_4096 = 5
 }
 
 }  // namespace
@@ -126,10 +127,12 @@ std::shared_ptr<VerbsDevice> VerbsDevice::open(const core::Config& config, const
   d->api_ = api;
   int n = 0;
   ibv_device** list = api->getDeviceList(&n);
-  for (int i = 0; list != nullptr && i < n && d->ctx_ == nullptr; ++i) {
-    const std::string name = api->getDeviceName(list[i]);
-    if (!want.empty() && name != want) continue;
-    ibv_context* ctx = api->openDevice(list[i]);
+  // The rail NIC (`preferred`) when it has an active port, else any device; COPRO_IB_HCA is strict.
+  const bool strict = !config.ibHca.empty();
+  for (int i = 0; list != nullptr && i < 2 * n && d->ctx_ == nullptr; ++i) {
+    const std::string name = api->getDeviceName(list[i % n]);
+    if (i < n ? (!want.empty() && name != want) : (strict || want.empty())) continue;
+    ibv_context* ctx = api->openDevice(list[i % n]);
     if (ctx == nullptr) continue;
     const int port = activePort(*api, ctx, d->portAttr_);
     if (port == 0) {
@@ -143,7 +146,7 @@ std::shared_ptr<VerbsDevice> VerbsDevice::open(const core::Config& config, const
   if (list != nullptr) api->freeDeviceList(list);
   if (d->ctx_ == nullptr) {
     throw Error(ErrorCode::kUnsupported,
-                "verbs: no RDMA device with an active port" + (want.empty() ? std::string() : " named '" + want + "'") +
+                "verbs: no RDMA device with an active port" + (strict ? " named '" + want + "'" : std::string()) +
                     " (check ibv_devinfo; COPRO_IB_HCA picks the device, COPRO_VERBS_PROVIDER=emu the emulator)");
   }
   api->queryDevice(d->ctx_, &d->devAttr_);
@@ -243,6 +246,22 @@ std::string describeVerbsPorts(const core::Config& config) {
     out += s.device + " port " + std::to_string(s.port) + ": " + s.state + ", " + s.linkLayer + ", " +
            std::to_string(static_cast<int>(s.gbps)) + " Gb/s, MTU " + std::to_string(s.mtu) + ", LID " +
            std::to_string(s.lid) + (api->emulated ? " (emulated)" : "") + "\n";
+  }
+  return out;
+}
+
+std::string describeRailAffinity(const core::Config& /*config*/) {
+  verbs::RailMap map;
+  std::string error;
+  if (!verbs::loadRailMap({}, map, error)) return "# rail: no map (" + error + ")\n";
+  if (map.gpus.empty() || map.nics.empty()) {
+    return "# rail: hwloc found " + std::to_string(map.gpus.size()) + " GPU(s) and " + std::to_string(map.nics.size()) +
+           " RDMA NIC(s): no GPU-NIC pairs (ranks use the NICs round-robin)\n";
+  }
+  std::string out;
+  for (std::size_t g = 0; g < map.gpus.size(); ++g) {
+    out += "# rail: GPU " + map.gpus[g] + " -> " + map.nics[static_cast<std::size_t>(map.nicOfGpu[g])] + " (" +
+           std::to_string(map.hops[g]) + " PCIe hops)\n";
   }
   return out;
 }

@@ -33,6 +33,7 @@
 #include "copro/core/log.hpp"
 #include "copro/transport/verbs.hpp"
 #include "verbs_device.hpp"
+#include "verbs_rails.hpp"
 
 namespace copro::transport {
 
@@ -195,6 +196,9 @@ class VerbsTransport final : public remote::RemoteTransport {
   std::unique_ptr<remote::RemoteTransport> split(int color, int key, std::vector<int>& members) override;
 
  private:
+  /// The NIC of this rank's rail (docs/verbs.md): empty with COPRO_IB_HCA set or the emulated provider.
+  /// Collective over the bootstrap otherwise (the ranks' local indexes come from their host names).
+  std::string railNic();
   void createQps();
   void connect();
   void connectQp(ibv_qp* qp, const ConnHeader& remote, std::uint32_t remoteQpn);
@@ -257,7 +261,7 @@ VerbsTransport::VerbsTransport(std::shared_ptr<core::Bootstrap> bootstrap, const
   rank_ = bootstrap_->rank();
   size_ = bootstrap_->size();
   nch_ = static_cast<std::size_t>(std::max(config_.ibChannels, 1));
-  dev_ = VerbsDevice::open(config_);
+  dev_ = VerbsDevice::open(config_, railNic());
   api_ = &dev_->api();
   const int cqe = std::min(dev_->deviceAttr().max_cqe > 0 ? dev_->deviceAttr().max_cqe : 4096, 1 << 16);
   cq_ = api_->createCq(dev_->context(), cqe, nullptr, nullptr, 0);
@@ -268,6 +272,23 @@ VerbsTransport::VerbsTransport(std::shared_ptr<core::Bootstrap> bootstrap, const
   desc_ = registerMemory(nullptr, kMailboxBytes, true);
   createQps();
   connect();
+}
+
+std::string VerbsTransport::railNic() {
+  const VerbsApi* api = nullptr;
+  if (!config_.ibHca.empty() || !loadVerbsApi(config_, api).ok() || api->emulated) return {};
+  const std::vector<int> nodes = remote::nodeIdsFromHostnames(*bootstrap_);
+  const int localIndex =
+      static_cast<int>(std::count(nodes.begin(), nodes.begin() + rank_, nodes[static_cast<std::size_t>(rank_)]));
+  RailMap map;
+  std::string error;
+  if (!loadRailMap({}, map, error)) {
+    COPRO_LOG(Info, Init, "verbs: no rail map (" << error << "); using the first active device");
+    return {};
+  }
+  std::string nic = railNicFor(map, localIndex);
+  COPRO_LOG(Info, Init, "verbs: rank " << rank_ << " (local index " << localIndex << ") -> rail NIC " << nic);
+  return nic;
 }
 
 void VerbsTransport::createQps() {

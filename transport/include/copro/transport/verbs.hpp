@@ -26,4 +26,8 @@ bool verbsRealDevicePresent(std::string& detail);
 /// InfiniBand, 200 Gb/s, MTU 4096, LID 7"); empty when there is none. Never throws.
 std::string describeVerbsPorts(const core::Config& config);
 
+/// "# rail: GPU 0000:1b:00.0 -> mlx5_3 (2 PCIe hops)" lines for this host (hwloc), or one line saying why
+/// there is no map. For copro-topo probe.
+std::string describeRailAffinity(const core::Config& config);
+
 }  // namespace copro::transport
