@@ -48,7 +48,7 @@ constexpr std::uint32_t kSignalEvery = 16;         ///< selective signalling per
 constexpr std::uint32_t kInlineBytes = 64;         ///< puts up to this size are posted inline
 constexpr std::uint64_t kMaxWrBytes = 1ULL << 30;  ///< larger transfers are split
 constexpr std::size_t kMailboxBytes = 8192;
-constexpr std::size_t kCacheEntries = 64;  ///< on-demand registrations kept (LRU beyond)
+constexpr std::size_t kMaxPinned = 4096;  ///< registerBuffer()/allocate() registrations per communicator
 constexpr int kMrAccess =
     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
 
@@ -207,7 +207,7 @@ class VerbsTransport final : public remote::RemoteTransport {
   void replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes);
   std::atomic<std::uint64_t>* nicSemaphores(std::int32_t count);
   Registration& registrationFor(const std::byte* ptr, std::size_t bytes);
-  void evictCache();
+  void dropOnDemand();
   std::atomic<std::uint64_t>& controlWord(int which, int q) {
     return *reinterpret_cast<std::atomic<std::uint64_t>*>(control_->base + ctl_.counter(which, q));
   }
@@ -452,6 +452,10 @@ std::unique_ptr<Registration> VerbsTransport::registerMemory(std::byte* base, st
   }
   reg->base = base;
   reg->mr = api_->regMr(dev_->pd(), base, reg->bytes, kMrAccess);
+  if (reg->mr == nullptr && !owned && (errno == EFAULT || errno == EACCES)) {
+    // Read-only pages (a const input buffer): readable by the peers, and a source of writes.
+    reg->mr = api_->regMr(dev_->pd(), base, reg->bytes, IBV_ACCESS_REMOTE_READ);
+  }
   if (reg->mr == nullptr) {
     const int err = errno;
     if (owned) munmap(base, reg->bytes);
@@ -499,22 +503,27 @@ Registration& VerbsTransport::registrationFor(const std::byte* ptr, std::size_t 
   return *cache_.front();
 }
 
-void VerbsTransport::evictCache() {
-  // Oldest first; only registrations no op of the current call uses (earlier calls completed their ops).
-  std::size_t evictable = 0;
-  for (auto& r : cache_) evictable += r->pinned ? 0 : 1;
-  for (auto it = cache_.end(); evictable > kCacheEntries && it != cache_.begin();) {
-    --it;
-    if ((*it)->pinned || (*it)->lastUse >= seq_) continue;
+void VerbsTransport::dropOnDemand() {
+  // A registration pins the pages its range had when it was made: once the user frees a buffer, a new one
+  // at the same address is other memory. So registrations made on demand serve one call only (the
+  // earlier calls' ops have completed); registerBuffer()/allocate() ones stay until deregistered.
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    if ((*it)->pinned) {
+      ++it;
+      continue;
+    }
     release(**it);
     it = cache_.erase(it);
-    --evictable;
   }
 }
 
 Status VerbsTransport::registerBuffer(void* ptr, std::size_t bytes) {
   if (ptr == nullptr || bytes == 0)
     return {ErrorCode::kInvalidArgument, "verbs registerBuffer: null pointer or zero bytes"};
+  if (cache_.size() >= kMaxPinned) {
+    return {ErrorCode::kOutOfMemory, "verbs registerBuffer: " + std::to_string(kMaxPinned) +
+                                         " buffers are registered already; deregister some first"};
+  }
   try {
     registrationFor(static_cast<std::byte*>(ptr), bytes).pinned = true;
   } catch (const core::Error& e) {
@@ -570,7 +579,7 @@ Status VerbsTransport::enter(const remote::CallEntry& entry) {
   const std::size_t nregions = entry.regions.size() + 1;
   std::vector<DescRegion> recs(nregions);
   try {
-    evictCache();
+    dropOnDemand();
     for (std::size_t i = 0; i < entry.regions.size(); ++i) {
       const Region& r = entry.regions[i];
       recs[i].addr = reinterpret_cast<std::uint64_t>(r.base);
@@ -713,7 +722,7 @@ Status VerbsTransport::put(int lane, std::uint32_t opIndex, int peer, BufferId b
   for (std::uint64_t done = 0; done < bytes;) {
     const std::uint64_t n = std::min(bytes - done, kMaxWrBytes);
     const bool inl = n <= kInlineBytes;
-    ibv_sge sge{reinterpret_cast<std::uint64_t>(src + done), static_cast<std::uint32_t>(n), inl ? 0U : 0U};
+    ibv_sge sge{reinterpret_cast<std::uint64_t>(src + done), static_cast<std::uint32_t>(n), 0};  // inline: no key
     if (!inl) {
       try {
         sge.lkey = registrationFor(src + done, n).mr->lkey;
