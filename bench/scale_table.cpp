@@ -269,10 +269,10 @@ int runScaleTable(const ScaleTableOptions& opt, const char* argv0) {
   const std::vector<const Row*> chosen = chooseRows(opt.rows);
   if (opt.list) {
     for (const Row* r : chosen) {
-      std::printf(
-          "%-26s target %5.1f s%s  %s\n", r->name.c_str(), r->targetWallS,
-          r->targetRssMiB > 0 ? (", " + std::to_string(static_cast<int>(r->targetRssMiB)) + " MiB").c_str() : "",
-          commandOf(*r).c_str());
+      char target[48];
+      std::snprintf(target, sizeof target, r->targetRssMiB > 0 ? "%.1f s, %.0f MiB" : "%.1f s", r->targetWallS,
+                    r->targetRssMiB);
+      std::printf("%-26s target %-16s %s\n", r->name.c_str(), target, commandOf(*r).c_str());
     }
     return 0;
   }
