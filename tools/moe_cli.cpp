@@ -30,6 +30,10 @@ CLI::App* addMoeCommand(CLI::App& app, MoeCliArgs& a) {
   c->add_flag("--payload-only", a.payloadOnly, "rows carry the payload only (no scales, no metadata)");
   c->add_option("--set", a.sets, "topology override key=value (builder parameter or sim.key)");
   c->add_flag("--csv", a.csv, "print one CSV row instead of the table");
+  c->add_option("--max-wall", a.maxWall,
+                "stop the simulation cleanly after S seconds of wall time (dispatch and combine together), with "
+                "partial figures and a note on stderr (default 0: no limit)")
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--pxn", a.pxn, "PXN level 0, 1 or 2 applied to both Programs (docs/pxn.md)")->check(CLI::Range(0, 2));
   c->add_option("--initiation", a.initiation, "device, proxy or offload for every lane");
   c->add_option("--initiation-scaleup", a.initiationScaleUp, "device, proxy or offload for intra-node lanes");
@@ -117,7 +121,15 @@ int runMoeCommand(const MoeCliArgs& a) {
   const core::Initiation base = mode(a.initiation, "--initiation", core::Initiation::kDevice);
   options.scaleUp = mode(a.initiationScaleUp, "--initiation-scaleup", base);
   options.scaleOut = mode(a.initiationScaleOut, "--initiation-scaleout", base);
+  options.maxWallSeconds = a.maxWall;
   const MoeSimResult r = simulateMoe(fabric, c, routing, nodes, sim::SimParams::fromFabric(fabric), options);
+  if (r.stopped) {
+    std::fprintf(stderr,
+                 "copro-sim moe: stopped by --max-wall %g s (dispatch %s, combine %s): the times and bandwidths are "
+                 "partial\n",
+                 a.maxWall, r.dispatchResult.stopped ? "stopped" : "complete",
+                 r.combineResult.stopped ? "stopped" : "complete");
+  }
   int numNodes = 0;
   for (int n : nodes) numNodes = std::max(numNodes, n + 1);
   if (a.csv) {

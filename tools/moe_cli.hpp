@@ -26,6 +26,7 @@ struct MoeCliArgs {
   std::string initiation;         ///< --initiation: every lane
   std::string initiationScaleUp;  ///< --initiation-scaleup
   std::string initiationScaleOut;
+  double maxWall = 0;  ///< --max-wall: seconds of wall time for the dispatch and the combine together (0: none)
 };
 
 /// Adds the `moe` subcommand (its options fill `args`) and returns it.

@@ -1,6 +1,7 @@
 // simulateMoe: two runs of sim::Communicator's MoE Programs and DeepEP's figures (docs/moe.md).
 #include "moe_sim.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "copro/core/status.hpp"
@@ -53,8 +54,15 @@ MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfi
   const auto& dispatch = moe.dispatch;
   const auto& combine = moe.combine;
   MoeSimResult res;
-  res.dispatchResult = comm.run(*dispatch);
-  res.combineResult = comm.run(*combine);
+  sim::RunOptions runOptions;
+  runOptions.maxWallSeconds = options.maxWallSeconds;
+  res.dispatchResult = comm.run(*dispatch, runOptions);
+  if (options.maxWallSeconds > 0) {
+    // The combine gets what the dispatch left (at least a millisecond, so that it stops at once).
+    runOptions.maxWallSeconds = std::max(1e-3, options.maxWallSeconds - res.dispatchResult.wallSeconds);
+  }
+  res.combineResult = comm.run(*combine, runOptions);
+  res.stopped = res.dispatchResult.stopped || res.combineResult.stopped;
   res.dispatch = res.dispatchResult.time;
   res.combine = res.combineResult.time;
   std::uint64_t cOut = 0;

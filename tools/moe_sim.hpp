@@ -16,6 +16,7 @@ namespace copro::tools {
 struct MoeSimResult {
   core::Time dispatch{};
   core::Time combine{};
+  bool stopped = false;  ///< MoeSimOptions::maxWallSeconds stopped the dispatch or the combine: figures partial
   /// DeepEP's figures: mean received rows per rank (own tokens included) x bytes per token / time, with bytes
   /// per token = hidden x element size (+ hidden / 128 x 4 B of FP8 scales) for dispatch, hidden x 2 for combine.
   double dispatchGBps = 0;
@@ -42,6 +43,9 @@ struct MoeSimOptions {
   int pxnLevel = 0;
   core::Initiation scaleUp = core::Initiation::kDevice;
   core::Initiation scaleOut = core::Initiation::kDevice;
+  /// > 0: wall-time budget of the dispatch and combine runs together (sim::RunOptions::maxWallSeconds); a
+  /// stopped run sets MoeSimResult::stopped.
+  double maxWallSeconds = 0;
 };
 
 /// Plans, builds and simulates a dispatch and a combine of `routing` (one routing row per rank; ranks on
