@@ -295,6 +295,15 @@ ncclResult_t ncclCommInitAll(ncclComm_t* comm, int ndev, const int* devlist) {
   });
 }
 
+ncclResult_t ncclCommInitRankScalable(ncclComm_t* newcomm, int nranks, int myrank, int nId, ncclUniqueId* commIds,
+                                      ncclConfig_t* config) {
+  if (nId < 1 || commIds == nullptr) {
+    if (newcomm != nullptr) *newcomm = nullptr;
+    return fail(ncclInvalidArgument, "ncclCommInitRankScalable: nId must be >= 1 and commIds non-NULL");
+  }
+  return ncclCommInitRankConfig(newcomm, nranks, commIds[0], myrank, config);
+}
+
 ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newcomm, ncclConfig_t* config) {
   const char* what = "ncclCommSplit";
   return guarded(what, [&] {
@@ -390,6 +399,51 @@ ncclResult_t ncclCommDeregister(const ncclComm_t comm, void* handle) {
   if (const ncclResult_t r = checkComm(comm, "ncclCommDeregister"); r != ncclSuccess) return r;
   if (handle == nullptr) return fail(ncclInvalidArgument, "ncclCommDeregister: handle is NULL");
   return fromCopro(copro_deregister_buffer(comm->comm, handle), "ncclCommDeregister");
+}
+
+ncclResult_t ncclCommShrink(ncclComm_t comm, int* excludeRanksList, int excludeRanksCount, ncclComm_t* newcomm,
+                            ncclConfig_t* config, int shrinkFlags) {
+  (void)comm, (void)excludeRanksList, (void)excludeRanksCount, (void)config, (void)shrinkFlags;
+  if (newcomm != nullptr) *newcomm = nullptr;
+  return fail(ncclInvalidUsage,
+              "ncclCommShrink is not supported by copro's NCCL shim (ncclCommSplit over the surviving ranks, with "
+              "NCCL_SPLIT_NOCOLOR elsewhere, builds the same communicator when every rank can still call it)");
+}
+
+ncclResult_t ncclCommRevoke(ncclComm_t comm, int revokeFlags) {
+  (void)comm, (void)revokeFlags;
+  return fail(ncclInvalidUsage, "ncclCommRevoke is not supported by copro's NCCL shim (ncclCommAbort is)");
+}
+
+ncclResult_t ncclCommWindowRegister(ncclComm_t comm, void* buff, size_t size, ncclWindow_t* win, int winFlags) {
+  (void)comm, (void)buff, (void)size, (void)winFlags;
+  if (win != nullptr) *win = nullptr;
+  return fail(ncclInvalidUsage,
+              "ncclCommWindowRegister: symmetric windows are not supported by copro's NCCL shim in host-buffer mode "
+              "(ncclCommRegister is)");
+}
+
+ncclResult_t ncclCommWindowDeregister(ncclComm_t comm, ncclWindow_t win) {
+  (void)comm, (void)win;
+  return fail(ncclInvalidUsage, "ncclCommWindowDeregister: symmetric windows are not supported by copro's NCCL shim");
+}
+
+void ncclResetDebugInit(void) {}
+
+ncclResult_t ncclMemAlloc(void** ptr, size_t size) {
+  if (ptr == nullptr) return fail(ncclInvalidArgument, "ncclMemAlloc: ptr is NULL");
+  *ptr = nullptr;
+  if (size == 0) return ncclSuccess;
+  if (posix_memalign(ptr, NCCL_WIN_REQUIRED_ALIGNMENT, size) != 0) {
+    *ptr = nullptr;
+    return fail(ncclSystemError, "ncclMemAlloc: " + std::to_string(size) + " bytes of host memory are not available");
+  }
+  return ncclSuccess;
+}
+
+ncclResult_t ncclMemFree(void* ptr) {
+  std::free(ptr);
+  return ncclSuccess;
 }
 
 const char* ncclGetErrorString(ncclResult_t result) {
@@ -592,6 +646,11 @@ ncclResult_t ncclGroupEnd(void) {
     }
     return done;
   });
+}
+
+ncclResult_t ncclGroupSimulateEnd(ncclSimInfo_t* simInfo) {
+  (void)simInfo;
+  return fail(ncclInvalidUsage, "ncclGroupSimulateEnd is not supported by copro's NCCL shim (ncclGroupEnd is)");
 }
 
 }  // extern "C"

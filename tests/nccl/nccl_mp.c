@@ -60,17 +60,18 @@ static void check_allreduce(ncclComm_t comm, int rank, int n) {
 static void check_rooted(ncclComm_t comm, int rank, int n) {
   double* d = malloc(COUNT * sizeof(double));
   double* e = malloc(COUNT * sizeof(double));
-  for (int i = 0; i < COUNT; ++i) d[i] = rank == 2 ? 1.25 * i : -1.0;
-  if (ok(ncclBroadcast(d, e, COUNT, ncclDouble, 2, comm, NULL), "ncclBroadcast")) {
+  const int root_a = 2 % n, root_b = 1 % n; /* ranks 2 and 1 on 4 processes */
+  for (int i = 0; i < COUNT; ++i) d[i] = rank == root_a ? 1.25 * i : -1.0;
+  if (ok(ncclBroadcast(d, e, COUNT, ncclDouble, root_a, comm, NULL), "ncclBroadcast")) {
     int bad = 0;
     for (int i = 0; i < COUNT; ++i) bad |= e[i] != 1.25 * i;
-    expect(!bad, "broadcast from root 2");
+    expect(!bad, "broadcast, out of place");
   }
-  for (int i = 0; i < COUNT; ++i) d[i] = rank == 1 ? 3.0 * i : 0.0;
-  if (ok(ncclBcast(d, COUNT, ncclFloat64, 1, comm, NULL), "ncclBcast")) {
+  for (int i = 0; i < COUNT; ++i) d[i] = rank == root_b ? 3.0 * i : 0.0;
+  if (ok(ncclBcast(d, COUNT, ncclFloat64, root_b, comm, NULL), "ncclBcast")) {
     int bad = 0;
     for (int i = 0; i < COUNT; ++i) bad |= d[i] != 3.0 * i;
-    expect(!bad, "bcast in place from root 1");
+    expect(!bad, "bcast, in place");
   }
   for (int i = 0; i < COUNT; ++i) d[i] = rank + i;
   if (ok(ncclReduce(d, e, COUNT, ncclDouble, ncclSum, n - 1, comm, NULL), "ncclReduce") && rank == n - 1) {
@@ -207,7 +208,7 @@ int main(int argc, char** argv) {
 
   int version = 0;
   ok(ncclGetVersion(&version), "ncclGetVersion");
-  expect(version == NCCL_VERSION_CODE && version >= 22800, "ncclGetVersion is NCCL_VERSION_CODE");
+  expect(version >= 22800, "ncclGetVersion reports NCCL 2.28 or later");
   ncclUniqueId id;
   memset(&id, 0, sizeof id);
   if (rank == 0) ok(ncclGetUniqueId(&id), "ncclGetUniqueId");

@@ -263,12 +263,37 @@ TEST_F(NcclInproc, UnsupportedCallsAreInvalidUsage) {
   expectError(ncclCommInitRank(&other, 2, id, 0), ncclInvalidUsage, "inside ncclGroupStart");
   EXPECT_EQ(other, nullptr);
   ASSERT_EQ(ncclGroupEnd(), ncclSuccess);
+  ncclComm_t shrunk = comms_[0];
+  int exclude[1] = {3};
+  expectError(ncclCommShrink(comms_[0], exclude, 1, &shrunk, nullptr, NCCL_SHRINK_DEFAULT), ncclInvalidUsage,
+              "ncclCommShrink");
+  EXPECT_EQ(shrunk, nullptr);
+  expectError(ncclCommRevoke(comms_[0], NCCL_REVOKE_DEFAULT), ncclInvalidUsage, "ncclCommRevoke");
+  ncclWindow_t win = nullptr;
+  float w[4] = {};
+  expectError(ncclCommWindowRegister(comms_[0], w, sizeof w, &win, NCCL_WIN_DEFAULT), ncclInvalidUsage, "windows");
+  expectError(ncclCommWindowDeregister(comms_[0], win), ncclInvalidUsage, "windows");
+  ncclSimInfo_t sim = NCCL_SIM_INFO_INITIALIZER;
+  ASSERT_EQ(ncclGroupStart(), ncclSuccess);
+  expectError(ncclGroupSimulateEnd(&sim), ncclInvalidUsage, "ncclGroupSimulateEnd");
+  ASSERT_EQ(ncclGroupEnd(), ncclSuccess);
+  expectError(ncclCommInitRankScalable(&other, 2, 0, 0, &id, nullptr), ncclInvalidArgument, "nId");
   // A finalized communicator takes no more calls; destroying it is still fine (TearDown).
   ASSERT_EQ(ncclCommFinalize(comms_[3]), ncclSuccess);
   float x = 0;
   expectError(ncclAllReduce(&x, &x, 1, ncclFloat, ncclSum, comms_[3], nullptr), ncclInvalidUsage, "finalized");
   EXPECT_EQ(ncclCommDestroy(nullptr), ncclSuccess);
   EXPECT_EQ(ncclCommAbort(nullptr), ncclSuccess);
+}
+
+TEST(NcclHostMemory, MemAllocIsPageAlignedHostMemory) {
+  void* p = nullptr;
+  ASSERT_EQ(ncclMemAlloc(&p, 1 << 20), ncclSuccess);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % NCCL_WIN_REQUIRED_ALIGNMENT, 0u);
+  std::memset(p, 1, 1 << 20);
+  EXPECT_EQ(ncclMemFree(p), ncclSuccess);
+  EXPECT_EQ(ncclMemAlloc(nullptr, 16), ncclInvalidArgument);
 }
 
 TEST(NcclInprocSplit, SplitByParityAndNoColor) {
