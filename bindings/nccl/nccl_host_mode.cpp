@@ -332,7 +332,11 @@ ncclResult_t ncclCommFinalize(ncclComm_t comm) {
 
 ncclResult_t ncclCommDestroy(ncclComm_t comm) {
   if (comm == nullptr) return ncclSuccess;
-  if (comm->p2pOpen) return fail(ncclInvalidUsage, "ncclCommDestroy: the communicator has send/recv in an open group");
+  if (comm->p2pOpen) {
+    return fail(ncclInvalidUsage,
+                "ncclCommDestroy: the communicator has send/recv in an open group (call ncclGroupEnd first, or "
+                "ncclCommAbort)");
+  }
   const copro_result_t r = copro_comm_destroy(comm->comm);
   delete comm;
   return fromCopro(r, "ncclCommDestroy");
@@ -341,7 +345,9 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 ncclResult_t ncclCommAbort(ncclComm_t comm) {
   if (comm == nullptr) return ncclSuccess;
   copro_comm_abort(comm->comm);
-  if (comm->p2pOpen) return fail(ncclInvalidUsage, "ncclCommAbort: the communicator has send/recv in an open group");
+  if (comm->p2pOpen) {  // its collected send/recv are dropped with it
+    std::erase(tGroup.p2pComms, comm);
+  }
   copro_comm_destroy(comm->comm);
   delete comm;
   return ncclSuccess;

@@ -116,8 +116,9 @@ static void check_gather_scatter(ncclComm_t comm, int rank, int n) {
   free(got);
 }
 
-/* A ring in nested groups: an int32 block to the next rank and a double block from the previous one
- * (two datatypes in one group; per pair of ranks the k-th send matches the k-th receive). */
+/* A ring in nested groups with an all-reduce among the sends: an int32 block to the next rank and a double
+ * block from the previous one (two datatypes in one group; per pair of ranks the k-th send matches the k-th receive).
+ */
 static void check_ring(ncclComm_t comm, int rank, int n) {
   int32_t* s = malloc(COUNT * sizeof(int32_t));
   int32_t* r = malloc(COUNT * sizeof(int32_t));
@@ -132,12 +133,15 @@ static void check_ring(ncclComm_t comm, int rank, int n) {
   good &= ok(ncclGroupEnd(), "ncclGroupEnd (nested)");
   good &= ok(ncclRecv(dr, 3, ncclDouble, prev, comm, NULL), "ncclRecv double");
   good &= ok(ncclSend(ds, 3, ncclDouble, next, comm, NULL), "ncclSend double");
+  int sum = -1;
+  good &= ok(ncclAllReduce(&rank, &sum, 1, ncclInt, ncclSum, comm, NULL), "ncclAllReduce in the group");
   good &= ok(ncclGroupEnd(), "ncclGroupEnd");
   if (good) {
     int bad = 0;
     for (int i = 0; i < COUNT; ++i) bad |= r[i] != prev * 100000 + i;
     expect(!bad, "ring send/recv int32 from the previous rank");
     expect(dr[0] == prev && dr[1] == prev * 2.0 && dr[2] == -prev, "ring send/recv double in the same group");
+    expect(sum == n * (n - 1) / 2, "an all-reduce in the same group");
   }
   free(s);
   free(r);

@@ -73,6 +73,13 @@ TEST(NcclAbi, ErrorStringsAreDistinct) {
   EXPECT_NE(ncclGetErrorString(static_cast<ncclResult_t>(99)), nullptr);
 }
 
+/// The call's result, and its message must contain `needle`.
+void expectError(ncclResult_t got, ncclResult_t want, const char* needle) {
+  EXPECT_EQ(got, want) << ncclGetLastError(nullptr);
+  EXPECT_NE(std::string(ncclGetLastError(nullptr)).find(needle), std::string::npos)
+      << "message \"" << ncclGetLastError(nullptr) << "\" lacks \"" << needle << "\"";
+}
+
 /// kRanks communicators of ncclCommInitAll, destroyed at the end of the test.
 class NcclInproc : public ::testing::Test {
  protected:
@@ -182,6 +189,16 @@ TEST_F(NcclInproc, CollectivesOfOneGroupAllFinishAtGroupEnd) {
   }
 }
 
+TEST_F(NcclInproc, DestroyInAnOpenGroupIsRefusedAbortDropsTheRankSends) {
+  float x[2] = {1, 2};
+  ASSERT_EQ(ncclGroupStart(), ncclSuccess);
+  ASSERT_EQ(ncclSend(x, 2, ncclFloat, 1, comms_[0], nullptr), ncclSuccess);
+  expectError(ncclCommDestroy(comms_[0]), ncclInvalidUsage, "open group");
+  EXPECT_EQ(ncclCommAbort(comms_[0]), ncclSuccess);
+  comms_[0] = nullptr;
+  EXPECT_EQ(ncclGroupEnd(), ncclSuccess) << ncclGetLastError(nullptr);  // nothing left to run
+}
+
 TEST_F(NcclInproc, QueriesAndRegistration) {
   for (int r = 0; r < kRanks; ++r) {
     int n = 0, me = -2, dev = 0;
@@ -202,13 +219,6 @@ TEST_F(NcclInproc, QueriesAndRegistration) {
   EXPECT_EQ(ncclCommDeregister(comms_[0], handle), ncclSuccess) << ncclGetLastError(nullptr);
   EXPECT_EQ(ncclCommRegister(comms_[0], buf.data(), buf.size(), nullptr), ncclInvalidArgument);
   EXPECT_EQ(ncclCommDeregister(comms_[0], nullptr), ncclInvalidArgument);
-}
-
-/// The call's result, and its message must contain `needle`.
-void expectError(ncclResult_t got, ncclResult_t want, const char* needle) {
-  EXPECT_EQ(got, want) << ncclGetLastError(nullptr);
-  EXPECT_NE(std::string(ncclGetLastError(nullptr)).find(needle), std::string::npos)
-      << "message \"" << ncclGetLastError(nullptr) << "\" lacks \"" << needle << "\"";
 }
 
 TEST_F(NcclInproc, BadArgumentsAreInvalidArgument) {
