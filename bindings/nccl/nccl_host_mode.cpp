@@ -8,6 +8,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -20,7 +21,8 @@ struct ncclComm {
   int rank = 0;
   int size = 0;
   bool finalized = false;
-  bool p2pOpen = false;  ///< copro_group_start was called on it in the current ncclGroup
+  bool p2pOpen = false;           ///< copro_group_start was called on it in the current ncclGroup
+  std::vector<void*> registered;  ///< handles of ncclCommRegister not yet deregistered
 };
 
 namespace {
@@ -398,13 +400,21 @@ ncclResult_t ncclCommRegister(const ncclComm_t comm, void* buff, size_t size, vo
     return r;
   }
   *handle = buff;  // copro registers by address
+  comm->registered.push_back(buff);
   return ncclSuccess;
 }
 
 ncclResult_t ncclCommDeregister(const ncclComm_t comm, void* handle) {
   if (const ncclResult_t r = checkComm(comm, "ncclCommDeregister"); r != ncclSuccess) return r;
-  if (handle == nullptr) return fail(ncclInvalidArgument, "ncclCommDeregister: handle is NULL");
-  return fromCopro(copro_deregister_buffer(comm->comm, handle), "ncclCommDeregister");
+  auto it = std::find(comm->registered.begin(), comm->registered.end(), handle);
+  if (handle == nullptr || it == comm->registered.end()) {
+    return fail(ncclInvalidArgument, "ncclCommDeregister: handle is NULL or not from ncclCommRegister on this comm");
+  }
+  comm->registered.erase(it);
+  // A backend may have covered the buffer with a larger registration made before (ucx registers buffers of
+  // earlier calls on demand); that one stays, and copro reports no registration starting at this address.
+  const copro_result_t r = copro_deregister_buffer(comm->comm, handle);
+  return r == copro_invalid_argument ? ncclSuccess : fromCopro(r, "ncclCommDeregister");
 }
 
 ncclResult_t ncclCommShrink(ncclComm_t comm, int* excludeRanksList, int excludeRanksCount, ncclComm_t* newcomm,

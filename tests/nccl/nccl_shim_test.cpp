@@ -219,6 +219,7 @@ TEST_F(NcclInproc, QueriesAndRegistration) {
   EXPECT_EQ(ncclCommDeregister(comms_[0], handle), ncclSuccess) << ncclGetLastError(nullptr);
   EXPECT_EQ(ncclCommRegister(comms_[0], buf.data(), buf.size(), nullptr), ncclInvalidArgument);
   EXPECT_EQ(ncclCommDeregister(comms_[0], nullptr), ncclInvalidArgument);
+  expectError(ncclCommDeregister(comms_[0], handle), ncclInvalidArgument, "not from ncclCommRegister");
 }
 
 TEST_F(NcclInproc, BadArgumentsAreInvalidArgument) {
