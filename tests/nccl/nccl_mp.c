@@ -3,7 +3,8 @@
  * all-reduce (float sum out of place, int max in place), broadcast, bcast, reduce, all-gather,
  * reduce-scatter, all-to-all, a ring of ncclSend/ncclRecv inside nested groups, registered buffers,
  * ncclCommSplit, and the error paths: an unsupported call gives ncclInvalidUsage, bad arguments give
- * ncclInvalidArgument, both with a message from ncclGetLastError. Every result is compared with the value
+ * ncclInvalidArgument, both with a message from ncclGetLastError; under COPRO_CHECK_CALLS=1 also a count that
+ * differs between ranks. Every result is compared with the value
  * computed here; MPI is only the launcher. Prints "nccl_mp on N ranks: ok" when every check passed. */
 #include <mpi.h>
 #include <nccl.h>
@@ -203,6 +204,17 @@ static void check_errors(ncclComm_t comm) {
   expect(ncclCommGetAsyncError(comm, &async) == ncclSuccess && async == ncclSuccess, "no asynchronous error");
 }
 
+/* Under COPRO_CHECK_CALLS=1 (test nccl_mp_check_calls) a count that differs between ranks is reported on every
+ * rank, and the communicator stays usable. */
+static void check_mismatch(ncclComm_t comm, int rank, int n) {
+  float x[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  expect(ncclAllReduce(x, x, rank == 0 ? 8 : 4, ncclFloat, ncclSum, comm, NULL) == ncclInvalidUsage,
+         "a count that differs between ranks is ncclInvalidUsage under COPRO_CHECK_CALLS");
+  expect(strstr(ncclGetLastError(comm), "COPRO_CHECK_CALLS") != NULL, "the mismatch message names the check");
+  if (ok(ncclAllReduce(x, x, 4, ncclFloat, ncclSum, comm, NULL), "ncclAllReduce after a mismatch"))
+    expect(x[0] == (float)n && x[3] == (float)n, "all-reduce after a reported mismatch");
+}
+
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int rank = 0, n = 0;
@@ -231,6 +243,8 @@ int main(int argc, char** argv) {
     check_split(comm, rank, n);
     check_registered(comm, rank, n);
     check_errors(comm);
+    const char* check_calls = getenv("COPRO_CHECK_CALLS");
+    if (check_calls != NULL && strcmp(check_calls, "1") == 0) check_mismatch(comm, rank, n);
     ok(ncclCommFinalize(comm), "ncclCommFinalize");
     float x = 0;
     expect(ncclAllReduce(&x, &x, 1, ncclFloat, ncclSum, comm, NULL) == ncclInvalidUsage,
