@@ -4,6 +4,8 @@
 // Groups are per thread and nest: inside one, collectives start without waiting and send/recv collect into
 // a copro group per communicator; the outermost ncclGroupEnd starts those groups and drives every pending
 // request of every communicator to completion together, so one thread may drive several ranks (InitAll).
+// ncclCommInitRank inside a group is deferred to the outermost ncclGroupEnd, which creates several such
+// ranks of one process on one thread each.
 #include "copro/nccl/nccl.h"
 
 #include <sched.h>
@@ -12,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "copro/copro.h"
@@ -29,8 +32,17 @@ namespace {
 
 thread_local std::string tLastError;
 
+/// An ncclCommInitRank made inside a group: run at the outermost ncclGroupEnd.
+struct DeferredInit {
+  ncclComm_t* out;
+  int nranks;
+  int rank;
+  copro_unique_id_t id;
+};
+
 struct GroupState {
   int depth = 0;
+  std::vector<DeferredInit> inits;       ///< communicators to create, in call order
   std::vector<ncclComm*> p2pComms;       ///< communicators with collected send/recv
   std::vector<copro_request_t> pending;  ///< started, not yet finished
 };
@@ -219,8 +231,40 @@ ncclResult_t notInGroup(const char* what) {
   if (tGroup.depth == 0) return ncclSuccess;
   return fail(ncclInvalidUsage, std::string(what) +
                                     " inside ncclGroupStart/ncclGroupEnd is not supported in host-buffer mode "
-                                    "(create communicators outside groups; ncclCommInitAll for several ranks "
-                                    "in one process)");
+                                    "(call it outside the group)");
+}
+
+/// Creates one rank of a multi-process communicator; *out stays NULL on failure.
+ncclResult_t initRank(ncclComm_t* out, int nranks, int rank, const copro_unique_id_t& id) {
+  copro_comm_t c = nullptr;
+  const std::string where = std::string("ncclCommInitRank (backend ") + backendName() + ")";
+  if (const ncclResult_t r = fromCopro(copro_comm_init_rank(backendName(), id, rank, nranks, &c), where.c_str());
+      r != ncclSuccess) {
+    return r;
+  }
+  return wrap(c, out);
+}
+
+/// The group's deferred ncclCommInitRank calls: one on this thread, several on one thread each (every one
+/// waits until all ranks of its communicator joined). Returns the first failure, its message kept.
+ncclResult_t runDeferredInits() {
+  std::vector<DeferredInit> inits = std::move(tGroup.inits);
+  tGroup.inits.clear();
+  if (inits.size() == 1) return initRank(inits[0].out, inits[0].nranks, inits[0].rank, inits[0].id);
+  std::vector<ncclResult_t> results(inits.size(), ncclSuccess);
+  std::vector<std::string> messages(inits.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < inits.size(); ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = initRank(inits[i].out, inits[i].nranks, inits[i].rank, inits[i].id);
+      messages[i] = tLastError;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < inits.size(); ++i) {
+    if (results[i] != ncclSuccess) return fail(results[i], messages[i]);
+  }
+  return ncclSuccess;
 }
 
 template <typename F>
@@ -260,20 +304,17 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId c
     if (comm == nullptr) return fail(ncclInvalidArgument, "ncclCommInitRank: comm is NULL");
     *comm = nullptr;
     if (const ncclResult_t r = checkConfig(config, what); r != ncclSuccess) return r;
-    if (const ncclResult_t r = notInGroup(what); r != ncclSuccess) return r;
     if (nranks <= 0 || rank < 0 || rank >= nranks) {
       return fail(ncclInvalidArgument, std::string(what) + ": rank " + std::to_string(rank) + " is not in 0.." +
                                            std::to_string(nranks - 1) + " (nranks " + std::to_string(nranks) + ")");
     }
     copro_unique_id_t id;
     for (std::size_t i = 0; i < sizeof(id.internal); ++i) id.internal[i] = commId.internal[i];
-    copro_comm_t c = nullptr;
-    const std::string where = std::string(what) + " (backend " + backendName() + ")";
-    if (const ncclResult_t r = fromCopro(copro_comm_init_rank(backendName(), id, rank, nranks, &c), where.c_str());
-        r != ncclSuccess) {
-      return r;
+    if (tGroup.depth > 0) {  // created by the outermost ncclGroupEnd, as NCCL does
+      tGroup.inits.push_back(DeferredInit{comm, nranks, rank, id});
+      return ncclSuccess;
     }
-    return wrap(c, comm);
+    return initRank(comm, nranks, rank, id);
   });
 }
 
@@ -286,7 +327,6 @@ ncclResult_t ncclCommInitAll(ncclComm_t* comm, int ndev, const int* devlist) {
   return guarded("ncclCommInitAll", [&] {
     if (comm == nullptr) return fail(ncclInvalidArgument, "ncclCommInitAll: comm is NULL");
     if (ndev <= 0) return fail(ncclInvalidArgument, "ncclCommInitAll: ndev " + std::to_string(ndev) + " must be > 0");
-    if (const ncclResult_t r = notInGroup("ncclCommInitAll"); r != ncclSuccess) return r;
     std::vector<copro_comm_t> made(static_cast<std::size_t>(ndev), nullptr);
     if (const ncclResult_t r = fromCopro(copro_comm_init_all("inproc", ndev, made.data()), "ncclCommInitAll");
         r != ncclSuccess) {
@@ -642,8 +682,8 @@ ncclResult_t ncclGroupEnd(void) {
   if (tGroup.depth == 0) return fail(ncclInvalidUsage, "ncclGroupEnd: no ncclGroupStart on this thread");
   if (--tGroup.depth > 0) return ncclSuccess;
   return guarded("ncclGroupEnd", [&] {
-    ncclResult_t first = ncclSuccess;
-    std::string firstMessage;
+    ncclResult_t first = tGroup.inits.empty() ? ncclSuccess : runDeferredInits();
+    std::string firstMessage = tLastError;
     for (ncclComm* c : tGroup.p2pComms) {
       c->p2pOpen = false;
       copro_request_t request = nullptr;

@@ -271,7 +271,7 @@ TEST_F(NcclInproc, UnsupportedCallsAreInvalidUsage) {
   ncclUniqueId id{};
   ncclComm_t other = nullptr;
   ASSERT_EQ(ncclGroupStart(), ncclSuccess);
-  expectError(ncclCommInitRank(&other, 2, id, 0), ncclInvalidUsage, "inside ncclGroupStart");
+  expectError(ncclCommSplit(comms_[0], 0, 0, &other, nullptr), ncclInvalidUsage, "inside ncclGroupStart");
   EXPECT_EQ(other, nullptr);
   ASSERT_EQ(ncclGroupEnd(), ncclSuccess);
   ncclComm_t shrunk = comms_[0];
@@ -295,6 +295,33 @@ TEST_F(NcclInproc, UnsupportedCallsAreInvalidUsage) {
   expectError(ncclAllReduce(&x, &x, 1, ncclFloat, ncclSum, comms_[3], nullptr), ncclInvalidUsage, "finalized");
   EXPECT_EQ(ncclCommDestroy(nullptr), ncclSuccess);
   EXPECT_EQ(ncclCommAbort(nullptr), ncclSuccess);
+}
+
+TEST(NcclGroupInit, InitRankInsideAGroupCreatesTheRanksAtGroupEnd) {
+  // As nccl-tests does with several GPUs per process: every rank of this process joins inside one group.
+  ncclUniqueId id;
+  ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess) << ncclGetLastError(nullptr);
+  ncclComm_t comms[2] = {};
+  ASSERT_EQ(ncclGroupStart(), ncclSuccess);
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(ncclCommInitRank(&comms[r], 2, id, r), ncclSuccess);
+  EXPECT_EQ(comms[0], nullptr);  // not before ncclGroupEnd
+  ASSERT_EQ(ncclGroupEnd(), ncclSuccess) << ncclGetLastError(nullptr);
+  ASSERT_NE(comms[0], nullptr);
+  ASSERT_NE(comms[1], nullptr);
+  double in[2][3] = {{1, 2, 3}, {4, 5, 6}}, out[2][3] = {};
+  ASSERT_EQ(ncclGroupStart(), ncclSuccess);
+  for (int r = 0; r < 2; ++r) {
+    int me = -1;
+    ncclCommUserRank(comms[r], &me);
+    EXPECT_EQ(me, r);
+    ASSERT_EQ(ncclAllReduce(in[r], out[r], 3, ncclDouble, ncclSum, comms[r], nullptr), ncclSuccess);
+  }
+  ASSERT_EQ(ncclGroupEnd(), ncclSuccess) << ncclGetLastError(nullptr);
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(out[r][0], 5.0);
+    EXPECT_EQ(out[r][2], 9.0);
+    EXPECT_EQ(ncclCommDestroy(comms[r]), ncclSuccess);
+  }
 }
 
 TEST(NcclHostMemory, MemAllocIsPageAlignedHostMemory) {

@@ -148,6 +148,7 @@ ncclResult_t ncclMemFree(void* ptr);
 /* Version, ids, communicators. */
 ncclResult_t ncclGetVersion(int* version);
 ncclResult_t ncclGetUniqueId(ncclUniqueId* uniqueId);
+/* Inside a group, *comm is set by the outermost ncclGroupEnd (several ranks of one process may join there). */
 ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId commId, int rank);
 ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId commId, int rank, ncclConfig_t* config);
 /* ndev ranks in this process (copro's inproc backend); devlist is ignored in host-buffer mode. */
