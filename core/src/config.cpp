@@ -289,7 +289,7 @@ Config Config::fromEnvironment() {
     static constexpr std::string_view kOwnedElsewhere[] = {
         "COPRO_RANK",          "COPRO_WORLD_SIZE",      "COPRO_ROOT_ADDR",      "COPRO_NODE_ID",
         "COPRO_TOPOLOGY_PATH", "COPRO_BOOTSTRAP_TOKEN", "COPRO_BOOTSTRAP_ADDR", "COPRO_REGEN_GOLDEN",
-        "COPRO_DATA_DIR",      "COPRO_TORCH_TRANSPORT"};
+        "COPRO_DATA_DIR",      "COPRO_TORCH_TRANSPORT", "COPRO_NCCL_BACKEND"};
     for (std::string_view owned : kOwnedElsewhere) known = known || key == owned;
     if (!known && key.rfind("COPRO_TEST_", 0) != 0) {
       std::string hint = nearestName(key, allNames());
