@@ -56,6 +56,7 @@ constexpr std::uint32_t kImmMaxSemaphores = 1U << (32 - kImmValueBits);
 constexpr std::uint32_t kInlineBytes = 64;         ///< puts up to this size are posted inline
 constexpr std::uint64_t kMaxWrBytes = 1ULL << 30;  ///< larger transfers are split
 constexpr std::size_t kMailboxBytes = 8192;
+constexpr const char* kFinishedEarly = "the Program lets it complete before this access (a missing signal/wait pair)";
 constexpr std::size_t kMaxPinned = 4096;  ///< registerBuffer()/allocate() registrations per communicator
 constexpr int kMrAccess =
     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
@@ -179,13 +180,11 @@ class VerbsTransport final : public remote::RemoteTransport {
 
   Status enter(const remote::CallEntry& entry) override;
   Reach reach(int peer, Status& error) override;
-  [[nodiscard]] std::uint64_t remoteLimit(int peer, BufferId buf) const override {
-    const Peer& p = peers_[static_cast<std::size_t>(peer)];
-    const auto b = static_cast<std::size_t>(buf);
-    return p.descSeq == seq_ && b + 1 < p.regions.size() ? p.regions[b].limit : UINT64_MAX;
-  }
+  [[nodiscard]] std::uint64_t remoteLimit(int peer, BufferId buf) const override;
   Status put(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset, const std::byte* src,
              std::uint64_t bytes, std::int32_t sem, std::uint64_t value) override;
+  /// `peer`'s region `buf` of the current call, or nullptr with `error` naming it (`role`: "src"/"dst").
+  const RemoteRegion* remoteRegion(int peer, BufferId buf, const char* role, Status& error) const;
   Status get(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset, std::byte* dst,
              std::uint64_t bytes) override;
   Status signal(int lane, std::uint32_t opIndex, int peer, std::int32_t sem, std::uint64_t value) override;
@@ -658,9 +657,8 @@ Reach VerbsTransport::reach(int peer, Status& error) {
   const std::uint64_t entered = controlWord(kEntered, peer).load(std::memory_order_acquire);
   if (entered < seq_) return Reach::kNotYet;
   if (entered > seq_) {
-    error = Status(ErrorCode::kInvalidProgram,
-                   "rank " + std::to_string(peer) + " already finished call " + std::to_string(seq_) +
-                       ": the Program lets it complete before this access (a missing signal/wait pair)");
+    error = Status(ErrorCode::kInvalidProgram, "rank " + std::to_string(peer) + " is past call " +
+                                                   std::to_string(seq_) + " already: " + kFinishedEarly);
     return Reach::kFailed;
   }
   const std::byte* box = control_->base + ctl_.mailbox(peer);
@@ -725,17 +723,29 @@ Status VerbsTransport::postFetchAdd(LaneState& l, int lane, int peer, std::uint6
   return post(l, lane, peer, wr, info, false);
 }
 
+const RemoteRegion* VerbsTransport::remoteRegion(int peer, BufferId buf, const char* role, Status& error) const {
+  const std::vector<RemoteRegion>& regions = peers_[static_cast<std::size_t>(peer)].regions;
+  if (static_cast<std::size_t>(buf) + 1 < regions.size()) return &regions[static_cast<std::size_t>(buf)];
+  error = Status(ErrorCode::kInvalidProgram, std::string(role) + " buffer " + core::bufferName(buf) +
+                                                 " is not in rank " + std::to_string(peer) + "'s call");
+  return nullptr;
+}
+
+std::uint64_t VerbsTransport::remoteLimit(int peer, BufferId buf) const {
+  if (peers_[static_cast<std::size_t>(peer)].descSeq != seq_) return UINT64_MAX;  // not reached yet
+  Status unused;
+  const RemoteRegion* r = remoteRegion(peer, buf, "dst", unused);
+  return r != nullptr ? r->limit : UINT64_MAX;
+}
+
 Status VerbsTransport::put(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset,
                            const std::byte* src, std::uint64_t bytes, std::int32_t sem, std::uint64_t value) {
-  Peer& p = peers_[static_cast<std::size_t>(peer)];
-  const auto b = static_cast<std::size_t>(buf);
-  if (b + 1 >= p.regions.size()) {
-    return {ErrorCode::kInvalidProgram,
-            "dst buffer " + core::bufferName(buf) + " of rank " + std::to_string(peer) + " does not exist there"};
-  }
-  const RemoteRegion& rr = p.regions[b];
+  Status error;
+  const RemoteRegion* target = remoteRegion(peer, buf, "dst", error);
+  if (target == nullptr) return error;
+  const RemoteRegion& rr = *target;
   if (bytes > 0 && !rr.writable) {
-    return {ErrorCode::kInvalidProgram, "dst " + core::bufferName(buf) + " of rank " + std::to_string(peer) +
+    return {ErrorCode::kInvalidProgram, "rank " + std::to_string(peer) + "'s " + core::bufferName(buf) +
                                             " is read-only (the input of an out-of-place call)"};
   }
   LaneState& l = laneState(lane);
@@ -769,12 +779,9 @@ Status VerbsTransport::put(int lane, std::uint32_t opIndex, int peer, BufferId b
 
 Status VerbsTransport::get(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset,
                            std::byte* dst, std::uint64_t bytes) {
-  Peer& p = peers_[static_cast<std::size_t>(peer)];
-  const auto b = static_cast<std::size_t>(buf);
-  if (b + 1 >= p.regions.size()) {
-    return {ErrorCode::kInvalidProgram,
-            "src buffer " + core::bufferName(buf) + " of rank " + std::to_string(peer) + " does not exist there"};
-  }
+  Status error;
+  const RemoteRegion* source = remoteRegion(peer, buf, "src", error);
+  if (source == nullptr) return error;
   LaneState& l = laneState(lane);
   for (std::uint64_t done = 0; done < bytes;) {
     const std::uint64_t n = std::min(bytes - done, kMaxWrBytes);
@@ -788,8 +795,8 @@ Status VerbsTransport::get(int lane, std::uint32_t opIndex, int peer, BufferId b
     wr.opcode = IBV_WR_RDMA_READ;
     wr.sg_list = &sge;
     wr.num_sge = 1;
-    wr.wr.rdma.remote_addr = p.regions[b].addr + offset + done;
-    wr.wr.rdma.rkey = p.regions[b].rkey;
+    wr.wr.rdma.remote_addr = source->addr + offset + done;
+    wr.wr.rdma.rkey = source->rkey;
     COPRO_RETURN_IF_ERROR(post(l, lane, peer, wr, WrInfo{"get (RDMA READ)", opIndex, lane}, false));
     done += n;
   }
