@@ -19,9 +19,11 @@
 
 namespace copro::transport::verbs::emu {
 
-constexpr int kMaxQps = 256;                             ///< queue pairs per emulated device
-constexpr int kRingDepth = 512;                          ///< send work requests a QP may have outstanding (max_qp_wr)
-constexpr int kMaxInline = 128;                          ///< max_inline_data
+constexpr int kMaxQps = 256;     ///< queue pairs per emulated device
+constexpr int kRingDepth = 512;  ///< send work requests a QP may have outstanding (max_qp_wr)
+constexpr int kMaxInline = 128;  ///< max_inline_data
+/// What the NIC thread returns for a WRITE WITH IMMEDIATE that waits for a receive (rnr_retry 7).
+constexpr std::uint32_t kWaitForReceive = 0xffffU;
 constexpr std::uint64_t kMagic = 0x636f70726f656d75ULL;  // "coproemu"
 
 /// One posted send work request, as the responder's NIC thread reads it.
@@ -86,6 +88,7 @@ struct EmuQp {
   std::uint32_t maxSendWr = 0;
   std::uint32_t maxRecvWr = 0;
   int accessFlags = 0;
+  int rnrRetry = 0;  ///< 7: retry forever (the request waits for a receive), else receiver-not-ready fails it
   std::atomic<int> state{IBV_QPS_RESET};
   std::uint64_t polled = 0;  ///< own requests whose completion poll_cq has consumed
   std::chrono::steady_clock::time_point lastProgress = std::chrono::steady_clock::now();
@@ -118,6 +121,7 @@ struct EmuContext {
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> postedCount{0};
   FaultSpec fault;
+  bool rkeyFaultPending = false;  ///< bad-rkey fell on a zero-byte request: corrupt the next one with bytes
 };
 
 /// Whether process `pid` still runs (a zombie does not).

@@ -35,8 +35,16 @@ ibv_wc_status crossCopy(pid_t pid, void* local, std::uint64_t remote, std::uint6
   return IBV_WC_SUCCESS;
 }
 
+bool receivePosted(EmuQp& qp) {
+  std::lock_guard<std::mutex> lock(qp.ctx->mu);
+  return !qp.recvs.empty();
+}
+
 ibv_wc_status executeWrite(EmuQp& qp, WireWr& w) {
   if ((qp.accessFlags & IBV_ACCESS_REMOTE_WRITE) == 0) return IBV_WC_REM_ACCESS_ERR;
+  if (w.opcode == IBV_WR_RDMA_WRITE_WITH_IMM && qp.rnrRetry >= 7 && !receivePosted(qp)) {
+    return static_cast<ibv_wc_status>(kWaitForReceive);
+  }
   if (w.length > 0 && findMr(*qp.ctx, w.rkey, w.remoteAddr, w.length, IBV_ACCESS_REMOTE_WRITE) == nullptr) {
     return IBV_WC_REM_ACCESS_ERR;
   }
@@ -51,7 +59,11 @@ ibv_wc_status executeWrite(EmuQp& qp, WireWr& w) {
   std::uint64_t recvId = 0;
   {
     std::lock_guard<std::mutex> lock(qp.ctx->mu);
-    if (qp.recvs.empty()) return IBV_WC_RNR_RETRY_EXC_ERR;  // receiver not ready, no retries modelled
+    if (qp.recvs.empty()) {
+      // Receiver not ready: rnr_retry 7 retries for ever (the request waits), fewer retries are not
+      // modelled in time: the request fails at once.
+      return qp.rnrRetry >= 7 ? static_cast<ibv_wc_status>(kWaitForReceive) : IBV_WC_RNR_RETRY_EXC_ERR;
+    }
     recvId = qp.recvs.front();
     qp.recvs.pop_front();
   }
@@ -100,7 +112,7 @@ ibv_wc_status execute(EmuQp& qp, WireWr& w) {
   }
 }
 
-/// Executes the requests the peer of `qp` posted; returns whether there were any.
+/// Executes the requests the peer of `qp` posted; returns whether it executed any.
 bool serveIncoming(EmuQp& qp) {
   if (qp.peerSlot < 0 || qp.state.load() < IBV_QPS_RTR) return false;
   Slot& s = qp.peer.seg->slots[qp.peerSlot];
@@ -108,10 +120,12 @@ bool serveIncoming(EmuQp& qp) {
   std::uint64_t e = s.h.executed.load(std::memory_order_relaxed);
   const std::uint64_t p = s.h.posted.load(std::memory_order_acquire);
   if (e == p) return false;
+  const std::uint64_t first = e;
   for (; e < p; ++e) {
     WireWr& w = s.ring[e % kRingDepth];
     const bool inError = s.h.error.load(std::memory_order_acquire) != 0 || qp.state.load() == IBV_QPS_ERR;
     const ibv_wc_status st = inError ? IBV_WC_WR_FLUSH_ERR : execute(qp, w);
+    if (static_cast<std::uint32_t>(st) == kWaitForReceive) break;  // retried when a receive is posted
     w.status = st;
     if (st != IBV_WC_SUCCESS && st != IBV_WC_WR_FLUSH_ERR) {
       qpToError(qp, st);
@@ -119,7 +133,7 @@ bool serveIncoming(EmuQp& qp) {
     }
     s.h.executed.store(e + 1, std::memory_order_release);
   }
-  return true;
+  return e != first;
 }
 
 std::vector<std::shared_ptr<EmuQp>> snapshot(EmuContext& ctx) {

@@ -298,6 +298,7 @@ int toRtr(EmuQp& qp, const ibv_qp_attr& attr, int mask) {
 int modifyQp(ibv_qp* q, ibv_qp_attr* attr, int mask) {
   EmuQp& qp = qpOf(q);
   if ((mask & IBV_QP_ACCESS_FLAGS) != 0) qp.accessFlags = static_cast<int>(attr->qp_access_flags);
+  if ((mask & IBV_QP_RNR_RETRY) != 0) qp.rnrRetry = attr->rnr_retry;
   if ((mask & IBV_QP_STATE) == 0) return 0;
   const ibv_qp_state next = attr->qp_state;
   const int cur = qp.state.load();
@@ -323,11 +324,15 @@ int modifyQp(ibv_qp* q, ibv_qp_attr* attr, int mask) {
 /// Applies COPRO_VERBS_EMU_FAULT when this is the process's N-th posted request.
 void injectFault(EmuQp& qp, WireWr& w) {
   const FaultSpec& f = qp.ctx->fault;
-  if (f.kind.empty() || qp.ctx->postedCount.fetch_add(1) + 1 != f.at) return;
+  if (f.kind.empty()) return;
+  const bool due = qp.ctx->postedCount.fetch_add(1) + 1 == f.at;
+  if (!due && !(f.kind == "bad-rkey" && qp.ctx->rkeyFaultPending)) return;
   if (f.kind == "die") {
     raise(SIGKILL);
   } else if (f.kind == "bad-rkey") {
-    w.rkey ^= 0x40000000U;
+    // A zero-byte write checks no key (as on an HCA): the fault waits for a request that does.
+    qp.ctx->rkeyFaultPending = w.length == 0;
+    if (w.length > 0) w.rkey ^= 0x40000000U;
   } else if (f.kind == "qp-error") {
     qpToError(qp, IBV_WC_RETRY_EXC_ERR);
     raiseAsyncEvent(*qp.ctx, &qp.qp, IBV_EVENT_QP_FATAL);
@@ -398,6 +403,7 @@ int postRecv(ibv_qp* q, ibv_recv_wr* wr, ibv_recv_wr** bad) {
     }
     qp.recvs.push_back(wr->wr_id);
   }
+  ringDoorbell(*qp.ctx->seg);  // a request waiting for a receive may go on
   return 0;
 }
 

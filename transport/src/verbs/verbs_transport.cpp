@@ -9,12 +9,17 @@
 ///   (addresses, limits and rkeys of the call's buffers and of its semaphore array) into every peer's
 ///   mailbox and then adds 1 to the peer's `entered` with FETCH_AND_ADD on the same QP (executed after the
 ///   write). A lane reaches a peer in call k once that counter reads k.
-/// - put = RDMA WRITE (inline up to kInlineBytes), signal = FETCH_AND_ADD on the peer's 8-byte semaphore
-///   (after the lane's writes on the same QP), put with signal = both, get = RDMA READ, flush = completion
-///   of the lane's last work request on every QP it used (a zero-byte signalled write when the last one
-///   was unsignalled). Every kSignalEvery-th request is signalled; the send-queue depth is the credit.
+/// - put = RDMA WRITE (inline up to kInlineBytes); signal = zero-byte RDMA WRITE WITH IMMEDIATE whose 32-bit
+///   immediate carries semaphore << 12 | increment; put with signal = the put's last write carries the
+///   immediate. The target keeps kRecvDepth receives posted per QP; its progress polls the receive
+///   completions, adds the increments to its semaphore array (only its CPU writes that array) and reposts.
+///   RC delivers a QP's requests in order, so a signal's completion at the target follows the lane's writes.
+///   get = RDMA READ; flush = completion of the lane's last work request on every QP it used (a zero-byte
+///   signalled write when the last one was unsignalled). Every kSignalEvery-th request is signalled; the
+///   send-queue depth is the credit.
 /// - Work completion errors, QP/port asynchronous events, and the peers' `failed` counters fail the call
 ///   with a Status naming the peer, the op and the verbs status string; the communicator is unusable then.
+#include <arpa/inet.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -43,11 +48,15 @@ namespace {
 using namespace remote::transport_names;  // NOLINT(google-build-using-namespace): the port vocabulary
 using Clock = std::chrono::steady_clock;
 
-constexpr std::uint32_t kSqDepth = 256;            ///< send work requests per QP (credits)
-constexpr std::uint32_t kSignalEvery = 16;         ///< selective signalling period
+constexpr std::uint32_t kSqDepth = 256;      ///< send work requests per QP (credits)
+constexpr std::uint32_t kSignalEvery = 16;   ///< selective signalling period
+constexpr std::uint32_t kRecvDepth = 128;    ///< receives kept posted per QP (immediates)
+constexpr std::uint32_t kImmValueBits = 12;  ///< an immediate: semaphore << 12 | increment (< 4096)
+constexpr std::uint32_t kImmMaxSemaphores = 1U << (32 - kImmValueBits);
 constexpr std::uint32_t kInlineBytes = 64;         ///< puts up to this size are posted inline
 constexpr std::uint64_t kMaxWrBytes = 1ULL << 30;  ///< larger transfers are split
 constexpr std::size_t kMailboxBytes = 8192;
+constexpr const char* kFinishedEarly = "the Program lets it complete before this access (a missing signal/wait pair)";
 constexpr std::size_t kMaxPinned = 4096;  ///< registerBuffer()/allocate() registrations per communicator
 constexpr int kMrAccess =
     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
@@ -134,8 +143,8 @@ struct ConnHeader {
 
 class VerbsTransport final : public remote::RemoteTransport {
  public:
-  /// `splitSemaphores`: local signals and remote FETCH_AND_ADDs land in two arrays (a NIC's atomics need
-  /// not be atomic with the CPU's); false when a composite (shm+verbs) owns the local array.
+  /// `splitSemaphores`: local signals and the peers' immediates land in two arrays (the engine sums them);
+  /// false when a composite (shm+verbs) owns the local array.
   VerbsTransport(std::shared_ptr<core::Bootstrap> bootstrap, const core::Config& config, bool splitSemaphores,
                  std::string name);
   ~VerbsTransport() override;
@@ -171,13 +180,11 @@ class VerbsTransport final : public remote::RemoteTransport {
 
   Status enter(const remote::CallEntry& entry) override;
   Reach reach(int peer, Status& error) override;
-  [[nodiscard]] std::uint64_t remoteLimit(int peer, BufferId buf) const override {
-    const Peer& p = peers_[static_cast<std::size_t>(peer)];
-    const auto b = static_cast<std::size_t>(buf);
-    return p.descSeq == seq_ && b + 1 < p.regions.size() ? p.regions[b].limit : UINT64_MAX;
-  }
+  [[nodiscard]] std::uint64_t remoteLimit(int peer, BufferId buf) const override;
   Status put(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset, const std::byte* src,
              std::uint64_t bytes, std::int32_t sem, std::uint64_t value) override;
+  /// `peer`'s region `buf` of the current call, or nullptr with `error` naming it (`role`: "src"/"dst").
+  const RemoteRegion* remoteRegion(int peer, BufferId buf, const char* role, Status& error) const;
   Status get(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset, std::byte* dst,
              std::uint64_t bytes) override;
   Status signal(int lane, std::uint32_t opIndex, int peer, std::int32_t sem, std::uint64_t value) override;
@@ -220,6 +227,14 @@ class VerbsTransport final : public remote::RemoteTransport {
   Status postFetchAdd(LaneState& l, int lane, int peer, std::uint64_t raddr, std::uint32_t rkey, std::uint64_t value,
                       WrInfo info);
   Status pollCompletions(bool& progressed);
+  /// Posts one zero-byte receive (a WRITE WITH IMMEDIATE consumes it); 0 or an errno.
+  int postReceive(ibv_qp* qp);
+  /// Applies a received immediate (a signal) to the semaphore array and posts the receive again.
+  Status applyImmediate(const ibv_wc& wc, int peer, ibv_qp* qp);
+  /// Posts the signal `sem` += `value` to `peer` as WRITE WITH IMMEDIATE: `last` (the lane's final write of
+  /// a put, or nullptr) carries the first increment, zero-byte writes carry the rest.
+  Status postSignal(LaneState& l, int lane, int peer, std::int32_t sem, std::uint64_t value, ibv_send_wr* last,
+                    WrInfo info);
   Status completionError(const ibv_wc& wc);
   Status flushState(LaneState& l, bool& done);
   Status checkFailures();
@@ -302,7 +317,7 @@ void VerbsTransport::createQps() {
       a.recv_cq = cq_;
       a.qp_type = IBV_QPT_RC;
       a.cap.max_send_wr = kSqDepth;
-      a.cap.max_recv_wr = 1;
+      a.cap.max_recv_wr = kRecvDepth;
       a.cap.max_send_sge = 1;
       a.cap.max_recv_sge = 1;
       a.cap.max_inline_data = kInlineBytes;
@@ -382,6 +397,10 @@ void VerbsTransport::connectQp(ibv_qp* qp, const ConnHeader& remote, std::uint32
                           IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
                               IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
   if (rc != 0) throw core::Error(ErrorCode::kSystemError, "verbs: QP to RTR: " + std::string(std::strerror(rc)));
+  for (std::uint32_t i = 0; i < kRecvDepth; ++i) {
+    rc = postReceive(qp);
+    if (rc != 0) throw core::Error(ErrorCode::kSystemError, "verbs: ibv_post_recv: " + std::string(std::strerror(rc)));
+  }
   ibv_qp_attr s{};
   s.qp_state = IBV_QPS_RTS;
   s.timeout = 14;  // 4.096 us * 2^14 = 67 ms per retry
@@ -638,9 +657,8 @@ Reach VerbsTransport::reach(int peer, Status& error) {
   const std::uint64_t entered = controlWord(kEntered, peer).load(std::memory_order_acquire);
   if (entered < seq_) return Reach::kNotYet;
   if (entered > seq_) {
-    error = Status(ErrorCode::kInvalidProgram,
-                   "rank " + std::to_string(peer) + " already finished call " + std::to_string(seq_) +
-                       ": the Program lets it complete before this access (a missing signal/wait pair)");
+    error = Status(ErrorCode::kInvalidProgram, "rank " + std::to_string(peer) + " is past call " +
+                                                   std::to_string(seq_) + " already: " + kFinishedEarly);
     return Reach::kFailed;
   }
   const std::byte* box = control_->base + ctl_.mailbox(peer);
@@ -705,17 +723,29 @@ Status VerbsTransport::postFetchAdd(LaneState& l, int lane, int peer, std::uint6
   return post(l, lane, peer, wr, info, false);
 }
 
+const RemoteRegion* VerbsTransport::remoteRegion(int peer, BufferId buf, const char* role, Status& error) const {
+  const std::vector<RemoteRegion>& regions = peers_[static_cast<std::size_t>(peer)].regions;
+  if (static_cast<std::size_t>(buf) + 1 < regions.size()) return &regions[static_cast<std::size_t>(buf)];
+  error = Status(ErrorCode::kInvalidProgram, std::string(role) + " buffer " + core::bufferName(buf) +
+                                                 " is not in rank " + std::to_string(peer) + "'s call");
+  return nullptr;
+}
+
+std::uint64_t VerbsTransport::remoteLimit(int peer, BufferId buf) const {
+  if (peers_[static_cast<std::size_t>(peer)].descSeq != seq_) return UINT64_MAX;  // not reached yet
+  Status unused;
+  const RemoteRegion* r = remoteRegion(peer, buf, "dst", unused);
+  return r != nullptr ? r->limit : UINT64_MAX;
+}
+
 Status VerbsTransport::put(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset,
                            const std::byte* src, std::uint64_t bytes, std::int32_t sem, std::uint64_t value) {
-  Peer& p = peers_[static_cast<std::size_t>(peer)];
-  const auto b = static_cast<std::size_t>(buf);
-  if (b + 1 >= p.regions.size()) {
-    return {ErrorCode::kInvalidProgram,
-            "dst buffer " + core::bufferName(buf) + " of rank " + std::to_string(peer) + " does not exist there"};
-  }
-  const RemoteRegion& rr = p.regions[b];
+  Status error;
+  const RemoteRegion* target = remoteRegion(peer, buf, "dst", error);
+  if (target == nullptr) return error;
+  const RemoteRegion& rr = *target;
   if (bytes > 0 && !rr.writable) {
-    return {ErrorCode::kInvalidProgram, "dst " + core::bufferName(buf) + " of rank " + std::to_string(peer) +
+    return {ErrorCode::kInvalidProgram, "rank " + std::to_string(peer) + "'s " + core::bufferName(buf) +
                                             " is read-only (the input of an out-of-place call)"};
   }
   LaneState& l = laneState(lane);
@@ -737,8 +767,11 @@ Status VerbsTransport::put(int lane, std::uint32_t opIndex, int peer, BufferId b
     wr.send_flags = inl ? IBV_SEND_INLINE : 0;
     wr.wr.rdma.remote_addr = rr.addr + offset + done;
     wr.wr.rdma.rkey = rr.rkey;
-    COPRO_RETURN_IF_ERROR(post(l, lane, peer, wr, WrInfo{"put (RDMA WRITE)", opIndex, lane}, false));
     done += n;
+    if (done == bytes && sem >= 0) {
+      return postSignal(l, lane, peer, sem, value, &wr, WrInfo{"put with signal (RDMA WRITE WITH IMM)", opIndex, lane});
+    }
+    COPRO_RETURN_IF_ERROR(post(l, lane, peer, wr, WrInfo{"put (RDMA WRITE)", opIndex, lane}, false));
   }
   if (sem >= 0) return signal(lane, opIndex, peer, sem, value);
   return {};
@@ -746,12 +779,9 @@ Status VerbsTransport::put(int lane, std::uint32_t opIndex, int peer, BufferId b
 
 Status VerbsTransport::get(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset,
                            std::byte* dst, std::uint64_t bytes) {
-  Peer& p = peers_[static_cast<std::size_t>(peer)];
-  const auto b = static_cast<std::size_t>(buf);
-  if (b + 1 >= p.regions.size()) {
-    return {ErrorCode::kInvalidProgram,
-            "src buffer " + core::bufferName(buf) + " of rank " + std::to_string(peer) + " does not exist there"};
-  }
+  Status error;
+  const RemoteRegion* source = remoteRegion(peer, buf, "src", error);
+  if (source == nullptr) return error;
   LaneState& l = laneState(lane);
   for (std::uint64_t done = 0; done < bytes;) {
     const std::uint64_t n = std::min(bytes - done, kMaxWrBytes);
@@ -765,8 +795,8 @@ Status VerbsTransport::get(int lane, std::uint32_t opIndex, int peer, BufferId b
     wr.opcode = IBV_WR_RDMA_READ;
     wr.sg_list = &sge;
     wr.num_sge = 1;
-    wr.wr.rdma.remote_addr = p.regions[b].addr + offset + done;
-    wr.wr.rdma.rkey = p.regions[b].rkey;
+    wr.wr.rdma.remote_addr = source->addr + offset + done;
+    wr.wr.rdma.rkey = source->rkey;
     COPRO_RETURN_IF_ERROR(post(l, lane, peer, wr, WrInfo{"get (RDMA READ)", opIndex, lane}, false));
     done += n;
   }
@@ -774,9 +804,52 @@ Status VerbsTransport::get(int lane, std::uint32_t opIndex, int peer, BufferId b
 }
 
 Status VerbsTransport::signal(int lane, std::uint32_t opIndex, int peer, std::int32_t sem, std::uint64_t value) {
-  const RemoteRegion& semRegion = peers_[static_cast<std::size_t>(peer)].regions.back();
-  return postFetchAdd(laneState(lane), lane, peer, semRegion.addr + static_cast<std::uint64_t>(sem) * 8, semRegion.rkey,
-                      value, WrInfo{"signal (ATOMIC FETCH_AND_ADD)", opIndex, lane});
+  return postSignal(laneState(lane), lane, peer, sem, value, nullptr,
+                    WrInfo{"signal (zero-byte RDMA WRITE WITH IMM)", opIndex, lane});
+}
+
+Status VerbsTransport::postSignal(LaneState& l, int lane, int peer, std::int32_t sem, std::uint64_t value,
+                                  ibv_send_wr* last, WrInfo info) {
+  if (sem < 0 || static_cast<std::uint32_t>(sem) >= kImmMaxSemaphores) {
+    return {ErrorCode::kUnsupported, "verbs: semaphore " + std::to_string(sem) + " does not fit an immediate (" +
+                                         std::to_string(kImmMaxSemaphores) + " semaphores at most)"};
+  }
+  constexpr std::uint64_t kMaxStep = (1U << kImmValueBits) - 1;
+  do {
+    const std::uint64_t step = std::min(value, kMaxStep);
+    ibv_send_wr zero{};
+    ibv_send_wr& wr = last != nullptr ? *last : zero;
+    if (last == nullptr) {
+      wr.wr.rdma.remote_addr = peers_[static_cast<std::size_t>(peer)].controlAddr;
+      wr.wr.rdma.rkey = peers_[static_cast<std::size_t>(peer)].controlRkey;
+    }
+    wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+    wr.imm_data = htonl(static_cast<std::uint32_t>(sem) << kImmValueBits | static_cast<std::uint32_t>(step));
+    COPRO_RETURN_IF_ERROR(post(l, lane, peer, wr, info, false));
+    value -= step;
+    last = nullptr;
+  } while (value > 0);
+  return {};
+}
+
+int VerbsTransport::postReceive(ibv_qp* qp) {
+  ibv_recv_wr rwr{};
+  ibv_recv_wr* bad = nullptr;
+  return api_->postRecv(qp, &rwr, &bad);
+}
+
+Status VerbsTransport::applyImmediate(const ibv_wc& wc, int peer, ibv_qp* qp) {
+  const std::uint32_t imm = ntohl(wc.imm_data);
+  const std::uint32_t sem = imm >> kImmValueBits;
+  if (!nicSems_ || static_cast<std::size_t>(sem) * 8 >= nicSems_->bytes) {
+    return peerFailed(peer, "signalled semaphore " + std::to_string(sem) + ", beyond this call's array");
+  }
+  // Only this process's CPU writes the array (no NIC atomics on it), so a CPU atomic is enough.
+  auto* sems = reinterpret_cast<std::atomic<std::uint64_t>*>(nicSems_->base);
+  sems[sem].fetch_add(imm & ((1U << kImmValueBits) - 1), std::memory_order_acq_rel);
+  const int rc = postReceive(qp);
+  if (rc != 0) return peerFailed(peer, "cannot be signalled: ibv_post_recv failed: " + std::string(std::strerror(rc)));
+  return {};
 }
 
 Status VerbsTransport::completionError(const ibv_wc& wc) {
@@ -805,10 +878,18 @@ Status VerbsTransport::pollCompletions(bool& progressed) {
     progressed = true;
     for (int i = 0; i < n; ++i) {
       const ibv_wc& wc = wcs[i];
-      if (wc.status != IBV_WC_SUCCESS) return completionError(wc);
+      const bool receive = (wc.opcode & IBV_WC_RECV) != 0;
+      if (wc.status != IBV_WC_SUCCESS) {
+        if (receive) continue;  // flushed receives of a QP in error: the send side reports the cause
+        return completionError(wc);
+      }
       auto it = qpnToPeer_.find(wc.qp_num);
       if (it == qpnToPeer_.end()) continue;
       Channel& c = peers_[static_cast<std::size_t>(it->second.first)].ch[static_cast<std::size_t>(it->second.second)];
+      if (receive) {
+        COPRO_RETURN_IF_ERROR(applyImmediate(wc, it->second.first, c.qp));
+        continue;
+      }
       c.completed = std::max<std::uint64_t>(c.completed, wc.wr_id);  // RC completes in order
     }
   }
@@ -919,7 +1000,7 @@ std::unique_ptr<core::Executor> createVerbsExecutor(const core::ExecutorOptions&
 void registerVerbs(core::ExecutorRegistry& registry) {
   addOneRankPerProcessBackend(
       registry, "verbs", [](const core::ExecutorOptions& options) { return createVerbsExecutor(options); },
-      "processes over RDMA verbs (RC QPs: WRITE, READ, FETCH_AND_ADD); libibverbs.so.1 or COPRO_VERBS_PROVIDER=emu; "
+      "processes over RDMA verbs (RC QPs: WRITE, WRITE WITH IMM, READ); libibverbs.so.1 or COPRO_VERBS_PROVIDER=emu; "
       "one rank per process");
 }
 
