@@ -3,6 +3,8 @@
 // counts, bus-bandwidth factors, type names, the -a time column).
 #include "perf_bench.hpp"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <barrier>
 #include <chrono>
@@ -251,6 +253,26 @@ void guarded(std::string& error, F&& f) {
 
 }  // namespace
 
+namespace {
+volatile sig_atomic_t gInterrupt = 0;
+extern "C" void onInterrupt(int sig) {
+  gInterrupt = sig;
+}
+}  // namespace
+
+void installInterruptHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = onInterrupt;
+  sa.sa_flags = SA_RESETHAND;  // a second signal takes the default action
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int interruptSignal() noexcept {
+  return gInterrupt;
+}
+
 std::unique_ptr<Team> makeThreadTeam(int nranks) {
   return std::make_unique<ThreadTeam>(nranks);
 }
@@ -468,20 +490,30 @@ Result Bench::runCopro(int local, Buffers& b, std::uint64_t count, const std::st
   std::uint64_t wrong = 0;
   double timeUs = 0;
   std::string err;
-  auto once = [&] { launch(local, send, recv, count, algo).wait().throwIfError(); };
+  auto once = [&] {
+    if (const int sig = interruptSignal(); sig != 0) {
+      throw Error(ErrorCode::kAborted, std::string("interrupted by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    }
+    launch(local, send, recv, count, algo).wait().throwIfError();
+  };
+  // A failed copro call ends an MPI job at once (Team::coproFailed); threads meet at the next barrier.
+  auto step = [&](auto&& f) {
+    guarded(err, f);
+    if (!err.empty()) team_.coproFailed(r, err);
+  };
   if (o_.check != 0) {
-    guarded(err, [&] { fillInputs(r, b, count, inPlace); });
+    step([&] { fillInputs(r, b, count, inPlace); });
     team_.barrier();
-    guarded(err, [&] {
+    step([&] {
       once();
       wrong = checkOutputs(r, recv, count);
     });
   }
-  guarded(err, [&] {
+  step([&] {
     for (int i = 0; i < o_.warmup; ++i) once();
   });
   team_.barrier();
-  guarded(err, [&] {
+  step([&] {
     auto t0 = std::chrono::steady_clock::now();
     const int calls = o_.iters * std::max(1, o_.aggIters);
     for (int i = 0; i < calls; ++i) once();

@@ -90,10 +90,20 @@ class Team {
   virtual Result combine(int rank, double timeUs, std::uint64_t wrong, const std::string& error) = 0;
   /// Sum over ranks of one value each (every local rank calls it; complete on the printing rank).
   virtual double sum(int rank, double value) = 0;
+  /// Called by a rank whose copro call failed, before its next Team call. Processes under MPI end the
+  /// job here (a stopped or dead peer would leave every other rank waiting in MPI); threads go on.
+  virtual void coproFailed(int /*rank*/, const std::string& /*error*/) {}
 };
 
 /// Ranks as threads (inproc).
 std::unique_ptr<Team> makeThreadTeam(int nranks);
+
+/// SIGINT and SIGTERM end the run between two calls instead of killing the process, so the
+/// communicators' destructors run (the library installs no handler; docs/shm.md). A second signal
+/// kills as usual.
+void installInterruptHandlers();
+/// The signal that interrupted the run, or 0.
+int interruptSignal() noexcept;
 
 /// A rank's measurements of one size.
 struct SizeResult {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -82,6 +83,17 @@ class MpiTeam final : public Team {
       }
     }
     return out;
+  }
+
+  void coproFailed(int /*rank*/, const std::string& error) override {
+    if (size_ < 2) return;
+    // The other ranks may be stuck in a call of their own or stopped: waiting for them in MPI would hang.
+    int world = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world);
+    std::fprintf(stderr, "copro-perf: rank %d: %s\ncopro-perf: rank %d: aborting the MPI job (MPI_Abort)\n", world,
+                 error.c_str(), world);
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
   }
 
   double sum(int /*rank*/, double value) override {

@@ -22,6 +22,13 @@ struct MoeSimResult {
   double dispatchGBps = 0;
   double combineGBps = 0;
   double recvRowsPerRank = 0;
+  /// DeepEP's internode and low-latency figures (its test_internode.py / test_low_latency.py): rows each rank
+  /// sends per time. Forward: (token, node) pairs, the own node included ("RDMA bottleneck bandwidth", a
+  /// logical figure); direct: (token, expert) selections, local ones included ("RDMA bandwidth"). Bytes per
+  /// row as above, plus 16 B for the direct path's FP8 dispatch (DeepEP's low-latency message header).
+  double sentRowsPerRank = 0;
+  double dispatchSendGBps = 0;
+  double combineSendGBps = 0;
   /// Payload bytes of puts between ranks, dispatch + combine: across nodes (scale-out) and inside a node.
   std::uint64_t scaleOutBytes = 0;
   std::uint64_t scaleUpBytes = 0;

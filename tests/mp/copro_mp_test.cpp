@@ -19,6 +19,7 @@
 
 #include "copro/copro_mpi.hpp"
 #include "copro/transport/op_trace.hpp"
+#include "mp_abort_on_failure.hpp"
 
 namespace {
 
@@ -263,6 +264,7 @@ int main(int argc, char** argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
   ::testing::InitGoogleTest(&argc, argv);
+  copro::mptest::abortJobOnFailure();
   if (worldRank() != 0) {
     // One report, from rank 0; a failure on another rank still fails the exit code below.
     ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();

@@ -22,6 +22,7 @@
 #include "copro/core/program.hpp"
 #include "copro/transport/mpi.hpp"
 #include "copro/transport/vnode.hpp"
+#include "mp_abort_on_failure.hpp"
 
 namespace {
 
@@ -285,6 +286,7 @@ int main(int argc, char** argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
   ::testing::InitGoogleTest(&argc, argv);
+  copro::mptest::abortJobOnFailure();
   if (worldRank() != 0) {
     ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());

@@ -181,6 +181,16 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   if (proxyDefault_) ensureProgressThread(0);
 }
 
+namespace {
+/// An allocation is published by name to this communicator's peers when it is this communicator's (its
+/// peers map it before its name goes), or while its name still exists.
+bool allocPublishable(const AllocInfo& a, const std::string& prefix) {
+  const AllocTail* tail = allocTail(a.base, a.bytes);
+  if (strncmp(tail->commPrefix, prefix.c_str(), sizeof(tail->commPrefix)) == 0) return true;
+  return tail->unlinked.load(std::memory_order_acquire) == 0;
+}
+}  // namespace
+
 ShmComm::~ShmComm() {
   bool inFlight = false;
   {
@@ -235,8 +245,64 @@ const DataHeader* ShmComm::peerData(int r, std::string& why) {
       return nullptr;
     }
     p.gen = gen;
+    countDataMapping(r, gen, name);
   }
   return reinterpret_cast<const DataHeader*>(p.map.base);
+}
+
+void ShmComm::countDataMapping(int r, std::uint64_t gen, const std::string& name) noexcept {
+  std::atomic<std::uint64_t>& word = ranks_[r].dataMapped;
+  std::uint64_t v = word.load(std::memory_order_acquire);
+  while ((v >> 32) == (gen & 0xffffffffULL)) {
+    const std::uint64_t n = (v & 0xffffffffULL) + 1;
+    if (word.compare_exchange_weak(v, (v & ~0xffffffffULL) | n, std::memory_order_acq_rel)) {
+      if (n == static_cast<std::uint64_t>(size_ - 1)) unlinkSegment(name);
+      return;
+    }
+  }
+}
+
+void ShmComm::countAllocMapping(Mapping& m) noexcept {
+  if (m.bytes < sizeof(AllocTail)) return;
+  AllocTail* tail = allocTail(m.base, m.bytes);
+  if (strncmp(tail->commPrefix, prefix_.c_str(), sizeof(tail->commPrefix)) != 0) return;
+  if (tail->mapped.fetch_add(1, std::memory_order_acq_rel) + 1 == tail->peers) {
+    tail->unlinked.store(1, std::memory_order_release);
+    unlinkSegment(m.name);
+  }
+}
+
+void ShmComm::mapEnteredPeers(Call& call) {
+  if (call.peersMapped.load(std::memory_order_acquire)) return;
+  std::unique_lock<std::mutex> lock(earlyMapMutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return;  // another thread of this rank is at it
+  if (earlyMappedSeq_.size() != static_cast<std::size_t>(size_))
+    earlyMappedSeq_.assign(static_cast<std::size_t>(size_), 0);
+  const std::uint64_t want = 2 * call.seq;
+  bool all = true;
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_ || earlyMappedSeq_[static_cast<std::size_t>(q)] == call.seq) continue;
+    RankCtl& t = ranks_[q];
+    std::uint64_t s = t.state.load(std::memory_order_acquire);
+    if (s < want) all = false;
+    if (s != want) continue;  // not there yet, dead, or already in a later call (mapped then)
+    earlyMappedSeq_[static_cast<std::size_t>(q)] = call.seq;
+    // Hold an access (as a lane does) so that the peer keeps its published state while we read it.
+    t.accessors.fetch_add(1, std::memory_order_seq_cst);
+    s = t.state.load(std::memory_order_seq_cst);
+    if (s == want) {
+      std::string why;
+      const DataHeader* h = peerData(q, why);
+      if (h != nullptr) {
+        const auto* regs = reinterpret_cast<const SharedRegion*>(reinterpret_cast<const std::byte*>(h) + h->regionsOff);
+        for (std::uint32_t i = 0; i < h->numRegions && i < h->regionCapacity; ++i) {
+          if (regs[i].kind == RegionKind::kAlloc) (void)mapAllocation(regs[i].allocName, 0, why);
+        }
+      }
+    }
+    t.accessors.fetch_sub(1, std::memory_order_release);
+  }
+  if (all) call.peersMapped.store(true, std::memory_order_release);
 }
 
 std::byte* ShmComm::mapAllocation(const char* name, std::uint64_t needBytes, std::string& why) {
@@ -250,6 +316,7 @@ std::byte* ShmComm::mapAllocation(const char* name, std::uint64_t needBytes, std
       return nullptr;
     }
     it = allocMaps_.emplace(n, m).first;
+    countAllocMapping(it->second);
   }
   if (it->second.bytes < needBytes) {
     why = "/" + n + " is smaller than the published buffer";
@@ -381,6 +448,9 @@ void ShmComm::ensureData(const core::ProgramHeader& h, std::size_t regions, std:
   }
   data_ = m;
   dataGen_ = gen;
+  // Peers count their mappings of this generation (published with dataGen when the call is entered).
+  ranks_[rank_].dataMapped.store((gen & 0xffffffffULL) << 32, std::memory_order_release);
+  if (size_ == 1) unlinkSegment(data_.name);
   // Every signal of the previous calls was consumed (value == base), so fresh zeros keep the invariant.
   semBase_.assign(static_cast<std::size_t>(semCap), 0);
   COPRO_LOG(Trace, Transport, "shm rank " << rank_ << ": data segment " << data_.name << " (" << nh.bytes << " bytes)");
@@ -421,7 +491,7 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
       continue;
     const UserBuf& u = user[i];
     if (u.ptr == nullptr || u.limit == 0) continue;
-    inAlloc[i] = findAllocation(u.ptr, u.limit, alloc[i]);
+    inAlloc[i] = findAllocation(u.ptr, u.limit, alloc[i]) && allocPublishable(alloc[i], prefix_);
     if (inAlloc[i] || cma_) continue;
     // An exact alias (an in-place call) shares its shadow.
     for (std::size_t j = 0; j < i; ++j) {
@@ -593,23 +663,39 @@ void ShmComm::abort() {
 }
 
 void ShmComm::drainAccessors(bool includeRunners) noexcept {
-  // A peer killed in the middle of an access never gives its count back: stop waiting once one is dead.
+  // A peer killed or stopped in the middle of an access never gives its count back: stop waiting once
+  // one is dead or stopped. After a short spin the wait sleeps, so a survivor does not burn a core.
   const auto begin = Clock::now();
   auto lastCheck = begin;
   while ((includeRunners && runners_.load(std::memory_order_seq_cst) != 0) ||
          ranks_[rank_].accessors.load(std::memory_order_seq_cst) != 0) {
-    spinPause();
     const auto now = Clock::now();
+    if (secondsSince(begin, now) < 0.001) {
+      spinPause();
+      continue;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
     if (secondsSince(lastCheck, now) < 0.01) continue;
     lastCheck = now;
-    if ((!includeRunners || runners_.load(std::memory_order_seq_cst) == 0) && findDeadPeer(true) >= 0) return;
+    const bool runnersIdle = !includeRunners || runners_.load(std::memory_order_seq_cst) == 0;
+    if (runnersIdle && (findDeadPeer(true) >= 0 || findStoppedPeer() >= 0)) return;
+    if (runnersIdle && drainGaveUp_.load(std::memory_order_acquire)) return;
     if (config_.timeoutSec > 0 && secondsSince(begin, now) > config_.timeoutSec) {
+      drainGaveUp_.store(true, std::memory_order_release);
       COPRO_LOG(
           Warn, Transport,
           "shm rank " << rank_ << ": peers still inside an access after " << config_.timeoutSec << " s; going on");
       return;
     }
   }
+}
+
+int ShmComm::findStoppedPeer() const noexcept {
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_ || ranks_[q].left.load(std::memory_order_acquire) != 0) continue;
+    if (processStopped(ranks_[q].pid)) return q;
+  }
+  return -1;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -678,8 +764,8 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
     const std::string reason = poisonReason();
     return failCalls(front.get(),
                      Status(ErrorCode::kRemoteError,
-                            front->label + ": blocked while rank " + std::to_string(pr) + " is gone: " + reason),
-                     ErrorCode::kRemoteError, "not run: rank " + std::to_string(pr) + " is gone", false);
+                            front->label + ": blocked while rank " + std::to_string(pr) + " failed: " + reason),
+                     ErrorCode::kRemoteError, "not run: rank " + std::to_string(pr) + " failed", false);
   }
   if (stalledSec >= 0.05) {
     const int dead = findDeadPeer(false);
@@ -692,6 +778,16 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
   }
   const double timeout = config_.timeoutSec;
   if (timeout > 0 && stalledSec >= timeout) {
+    // A stopped peer is the likely cause: name it (and tell the world), not the ranks that gave up first.
+    const int stopped = findStoppedPeer();
+    if (stopped >= 0) {
+      const std::string why = "rank " + std::to_string(stopped) + " (pid " + std::to_string(ranks_[stopped].pid) +
+                              ") is stopped (process state T: SIGSTOP, Ctrl-Z or a debugger) and made no progress "
+                              "for " +
+                              formatSeconds(timeout) + " s";
+      return failCalls(front.get(), Status(ErrorCode::kTimeout, front->label + ": " + why), ErrorCode::kTimeout,
+                       "not run: " + why, true, stopped);
+    }
     return failCalls(front.get(),
                      Status(ErrorCode::kTimeout, front->label + ": timed out after " + formatSeconds(timeout) +
                                                      " s: " + stallReport(*front)),
@@ -704,6 +800,7 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
 // Progress
 
 bool ShmComm::runLanesOnce(const std::shared_ptr<Call>& call, core::Initiation mode) {
+  mapEnteredPeers(*call);
   bool progressed = false;
   for (int i = 0; i < call->numLanes; ++i) {
     const LaneState& l = call->lanes[static_cast<std::size_t>(i)];
@@ -843,7 +940,14 @@ void* ShmComm::allocate(std::size_t bytes) {
     std::lock_guard<std::mutex> lock(allocMutex_);
     name = prefix_ + "r" + std::to_string(rank_) + "-a" + std::to_string(nextAllocId_++);
   }
-  Mapping m = createSegment(name, std::max<std::size_t>(bytes, 1));
+  Mapping m = createSegment(name, allocSegmentBytes(bytes));
+  AllocTail* tail = new (allocTail(m.base, m.bytes)) AllocTail{};
+  std::snprintf(tail->commPrefix, sizeof(tail->commPrefix), "%s", prefix_.c_str());
+  tail->peers = static_cast<std::uint32_t>(size_ - 1);
+  if (size_ == 1) {
+    tail->unlinked.store(1, std::memory_order_release);
+    unlinkSegment(name);
+  }
   registerAllocation(AllocInfo{m.base, m.bytes, name});
   std::lock_guard<std::mutex> lock(allocMutex_);
   ownAllocNames_.push_back(name);

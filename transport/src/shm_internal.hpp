@@ -51,7 +51,10 @@ struct alignas(64) RankCtl {
   std::atomic<std::int32_t> sleepers;
   alignas(64) std::atomic<std::uint32_t> putReduceLock;  ///< 0 free, else locker rank + 1
   alignas(64) std::atomic<std::uint64_t> dataGen;        ///< generation of the rank's data segment
-  std::atomic<std::uint32_t> left;                       ///< 1: the executor was destroyed cleanly
+  /// Early unlinking of the data segment: generation (high 32 bits) and how many peers mapped it (low
+  /// 32 bits); the peer that completes the count unlinks the segment's name.
+  std::atomic<std::uint64_t> dataMapped;
+  std::atomic<std::uint32_t> left;  ///< 1: the executor was destroyed cleanly
   std::int32_t pid;
   std::uint64_t startTime;  ///< /proc/<pid>/stat field 22, to tell a reused pid
   std::uint64_t probeAddr;  ///< address of a word in the rank's private memory (CMA probe)
@@ -108,6 +111,8 @@ int unlinkByPrefix(const std::string& prefix) noexcept;
 std::uint64_t processStartTime(pid_t pid) noexcept;
 /// False when the process is gone, a zombie, or its pid was reused (start time differs).
 bool processAlive(pid_t pid, std::uint64_t startTime) noexcept;
+/// True when the process is stopped (/proc/<pid>/stat state T or t: SIGSTOP, Ctrl-Z or a tracer).
+bool processStopped(pid_t pid) noexcept;
 
 /// Futex on a shared word (FUTEX_WAIT without the private flag: the word is in shared memory).
 void futexWaitShared(std::atomic<std::uint32_t>* word, std::uint32_t seen, std::chrono::nanoseconds timeout) noexcept;
@@ -116,6 +121,21 @@ void futexWakeShared(std::atomic<std::uint32_t>* word) noexcept;
 /// Cross Memory Attach. Returns 0 or an errno.
 int cmaRead(pid_t pid, void* dst, std::uint64_t remoteSrc, std::size_t bytes) noexcept;
 int cmaWrite(pid_t pid, std::uint64_t remoteDst, const void* src, std::size_t bytes) noexcept;
+
+/// The tail of an Executor::allocate() segment, after the user's bytes: the communicator that allocated it
+/// and how many of its peers mapped it. The peer that completes the count unlinks the name, so nothing is
+/// left in /dev/shm when a process dies. Another communicator of the process publishes the memory by name
+/// only while the name exists.
+struct AllocTail {
+  char commPrefix[48];
+  std::atomic<std::uint32_t> mapped;
+  std::atomic<std::uint32_t> unlinked;
+  std::uint32_t peers;
+};
+/// Bytes of an allocation segment holding `userBytes` and its tail.
+std::size_t allocSegmentBytes(std::size_t userBytes) noexcept;
+/// The tail of a mapped allocation segment of `segmentBytes`.
+AllocTail* allocTail(std::byte* base, std::size_t segmentBytes) noexcept;
 
 /// Allocations of Executor::allocate() in this process, by base address: any communicator of the process
 /// can publish them by name, so peers map them instead of copying.
@@ -168,6 +188,7 @@ struct Call : calls::CallBase {
   core::Status status;
   /// Staging mode: user buffers to copy back from their shadows when the call completes.
   std::vector<std::pair<void*, const std::byte*>> copyBack;
+  std::atomic<bool> peersMapped{false};  ///< mapEnteredPeers found every peer entered and mapped
   std::vector<std::uint64_t> copyBackBytes;
   [[nodiscard]] bool finished() const noexcept {
     const Phase p = phase.load(std::memory_order_acquire);
@@ -210,6 +231,9 @@ class ShmComm {
   /// The data segment header of peer `r` for its current call (maps a new generation on demand); call
   /// only while holding an access to r. nullptr when it cannot be mapped (`why` says why).
   const DataHeader* peerData(int r, std::string& why);
+  /// Maps every peer that entered `call` (its data segment and the allocations it publishes), so that
+  /// each segment is mapped by all ranks, and unlinked, early in the call that first publishes it.
+  void mapEnteredPeers(Call& call);
   /// Maps (cached) the allocation segment `name`.
   std::byte* mapAllocation(const char* name, std::uint64_t needBytes, std::string& why);
   /// First rank whose failure or death poisons the world (-1: none) and why.
@@ -240,6 +264,8 @@ class ShmComm {
   bool checkStall(const std::shared_ptr<Call>& front, double stalledSec);
   /// Checks peers' liveness (rate limited); returns a dead peer or -1. Cleans up after a dead peer.
   int findDeadPeer(bool force);
+  /// A peer whose process is stopped (SIGSTOP, a tracer), or -1.
+  [[nodiscard]] int findStoppedPeer() const noexcept;
   [[nodiscard]] std::string stallReport(const Call& call) const;
   /// wait()/test(): runs the device lanes of the front calls and watches the progress threads' lanes.
   core::Status drive(const std::shared_ptr<Call>& target, bool block, bool& done);
@@ -250,6 +276,10 @@ class ShmComm {
   /// Waits until no peer is inside an access to this rank (gives up when a peer died).
   void drainAccessors(bool includeRunners) noexcept;
   void sleepOnSelf(std::uint32_t seen, std::chrono::nanoseconds d) noexcept;
+  /// Counts this rank's first mapping of rank r's data segment `gen`; the last peer unlinks `name`.
+  void countDataMapping(int r, std::uint64_t gen, const std::string& name) noexcept;
+  /// Counts this rank's first mapping of an allocation segment of this communicator; the last unlinks it.
+  void countAllocMapping(Mapping& m) noexcept;
 
   std::shared_ptr<core::Bootstrap> bootstrap_;
   const core::Config config_;
@@ -285,6 +315,8 @@ class ShmComm {
   std::mutex mapMutex_;
   std::vector<PeerData> peerData_;
   std::map<std::string, Mapping> allocMaps_;
+  std::mutex earlyMapMutex_;                   ///< mapEnteredPeers
+  std::vector<std::uint64_t> earlyMappedSeq_;  ///< per peer: the call in which mapEnteredPeers mapped it
 
   // Queue of started calls; guarded by mutex_.
   std::mutex mutex_;
@@ -296,6 +328,8 @@ class ShmComm {
   calls::PreparedRankCache advanceCache_{8};
   std::recursive_mutex driveMutex_;
   std::atomic<int> runners_{0};
+  /// A drain already waited its full timeout for a peer stuck inside an access: later drains do not.
+  std::atomic<bool> drainGaveUp_{false};
 
   // Liveness.
   std::mutex livenessMutex_;

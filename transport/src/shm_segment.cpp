@@ -77,6 +77,14 @@ void unmap(Mapping& m) noexcept {
   m = Mapping{};
 }
 
+std::size_t allocSegmentBytes(std::size_t userBytes) noexcept {
+  return (std::max<std::size_t>(userBytes, 1) + 63) / 64 * 64 + sizeof(AllocTail);
+}
+
+AllocTail* allocTail(std::byte* base, std::size_t segmentBytes) noexcept {
+  return reinterpret_cast<AllocTail*>(base + segmentBytes - sizeof(AllocTail));
+}
+
 void unlinkSegment(const std::string& name) noexcept {
   shm_unlink(("/" + name).c_str());
 }
@@ -144,6 +152,13 @@ bool processAlive(pid_t pid, std::uint64_t startTime) noexcept {
   // A killed child its parent has not reaped yet is a zombie: dead for us.
   if (state == 'Z' || state == 'X' || state == 'x') return false;
   return startTime == 0 || start == startTime;
+}
+
+bool processStopped(pid_t pid) noexcept {
+  char state = 0;
+  std::uint64_t start = 0;
+  if (pid <= 0 || !readStat(pid, state, start)) return false;
+  return state == 'T' || state == 't';
 }
 
 // ---------------------------------------------------------------------------------------------------------

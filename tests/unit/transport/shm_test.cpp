@@ -344,6 +344,63 @@ TEST(Shm, KilledRankIsNamedAndNothingLeaksProxy) {
   killTest("ring", "proxy");
 }
 
+/// Rank 2 stops (SIGSTOP) inside an all-reduce: ranks 0 and 1 must fail naming it as stopped within the
+/// timeout, return from the call and from the communicator's destruction within 2 x timeout (not spin in
+/// the drain of accessors), and leave no segment in /dev/shm; rank 0 then kills the stopped rank.
+void stopTest(const std::string& algo) {
+  const int n = 3;
+  const double timeoutSec = 1;
+  const ForkResult res = forkRanksSharingId(
+      n,
+      [&](int r, const UniqueId& id) {
+        std::vector<std::int32_t> pids(static_cast<std::size_t>(n), 0);
+        const auto begin = std::chrono::steady_clock::now();
+        Status st;
+        {
+          Communicator comm = createCommunicator("shm", id, r, n, testConfig("device", timeoutSec));
+          pids[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(getpid());
+          CHILD_CHECK(
+              comm.allReduce(pids.data(), pids.data(), pids.size(), DataType::kInt32, ReduceOp::kSum).wait().ok(),
+              "pid exchange");
+          std::vector<float> in(1 << 20, 1.0F);
+          std::vector<float> out(in.size());
+          CallOptions o;
+          o.algorithm = algo;
+          if (r == 2) {
+            Request req = comm.allReduce(in.data(), out.data(), in.size(), DataType::kFloat32, ReduceOp::kSum, o);
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            raise(SIGSTOP);
+            std::_Exit(3);  // resumed: only SIGKILL is expected
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          st = comm.allReduce(in.data(), out.data(), in.size(), DataType::kFloat32, ReduceOp::kSum, o).wait();
+        }
+        const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+        std::fprintf(stderr, "[rank %d] call and teardown after %.3f s: %s\n", r, took, st.toString().c_str());
+        if (r == 0) kill(pids[2], SIGKILL);
+        CHILD_CHECK(!st.ok(), "the call must fail when a peer is stopped");
+        CHILD_CHECK(st.message().find("rank 2") != std::string::npos, "error must name rank 2: " << st.toString());
+        CHILD_CHECK(st.message().find("stopped") != std::string::npos, "error must say stopped: " << st.toString());
+        CHILD_CHECK(took < 2 * timeoutSec + 0.5, "took " << took << " s");
+      },
+      30);
+  ASSERT_EQ(res.codes.size(), 3U);
+  EXPECT_EQ(res.codes[0], 0) << algo << ": " << res.summary();
+  EXPECT_EQ(res.codes[1], 0) << algo << ": " << res.summary();
+  EXPECT_EQ(res.codes[2], 128 + SIGKILL) << res.summary();
+  const std::vector<std::string> left = shmEntries("copro-" + std::to_string(res.pids[0]) + "-");
+  std::string names;
+  for (const auto& s : left) names += s + " ";
+  EXPECT_TRUE(left.empty()) << "left in /dev/shm: " << names;
+}
+
+TEST(Shm, StoppedRankIsNamedAndSurvivorsReturnInTimeLsa) {
+  stopTest("lsa");  // the victim may stop inside an access to a peer's memory
+}
+TEST(Shm, StoppedRankIsNamedAndSurvivorsReturnInTimeRing) {
+  stopTest("ring");
+}
+
 TEST(Shm, AbortReleasesAStuckRank) {
   const int n = 2;
   const ForkResult res = forkRanksSharingId(
@@ -432,6 +489,38 @@ TEST(Shm, NoSegmentsLeftAfterNormalTeardown) {
       60);
   EXPECT_TRUE(res.allZero()) << res.summary();
   EXPECT_TRUE(shmEntries("copro-" + std::to_string(res.pids[0]) + "-").empty());
+}
+
+TEST(Shm, SegmentsAreUnlinkedOnceEveryRankMappedThem) {
+  // Nothing is left to leak when a process dies: after a call on allocate()d buffers, the names of the
+  // data and allocation segments are gone while the communicator still works.
+  const int n = 3;
+  const ForkResult res = forkRanksSharingId(
+      n,
+      [&](int r, const UniqueId& id) {
+        Communicator comm = createCommunicator("shm", id, r, n, testConfig());
+        const std::size_t count = 1 << 16;
+        auto* in = static_cast<float*>(comm.allocate(count * sizeof(float)));
+        auto* out = static_cast<float*>(comm.allocate(count * sizeof(float)));
+        for (int k = 0; k < 3; ++k) {
+          std::fill(in, in + count, static_cast<float>(r + k));
+          CHILD_CHECK(comm.allReduce(in, out, count, DataType::kFloat32, ReduceOp::kSum).wait().ok(), "call " << k);
+          CHILD_CHECK(out[count - 1] == static_cast<float>(3 * k + 3), "wrong sum " << out[count - 1]);
+        }
+        std::int32_t token = 0;
+        CHILD_CHECK(comm.allReduce(&token, &token, 1, DataType::kInt32, ReduceOp::kSum).wait().ok(), "barrier");
+        if (r == 0) {
+          const std::vector<std::string> left = shmEntries("copro-" + std::to_string(getpid()) + "-");
+          std::string names;
+          for (const auto& e : left) names += e + " ";
+          CHILD_CHECK(left.empty(), "still named in /dev/shm: " << names);
+        }
+        CHILD_CHECK(comm.allReduce(&token, &token, 1, DataType::kInt32, ReduceOp::kSum).wait().ok(), "barrier");
+        comm.deallocate(in);
+        comm.deallocate(out);
+      },
+      60);
+  EXPECT_TRUE(res.allZero()) << res.summary();
 }
 
 TEST(Shm, NeedsABootstrap) {
