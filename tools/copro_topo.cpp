@@ -54,6 +54,7 @@ int validate(const std::vector<std::string>& files, const std::vector<std::strin
       std::printf("%s: ok: %s (%s): %zu GPUs, %d hosts, %lld switches, %zu links (%.0f ms)\n", file.c_str(),
                   f.name.c_str(), f.builder.c_str(), f.gpus().size(), f.numHosts(), static_cast<long long>(switches),
                   f.links().size(), ms);
+      for (const std::string& w : topo::fabricWarnings(f)) std::printf("%s: warning: %s\n", file.c_str(), w.c_str());
     } catch (const copro::Error& e) {
       ++failed;
       std::printf("%s: error: %s\n", file.c_str(), e.message().c_str());

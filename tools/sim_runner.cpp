@@ -169,6 +169,9 @@ const topo::Fabric& FabricCache::get(const std::string& topology, const std::vec
   auto it = fabrics_.find(key);
   if (it == fabrics_.end()) {
     it = fabrics_.emplace(key, std::make_unique<topo::Fabric>(topo::loadTopology(topology, overrides))).first;
+    for (const std::string& w : topo::fabricWarnings(*it->second)) {
+      std::fprintf(stderr, "copro-sim: warning: %s: %s\n", it->second->name.c_str(), w.c_str());
+    }
   }
   return *it->second;
 }

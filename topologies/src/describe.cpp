@@ -77,6 +77,35 @@ std::string formatTime(core::Time t) {
   return number(ps) + "ps";
 }
 
+std::vector<std::string> fabricWarnings(const Fabric& f) {
+  std::int64_t slow = 0;
+  std::string example;
+  for (std::size_t v = 0; v < f.nodes().size(); ++v) {
+    if (f.nodes()[v].kind != NodeKind::kNic) continue;
+    double network = 0;
+    double pcie = 0;
+    for (const std::int32_t l : f.linksOf(static_cast<std::int32_t>(v))) {
+      const Link& link = f.link(l);
+      if (link.kind == LinkKind::kNetwork) network = std::max(network, link.bandwidth.bytesPerSecond());
+      if (link.kind == LinkKind::kPcie) pcie = std::max(pcie, link.bandwidth.bytesPerSecond());
+    }
+    if (network > 0 && pcie > 0 && network > pcie * (1 + 1e-9)) {
+      if (slow++ == 0) {
+        example = f.nodes()[v].name + " at " + formatBandwidth(core::Bandwidth::bytesPerSec(network)) + " on a " +
+                  formatBandwidth(core::Bandwidth::bytesPerSec(pcie)) + " PCIe link";
+      }
+    }
+  }
+  std::vector<std::string> out;
+  if (slow > 0) {
+    out.push_back(std::to_string(slow) + " NIC" + (slow == 1 ? " has a" : "s have a") +
+                  " line rate above the PCIe link that feeds " + (slow == 1 ? "it" : "them") + " (" + example +
+                  "): transfers through " + (slow == 1 ? "it" : "them") +
+                  " run at PCIe speed; raise pcie_bw or lower nic_bw");
+  }
+  return out;
+}
+
 std::string describe(const Fabric& f) {
   std::ostringstream o;
   o << "topology " << f.name << " (builder " << f.builder << ")\n";
@@ -163,6 +192,7 @@ std::string describe(const Fabric& f) {
                   formatBandwidth(core::Bandwidth::bytesPerSec(bw)).c_str(), formatTime(core::Time::ps(lat)).c_str());
     o << line;
   }
+  for (const std::string& w : fabricWarnings(f)) o << "  warning     " << w << "\n";
   if (f.bisectionBandwidth) {
     o << "  bisection   " << formatBandwidth(*f.bisectionBandwidth) << " per direction\n";
   } else {

@@ -61,6 +61,15 @@ TEST(Gb200Racks, TwoRackFileIsShortLoadsAndSimulates) {
   EXPECT_GT(networkBytes, 0U) << "the racks share no NVLink: cross-rack bytes must cross the network";
 }
 
+TEST(Gb200Racks, NicFasterThanItsPcieLinkIsWarnedAbout) {
+  EXPECT_TRUE(topo::fabricWarnings(topo::loadTopology("gb200-nvl72-2rack")).empty());
+  const auto w = topo::fabricWarnings(topo::loadTopology("gb200-nvl72-2rack", {"pcie_bw=64GB/s"}));
+  ASSERT_EQ(w.size(), 1U);
+  EXPECT_NE(w[0].find("144 NICs"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("raise pcie_bw"), std::string::npos) << w[0];
+  EXPECT_TRUE(topo::fabricWarnings(topo::loadTopology("deepseek-v3")).empty());
+}
+
 TEST(Gb200Racks, FatTreeAndRailBuildAndMistakesNameTheKey) {
   const topo::Fabric ft = topo::buildTopology("gb200_nvl72", {{"racks", "3"}, {"scale_out", "fat_tree"}});
   EXPECT_EQ(ft.gpus().size(), 216U);

@@ -74,6 +74,11 @@ std::string toDot(const Fabric& fabric, const DotOptions& options);
 /// rails and planes, switches per tier, bisection bandwidth where the builder knows it, sim parameters.
 std::string describe(const Fabric& fabric);
 
+/// Likely mistakes in a valid fabric, one sentence each (copro-topo validate/show and copro-sim print them
+/// on stderr): NICs whose line rate is above the PCIe link that feeds them (transfers are then capped by
+/// PCIe).
+std::vector<std::string> fabricWarnings(const Fabric& fabric);
+
 /// Formats a bandwidth the way files write it ("50GB/s", "400Gb/s" is shown as "50GB/s").
 std::string formatBandwidth(core::Bandwidth bw);
 /// Formats a time compactly ("1.5us", "500ns", "0").
