@@ -136,6 +136,11 @@ ncclResult_t completePending() {
   ncclResult_t first = ncclSuccess;
   std::string firstMessage;
   auto& pending = tGroup.pending;
+  if (pending.size() == 1) {  // nothing else to drive: a blocking wait (spins, then sleeps)
+    const copro_result_t r = copro_request_free(pending[0]);
+    pending.clear();
+    return fromCopro(r, "ncclGroupEnd");
+  }
   while (!pending.empty()) {
     bool progressed = false;
     for (std::size_t i = 0; i < pending.size();) {
