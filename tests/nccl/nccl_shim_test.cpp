@@ -7,6 +7,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -322,6 +323,21 @@ TEST(NcclGroupInit, InitRankInsideAGroupCreatesTheRanksAtGroupEnd) {
     EXPECT_EQ(out[r][2], 9.0);
     EXPECT_EQ(ncclCommDestroy(comms[r]), ncclSuccess);
   }
+}
+
+TEST(NcclTimeout, AMissingRankIsRemoteErrorAfterTheTimeoutNotAHang) {
+  setenv("COPRO_TIMEOUT", "1s", 1);  // read when the communicators are created
+  ncclComm_t comms[2] = {};
+  const ncclResult_t made = ncclCommInitAll(comms, 2, nullptr);
+  unsetenv("COPRO_TIMEOUT");
+  ASSERT_EQ(made, ncclSuccess) << ncclGetLastError(nullptr);
+  float x[4] = {};
+  // Rank 1 never calls.
+  expectError(ncclAllReduce(x, x, 4, ncclFloat, ncclSum, comms[0], nullptr), ncclRemoteError, "timed out");
+  ncclResult_t async = ncclSuccess;
+  EXPECT_EQ(ncclCommGetAsyncError(comms[0], &async), ncclSuccess);
+  EXPECT_EQ(async, ncclRemoteError);
+  for (ncclComm_t c : comms) EXPECT_EQ(ncclCommDestroy(c), ncclSuccess);
 }
 
 TEST(NcclHostMemory, MemAllocIsPageAlignedHostMemory) {
