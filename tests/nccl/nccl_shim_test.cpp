@@ -200,6 +200,17 @@ TEST_F(NcclInproc, DestroyInAnOpenGroupIsRefusedAbortDropsTheRankSends) {
   EXPECT_EQ(ncclGroupEnd(), ncclSuccess) << ncclGetLastError(nullptr);  // nothing left to run
 }
 
+TEST_F(NcclInproc, DestroyWithUnfinishedCollectivesInTheGroupIsRefused) {
+  std::int32_t one[kRanks] = {1, 1, 1, 1}, sum[kRanks] = {};
+  ASSERT_EQ(ncclGroupStart(), ncclSuccess);
+  for (int r = 0; r < kRanks; ++r) {
+    ASSERT_EQ(ncclAllReduce(&one[r], &sum[r], 1, ncclInt32, ncclSum, comms_[r], nullptr), ncclSuccess);
+  }
+  expectError(ncclCommDestroy(comms_[1]), ncclInvalidUsage, "ncclGroupEnd first");
+  ASSERT_EQ(ncclGroupEnd(), ncclSuccess) << ncclGetLastError(nullptr);
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(sum[r], kRanks);
+}
+
 TEST_F(NcclInproc, QueriesAndRegistration) {
   for (int r = 0; r < kRanks; ++r) {
     int n = 0, me = -2, dev = 0;
