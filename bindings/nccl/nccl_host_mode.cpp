@@ -136,6 +136,11 @@ ncclResult_t completePending() {
   ncclResult_t first = ncclSuccess;
   std::string firstMessage;
   auto& pending = tGroup.pending;
+  if (pending.size() == 1) {  // nothing else to drive: a blocking wait (spins, then sleeps)
+    const copro_result_t r = copro_request_free(pending[0]);
+    pending.clear();
+    return fromCopro(r, "ncclGroupEnd");
+  }
   while (!pending.empty()) {
     bool progressed = false;
     for (std::size_t i = 0; i < pending.size();) {
@@ -374,9 +379,9 @@ ncclResult_t ncclCommFinalize(ncclComm_t comm) {
 
 ncclResult_t ncclCommDestroy(ncclComm_t comm) {
   if (comm == nullptr) return ncclSuccess;
-  if (comm->p2pOpen) {
+  if (comm->p2pOpen || !tGroup.pending.empty()) {
     return fail(ncclInvalidUsage,
-                "ncclCommDestroy: the communicator has send/recv in an open group (call ncclGroupEnd first, or "
+                "ncclCommDestroy: calls of an open group are not finished (call ncclGroupEnd first, or "
                 "ncclCommAbort)");
   }
   const copro_result_t r = copro_comm_destroy(comm->comm);

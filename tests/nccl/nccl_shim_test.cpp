@@ -7,6 +7,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -199,6 +200,17 @@ TEST_F(NcclInproc, DestroyInAnOpenGroupIsRefusedAbortDropsTheRankSends) {
   EXPECT_EQ(ncclGroupEnd(), ncclSuccess) << ncclGetLastError(nullptr);  // nothing left to run
 }
 
+TEST_F(NcclInproc, DestroyWithUnfinishedCollectivesInTheGroupIsRefused) {
+  std::int32_t one[kRanks] = {1, 1, 1, 1}, sum[kRanks] = {};
+  ASSERT_EQ(ncclGroupStart(), ncclSuccess);
+  for (int r = 0; r < kRanks; ++r) {
+    ASSERT_EQ(ncclAllReduce(&one[r], &sum[r], 1, ncclInt32, ncclSum, comms_[r], nullptr), ncclSuccess);
+  }
+  expectError(ncclCommDestroy(comms_[1]), ncclInvalidUsage, "ncclGroupEnd first");
+  ASSERT_EQ(ncclGroupEnd(), ncclSuccess) << ncclGetLastError(nullptr);
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(sum[r], kRanks);
+}
+
 TEST_F(NcclInproc, QueriesAndRegistration) {
   for (int r = 0; r < kRanks; ++r) {
     int n = 0, me = -2, dev = 0;
@@ -322,6 +334,21 @@ TEST(NcclGroupInit, InitRankInsideAGroupCreatesTheRanksAtGroupEnd) {
     EXPECT_EQ(out[r][2], 9.0);
     EXPECT_EQ(ncclCommDestroy(comms[r]), ncclSuccess);
   }
+}
+
+TEST(NcclTimeout, AMissingRankIsRemoteErrorAfterTheTimeoutNotAHang) {
+  setenv("COPRO_TIMEOUT", "1s", 1);  // read when the communicators are created
+  ncclComm_t comms[2] = {};
+  const ncclResult_t made = ncclCommInitAll(comms, 2, nullptr);
+  unsetenv("COPRO_TIMEOUT");
+  ASSERT_EQ(made, ncclSuccess) << ncclGetLastError(nullptr);
+  float x[4] = {};
+  // Rank 1 never calls.
+  expectError(ncclAllReduce(x, x, 4, ncclFloat, ncclSum, comms[0], nullptr), ncclRemoteError, "timed out");
+  ncclResult_t async = ncclSuccess;
+  EXPECT_EQ(ncclCommGetAsyncError(comms[0], &async), ncclSuccess);
+  EXPECT_EQ(async, ncclRemoteError);
+  for (ncclComm_t c : comms) EXPECT_EQ(ncclCommDestroy(c), ncclSuccess);
 }
 
 TEST(NcclHostMemory, MemAllocIsPageAlignedHostMemory) {

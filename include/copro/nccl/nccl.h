@@ -65,8 +65,8 @@ typedef enum {
 #define NCCL_SHRINK_ABORT 0x01
 #define NCCL_REVOKE_DEFAULT 0x00
 
-/* Communicator options. Host-buffer mode reads `blocking` (both values complete before returning) and
- * `commName`; the GPU tuning fields are accepted and ignored. */
+/* Communicator options. Host-buffer mode checks `magic` (use NCCL_CONFIG_INITIALIZER); `blocking` = 0 is
+ * accepted (every call completes before it returns anyway); the other fields are accepted and ignored. */
 typedef struct ncclConfig_v22800 {
   size_t size;
   unsigned int magic;
