@@ -24,6 +24,7 @@
 #include <csignal>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -48,7 +49,11 @@ using Clock = std::chrono::steady_clock;
 
 Status ucsStatus(ucs_status_t s, const std::string& what) {
   if (s == UCS_OK) return {};
-  return {ErrorCode::kSystemError, what + ": " + ucs_status_string(s)};
+  // What a failed or unreachable peer looks like (with peer error handling, UCX reports these instead of
+  // aborting): the peer's failure, not this process's.
+  const bool peerSide = s == UCS_ERR_ENDPOINT_TIMEOUT || s == UCS_ERR_CONNECTION_RESET || s == UCS_ERR_UNREACHABLE ||
+                        s == UCS_ERR_NOT_CONNECTED || s == UCS_ERR_REJECTED || s == UCS_ERR_CANCELED;
+  return {peerSide ? ErrorCode::kRemoteError : ErrorCode::kSystemError, what + ": " + ucs_status_string(s)};
 }
 void ucsCheck(ucs_status_t s, const std::string& what) {
   ucsStatus(s, what).throwIfError();
@@ -339,7 +344,8 @@ UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::stri
   bootstrap_->allGather(mine.data(), all.data(), rec).throwIfError();
   const std::string myHost(reinterpret_cast<const char*>(mine.data() + maxLen));
 
-  bool peerErrors = true;
+  std::vector<int> noPeerErrors;  // peers whose endpoint has no peer error handling
+  std::string noPeerErrorsWhy;
   for (int q = 0; q < size_; ++q) {
     if (q == rank_) continue;
     const std::byte* r = all.data() + static_cast<std::size_t>(q) * rec;
@@ -353,21 +359,33 @@ UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::stri
     ep.field_mask =
         UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
     ep.address = reinterpret_cast<const ucp_address_t*>(r);
-    ep.err_mode = peerErrors ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+    // Peer error handling, so that a failed peer (dead, or stopped past UCX's keepalive) fails the calls
+    // that need it: without it UCX aborts the whole process on the first failed request.
+    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
     ep.err_handler.cb = epErrorCallback;
     ep.err_handler.arg = errArgs_.back().get();
     ucs_log_push_handler(quietLog);
     ucs_status_t es = ucp_ep_create(worker_, &ep, &p.ep);
     ucs_log_pop_handler();
-    if (es != UCS_OK && peerErrors) {
-      peerErrors = false;
-      // Some transport sets cannot report peer failures; the liveness check and COPRO_TIMEOUT remain.
-      COPRO_LOG(Info, Init,
-                "ucx: endpoint to rank " << q << " without peer error handling (" << ucs_status_string(es) << ")");
+    if (es != UCS_OK) {
+      if (noPeerErrors.empty()) noPeerErrorsWhy = ucs_status_string(es);
+      noPeerErrors.push_back(q);
       ep.err_mode = UCP_ERR_HANDLING_MODE_NONE;
       es = ucp_ep_create(worker_, &ep, &p.ep);
     }
     ucsCheck(es, "ucx: ucp_ep_create to rank " + std::to_string(q));
+  }
+  if (!noPeerErrors.empty()) {
+    // Some transports cannot report peer failures (UCX 1.13's shared-memory ones: "Destination is
+    // unreachable" in this mode). Not silently: the user learns at creation what a failed peer will do.
+    const char* tlsEnv = std::getenv("UCX_TLS");
+    COPRO_LOG(Warn, Init,
+              "ucx: rank " << rank_ << ": no peer error handling to " << noPeerErrors.size() << " of " << size_ - 1
+                           << " peers (first: rank " << noPeerErrors.front() << ", UCP_ERR_HANDLING_MODE_PEER: "
+                           << noPeerErrorsWhy << ") with UCX_TLS=" << (tlsEnv != nullptr ? tlsEnv : "(all)")
+                           << ": if such a peer dies or stops, UCX may abort this process instead of failing the "
+                              "call. Transports with peer failure reports: tcp, rc/ud/dc (e.g. UCX_TLS=tcp,self), or "
+                              "use the shm backend");
   }
 
   // Control regions: allocate, register, exchange addresses and rkeys.
