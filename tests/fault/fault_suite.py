@@ -71,16 +71,19 @@ def error_lines(lines):
 
 
 def blamed_ranks(msg):
-    """Ranks a message blames: every "rank R" and "ranks R, S" but the reporter's own "on rank R"."""
-    out = set(int(x) for x in re.findall(r"(?<!on )\brank (\d+)", msg))
-    for group in re.findall(r"\branks ([\d, and]+)", msg):
-        out.update(int(x) for x in re.findall(r"\d+", group))
+    """Ranks a message blames, in order: every "rank R" and "ranks R, S" but the reporter's own "on rank R"."""
+    out = []
+    for m in re.finditer(r"(?<!on )\branks? ([\d, and]+)", msg):
+        for x in re.findall(r"\d+", m.group(1)):
+            if int(x) not in out:
+                out.append(int(x))
     return out
 
 
 def names_only(msg, victim):
-    """The message blames the victim and no other rank."""
-    return blamed_ranks(msg) == {victim}
+    """The message blames the victim first: the cause, before what followed from it."""
+    b = blamed_ranks(msg)
+    return bool(b) and b[0] == victim
 
 
 def shm_left(rank0_pid):
@@ -215,12 +218,13 @@ def judge(n, victim, timeout, exit_s, codes, errs, text, left, every_survivor):
     if bad_codes:
         problems.append(f"exit codes {bad_codes} (expected 3)")
     if "Fatal" in text or "SIGABRT" in text or "signal 6" in text or any(c == -6 for c in codes.values()):
-        problems.append("a process aborted")
+        fatal = [line for line in text.splitlines() if "Fatal" in line or "Assertion" in line or "abort" in line]
+        problems.append("a process aborted" + (": " + fatal[0][:300] if fatal else ""))
     if left:
         problems.append(f"left in /dev/shm: {left}")
     worst = max(exit_s.values()) if exit_s else float("nan")
     return {"ok": not problems, "why": "; ".join(problems), "worst": worst, "named": len(named),
-            "survivors": len(survivors), "abort": "a process aborted" in problems, "leak": len(left)}
+            "survivors": len(survivors), "abort": any(p.startswith("a process aborted") for p in problems), "leak": len(left)}
 
 
 def main():

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "../backend_registration.hpp"
+#include "../process_state.hpp"
 #include "../remote_engine.hpp"
 #include "../vnode_transport.hpp"
 #include "copro/core/log.hpp"
@@ -194,6 +195,13 @@ class UcxTransport final : public remote::RemoteTransport {
   Status finishCall(bool& done) override;
   void leave() override {}
   [[nodiscard]] std::string stallReport() override;
+  [[nodiscard]] std::string stoppedPeer() override {
+    for (int q = 0; q < size_; ++q) {
+      const Peer& p = peers_[static_cast<std::size_t>(q)];
+      if (q != rank_ && p.sameHost && processStopped(p.pid)) return stoppedPeerText(q, p.pid);
+    }
+    return {};
+  }
   void announceFailure(const std::string& reason) override;
   void markBroken() override { failed_ = true; }
 
