@@ -229,7 +229,9 @@ class UcxTransport final : public remote::RemoteTransport {
   Status track(LaneState& l, ucs_status_ptr_t r, int peer, const char* what);
   Status issueSignals(LaneState& l, bool& progressed);
   Status issueAtomicAdd(LaneState& l, int peer, std::uint64_t raddr, ucp_rkey_h rkey, std::uint64_t value);
-  Status peerFailure(int peer) const;
+  /// The failure of `peer` as this rank reports it: when the peer only followed another rank's failure
+  /// (its `failed` word says which), that rank is named as the cause.
+  Status peerFailure(int peer);
   Status checkPeers();
   std::atomic<std::uint64_t>& controlWord(std::size_t offset) {
     return *reinterpret_cast<std::atomic<std::uint64_t>*>(control_->base + offset);
@@ -268,6 +270,8 @@ class UcxTransport final : public remote::RemoteTransport {
   std::vector<std::byte> desc_;  ///< this rank's descriptor of the current call
   std::vector<std::vector<std::byte>> peerDescCopy_;
   bool failed_ = false;  ///< this rank failed or aborted, or saw a peer fail
+  /// The first peer whose failure this rank saw (-1: none); announced to the others with our own failure.
+  int firstFailedPeer_ = -1;
   Clock::time_point lastLivenessCheck_ = Clock::now();
 };
 
@@ -605,8 +609,18 @@ Status UcxTransport::enter(const remote::CallEntry& entry) {
   return issueSignals(entryOps_, progressed);
 }
 
-Status UcxTransport::peerFailure(int peer) const {
+Status UcxTransport::peerFailure(int peer) {
   const Peer& p = peers_[static_cast<std::size_t>(peer)];
+  // A peer's `failed` word: 1 when it failed on its own, c + 2 when it gave up after rank c failed.
+  const std::uint64_t v = controlWord(ctl_.failed(peer)).load(std::memory_order_acquire);
+  if (v >= 2 && v - 2 < static_cast<std::uint64_t>(size_) && static_cast<int>(v - 2) != rank_ &&
+      static_cast<int>(v - 2) != peer) {
+    const int cause = static_cast<int>(v - 2);
+    if (firstFailedPeer_ < 0) firstFailedPeer_ = cause;
+    return {ErrorCode::kRemoteError, "blocked while rank " + std::to_string(cause) + " failed (peer " +
+                                         std::to_string(peer) + " reported that failure before it left)"};
+  }
+  if (firstFailedPeer_ < 0) firstFailedPeer_ = peer;
   if (p.dead) return {ErrorCode::kRemoteError, "rank " + std::to_string(peer) + " died: " + p.deadReason};
   return {ErrorCode::kRemoteError, "rank " + std::to_string(peer) + " failed or aborted"};
 }
@@ -930,7 +944,8 @@ void UcxTransport::announceFailure(const std::string& /*reason*/) {
   for (int q = 0; q < size_; ++q) {
     Peer& p = peers_[static_cast<std::size_t>(q)];
     if (q == rank_ || p.dead) continue;
-    (void)issueAtomicAdd(l, q, p.controlAddr + ctl_.failed(rank_), p.controlRkey, 1);
+    (void)issueAtomicAdd(l, q, p.controlAddr + ctl_.failed(rank_), p.controlRkey,
+                         firstFailedPeer_ >= 0 ? static_cast<std::uint64_t>(firstFailedPeer_) + 2 : 1);
   }
   // Best effort: push the notices out for a moment (a dead peer never acknowledges).
   progressFor(0.2, [&] {
