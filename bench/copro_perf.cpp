@@ -743,7 +743,7 @@ void addCommonOptions(CLI::App& app, Cli& c) {
   app.add_option("--algo", o.algo, "algorithm name, a comma list, or 'all' (default: the planner)");
   app.add_option("--transport", o.transport,
                  "backend: inproc (ranks are threads; the default), or under mpirun shm (the default there), mpi, "
-                 "ucx, shm+ucx, shm+mpi (virtual nodes, with --node-map)");
+                 "ucx, verbs, shm+ucx, shm+mpi, shm+verbs (virtual nodes, with --node-map)");
   app.add_option("--ranks", o.ranks, "ranks for inproc, default 4 (under mpirun: the process count)");
   app.add_option("--node-map", o.nodeMap, "virtual nodes, as COPRO_NODE_MAP: \"0,0,1,1\" or ranks per node \"2\"");
   app.add_option("--compare", o.compare, "also time these libraries on the same buffers (under mpirun): mpi,gloo");
@@ -951,8 +951,9 @@ int main(int argc, char** argv) {
     const bool multiProcess = o.transport != "inproc";
     const std::vector<std::string> notes = noteIgnored(cli, multiProcess);
     if (multiProcess && o.transport != "shm" && o.transport != "mpi" && o.transport != "ucx" &&
-        o.transport != "shm+ucx" && o.transport != "shm+mpi") {
-      throw invalid("unknown --transport '" + o.transport + "' (inproc, shm, mpi, ucx, shm+ucx, shm+mpi)");
+        o.transport != "verbs" && o.transport != "shm+ucx" && o.transport != "shm+mpi" && o.transport != "shm+verbs") {
+      throw invalid("unknown --transport '" + o.transport +
+                    "' (inproc, shm, mpi, ucx, verbs, shm+ucx, shm+mpi, shm+verbs)");
     }
 
     if (!multiProcess) {

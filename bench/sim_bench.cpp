@@ -32,6 +32,7 @@
 #include "copro/sim/simulator.hpp"
 #include "copro/topologies/topology.hpp"
 #include "peers/simgrid_peer.hpp"
+#include "scale_table.hpp"
 
 namespace {
 
@@ -885,9 +886,24 @@ int main(int argc, char** argv) {
   app.add_option("--csv", opt.csv, "write every record to this CSV file");
   bool noFork = false;
   app.add_flag("--no-fork", noFork, "measure in this process (peaks then accumulate; one SimGrid run at most)");
+  bool table = false;
+  copro::bench::ScaleTableOptions tableOpt;
+  app.add_flag("--table", table,
+               "the cluster-scale table instead of the scenarios: copro-sim command lines, median wall time "
+               "against each row's target (--list lists the rows)");
+  app.add_option("--rows", tableOpt.rows, "table rows to run (names or prefixes; default: all)");
+  app.add_option("--repeat", tableOpt.repeat, "table: runs per row (the median is reported)")->capture_default_str();
+  app.add_option("--cap-factor", tableOpt.capFactor, "table: stop a run at this multiple of its target")
+      ->capture_default_str();
+  app.add_option("--copro-sim", tableOpt.coproSim, "table: the copro-sim binary (default: next to this program)");
   CLI11_PARSE(app, argc, argv);
   opt.fork = !noFork;
   try {
+    if (table) {
+      tableOpt.list = opt.list;
+      tableOpt.json = opt.json;
+      return copro::bench::runScaleTable(tableOpt, argv[0]);
+    }
     return runBench(opt);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "copro-sim-bench: %s\n", e.what());

@@ -4,15 +4,21 @@
 Spawns the ranks (torch.multiprocessing, FileStore), creates a copro group and a Gloo group over them,
 and times sum all-reduces of 8 B (latency) and 1 KiB to 64 MiB per rank on each, in place, as
 nccl-tests does: time per call is the slowest rank's mean over the timed calls; busbw = S/t * 2(p-1)/p
-(GB = 1e9). With --repeat R the whole sweep runs R times and each cell is the median. The last column is
-copro's bandwidth over Gloo's.
+(GB = 1e9). Three series: copro on tensors from torch.ones (private memory), copro on tensors from
+copro_torch.empty (memory the group maps, "zero-copy"), and Gloo. With --repeat R the whole sweep runs R
+times and each cell is the median. The ratios are copro's bandwidth over Gloo's; with --copro-perf PATH
+the same process count also runs `mpirun copro-perf allreduce --transport shm` over the same sizes
+(--repeat times, median) and the last column is copro_torch's zero-copy busbw over copro-perf's busbw
+(the better of its out-of-place and in-place columns).
 
-    PYTHONPATH=build/bindings/torch/python python3 bench/torch_allreduce.py --nprocs 2,4 --repeat 3
+    PYTHONPATH=build/bindings/torch/python python3 bench/torch_allreduce.py --nprocs 2,4 --repeat 3 \
+        --copro-perf build/bench/copro-perf
 """
 import argparse
 import datetime
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,17 +56,47 @@ def time_allreduce(t, group, iters, warmup):
     return (time.perf_counter() - start) / iters
 
 
+# series name -> (group name, tensor factory)
+SERIES = {
+    "copro": ("copro", lambda n: torch.ones(n, dtype=torch.float32)),
+    "shared": ("copro", lambda n: copro_torch.empty(n).fill_(1.0)),
+    "gloo": ("gloo", lambda n: torch.ones(n, dtype=torch.float32)),
+}
+
+
 def sweep(rank, world, groups, sizes):
-    """{backend: {size: seconds}} where seconds is the slowest rank's mean."""
-    results = {name: {} for name in groups}
+    """{series: {size: seconds}} where seconds is the slowest rank's mean."""
+    results = {name: {} for name in SERIES}
     for size in sizes:
-        t = torch.ones(max(1, size // 4), dtype=torch.float32)
         iters = max(5, min(200, (256 << 20) // (size * world)))
-        for name, group in groups.items():
+        for name, (group_name, make) in SERIES.items():
+            t = make(max(1, size // 4))
+            group = groups[group_name]
             mine = torch.tensor([time_allreduce(t, group, iters, warmup=max(2, iters // 10))], dtype=torch.float64)
             dist.all_reduce(mine, op=dist.ReduceOp.MAX, group=groups["gloo"])
             results[name][size] = mine.item()
+            del t
     return results
+
+
+def copro_perf_busbw(path, world, args):
+    """{size: busbw GB/s} of copro-perf's all-reduce on shm, the better of out of place and in place
+    (median of --repeat runs)."""
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    cmd = ["mpirun", "-np", str(world), "--oversubscribe", path, "allreduce", "-b", args.begin, "-e", args.end,
+           "-f", str(args.factor), "-c", "0", "--transport", "shm"]
+    runs = []
+    for _ in range(args.repeat):
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=True).stdout
+        row = {}
+        for line in out.splitlines():
+            cols = line.split()
+            # nccl-tests columns: size count type redop root, then time algbw busbw #wrong out of place and
+            # the same in place; the better busbw of the two is the bar.
+            if len(cols) >= 13 and cols[0].isdigit():
+                row[int(cols[0])] = max(float(cols[7]), float(cols[11]))
+        runs.append(row)
+    return {size: statistics.median(r[size] for r in runs) for size in runs[0]}
 
 
 def fmt_size(n):
@@ -70,15 +106,21 @@ def fmt_size(n):
     return str(n)
 
 
-def report(world, runs, sizes):
+def report(world, runs, sizes, perf):
     bus = 2 * (world - 1) / world
-    print(f"\nall_reduce float32 sum, {world} processes on {runs[0]['transport']}, median of {len(runs)} run(s)")
-    print(f"{'bytes':>7} {'copro us':>10} {'copro GB/s':>11} {'gloo us':>10} {'gloo GB/s':>10} {'ratio':>7}")
+    print(f"\nall_reduce float32 sum, {world} processes on {runs[0]['transport']}, median of {len(runs)} run(s);"
+          " copro: torch.ones tensors, zero-copy: copro_torch.empty tensors")
+    head = (f"{'bytes':>7} {'copro us':>9} {'GB/s':>7} {'zero-copy us':>12} {'GB/s':>7} {'gloo us':>9} {'GB/s':>7}"
+            f" {'copro/gloo':>10} {'zc/gloo':>8}")
+    print(head + (f" {'perf GB/s':>9} {'zc/perf':>8}" if perf else ""))
     for size in sizes:
-        c = statistics.median(r["copro"][size] for r in runs)
-        g = statistics.median(r["gloo"][size] for r in runs)
-        cbw, gbw = size / c * bus / 1e9, size / g * bus / 1e9
-        print(f"{fmt_size(size):>7} {c * 1e6:>10.1f} {cbw:>11.3f} {g * 1e6:>10.1f} {gbw:>10.3f} {g / c:>6.2f}x")
+        c, z, g = (statistics.median(r[name][size] for r in runs) for name in ("copro", "shared", "gloo"))
+        cbw, zbw, gbw = (size / t * bus / 1e9 for t in (c, z, g))
+        line = (f"{fmt_size(size):>7} {c * 1e6:>9.1f} {cbw:>7.3f} {z * 1e6:>12.1f} {zbw:>7.3f} {g * 1e6:>9.1f}"
+                f" {gbw:>7.3f} {g / c:>9.2f}x {g / z:>7.2f}x")
+        if perf and size in perf:
+            line += f" {perf[size]:>9.3f} {zbw / perf[size]:>7.2f}x"
+        print(line)
     sys.stdout.flush()
 
 
@@ -105,6 +147,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="runs per process count; cells are medians")
     ap.add_argument("--transport", default="auto")
     ap.add_argument("--no-latency", dest="latency", action="store_false", help="omit the 8 B row")
+    ap.add_argument("--copro-perf", metavar="PATH", help="also run this copro-perf under mpirun (shm) and compare")
     args = ap.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min), "
           f"{os.cpu_count()} cores, torch {torch.__version__}")
@@ -115,7 +158,8 @@ def main():
             init = "file://" + os.path.join(tmp, "store")
             mp.spawn(run_rank, args=(world, init, args, queue), nprocs=world)
         runs = [queue.get() for _ in range(args.repeat)]
-        report(world, runs, sizes_of(args))
+        perf = copro_perf_busbw(args.copro_perf, world, args) if args.copro_perf else None
+        report(world, runs, sizes_of(args), perf)
     print(f"\nload at the end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 
 

@@ -15,6 +15,9 @@
 #if COPRO_HAVE_UCX
 #include "copro/transport/ucx.hpp"
 #endif
+#if COPRO_HAVE_VERBS
+#include "copro/transport/verbs.hpp"
+#endif
 
 namespace copro {
 
@@ -28,7 +31,10 @@ void registerBuiltinBackends() {
 #endif
 #if COPRO_HAVE_UCX
     transport::registerUcx(core::ExecutorRegistry::instance());
-    transport::registerVirtualNodes(core::ExecutorRegistry::instance());  // shm+ucx, shm+mpi
+    transport::registerVirtualNodes(core::ExecutorRegistry::instance());  // shm+ucx, shm+mpi, shm+verbs
+#endif
+#if COPRO_HAVE_VERBS
+    transport::registerVerbs(core::ExecutorRegistry::instance());
 #endif
   });
 }

@@ -8,6 +8,9 @@
 #include "copro/core/program_json.hpp"
 #include "copro/core/units.hpp"
 #include "copro/core/validator.hpp"
+#if COPRO_HAVE_VERBS
+#include "copro/transport/verbs.hpp"
+#endif
 
 namespace {
 
@@ -38,6 +41,14 @@ int printBackends() {
   for (const auto& [name, doc] : copro::core::ExecutorRegistry::instance().list()) {
     std::printf("%-10s %s\n", name.c_str(), doc.c_str());
   }
+#if COPRO_HAVE_VERBS
+  std::string detail;
+  const bool real = copro::transport::verbsRealDevicePresent(detail);
+  std::printf("\nverbs: %s (%s)%s\n", real ? "real RDMA device found" : "no real RDMA device", detail.c_str(),
+              real ? "" : "; COPRO_VERBS_PROVIDER=emu runs the verbs backend over the emulated provider");
+  const std::string ports = copro::transport::describeVerbsPorts(copro::core::Config::fromEnvironment());
+  if (!ports.empty()) std::printf("%s", ports.c_str());
+#endif
   return 0;
 }
 

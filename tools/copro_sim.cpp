@@ -42,6 +42,7 @@ struct OutputOptions {
   bool quiet = false;
   bool noWall = false;  ///< deterministic output: no wall-clock figures (golden tests)
   int top = 5;          ///< busiest links to list
+  double maxWall = 0;   ///< --max-wall: seconds of wall time per simulated run (0: no limit)
 };
 
 std::string fmt(const char* f, double v) {
@@ -111,8 +112,13 @@ class ProgressBar {
             std::string(static_cast<std::size_t>(width - filled), '.') + "] " + fmt("%3.0f%%", 100 * frac) + " ";
     }
     const std::string est = estimateUs_ > 0 ? fmt(" (estimate %.0f us)", estimateUs_) : std::string();
-    std::fprintf(stderr, "\r\033[K%s %svirtual %.1f us%s | %.2fM events | %.1f s", label_.c_str(), bar.c_str(),
-                 virtualUs, est.c_str(), static_cast<double>(events) / 1e6, elapsed);
+    // ETA by virtual time against the estimate (shown while the run is between 1% and 99% of it).
+    std::string eta;
+    if (estimateUs_ > 0 && virtualUs > 0.01 * estimateUs_ && virtualUs < 0.99 * estimateUs_) {
+      eta = fmt(" | ETA ~%.0f s", elapsed * (estimateUs_ - virtualUs) / virtualUs);
+    }
+    std::fprintf(stderr, "\r\033[K%s %svirtual %.1f us%s | %.2fM events | %.1f s%s", label_.c_str(), bar.c_str(),
+                 virtualUs, est.c_str(), static_cast<double>(events) / 1e6, elapsed, eta.c_str());
     std::fflush(stderr);
     drawn_ = true;
   }
@@ -131,6 +137,22 @@ class ProgressBar {
   bool drawn_ = false;
 };
 
+/// The note of a run that --max-wall stopped: its row holds partial figures.
+void warnStopped(double maxWall, const copro::sim::Result& r) {
+  std::fprintf(stderr,
+               "copro-sim: stopped by --max-wall %g s at virtual time %.3f us after %llu events: the figures of this "
+               "run are partial (raise --max-wall or leave it out for the whole run)\n",
+               maxWall, r.time.microseconds(), static_cast<unsigned long long>(r.events));
+}
+
+/// --max-wall S on a subcommand.
+void addMaxWall(CLI::App* sub, double& seconds) {
+  sub->add_option("--max-wall", seconds,
+                  "stop each simulated run cleanly after S seconds of wall time, with partial statistics (a note on "
+                  "stderr says so; default 0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+}
+
 /// Runs one case with a progress bar (when wanted) and the trace (when asked).
 SimOutcome runWithProgress(copro::tools::FabricCache& fabrics, const SimCase& c, const OutputOptions& out,
                            const std::string& tracePath = {}, int traceLinks = 64) {
@@ -147,8 +169,10 @@ SimOutcome runWithProgress(copro::tools::FabricCache& fabrics, const SimCase& c,
   extras.progress = [&bar](copro::core::Time t, std::uint64_t events) {
     if (bar) bar->update(t, events);
   };
+  extras.maxWallSeconds = out.maxWall;
   SimOutcome o = copro::tools::runCase(fabrics, c, extras);
   if (bar) bar->clear();
+  if (o.result.stopped) warnStopped(out.maxWall, o.result);
   return o;
 }
 
@@ -642,6 +666,7 @@ int runCli(int argc, char** argv) {
     sub->add_option("--set", a.sets, "topology override key=value (builder parameter or sim.key)");
     sub->add_flag("--quiet,-q", a.out.quiet, "no progress bar");
     sub->add_flag("--no-wall", a.out.noWall, "leave out wall-clock times (deterministic output)");
+    addMaxWall(sub, a.out.maxWall);
   };
   CLI::App* runCmd = app.add_subcommand("run", "simulate one collective call (one row per size)");
   addCommon(runCmd, run, true);
@@ -690,6 +715,7 @@ int runCli(int argc, char** argv) {
   whatifCmd->add_option("--out", whatifOut, "output prefix: writes PREFIX.csv and PREFIX.svg (default out/whatif)");
   whatifCmd->add_flag("--quiet,-q", whatif.out.quiet, "no progress bar");
   whatifCmd->add_flag("--no-wall", whatif.out.noWall, "leave out wall-clock times");
+  addMaxWall(whatifCmd, whatif.out.maxWall);
 
   CLI::App* listCmd = app.add_subcommand("topologies", "list the bundled topology files");
 

@@ -13,9 +13,32 @@
 #include "copro/core/status.hpp"
 #include "copro/core/units.hpp"
 #include "copro/topologies/probe.hpp"
+#if COPRO_HAVE_VERBS
+#include "copro/transport/verbs.hpp"
+#endif
 #include "copro/topologies/topology.hpp"
 
 namespace {
+
+/// YAML comment lines listing the RDMA devices and ports this host has (docs/verbs.md): what a `verbs` run
+/// would use. Empty without the verbs backend; one line saying so without a device.
+std::string rdmaComment() {
+#if COPRO_HAVE_VERBS
+  const copro::core::Config config = copro::core::Config::fromEnvironment();
+  std::string detail;
+  const bool real = copro::transport::verbsRealDevicePresent(detail);
+  std::string out = "# rdma: " + std::string(real ? "" : "no real device: ") + detail + "\n";
+  const std::string ports = copro::transport::describeVerbsPorts(config);
+  std::size_t start = 0;
+  for (std::size_t end = ports.find('\n'); end != std::string::npos; start = end + 1, end = ports.find('\n', start)) {
+    out += "# rdma: " + ports.substr(start, end - start) + "\n";
+  }
+  out += copro::transport::describeRailAffinity(config);
+  return out;
+#else
+  return {};
+#endif
+}
 
 namespace topo = copro::topo;
 
@@ -140,7 +163,7 @@ int main(int argc, char** argv) {
       options.crossProcess = !probeNoFork;
       options.bytesPerThread = copro::core::parseBytes(probeBytes);
       const topo::ProbeResult probe = topo::probeHost(options);
-      const std::string text = topo::probeTopologyYaml(probe);
+      const std::string text = rdmaComment() + topo::probeTopologyYaml(probe);
       if (probeOut.empty()) {
         std::fputs(text.c_str(), stdout);
         return 0;

@@ -27,9 +27,16 @@ CLI::App* addMoeCommand(CLI::App& app, MoeCliArgs& a) {
   c->add_option("--routing", a.routing, "uniform, zipf:S (popularity 1/(i+1)^S) or file:PATH (default uniform)");
   c->add_option("--max-nodes", a.maxNodes, "node-limited routing: nodes per token at most (0: no limit)");
   c->add_option("--seed", a.seed, "routing seed (default 1)");
+  c->add_option("--relay", a.relay,
+                "forward path: relays forward pieces of N tokens as they land (cut-through, default 32); "
+                "0 = store-and-forward (whole node chunks)");
   c->add_flag("--payload-only", a.payloadOnly, "rows carry the payload only (no scales, no metadata)");
   c->add_option("--set", a.sets, "topology override key=value (builder parameter or sim.key)");
   c->add_flag("--csv", a.csv, "print one CSV row instead of the table");
+  c->add_option("--max-wall", a.maxWall,
+                "stop the simulation cleanly after S seconds of wall time (dispatch and combine together), with "
+                "partial figures and a note on stderr (default 0: no limit)")
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--pxn", a.pxn, "PXN level 0, 1 or 2 applied to both Programs (docs/pxn.md)")->check(CLI::Range(0, 2));
   c->add_option("--initiation", a.initiation, "device, proxy or offload for every lane");
   c->add_option("--initiation-scaleup", a.initiationScaleUp, "device, proxy or offload for intra-node lanes");
@@ -68,6 +75,7 @@ int runMoeCommand(const MoeCliArgs& a) {
   c.numExperts = a.experts;
   c.maxNodesPerToken = a.maxNodes;
   c.payloadOnly = a.payloadOnly;
+  c.relayChunkTokens = a.relay;
   if (a.path == "forward") {
     c.path = collectives::MoePath::kForward;
   } else if (a.path == "direct") {
@@ -117,17 +125,27 @@ int runMoeCommand(const MoeCliArgs& a) {
   const core::Initiation base = mode(a.initiation, "--initiation", core::Initiation::kDevice);
   options.scaleUp = mode(a.initiationScaleUp, "--initiation-scaleup", base);
   options.scaleOut = mode(a.initiationScaleOut, "--initiation-scaleout", base);
+  options.maxWallSeconds = a.maxWall;
   const MoeSimResult r = simulateMoe(fabric, c, routing, nodes, sim::SimParams::fromFabric(fabric), options);
+  if (r.stopped) {
+    std::fprintf(stderr,
+                 "copro-sim moe: stopped by --max-wall %g s (dispatch %s, combine %s): the times and bandwidths are "
+                 "partial\n",
+                 a.maxWall, r.dispatchResult.stopped ? "stopped" : "complete",
+                 r.combineResult.stopped ? "stopped" : "complete");
+  }
   int numNodes = 0;
   for (int n : nodes) numNodes = std::max(numNodes, n + 1);
   if (a.csv) {
     std::printf(
         "topology,ep,nodes,path,dtype,tokens,hidden,topk,experts,dispatch_us,combine_us,dispatch_GBps,"
-        "combine_GBps,recv_rows_per_rank,scaleout_bytes,scaleup_bytes\n");
-    std::printf("%s,%d,%d,%s,%s,%d,%d,%d,%d,%.3f,%.3f,%.2f,%.2f,%.1f,%llu,%llu\n", fabric.name.c_str(), ep, numNodes,
-                a.path.c_str(), a.dtype.c_str(), a.tokens, c.hidden, c.topk, c.numExperts, r.dispatch.microseconds(),
-                r.combine.microseconds(), r.dispatchGBps, r.combineGBps, r.recvRowsPerRank,
-                static_cast<unsigned long long>(r.scaleOutBytes), static_cast<unsigned long long>(r.scaleUpBytes));
+        "combine_GBps,recv_rows_per_rank,scaleout_bytes,scaleup_bytes,sent_rows_per_rank,dispatch_send_GBps,"
+        "combine_send_GBps\n");
+    std::printf("%s,%d,%d,%s,%s,%d,%d,%d,%d,%.3f,%.3f,%.2f,%.2f,%.1f,%llu,%llu,%.1f,%.2f,%.2f\n", fabric.name.c_str(),
+                ep, numNodes, a.path.c_str(), a.dtype.c_str(), a.tokens, c.hidden, c.topk, c.numExperts,
+                r.dispatch.microseconds(), r.combine.microseconds(), r.dispatchGBps, r.combineGBps, r.recvRowsPerRank,
+                static_cast<unsigned long long>(r.scaleOutBytes), static_cast<unsigned long long>(r.scaleUpBytes),
+                r.sentRowsPerRank, r.dispatchSendGBps, r.combineSendGBps);
     return 0;
   }
   std::printf(
@@ -146,6 +164,10 @@ int runMoeCommand(const MoeCliArgs& a) {
               static_cast<unsigned long long>(r.combineOps));
   std::printf("# received rows per rank (own included): %.1f; DeepEP GB/s = rows x bytes per token / time\n",
               r.recvRowsPerRank);
+  std::printf("# sent rows per rank: %.1f (%s); DeepEP %s: dispatch %.1f GB/s, combine %.1f GB/s\n", r.sentRowsPerRank,
+              c.path == collectives::MoePath::kForward ? "(token, node) pairs" : "selections",
+              c.path == collectives::MoePath::kForward ? "RDMA bottleneck bandwidth" : "RDMA bandwidth",
+              r.dispatchSendGBps, r.combineSendGBps);
   return 0;
 }
 

@@ -20,12 +20,14 @@ struct MoeCliArgs {
   int maxNodes = 0;
   std::uint64_t seed = 1;
   bool payloadOnly = false;
+  int relay = 32;  ///< forward path: relay pieces of this many tokens (cut-through); 0 = store-and-forward
   std::vector<std::string> sets;
   bool csv = false;
   int pxn = 0;                    ///< --pxn (docs/pxn.md)
   std::string initiation;         ///< --initiation: every lane
   std::string initiationScaleUp;  ///< --initiation-scaleup
   std::string initiationScaleOut;
+  double maxWall = 0;  ///< --max-wall: seconds of wall time for the dispatch and the combine together (0: none)
 };
 
 /// Adds the `moe` subcommand (its options fill `args`) and returns it.

@@ -1,6 +1,7 @@
 // simulateMoe: two runs of sim::Communicator's MoE Programs and DeepEP's figures (docs/moe.md).
 #include "moe_sim.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "copro/core/status.hpp"
@@ -38,6 +39,18 @@ void countPutBytes(const core::ProgramSource& program, const std::vector<int>& n
   }
 }
 
+/// Mean rows a rank sends: (token, node) pairs (forward) or (token, expert) selections (direct).
+double sentRowsPerRank(const collectives::MoePlan& plan) {
+  double rows = 0;
+  for (const auto& gs : plan.groups) {
+    for (const auto& g : gs) rows += static_cast<double>(g.count);
+  }
+  for (const auto& counts : plan.expertCounts) {
+    for (const std::uint64_t c : counts) rows += static_cast<double>(c);
+  }
+  return rows / plan.nranks;
+}
+
 }  // namespace
 
 MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfig& config,
@@ -53,8 +66,15 @@ MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfi
   const auto& dispatch = moe.dispatch;
   const auto& combine = moe.combine;
   MoeSimResult res;
-  res.dispatchResult = comm.run(*dispatch);
-  res.combineResult = comm.run(*combine);
+  sim::RunOptions runOptions;
+  runOptions.maxWallSeconds = options.maxWallSeconds;
+  res.dispatchResult = comm.run(*dispatch, runOptions);
+  if (options.maxWallSeconds > 0) {
+    // The combine gets what the dispatch left (at least a millisecond, so that it stops at once).
+    runOptions.maxWallSeconds = std::max(1e-3, options.maxWallSeconds - res.dispatchResult.wallSeconds);
+  }
+  res.combineResult = comm.run(*combine, runOptions);
+  res.stopped = res.dispatchResult.stopped || res.combineResult.stopped;
   res.dispatch = res.dispatchResult.time;
   res.combine = res.combineResult.time;
   std::uint64_t cOut = 0;
@@ -70,10 +90,19 @@ MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfi
       static_cast<double>(config.hidden) * static_cast<double>(core::dataTypeSize(config.dispatchDtype)) +
       4.0 * collectives::moeScaleGroups(config);
   const double combineBytes = static_cast<double>(config.hidden) * 2.0;
-  if (res.dispatch.picoseconds() > 0)
+  res.sentRowsPerRank = sentRowsPerRank(plan);
+  const double sendBytes =
+      dispatchBytes +
+      (config.path == collectives::MoePath::kDirect && config.dispatchDtype == core::DataType::kFloat8E4M3 ? 16.0
+                                                                                                           : 0.0);
+  if (res.dispatch.picoseconds() > 0) {
     res.dispatchGBps = res.recvRowsPerRank * dispatchBytes / (res.dispatch.microseconds() * 1e3);
-  if (res.combine.picoseconds() > 0)
+    res.dispatchSendGBps = res.sentRowsPerRank * sendBytes / (res.dispatch.microseconds() * 1e3);
+  }
+  if (res.combine.picoseconds() > 0) {
     res.combineGBps = res.recvRowsPerRank * combineBytes / (res.combine.microseconds() * 1e3);
+    res.combineSendGBps = res.sentRowsPerRank * combineBytes / (res.combine.microseconds() * 1e3);
+  }
   return res;
 }
 

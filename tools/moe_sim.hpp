@@ -16,11 +16,19 @@ namespace copro::tools {
 struct MoeSimResult {
   core::Time dispatch{};
   core::Time combine{};
+  bool stopped = false;  ///< MoeSimOptions::maxWallSeconds stopped the dispatch or the combine: figures partial
   /// DeepEP's figures: mean received rows per rank (own tokens included) x bytes per token / time, with bytes
   /// per token = hidden x element size (+ hidden / 128 x 4 B of FP8 scales) for dispatch, hidden x 2 for combine.
   double dispatchGBps = 0;
   double combineGBps = 0;
   double recvRowsPerRank = 0;
+  /// DeepEP's internode and low-latency figures (its test_internode.py / test_low_latency.py): rows each rank
+  /// sends per time. Forward: (token, node) pairs, the own node included ("RDMA bottleneck bandwidth", a
+  /// logical figure); direct: (token, expert) selections, local ones included ("RDMA bandwidth"). Bytes per
+  /// row as above, plus 16 B for the direct path's FP8 dispatch (DeepEP's low-latency message header).
+  double sentRowsPerRank = 0;
+  double dispatchSendGBps = 0;
+  double combineSendGBps = 0;
   /// Payload bytes of puts between ranks, dispatch + combine: across nodes (scale-out) and inside a node.
   std::uint64_t scaleOutBytes = 0;
   std::uint64_t scaleUpBytes = 0;
@@ -42,6 +50,9 @@ struct MoeSimOptions {
   int pxnLevel = 0;
   core::Initiation scaleUp = core::Initiation::kDevice;
   core::Initiation scaleOut = core::Initiation::kDevice;
+  /// > 0: wall-time budget of the dispatch and combine runs together (sim::RunOptions::maxWallSeconds); a
+  /// stopped run sets MoeSimResult::stopped.
+  double maxWallSeconds = 0;
 };
 
 /// Plans, builds and simulates a dispatch and a combine of `routing` (one routing row per rank; ranks on

@@ -224,6 +224,7 @@ SimOutcome runCase(FabricCache& fabrics, const SimCase& c, const SimRunExtras& e
   if (extras.onStart) extras.onStart(out);
   sim::RunOptions opts;
   opts.progress = extras.progress;
+  opts.maxWallSeconds = extras.maxWallSeconds;
   std::unique_ptr<TraceRecorder> recorder;
   if (!extras.tracePath.empty()) {
     recorder = std::make_unique<TraceRecorder>(extras.tracePath, fabric, *program, p, extras.traceLinks);

@@ -316,6 +316,23 @@ std::vector<std::string> availableTransports() {
   return names;
 }
 
+/// The group's communicator as emptyShared's tensors see it: their deleters (any thread, any time)
+/// release memory through it while the group lives, and do nothing once it is gone (the shm mapping
+/// then stays valid until the process exits, docs/shm.md).
+struct Engine::SharedMemory {
+  std::mutex mutex;
+  copro::Communicator* comm = nullptr;
+
+  void release(void* ptr) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (comm != nullptr) comm->deallocate(ptr);
+  }
+  void close() {
+    std::lock_guard<std::mutex> lock(mutex);
+    comm = nullptr;
+  }
+};
+
 Engine::Engine(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, const std::string& transport,
                std::chrono::milliseconds timeout)
     : rank_(rank),
@@ -337,6 +354,8 @@ Engine::Engine(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
   if (transport_ == "mpi") mpiWorldRanks_ = mpiWorldRanks(*boot_);
 #endif
   comm_ = create(boot_, mpiWorldRanks_);
+  shared_ = std::make_shared<SharedMemory>();
+  shared_->comm = &comm_;
   worker_ = std::thread([this] { workerLoop(); });
   std::lock_guard<std::mutex> lock(gRegistryMutex);
   liveEngines().insert(this);
@@ -383,6 +402,7 @@ void Engine::shutdown() {
   }
   cv_.notify_all();
   if (worker_.joinable()) worker_.join();
+  shared_->close();
   pairs_.clear();
   comm_ = copro::Communicator();  // releases shared memory and endpoints now
 }
@@ -393,7 +413,6 @@ void Engine::submit(Job job, DoneCallback done) {
     std::lock_guard<std::mutex> lock(mutex_);
     TORCH_CHECK(!stop_, "copro_torch: the process group was shut down (destroy_process_group or interpreter exit)");
     queue_.push_back({std::move(job), std::move(done)});
-    pending_.fetch_add(1, std::memory_order_release);
     wake = sleeping_;
   }
   if (wake) cv_.notify_one();
@@ -403,31 +422,44 @@ void Engine::workerLoop() {
   const c10::AutoGradMode noGrad(false);  // results are written in place, as other backends do
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    if (queue_.empty() && !stop_) {
-      // Back-to-back calls (DDP buckets, benchmarks) find the worker awake: spin briefly before sleeping.
-      lock.unlock();
-      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-      while (pending_.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < until) {
-        std::this_thread::yield();
-      }
-      lock.lock();
-    }
+    // The worker sleeps while the queue is empty (no spinning): a synchronous call is run by the thread
+    // that waits for it (runQueuedUntil), so only asynchronous ones (DDP's buckets) need the worker.
     sleeping_ = true;
     cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
     sleeping_ = false;
     if (queue_.empty()) return;  // stopped and drained
-    Task task = std::move(queue_.front());
-    queue_.pop_front();
-    pending_.fetch_sub(1, std::memory_order_relaxed);
     lock.unlock();
-    std::exception_ptr error;
-    try {
-      task.job.run(comm_);
-    } catch (...) {
-      error = std::current_exception();
+    {
+      const std::lock_guard<std::mutex> drive(driving_);
+      runNext();  // a waiter may have run the Job meanwhile; then there is nothing to do
     }
-    task.done(error);
     lock.lock();
+  }
+}
+
+bool Engine::runNext() {
+  Task task;
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (queue_.empty()) return false;
+    task = std::move(queue_.front());
+    queue_.pop_front();
+  }
+  std::exception_ptr error;
+  try {
+    task.job.run(comm_);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  task.done(error);
+  return true;
+}
+
+void Engine::runQueuedUntil(const std::function<bool()>& done) {
+  std::unique_lock<std::mutex> drive(driving_, std::try_to_lock);
+  if (!drive.owns_lock()) return;  // the worker is running Jobs; Work::wait blocks as usual
+  const c10::AutoGradMode noGrad(false);
+  while (!done() && runNext()) {
   }
 }
 
@@ -443,6 +475,30 @@ void shutdownAll() {
   MPI_Finalized(&finalized);
   if (gInitializedMpi && finalized == 0) MPI_Finalize();
 #endif
+}
+
+// ---- tensors in shared memory ----
+
+at::Tensor Engine::emptyShared(std::int64_t bytes) {
+  constexpr std::int64_t kMaxBytes = std::int64_t{1} << 40;  // 1 TiB: beyond any host's memory
+  TORCH_CHECK(bytes >= 0 && bytes <= kMaxBytes, "copro_torch.empty: ", bytes,
+              " bytes is outside 0 .. 1 TiB; allocate less");
+  const auto options = at::TensorOptions().dtype(at::kByte).device(at::kCPU);
+  if (transport_ != "shm") return at::empty({bytes}, options);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    TORCH_CHECK(!stop_, "copro_torch.empty: the process group has been shut down");
+  }
+  void* ptr = nullptr;
+  try {
+    ptr = comm_.allocate(static_cast<std::size_t>(std::max<std::int64_t>(bytes, 1)));
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "copro_torch.empty: cannot allocate ", bytes, " bytes of shared memory: ", e.what());
+  }
+  TORCH_CHECK(ptr != nullptr, "copro_torch.empty: cannot allocate ", bytes, " bytes of shared memory");
+  std::shared_ptr<SharedMemory> owner = shared_;
+  return at::from_blob(
+      ptr, {bytes}, [owner](void* p) { owner->release(p); }, options);
 }
 
 // ---- Job builders ----

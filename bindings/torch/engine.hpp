@@ -61,10 +61,21 @@ class Engine {
   /// The transport actually used ("shm", ...).
   [[nodiscard]] const std::string& transport() const { return transport_; }
 
+  /// A CPU uint8 tensor of `bytes` whose storage every rank of the group maps (Communicator::allocate
+  /// on `shm`), so collectives on it (or on views of it as another dtype) need no Cross Memory Attach
+  /// copy; on other transports a plain at::empty. The memory is released when the tensor's storage is
+  /// freed while the group lives; storage that outlives the group stays mapped until the process exits.
+  at::Tensor emptyShared(std::int64_t bytes);
+
   /// Queues `job`; `done` runs on the worker thread when it finished (in submission order).
   void submit(Job job, DoneCallback done);
   /// Finishes queued jobs, stops the worker and destroys the communicator (idempotent; later submits fail).
   void shutdown();
+
+  /// Called by a thread about to wait for a Job (Work::wait): when no other thread is running Jobs, runs
+  /// the queued ones itself, in order, until `done()` holds or the queue is empty, so a synchronous call
+  /// costs no hand-off to the worker thread and back. Returns at once when the worker is busy.
+  void runQueuedUntil(const std::function<bool()>& done);
 
   // Job builders: they check their arguments on the calling thread and throw c10::Error (NotImplementedError
   // for unsupported ops and dtypes) naming the problem and what to use instead.
@@ -99,6 +110,9 @@ class Engine {
 
  private:
   void workerLoop();
+  /// Pops the next Job and runs it; the caller holds driving_ (one thread runs Jobs at a time, in
+  /// queue order). False when the queue was empty.
+  bool runNext();
   /// The communicator of this rank and `peer` (worker thread only; created on first use).
   copro::Communicator& pairComm(int peer);
   copro::Communicator create(const std::shared_ptr<StoreBootstrap>& boot, const std::vector<int>& mpiRanks);
@@ -110,15 +124,17 @@ class Engine {
   std::shared_ptr<StoreBootstrap> boot_;
   std::vector<int> mpiWorldRanks_;  ///< MPI_COMM_WORLD rank of each group rank (transport mpi)
   copro::Communicator comm_;
+  struct SharedMemory;  ///< what emptyShared's tensors release their memory through
+  std::shared_ptr<SharedMemory> shared_;
   std::map<int, copro::Communicator> pairs_;  ///< peer -> pair communicator
   struct Task {
     Job job;
     DoneCallback done;
   };
+  std::mutex driving_;  ///< held by the thread running Jobs (the worker or a waiter)
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Task> queue_;
-  std::atomic<std::size_t> pending_{0};  ///< queue_.size(), readable without the lock (the worker spins on it)
   bool sleeping_ = false;                ///< the worker waits on cv_ (submit notifies only then)
   bool stop_ = false;
   std::thread worker_;

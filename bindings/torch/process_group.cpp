@@ -6,6 +6,7 @@
 #include <pybind11/chrono.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <torch/csrc/utils/pybind.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
@@ -14,8 +15,8 @@
 
 #include "engine.hpp"
 
-// torch binds its classes with intrusive_ptr holders (as torch/csrc/utils/pybind.h declares).
-PYBIND11_DECLARE_HOLDER_TYPE(T, c10::intrusive_ptr<T>, true);
+// torch/csrc/utils/pybind.h: torch binds its classes with intrusive_ptr holders, and converts
+// torch.Tensor <-> at::Tensor.
 
 namespace copro_torch {
 
@@ -26,12 +27,19 @@ using c10d::OpType;
 /// A collective in flight: completed (with its outputs or the error) by the engine's worker thread.
 class WorkCopro final : public c10d::Work {
  public:
-  WorkCopro(int rank, OpType type, std::vector<at::Tensor> outputs)
+  WorkCopro(int rank, OpType type, std::vector<at::Tensor> outputs, std::weak_ptr<Engine> engine)
       : c10d::Work(rank, type),
         outputs_(std::move(outputs)),
-        future_(c10::make_intrusive<c10::ivalue::Future>(c10::ListType::create(c10::TensorType::get()))) {}
+        future_(c10::make_intrusive<c10::ivalue::Future>(c10::ListType::create(c10::TensorType::get()))),
+        engine_(std::move(engine)) {}
 
   std::vector<at::Tensor> result() override { return outputs_; }
+
+  /// A waiting thread runs the queued Jobs itself when the worker is idle (Engine::runQueuedUntil).
+  bool wait(std::chrono::milliseconds timeout) override {
+    if (const std::shared_ptr<Engine> engine = engine_.lock()) engine->runQueuedUntil([this] { return isCompleted(); });
+    return c10d::Work::wait(timeout);
+  }
   c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return future_; }
 
   /// Marks the future and wakes wait() (on the worker thread).
@@ -47,6 +55,7 @@ class WorkCopro final : public c10d::Work {
  private:
   std::vector<at::Tensor> outputs_;
   c10::intrusive_ptr<c10::ivalue::Future> future_;
+  std::weak_ptr<Engine> engine_;
 };
 
 Reduction reduction(const c10d::ReduceOp& op, const char* name) {
@@ -82,10 +91,11 @@ class ProcessGroupCopro final : public c10d::ProcessGroup {
  public:
   ProcessGroupCopro(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, const std::string& transport,
                     std::chrono::milliseconds timeout)
-      : c10d::ProcessGroup(rank, size), engine_(std::make_unique<Engine>(store, rank, size, transport, timeout)) {}
+      : c10d::ProcessGroup(rank, size), engine_(std::make_shared<Engine>(store, rank, size, transport, timeout)) {}
 
   const std::string getBackendName() const override { return "copro"; }
   const std::string& transport() const { return engine_->transport(); }
+  Engine& engine() { return *engine_; }
 
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors,
                                            const c10d::BroadcastOptions& opts) override {
@@ -214,7 +224,7 @@ class ProcessGroupCopro final : public c10d::ProcessGroup {
   }
 
   c10::intrusive_ptr<c10d::Work> launch(OpType type, Job job) {
-    auto work = c10::make_intrusive<WorkCopro>(getRank(), type, job.outputs);
+    auto work = c10::make_intrusive<WorkCopro>(getRank(), type, job.outputs, engine_);
     engine_->submit(std::move(job), [work](const std::exception_ptr& e) { work->complete(e); });
     return work;
   }
@@ -222,13 +232,13 @@ class ProcessGroupCopro final : public c10d::ProcessGroup {
   c10::intrusive_ptr<c10d::Work> pointToPoint(Engine::P2P op, OpType type) {
     engine_->checkP2P(op, op.isSend ? "send" : "recv");
     if (!coalescing_) return launch(type, engine_->p2p({op}));
-    auto work = c10::make_intrusive<WorkCopro>(getRank(), type, std::vector<at::Tensor>{op.tensor});
+    auto work = c10::make_intrusive<WorkCopro>(getRank(), type, std::vector<at::Tensor>{op.tensor}, engine_);
     groupOps_.push_back(std::move(op));
     groupWorks_.push_back(work);
     return work;
   }
 
-  std::unique_ptr<Engine> engine_;
+  std::shared_ptr<Engine> engine_;
   bool coalescing_ = false;
   std::vector<Engine::P2P> groupOps_;
   std::vector<c10::intrusive_ptr<WorkCopro>> groupWorks_;
@@ -241,10 +251,18 @@ c10::intrusive_ptr<c10d::ProcessGroup> createProcessGroup(const c10::intrusive_p
   return c10::make_intrusive<ProcessGroupCopro>(store, rank, size, transport, timeout);
 }
 
-std::string transportOf(const c10::intrusive_ptr<c10d::ProcessGroup>& pg) {
-  const auto* copro = dynamic_cast<const ProcessGroupCopro*>(pg.get());
+ProcessGroupCopro& coproGroup(const c10::intrusive_ptr<c10d::ProcessGroup>& pg) {
+  auto* copro = dynamic_cast<ProcessGroupCopro*>(pg.get());
   TORCH_CHECK(copro != nullptr, "copro_torch: not a copro process group");
-  return copro->transport();
+  return *copro;
+}
+
+std::string transportOf(const c10::intrusive_ptr<c10d::ProcessGroup>& pg) {
+  return coproGroup(pg).transport();
+}
+
+at::Tensor emptyShared(const c10::intrusive_ptr<c10d::ProcessGroup>& pg, std::int64_t bytes) {
+  return coproGroup(pg).engine().emptyShared(bytes);
 }
 
 }  // namespace
@@ -257,6 +275,8 @@ PYBIND11_MODULE(_C, m) {
         pybind11::arg("world_size"), pybind11::arg("timeout"), pybind11::arg("transport"),
         "Creates this rank's copro process group (collective over the group; bootstraps through `store`).");
   m.def("transport_of", &copro_torch::transportOf, "The transport a copro process group runs on.");
+  m.def("empty_shared", &copro_torch::emptyShared, pybind11::arg("group"), pybind11::arg("bytes"),
+        "A uint8 CPU tensor in memory every rank of the copro group maps (see copro_torch.empty).");
   m.def("transports", &copro_torch::availableTransports, "The transports this build offers.");
   m.def(
       "shutdown", [] { copro_torch::shutdownAll(); },

@@ -65,6 +65,10 @@ void checkMoeConfig(const MoeConfig& c, int nranks) {
     bad("combineDtype " + std::string(core::dataTypeName(c.combineDtype)) + " is not supported (use bfloat16)");
   }
   if (c.maxNodesPerToken < 0) bad("maxNodesPerToken must be >= 0 (0 = no limit)");
+  if (c.relayChunkTokens < 0) {
+    bad("relayChunkTokens must be >= 0 (it is " + std::to_string(c.relayChunkTokens) +
+        "; 0 = store-and-forward, N = relay pieces of N tokens)");
+  }
 }
 
 namespace {
@@ -415,9 +419,6 @@ namespace {
 
 constexpr int kPeerLanes = 8;  // lanes for puts to peers (parallel issue, as DeepEP's channels)
 constexpr std::int32_t kLandSem = 0;
-std::int32_t relaySem(int src) {
-  return 1 + src;
-}
 
 Addr local(BufferId b, std::uint64_t off) {
   return Addr{kSelf, b, off};
@@ -426,12 +427,19 @@ Addr remote(int r, BufferId b, std::uint64_t off) {
   return Addr{r, b, off};
 }
 
+int maxRanksPerNode(const MoePlan& p) {
+  std::size_t m = 1;
+  for (const auto& rs : p.ranksOfNode) m = std::max(m, rs.size());
+  return static_cast<int>(m);
+}
+
 ProgramHeader moeHeader(const MoePlan& p, const char* what, std::vector<std::uint64_t> in,
                         std::vector<std::uint64_t> out) {
   ProgramHeader h;
   h.name = std::string("moe") + what + "." + std::string(moePathName(p.config.path));
   h.nranks = p.nranks;
-  h.numSemaphores = 1 + p.nranks;
+  // Forward: per source, two piece lanes (dispatch) or one contribution count per local rank (combine).
+  h.numSemaphores = p.config.path == MoePath::kForward ? 1 + p.nranks * std::max(2, maxRanksPerNode(p)) : 1;
   h.inputBytes = std::move(in);
   h.outputBytes = std::move(out);
   return h;
@@ -447,6 +455,7 @@ int peerLane(int d) {
 /// keep kPeerWindow puts in flight, relay lanes (one per source, many puts each) kRelayWindow.
 constexpr int kPeerWindow = 4;
 constexpr int kRelayWindow = 8;
+constexpr int kUnboundedWindow = 1 << 30;  // lanes that flush explicitly
 class Emitter {
  public:
   explicit Emitter(RankProgram& out) : out_(out) {}
@@ -476,18 +485,79 @@ class Emitter {
   std::vector<LaneWindow> lanes_;
 };
 
-void emitDispatchForward(const MoeLayout& L, std::uint64_t rb, int r, RankProgram& program) {
-  Emitter out(program);
+// ---- Forward path: cut-through relays (docs/moe.md, "Cut-through relays").
+// A source sends each remote node chunk in pieces of `relayChunkTokens` rows on two lanes (alternate pieces,
+// a flush after each: every chunk of every node is in flight, each lane's pieces in order); the relay forwards
+// a piece as soon as it lands. The combine runs the same pieces in reverse: the relay reduces and returns a
+// piece once that piece's contributions have arrived.
+
+/// Row bounds of a node chunk's pieces: the first piece is half a piece so that the two lanes carrying
+/// alternate pieces stay half a piece apart; one piece (store-and-forward) when chunkTokens is 0.
+std::vector<std::uint64_t> pieceBounds(std::uint64_t rows, int chunkTokens) {
+  std::vector<std::uint64_t> b{0};
+  if (chunkTokens <= 0) {
+    b.push_back(rows);
+    return b;
+  }
+  const auto c = static_cast<std::uint64_t>(chunkTokens);
+  std::uint64_t at = std::min(rows, std::max<std::uint64_t>(1, c / 2));
+  b.push_back(at);
+  while (at < rows) {
+    at = std::min(rows, at + c);
+    b.push_back(at);
+  }
+  return b;
+}
+
+/// One overlap of a piece with a mask group of a source's node chunk: rows [begin, end) of the chunk, which
+/// start `inGroup` rows into group `g`.
+struct Overlap {
+  std::size_t piece = 0;
+  std::size_t g = 0;
+  std::uint64_t inGroup = 0;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+};
+
+/// The overlaps of source s's chunk on `node` with its pieces, in piece order.
+std::vector<Overlap> chunkOverlaps(const MoeLayout& L, int s, int node, const std::vector<std::uint64_t>& bounds) {
+  const auto us = static_cast<std::size_t>(s);
+  const auto& gs = L.p.groups[us];
+  const std::uint64_t first = L.nodeChunk[us][static_cast<std::size_t>(node)].first;
+  std::vector<Overlap> out;
+  std::size_t piece = 0;
+  for (std::size_t g = 0; g < gs.size(); ++g) {
+    if (gs[g].node != node) continue;
+    const std::uint64_t gb = L.groupSendOff[us][g] - first;
+    const std::uint64_t ge = gb + gs[g].count;
+    for (std::uint64_t at = gb; at < ge;) {
+      while (bounds[piece + 1] <= at) ++piece;
+      const std::uint64_t end = std::min(ge, bounds[piece + 1]);
+      out.push_back(Overlap{piece, g, at - gb, at, end});
+      at = end;
+    }
+  }
+  return out;
+}
+
+/// Dispatch: semaphore of the pieces of source `src` sent on its lane `sub` (0 or 1) to its relay.
+std::int32_t relaySem(int src, int sub) {
+  return 1 + 2 * src + sub;
+}
+/// Combine: semaphore of the contributions to source `src`'s relay from the node's local rank `li`.
+std::int32_t contribSem(int perNode, int src, int li) {
+  return 1 + src * perNode + li;
+}
+
+/// Direct puts of a source's own-node groups (no relay).
+void emitOwnNodeGroups(const MoeLayout& L, std::uint64_t rb, int r, Emitter& out) {
   const MoePlan& p = L.p;
   const auto ur = static_cast<std::size_t>(r);
   const int myNode = p.nodeOfRank[ur];
-  const int myLi = p.localIndex[ur];
-  out.addLane();  // lane 0
-  // Sends of own tokens: own node directly, other nodes to the relay (one put per node).
   const auto& gs = p.groups[ur];
+  const auto& rs = p.ranksOfNode[static_cast<std::size_t>(myNode)];
   for (std::size_t g = 0; g < gs.size(); ++g) {
     if (gs[g].node != myNode) continue;
-    const auto& rs = p.ranksOfNode[static_cast<std::size_t>(myNode)];
     std::size_t k = 0;
     for (std::size_t j = 0; j < rs.size(); ++j) {
       if ((gs[g].mask >> j & 1U) == 0) continue;
@@ -503,51 +573,198 @@ void emitDispatchForward(const MoeLayout& L, std::uint64_t rb, int r, RankProgra
       }
     }
   }
+}
+
+/// The source's node chunks to their relays, in pieces on two lanes per node (all nodes at once).
+void emitNodeChunks(const MoeLayout& L, std::uint64_t rb, int r, Emitter& out) {
+  const MoePlan& p = L.p;
+  const auto ur = static_cast<std::size_t>(r);
   for (std::size_t node = 0; node < p.ranksOfNode.size(); ++node) {
     const auto& ch = L.nodeChunk[ur][node];
-    if (static_cast<int>(node) == myNode || ch.rows == 0) continue;
+    if (static_cast<int>(node) == p.nodeOfRank[ur] || ch.rows == 0) continue;
     const int relay = p.relay(r, static_cast<int>(node));
     const std::uint64_t dst = (L.landRows[static_cast<std::size_t>(relay)] + L.relayOff[ur][node]) * rb;
-    // On lane 0: the node chunks are few and large; all of them are in flight at once.
-    out.emit(0, Op::put(relay, remote(relay, BufferId::kOutput, dst), local(BufferId::kInput, ch.first * rb),
-                        ch.rows * rb, relaySem(r), 1));
-  }
-  // Relay lanes: forward each remote source's chunk, one put per (mask group, destination).
-  std::uint64_t expected = 0;
-  for (int s = 0; s < p.nranks; ++s) {
-    const auto us = static_cast<std::size_t>(s);
-    const auto& sg = p.groups[us];
-    // Landing arrivals at r from this source (put by another rank).
-    for (std::size_t g = 0; g < sg.size(); ++g) {
-      if (sg[g].node != myNode || (sg[g].mask >> myLi & 1U) == 0) continue;
-      if (p.relay(s, myNode) != r) ++expected;
+    const auto bounds = pieceBounds(ch.rows, p.config.relayChunkTokens);
+    const int lanes[2] = {out.addLane(kUnboundedWindow), bounds.size() > 2 ? out.addLane(kUnboundedWindow) : -1};
+    for (std::size_t i = 0; i + 1 < bounds.size(); ++i) {
+      const int sub = static_cast<int>(i % 2);
+      out.emit(lanes[sub], Op::put(relay, remote(relay, BufferId::kOutput, dst + bounds[i] * rb),
+                                   local(BufferId::kInput, (ch.first + bounds[i]) * rb),
+                                   (bounds[i + 1] - bounds[i]) * rb, relaySem(r, sub), 1));
+      out.emit(lanes[sub], Op::flush());
     }
-    if (s == r || p.nodeOfRank[us] == myNode) continue;
-    const auto& ch = L.nodeChunk[us][static_cast<std::size_t>(myNode)];
-    if (ch.rows == 0 || p.relay(s, myNode) != r) continue;
-    const int lane = out.addLane();
-    out.emit(lane, Op::wait(relaySem(s), 1));
-    const std::uint64_t base = L.landRows[ur] + L.relayOff[us][static_cast<std::size_t>(myNode)];
-    const auto& rs = p.ranksOfNode[static_cast<std::size_t>(myNode)];
-    for (std::size_t g = 0; g < sg.size(); ++g) {
-      if (sg[g].node != myNode) continue;
-      std::size_t k = 0;
-      const std::uint64_t src = (base + L.groupSendOff[us][g] - ch.first) * rb;
-      for (std::size_t j = 0; j < rs.size(); ++j) {
-        if ((sg[g].mask >> j & 1U) == 0) continue;
-        const int d = rs[j];
-        const std::uint64_t dst = L.landOff[us][g][k++] * rb;
-        const std::uint64_t bytes = sg[g].count * rb;
-        if (d == r) {
-          out.emit(lane, Op::copy(local(BufferId::kOutput, dst), local(BufferId::kOutput, src), bytes));
-        } else {
-          out.emit(lane,
-                   Op::put(d, remote(d, BufferId::kOutput, dst), local(BufferId::kOutput, src), bytes, kLandSem, 1));
-        }
+  }
+}
+
+/// Relay lanes of remote source s: one per destination rank of the node (as DeepEP's forwarder warps, one per
+/// NVLink peer); each forwards its rows of a piece as soon as the piece lands.
+void emitRelayForward(const MoeLayout& L, std::uint64_t rb, int r, int s, Emitter& out) {
+  const MoePlan& p = L.p;
+  const auto us = static_cast<std::size_t>(s);
+  const int myNode = p.nodeOfRank[static_cast<std::size_t>(r)];
+  const auto& ch = L.nodeChunk[us][static_cast<std::size_t>(myNode)];
+  const auto& sg = p.groups[us];
+  const auto& rs = p.ranksOfNode[static_cast<std::size_t>(myNode)];
+  const std::uint64_t base = L.landRows[static_cast<std::size_t>(r)] + L.relayOff[us][static_cast<std::size_t>(myNode)];
+  const auto items = chunkOverlaps(L, s, myNode, pieceBounds(ch.rows, p.config.relayChunkTokens));
+  for (std::size_t j = 0; j < rs.size(); ++j) {
+    const int d = rs[j];
+    int lane = -1;
+    std::size_t waited = SIZE_MAX;
+    for (const Overlap& o : items) {
+      const std::uint64_t mask = sg[o.g].mask;
+      if ((mask >> j & 1U) == 0) continue;
+      if (lane < 0) lane = out.addLane();
+      if (o.piece != waited) {
+        out.emit(lane, Op::wait(relaySem(s, static_cast<int>(o.piece % 2)), o.piece / 2 + 1));
+        waited = o.piece;
+      }
+      const auto k = static_cast<std::size_t>(std::popcount(mask & ((std::uint64_t{1} << j) - 1)));
+      const std::uint64_t dst = (L.landOff[us][o.g][k] + o.inGroup) * rb;
+      const std::uint64_t src = (base + o.begin) * rb;
+      const std::uint64_t bytes = (o.end - o.begin) * rb;
+      if (d == r) {
+        out.emit(lane, Op::copy(local(BufferId::kOutput, dst), local(BufferId::kOutput, src), bytes));
+      } else {
+        out.emit(lane,
+                 Op::put(d, remote(d, BufferId::kOutput, dst), local(BufferId::kOutput, src), bytes, kLandSem, 1));
       }
     }
   }
+}
+
+/// Puts landing at r in a forward dispatch (each covered by r's final wait).
+std::uint64_t forwardLandings(const MoeLayout& L, int r) {
+  const MoePlan& p = L.p;
+  const int myNode = p.nodeOfRank[static_cast<std::size_t>(r)];
+  const int myLi = p.localIndex[static_cast<std::size_t>(r)];
+  std::uint64_t expected = 0;
+  for (int s = 0; s < p.nranks; ++s) {
+    const auto& sg = p.groups[static_cast<std::size_t>(s)];
+    if (p.relay(s, myNode) == r) continue;  // own rows and rows this rank relays: local copies
+    if (p.nodeOfRank[static_cast<std::size_t>(s)] == myNode) {
+      for (const auto& g : sg) {
+        if (g.node == myNode && (g.mask >> myLi & 1U) != 0) ++expected;
+      }
+      continue;
+    }
+    const auto& ch = L.nodeChunk[static_cast<std::size_t>(s)][static_cast<std::size_t>(myNode)];
+    if (ch.rows == 0) continue;
+    for (const Overlap& o : chunkOverlaps(L, s, myNode, pieceBounds(ch.rows, p.config.relayChunkTokens))) {
+      if ((sg[o.g].mask >> myLi & 1U) != 0) ++expected;
+    }
+  }
+  return expected;
+}
+
+void emitDispatchForward(const MoeLayout& L, std::uint64_t rb, int r, RankProgram& program) {
+  Emitter out(program);
+  const MoePlan& p = L.p;
+  const int myNode = p.nodeOfRank[static_cast<std::size_t>(r)];
+  out.addLane();  // lane 0
+  emitOwnNodeGroups(L, rb, r, out);
+  emitNodeChunks(L, rb, r, out);
+  for (int s = 0; s < p.nranks; ++s) {
+    if (p.nodeOfRank[static_cast<std::size_t>(s)] == myNode || p.relay(s, myNode) != r) continue;
+    if (L.nodeChunk[static_cast<std::size_t>(s)][static_cast<std::size_t>(myNode)].rows == 0) continue;
+    emitRelayForward(L, rb, r, s, out);
+  }
+  const std::uint64_t expected = forwardLandings(L, r);
   if (expected > 0) out.emit(0, Op::wait(kLandSem, expected));
+}
+
+/// Combine, on every rank: its contributions to each source's relay on its node, pieces of all sources
+/// interleaved in piece order (so every relay can start on its first piece early).
+void emitContributions(const MoeLayout& L, std::uint64_t cb, int r, Emitter& out) {
+  const MoePlan& p = L.p;
+  const int myNode = p.nodeOfRank[static_cast<std::size_t>(r)];
+  const int myLi = p.localIndex[static_cast<std::size_t>(r)];
+  const int perNode = maxRanksPerNode(p);
+  struct Source {
+    int s;
+    std::vector<Overlap> items;
+    std::size_t next = 0;
+  };
+  std::vector<Source> sources;
+  for (int s = 0; s < p.nranks; ++s) {
+    const auto& ch = L.nodeChunk[static_cast<std::size_t>(s)][static_cast<std::size_t>(myNode)];
+    if (ch.rows == 0 || p.relay(s, myNode) == r) continue;
+    Source src{s, {}, 0};
+    const auto& sg = p.groups[static_cast<std::size_t>(s)];
+    for (const Overlap& o : chunkOverlaps(L, s, myNode, pieceBounds(ch.rows, p.config.relayChunkTokens))) {
+      if ((sg[o.g].mask >> myLi & 1U) != 0) src.items.push_back(o);
+    }
+    if (!src.items.empty()) sources.push_back(std::move(src));
+  }
+  for (std::size_t piece = 0, left = sources.size(); left > 0; ++piece) {
+    for (Source& src : sources) {
+      const auto us = static_cast<std::size_t>(src.s);
+      const int relay = p.relay(src.s, myNode);
+      for (; src.next < src.items.size() && src.items[src.next].piece == piece; ++src.next) {
+        const Overlap& o = src.items[src.next];
+        const std::uint64_t mask = p.groups[us][o.g].mask;
+        const auto k = static_cast<std::size_t>(std::popcount(mask & ((std::uint64_t{1} << myLi) - 1)));
+        const std::uint64_t from = (L.landOff[us][o.g][k] + o.inGroup) * cb;
+        const std::uint64_t to = (L.contribOff[us][o.g][k] + o.inGroup) * cb;
+        out.emit(peerLane(relay), Op::put(relay, remote(relay, BufferId::kOutput, to), local(BufferId::kInput, from),
+                                          (o.end - o.begin) * cb, contribSem(perNode, src.s, myLi), 1));
+        if (src.next + 1 == src.items.size()) --left;
+      }
+    }
+  }
+}
+
+/// Relay lane of source s (r is its relay on this node): per piece, wait for the piece's contributions,
+/// reduce its groups, and return the piece to the source (a remote source; the source's own node's rows are
+/// final in place).
+void emitRelayReduce(const MoeLayout& L, std::uint64_t cb, std::uint64_t hidden, int r, int s, Emitter& out) {
+  const MoePlan& p = L.p;
+  const auto us = static_cast<std::size_t>(s);
+  const auto ur = static_cast<std::size_t>(r);
+  const int myNode = p.nodeOfRank[ur];
+  const auto node = static_cast<std::size_t>(myNode);
+  const auto& ch = L.nodeChunk[us][node];
+  const auto& sg = p.groups[us];
+  const auto& rs = p.ranksOfNode[node];
+  const std::uint64_t reducedBase = L.contribRows[ur];
+  const std::uint64_t outBase =
+      s == r ? reducedBase + L.reducedRows[ur] + L.finalOff[us][node] : reducedBase + L.reducedChunkOff[us][node];
+  const auto bounds = pieceBounds(ch.rows, p.config.relayChunkTokens);
+  const auto items = chunkOverlaps(L, s, myNode, bounds);
+  const int perNode = maxRanksPerNode(p);
+  const int lane = out.addLane();
+  std::vector<std::uint64_t> arrived(rs.size(), 0);
+  for (std::size_t i = 0, at = 0; i + 1 < bounds.size(); ++i) {
+    const std::size_t first = at;
+    for (; at < items.size() && items[at].piece == i; ++at) {
+      for (std::size_t j = 0; j < rs.size(); ++j) {
+        if ((sg[items[at].g].mask >> j & 1U) != 0 && rs[j] != r) ++arrived[j];
+      }
+    }
+    for (std::size_t j = 0; j < rs.size(); ++j) {
+      if (arrived[j] > 0) out.emit(lane, Op::wait(contribSem(perNode, s, static_cast<int>(j)), arrived[j]));
+    }
+    for (std::size_t x = first; x < at; ++x) {
+      const Overlap& o = items[x];
+      std::vector<Addr> srcs;
+      std::size_t k = 0;
+      for (std::size_t j = 0; j < rs.size(); ++j) {
+        if ((sg[o.g].mask >> j & 1U) == 0) continue;
+        const bool own = rs[j] == r;
+        const std::uint64_t row = (own ? L.landOff[us][o.g][k] : L.contribOff[us][o.g][k]) + o.inGroup;
+        srcs.push_back(local(own ? BufferId::kInput : BufferId::kOutput, row * cb));
+        ++k;
+      }
+      out.emit(lane, Op::reduce(local(BufferId::kOutput, (outBase + o.begin) * cb), std::move(srcs),
+                                (o.end - o.begin) * hidden, core::DataType::kBfloat16, core::ReduceOp::kSum));
+    }
+    if (s == r) continue;
+    // The source's final area starts after its contribution and reduced areas.
+    const std::uint64_t dst = L.contribRows[us] + L.reducedRows[us] + L.finalOff[us][node] + bounds[i];
+    out.emit(lane,
+             Op::put(s, remote(s, BufferId::kOutput, dst * cb), local(BufferId::kOutput, (outBase + bounds[i]) * cb),
+                     (bounds[i + 1] - bounds[i]) * cb, kLandSem, 1));
+  }
 }
 
 void emitCombineForward(const MoeLayout& L, std::uint64_t cb, std::uint64_t hidden, int r, RankProgram& program) {
@@ -555,72 +772,18 @@ void emitCombineForward(const MoeLayout& L, std::uint64_t cb, std::uint64_t hidd
   const MoePlan& p = L.p;
   const auto ur = static_cast<std::size_t>(r);
   const int myNode = p.nodeOfRank[ur];
-  const int myLi = p.localIndex[ur];
-  const std::uint64_t contribBase = 0;
-  const std::uint64_t reducedBase = L.contribRows[ur];
-  const std::uint64_t finalBase = reducedBase + L.reducedRows[ur];
   out.addLane();  // lane 0
-  // Contributions of the rows that landed here, to each source's relay on this node.
+  emitContributions(L, cb, r, out);
   for (int s = 0; s < p.nranks; ++s) {
-    const auto us = static_cast<std::size_t>(s);
-    const auto& sg = p.groups[us];
-    const int relay = p.relay(s, myNode);
-    if (relay == r) continue;
-    for (std::size_t g = 0; g < sg.size(); ++g) {
-      if (sg[g].node != myNode || (sg[g].mask >> myLi & 1U) == 0) continue;
-      // Index of r among the mask's ranks.
-      const int k = std::popcount(sg[g].mask & ((std::uint64_t{1} << myLi) - 1));
-      const std::uint64_t src = L.landOff[us][g][static_cast<std::size_t>(k)] * cb;
-      const std::uint64_t dst = (contribBase + L.contribOff[us][g][static_cast<std::size_t>(k)]) * cb;
-      out.emit(peerLane(relay), Op::put(relay, remote(relay, BufferId::kOutput, dst), local(BufferId::kInput, src),
-                                        sg[g].count * cb, relaySem(s), 1));
-    }
-  }
-  // Relay lanes: reduce each mask group over the contributing local ranks, return the node's rows.
-  for (int s = 0; s < p.nranks; ++s) {
-    const auto us = static_cast<std::size_t>(s);
-    const auto& ch = L.nodeChunk[us][static_cast<std::size_t>(myNode)];
-    if (ch.rows == 0 || p.relay(s, myNode) != r) continue;
-    const auto& sg = p.groups[us];
-    const auto& rs = p.ranksOfNode[static_cast<std::size_t>(myNode)];
-    std::uint64_t contributions = 0;
-    for (std::size_t g = 0; g < sg.size(); ++g) {
-      if (sg[g].node != myNode) continue;
-      for (std::size_t j = 0; j < rs.size(); ++j) {
-        if ((sg[g].mask >> j & 1U) != 0 && rs[j] != r) ++contributions;
-      }
-    }
-    const int lane = out.addLane();
-    if (contributions > 0) out.emit(lane, Op::wait(relaySem(s), contributions));
-    const std::uint64_t outBase = s == r ? finalBase + L.finalOff[us][static_cast<std::size_t>(myNode)]
-                                         : reducedBase + L.reducedChunkOff[us][static_cast<std::size_t>(myNode)];
-    for (std::size_t g = 0; g < sg.size(); ++g) {
-      if (sg[g].node != myNode) continue;
-      std::vector<Addr> srcs;
-      std::size_t k = 0;
-      for (std::size_t j = 0; j < rs.size(); ++j) {
-        if ((sg[g].mask >> j & 1U) == 0) continue;
-        if (rs[j] == r) {
-          srcs.push_back(local(BufferId::kInput, L.landOff[us][g][k] * cb));
-        } else {
-          srcs.push_back(local(BufferId::kOutput, (contribBase + L.contribOff[us][g][k]) * cb));
-        }
-        ++k;
-      }
-      out.emit(lane, Op::reduce(local(BufferId::kOutput, (outBase + L.groupRedOff[us][g]) * cb), std::move(srcs),
-                                sg[g].count * hidden, core::DataType::kBfloat16, core::ReduceOp::kSum));
-    }
-    if (s != r) {
-      const std::uint64_t dst = L.finalOff[us][static_cast<std::size_t>(myNode)] * cb;
-      // The source's final area starts after its contribution and reduced areas.
-      const std::uint64_t srcFinalBase = L.contribRows[us] + L.reducedRows[us];
-      out.emit(lane, Op::put(s, remote(s, BufferId::kOutput, srcFinalBase * cb + dst),
-                             local(BufferId::kOutput, outBase * cb), ch.rows * cb, kLandSem, 1));
-    }
+    if (L.nodeChunk[static_cast<std::size_t>(s)][static_cast<std::size_t>(myNode)].rows == 0) continue;
+    if (p.relay(s, myNode) == r) emitRelayReduce(L, cb, hidden, r, s, out);
   }
   std::uint64_t expected = 0;
   for (std::size_t node = 0; node < p.ranksOfNode.size(); ++node) {
-    if (static_cast<int>(node) != myNode && L.nodeChunk[ur][node].rows > 0) ++expected;
+    const auto& ch = L.nodeChunk[ur][node];
+    if (static_cast<int>(node) != myNode && ch.rows > 0) {
+      expected += pieceBounds(ch.rows, p.config.relayChunkTokens).size() - 1;
+    }
   }
   if (expected > 0) out.emit(0, Op::wait(kLandSem, expected));
 }

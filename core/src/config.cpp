@@ -194,6 +194,52 @@ const std::vector<Entry>& entries() {
         "Planner: memory bandwidth (bytes read + written per second) shared by a load/store domain (GB/s)."},
        [](Config& c, std::string_view v) { c.planMemoryGBps = parseDouble("COPRO_PLAN_MEM_GBPS", v, 1e-9); },
        [](const Config& c) { return formatDouble(c.planMemoryGBps); }},
+      {{"COPRO_VERBS_PROVIDER", "",
+        "verbs backend provider: empty for libibverbs.so.1 (a real InfiniBand/RoCE device), 'emu' for the "
+        "emulated provider (processes on one host; CI and machines without RDMA hardware)."},
+       [](Config& c, std::string_view v) {
+         const std::string t = trimmed(v);
+         if (!t.empty() && t != "emu") badValue("COPRO_VERBS_PROVIDER", v, "empty or 'emu'");
+         c.verbsProvider = t;
+       },
+       [](const Config& c) { return c.verbsProvider; }},
+      {{"COPRO_IB_HCA", "",
+        "verbs backend: RDMA device to use (e.g. mlx5_0). Empty: the device closest to the rank's GPU or CPU "
+        "by PCIe distance (hwloc), else the first device with an active port."},
+       [](Config& c, std::string_view v) { c.ibHca = trimmed(v); },
+       [](const Config& c) { return c.ibHca; }},
+      {{"COPRO_IB_GID_INDEX", "0",
+        "verbs backend: GID table index used for global routing (RoCE, or InfiniBand across subnets); "
+        "show_gids lists the table (RoCE v2 is often 3)."},
+       [](Config& c, std::string_view v) {
+         const double g = parseDouble("COPRO_IB_GID_INDEX", v, 0.0);
+         if (g != static_cast<int>(g) || g > 255) badValue("COPRO_IB_GID_INDEX", v, "a whole number 0..255");
+         c.ibGidIndex = static_cast<int>(g);
+       },
+       [](const Config& c) { return std::to_string(c.ibGidIndex); }},
+      {{"COPRO_IB_CHANNELS", "1",
+        "verbs backend: RC queue pairs per peer; a Program's lanes are spread over them (lane mod channels)."},
+       [](Config& c, std::string_view v) {
+         const double n = parseDouble("COPRO_IB_CHANNELS", v, 1.0);
+         if (n != static_cast<int>(n) || n > 16) badValue("COPRO_IB_CHANNELS", v, "a whole number 1..16");
+         c.ibChannels = static_cast<int>(n);
+       },
+       [](const Config& c) { return std::to_string(c.ibChannels); }},
+      {{"COPRO_VERBS_EMU_FAULT", "",
+        "Emulated verbs provider only: inject a fault at this process's N-th posted work request: "
+        "'qp-error@N' (the QP goes to the error state), 'bad-rkey@N' (its remote key is invalid), "
+        "'die@N' (the process is killed). Empty: none."},
+       [](Config& c, std::string_view v) {
+         const std::string t = trimmed(v);
+         const auto at = t.find('@');
+         const std::string kind = t.substr(0, at);
+         if (!t.empty() && (at == std::string::npos || (kind != "qp-error" && kind != "bad-rkey" && kind != "die") ||
+                            parseDouble("COPRO_VERBS_EMU_FAULT", t.substr(at + 1), 1.0) < 1.0)) {
+           badValue("COPRO_VERBS_EMU_FAULT", v, "'qp-error@N', 'bad-rkey@N' or 'die@N' with N >= 1");
+         }
+         c.verbsEmuFault = t;
+       },
+       [](const Config& c) { return c.verbsEmuFault; }},
   };
   return all;
 }
@@ -248,7 +294,7 @@ Config Config::fromEnvironment() {
     static constexpr std::string_view kOwnedElsewhere[] = {
         "COPRO_RANK",          "COPRO_WORLD_SIZE",      "COPRO_ROOT_ADDR",      "COPRO_NODE_ID",
         "COPRO_TOPOLOGY_PATH", "COPRO_BOOTSTRAP_TOKEN", "COPRO_BOOTSTRAP_ADDR", "COPRO_REGEN_GOLDEN",
-        "COPRO_DATA_DIR",      "COPRO_TORCH_TRANSPORT"};
+        "COPRO_DATA_DIR",      "COPRO_TORCH_TRANSPORT", "COPRO_NCCL_BACKEND"};
     for (std::string_view owned : kOwnedElsewhere) known = known || key == owned;
     if (!known && key.rfind("COPRO_TEST_", 0) != 0) {
       std::string hint = nearestName(key, allNames());

@@ -163,6 +163,7 @@ void FlowNetwork::recompute(std::int64_t now, std::vector<Finish>& out,
         }
       }
     }
+    solveWork_ += compFlows_.size() + compChannels_.size();
     solveComponent(now, out, onRate);
   }
   dirty_.clear();

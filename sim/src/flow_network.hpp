@@ -33,6 +33,8 @@ class FlowNetwork final : public NetworkModel {
     return flows_[static_cast<std::size_t>(flow)].tag;
   }
 
+  /// The flow's current rate in bytes/s, as set by the last recompute() (the reference tests compare it).
+  [[nodiscard]] double rateOf(std::int32_t flow) const { return flows_[static_cast<std::size_t>(flow)].rate; }
   [[nodiscard]] bool dirty() const { return !dirty_.empty(); }
   /// Re-solves every component touched since the last call; appends the flows whose finish time changed.
   /// `onRate(channel, utilization)` (optional) receives the new load of every channel of those components.

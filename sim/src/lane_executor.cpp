@@ -25,6 +25,7 @@ using core::Op;
 using core::OpCode;
 
 constexpr std::uint64_t kProgressEvery = std::uint64_t{1} << 16;
+constexpr std::uint64_t kProgressWork = std::uint64_t{1} << 22;  ///< re-solve work between reports
 
 /// Where a lane is in its current op.
 enum class Stage : std::uint8_t {
@@ -897,6 +898,7 @@ Result Execution::run() {
   }
   std::int64_t now = 0;
   std::uint64_t events = 0;
+  std::uint64_t nextWorkReport = kProgressWork;
   while (!queue_.empty() || !finishHeap_.empty()) {
     // Flow finishes live in finishHeap_ with the sequence numbers the queue would have given them; the next
     // event is the earlier of the two in (time, late, key) order.
@@ -953,12 +955,21 @@ Result Execution::run() {
         break;
     }
     if (!woken_.empty()) runWoken(now);
-    if ((++events % kProgressEvery) == 0 && options_.progress) options_.progress(core::Time::ps(now), events);
+    if ((++events % kProgressEvery) == 0 || net_->solveWork() >= nextWorkReport) {
+      nextWorkReport = net_->solveWork() + kProgressWork;
+      if (options_.progress) options_.progress(core::Time::ps(now), events);
+      if (options_.maxWallSeconds > 0 &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - wallStart).count() >=
+              options_.maxWallSeconds) {
+        result_.stopped = true;
+        break;
+      }
+    }
   }
-  if (doneLanes_ != lanes_.size()) deadlock(now);
+  if (!result_.stopped && doneLanes_ != lanes_.size()) deadlock(now);
   result_.events = events;
   result_.rateRecomputations = net_->recomputations();
-  std::int64_t makespan = lastDelivery_;
+  std::int64_t makespan = result_.stopped ? now : lastDelivery_;
   for (const Lane& lane : lanes_) {
     makespan = std::max(makespan, lane.finish);
     std::int64_t& f = jobs_[static_cast<std::size_t>(lane.job)].finish;

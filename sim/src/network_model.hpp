@@ -47,6 +47,8 @@ class NetworkModel {
   /// Transfers currently on a channel (adaptive routing reads it).
   [[nodiscard]] const std::vector<std::int32_t>& channelLoad() const { return load_; }
   [[nodiscard]] std::size_t activeFlows() const { return active_; }
+  /// Work done by the solves so far (flows + channels visited): progress reports between events.
+  [[nodiscard]] std::uint64_t solveWork() const { return solveWork_; }
   struct ChannelTotals {
     std::uint64_t bytes = 0;
     std::int64_t busy = 0;  ///< ps with at least one transfer
@@ -77,6 +79,7 @@ class NetworkModel {
   std::vector<std::int64_t> busySince_;
   std::vector<ChannelTotals> totals_;
   std::size_t active_ = 0;
+  std::uint64_t solveWork_ = 0;
 };
 
 /// The registered model names, in registry order ("flow" first: the default).

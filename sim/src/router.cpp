@@ -81,12 +81,49 @@ Router::Router(const topo::Fabric& fabric, Routing routing, std::uint64_t seed)
       }
     }
   }
+  // Per switch, its links to other switches with the peer's switch index, in the switch's link order (the
+  // order equal-cost choices are made in); the network walk reads only these.
+  switchNbrs_.assign(static_cast<std::size_t>(numSwitches), {});
+  for (std::size_t v = 0; v < numNodes; ++v) {
+    const std::int32_t si = switchIndex_[v];
+    if (si < 0) continue;
+    for (const std::int32_t lk : fabric.linksOf(static_cast<std::int32_t>(v))) {
+      const std::int32_t pi = switchIndex_[static_cast<std::size_t>(fabric.peer(lk, static_cast<std::int32_t>(v)))];
+      if (pi >= 0) switchNbrs_[static_cast<std::size_t>(si)].push_back({lk, pi});
+    }
+  }
+  // NVLink components: GPUs joined by no chain of NVLink links never share an NVLink path, so route() skips
+  // the NVLink search for them (it would fail; on multi-server fabrics that is most GPU pairs).
+  std::iota(parent.begin(), parent.end(), 0);
+  for (const topo::Link& l : fabric.links()) {
+    if (l.kind == LinkKind::kNvLink) parent[static_cast<std::size_t>(findRoot(parent, l.a))] = findRoot(parent, l.b);
+  }
+  nvComp_.resize(gpus.size());
+  for (std::size_t r = 0; r < gpus.size(); ++r) nvComp_[r] = findRoot(parent, gpus[r]);
   nicsOfHost_.assign(static_cast<std::size_t>(std::max(fabric.numHosts(), 0)), {});
   for (std::size_t v = 0; v < numNodes; ++v) {
     const topo::Node& nd = fabric.nodes()[v];
     if (nd.kind == NodeKind::kNic && nd.host >= 0) {
       nicsOfHost_[static_cast<std::size_t>(nd.host)].push_back(static_cast<std::int32_t>(v));
     }
+  }
+  hostOf_.resize(numNodes);
+  for (std::size_t v = 0; v < numNodes; ++v) hostOf_[v] = fabric.nodes()[v].host;
+  // Per directed channel: its link's latency plus the forwarding delay of the node it enters, and that
+  // delay alone (a path's latency is the sum of the first, less the delay of its last node).
+  hopPs_.resize(2 * fabric.links().size());
+  endDelayPs_.resize(hopPs_.size());
+  for (std::size_t ch = 0; ch < hopPs_.size(); ++ch) {
+    const topo::Link& l = fabric.links()[ch / 2];
+    endDelayPs_[ch] = fabric.node(ch % 2 == 0 ? l.b : l.a).delay.picoseconds();
+    hopPs_[ch] = l.latency.picoseconds() + endDelayPs_[ch];
+  }
+  nicIndexInHost_.assign(numNodes, -1);
+  for (const std::vector<std::int32_t>& nics : nicsOfHost_) {
+    for (std::size_t k = 0; k < nics.size(); ++k) {
+      nicIndexInHost_[static_cast<std::size_t>(nics[k])] = static_cast<std::int32_t>(k);
+    }
+    maxNicsPerHost_ = std::max(maxNicsPerHost_, static_cast<std::int32_t>(nics.size()));
   }
   hasNvLink_.assign(gpus.size(), 0);
   attachOf_.assign(gpus.size(), -1);
@@ -195,6 +232,25 @@ const Router::Segment& Router::localSegment(std::int32_t from, std::int32_t to, 
   return segCache_.emplace(key, scratchSeg_).first->second;
 }
 
+const Router::Segment& Router::nicSegment(std::int32_t rank, bool toNic, std::int32_t from, std::int32_t to,
+                                          std::int32_t srcRank, std::int32_t dstRank, std::uint64_t flowHash,
+                                          const std::int32_t* load) {
+  const std::int32_t nic = toNic ? to : from;
+  const std::int32_t k = nicIndexInHost_[static_cast<std::size_t>(nic)];
+  const std::int32_t host = hostOf_[static_cast<std::size_t>(fabric_.gpus()[static_cast<std::size_t>(rank)])];
+  if (k < 0 || host < 0 || host != hostOf_[static_cast<std::size_t>(nic)]) {
+    return localSegment(from, to, Domain::kPcie, srcRank, dstRank, flowHash, load);
+  }
+  std::vector<Segment>& slots = toNic ? nicUp_ : nicDown_;
+  if (slots.empty()) slots.resize(fabric_.gpus().size() * static_cast<std::size_t>(maxNicsPerHost_));
+  Segment& slot =
+      slots[static_cast<std::size_t>(rank) * static_cast<std::size_t>(maxNicsPerHost_) + static_cast<std::size_t>(k)];
+  if (slot.found) return slot;
+  const Segment& s = localSegment(from, to, Domain::kPcie, srcRank, dstRank, flowHash, load);
+  if (&s != &scratchSeg_ && s.found) slot = s;  // a cached (flow-independent) path: keep it per GPU
+  return s;
+}
+
 const std::vector<std::uint16_t>& Router::switchDistances(std::int32_t dstSwitch) {
   if (auto it = distCache_.find(dstSwitch); it != distCache_.end()) return it->second;
   std::int32_t numSwitches = 0;
@@ -269,9 +325,8 @@ void Router::networkWalk(std::int32_t fromSwitch, std::int32_t toSwitch, std::in
   while (u != toSwitch) {
     const std::uint16_t du = d[static_cast<std::size_t>(switchIndex_[static_cast<std::size_t>(u)])];
     choices_.clear();
-    for (const std::int32_t lk : fabric_.linksOf(u)) {
-      const std::int32_t vi = switchIndex_[static_cast<std::size_t>(fabric_.peer(lk, u))];
-      if (vi >= 0 && d[static_cast<std::size_t>(vi)] + 1 == du) choices_.push_back(lk);
+    for (const SwitchNeighbour& nb : switchNbrs_[static_cast<std::size_t>(switchIndex_[static_cast<std::size_t>(u)])]) {
+      if (d[static_cast<std::size_t>(nb.peerIndex)] + 1 == du) choices_.push_back(nb.link);
     }
     const std::int32_t lk = choices_[choose(choices_, u, srcRank, dstRank, flowHash, load, nic)];
     out.push_back(topo::channelOf(lk, fabric_.directionFrom(lk, u)));
@@ -339,15 +394,16 @@ std::int64_t Router::route(std::int32_t src, std::int32_t dst, std::uint64_t flo
   const auto& gpus = fabric_.gpus();
   const std::int32_t g1 = gpus[static_cast<std::size_t>(src)];
   const std::int32_t g2 = gpus[static_cast<std::size_t>(dst)];
-  const std::int32_t h1 = fabric_.node(g1).host;
-  const std::int32_t h2 = fabric_.node(g2).host;
+  const std::int32_t h1 = hostOf_[static_cast<std::size_t>(g1)];
+  const std::int32_t h2 = hostOf_[static_cast<std::size_t>(g2)];
   const auto append = [&](const Segment& s) { out.insert(out.end(), s.channels.begin(), s.channels.end()); };
   const auto fail = [&](const std::string& why) {
     throw core::Error(core::ErrorCode::kInvalidArgument,
                       "no route from " + gpuName(src) + " to " + gpuName(dst) + ": " + why);
   };
   bool done = false;
-  if (hasNvLink_[static_cast<std::size_t>(src)] != 0 && hasNvLink_[static_cast<std::size_t>(dst)] != 0) {
+  if (hasNvLink_[static_cast<std::size_t>(src)] != 0 && hasNvLink_[static_cast<std::size_t>(dst)] != 0 &&
+      nvComp_[static_cast<std::size_t>(src)] == nvComp_[static_cast<std::size_t>(dst)]) {
     const Segment& s = localSegment(g1, g2, Domain::kNvLink, src, dst, flowHash, load);
     if (s.found) {
       append(s);
@@ -369,7 +425,7 @@ std::int64_t Router::route(std::int32_t src, std::int32_t dst, std::uint64_t flo
                                : "no NIC of the source's server reaches a NIC of the destination's server");
     }
     if (srcNic != g1) {
-      const Segment& s = localSegment(g1, srcNic, Domain::kPcie, src, dst, flowHash, load);
+      const Segment& s = nicSegment(src, /*toNic=*/true, g1, srcNic, src, dst, flowHash, load);
       if (!s.found) fail("no PCIe path to NIC '" + fabric_.node(srcNic).name + "'");
       append(s);
     }
@@ -381,19 +437,15 @@ std::int64_t Router::route(std::int32_t src, std::int32_t dst, std::uint64_t flo
     networkWalk(swA, swB, src, dst, srcNic, flowHash, load, out);
     out.push_back(topo::channelOf(downLink, fabric_.directionFrom(downLink, swB)));
     if (dstNic != g2) {
-      const Segment& s = localSegment(dstNic, g2, Domain::kPcie, src, dst, flowHash, load);
+      const Segment& s = nicSegment(dst, /*toNic=*/false, dstNic, g2, src, dst, flowHash, load);
       if (!s.found) fail("no PCIe path from NIC '" + fabric_.node(dstNic).name + "'");
       append(s);
     }
   }
+  if (out.size() == begin) return 0;
   std::int64_t latency = 0;
-  for (std::size_t i = begin; i < out.size(); ++i) {
-    const std::int32_t ch = out[i];
-    const topo::Link& l = fabric_.links()[static_cast<std::size_t>(ch / 2)];
-    latency += l.latency.picoseconds();
-    if (i + 1 < out.size()) latency += fabric_.node((ch % 2 == 0) ? l.b : l.a).delay.picoseconds();
-  }
-  return latency;
+  for (std::size_t i = begin; i < out.size(); ++i) latency += hopPs_[static_cast<std::size_t>(out[i])];
+  return latency - endDelayPs_[static_cast<std::size_t>(out.back())];
 }
 
 }  // namespace copro::sim::detail

@@ -43,6 +43,11 @@ class Router {
   bool bfsLocal(std::int32_t from, std::int32_t to, Domain domain, std::uint64_t hash, const std::int32_t* load,
                 std::vector<std::int32_t>& out, bool& unique);
   [[nodiscard]] bool allowedTransit(std::int32_t node, Domain domain, std::int32_t hostA, std::int32_t hostB) const;
+  /// The PCIe segment between GPU `rank` and a NIC (`toNic`: GPU -> NIC, else NIC -> GPU); a path to a NIC of
+  /// the GPU's server is kept per (GPU, NIC) once found (no hash lookup per transfer), others go to
+  /// localSegment.
+  const Segment& nicSegment(std::int32_t rank, bool toNic, std::int32_t from, std::int32_t to, std::int32_t srcRank,
+                            std::int32_t dstRank, std::uint64_t flowHash, const std::int32_t* load);
   const std::vector<std::uint16_t>& switchDistances(std::int32_t dstSwitch);
   void networkWalk(std::int32_t fromSwitch, std::int32_t toSwitch, std::int32_t srcRank, std::int32_t dstRank,
                    std::int32_t nic, std::uint64_t flowHash, const std::int32_t* load, std::vector<std::int32_t>& out);
@@ -58,11 +63,24 @@ class Router {
   Routing routing_;
   std::uint64_t seed_;
   std::vector<std::uint8_t> hasNvLink_;    ///< per GPU rank
+  std::vector<std::int32_t> nvComp_;       ///< per GPU rank: its component of the NVLink links
   std::vector<std::int32_t> attachOf_;     ///< per GPU rank: NIC node, or the GPU itself on a switch, or -1
   std::vector<std::int32_t> switchLink_;   ///< per node: its first network link to a switch (NIC/GPU), or -1
   std::vector<std::int32_t> switchIndex_;  ///< per node: compact switch index, or -1
   std::vector<std::int32_t> switchComp_;   ///< per node (switch/NIC/attached GPU): switch-graph component
   std::vector<std::vector<std::int32_t>> nicsOfHost_;
+  struct SwitchNeighbour {
+    std::int32_t link;
+    std::int32_t peerIndex;  ///< switch index of the link's other end
+  };
+  std::vector<std::vector<SwitchNeighbour>> switchNbrs_;  ///< per switch index
+  std::vector<std::int32_t> nicIndexInHost_;  ///< per node: a NIC's index in nicsOfHost_ of its server, or -1
+  std::int32_t maxNicsPerHost_ = 0;
+  std::vector<std::int32_t> hostOf_;      ///< per node: its server (Node::host)
+  std::vector<std::int64_t> hopPs_;       ///< per channel: link latency + delay of the node it enters
+  std::vector<std::int64_t> endDelayPs_;  ///< per channel: delay of the node it enters
+  std::vector<Segment> nicUp_;            ///< per (GPU rank, NIC index in its server): GPU -> NIC, once found
+  std::vector<Segment> nicDown_;          ///< per (GPU rank, NIC index in its server): NIC -> GPU, once found
   std::unordered_map<std::int32_t, std::vector<std::uint16_t>> distCache_;
   std::size_t distCacheBytes_ = 0;
   std::unordered_map<std::uint64_t, Segment> segCache_;

@@ -1,6 +1,7 @@
 # ctest `install_consumers`: installs the build tree into a scratch prefix, then builds and runs two external
 # programs against that prefix alone: a C++ project through find_package(copro) and a C program through
-# pkg-config; checks the shared library's exports; and runs an installed tool from a moved copy of the
+# pkg-config, and a C program against the NCCL-compatible shim (copro::nccl; with mpicc, nccl_mp.c);
+# checks the shared library's exports; and runs an installed tool from a moved copy of the
 # prefix (it must find its bundled data there). Arguments: -DBUILD_DIR -DSOURCE_DIR -DSCRATCH -DC_COMPILER
 # -DGENERATOR.
 cmake_minimum_required(VERSION 3.16)
@@ -22,6 +23,7 @@ run("configure consumer" ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consume
     ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
 run("build consumer" ${CMAKE_COMMAND} --build ${SCRATCH}/consumer)
 run("consumer_cpp" ${SCRATCH}/consumer/consumer_cpp)
+run("consumer_nccl" ${SCRATCH}/consumer/consumer_nccl)
 
 # C: pkg-config alone.
 file(GLOB_RECURSE pcfile ${prefix}/copro.pc)
@@ -39,6 +41,15 @@ separate_arguments(flags UNIX_COMMAND "${flags}")
 run("compile consumer_c" ${C_COMPILER} -std=c11 -Wall -Werror ${SOURCE_DIR}/tests/install/consumer_c.c ${flags}
     -o ${SCRATCH}/consumer_c)
 run("consumer_c" ${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${libdir} ${SCRATCH}/consumer_c)
+
+# The NCCL-compatible API without CMake: tests/nccl/nccl_mp.c built with mpicc against the prefix alone
+# (-I<prefix>/include/copro/nccl, -lcopro_nccl) and run on 2 processes.
+if(MPICC AND MPIEXEC AND EXISTS ${libdir}/libcopro_nccl.so)
+  run("compile nccl_mp" ${MPICC} -std=c11 -Wall -Werror ${SOURCE_DIR}/tests/nccl/nccl_mp.c -I${prefix}/include/copro/nccl
+      -L${libdir} -lcopro_nccl -Wl,-rpath,${libdir} -o ${SCRATCH}/nccl_mp)
+  run("nccl_mp" ${CMAKE_COMMAND} -E env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ${MPIEXEC} -np 2
+      --oversubscribe ${SCRATCH}/nccl_mp)
+endif()
 
 # The shared library exports the public API only.
 if(EXISTS ${libdir}/libcopro.so)

@@ -1,7 +1,7 @@
 // MoE dispatch/combine under mpirun (ctest label `mp`, 4 processes) on every multi-process backend built: `shm`
-// on one node and on two virtual nodes, and `ucx`, `mpi`, `shm+ucx`, `shm+mpi` on two virtual nodes of two ranks
-// (docs/moe.md): both paths, FP8 with scales, two calls back to back; every rank
-// checks its received rows, metadata and combined output against a reference it computes itself.
+// on one node and on two virtual nodes, and `ucx`, `mpi`, `shm+ucx`, `shm+mpi` on two virtual nodes of two ranks (and
+// `verbs`, `shm+verbs` on the emulated provider) (docs/moe.md): both paths, FP8 with scales, two calls back to back;
+// every rank checks its received rows, metadata and combined output against a reference it computes itself.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -221,6 +221,11 @@ std::vector<Setup> setups() {
 #if COPRO_HAVE_MPI
   out.push_back({"mpi", "0,0,1,1"});
   out.push_back({"shm+mpi", "0,0,1,1"});
+#endif
+#if COPRO_HAVE_VERBS && COPRO_HAVE_UCX
+  // ctest runs these on the emulated provider (COPRO_VERBS_PROVIDER=emu); by hand they need a device or it.
+  out.push_back({"verbs", "0,0,1,1"});
+  out.push_back({"shm+verbs", "0,0,1,1"});
 #endif
   return out;
 }

@@ -1,5 +1,7 @@
-// PXN over virtual nodes under mpirun (ctest label `mp`, 4 processes, COPRO_PXN=2; docs/pxn.md): backend
-// "shm+ucx" on two virtual nodes of two ranks (node maps 0,0,1,1 and 0,1,0,1). All-to-all twice back to back
+// PXN over virtual nodes under mpirun (ctest label `mp`, 4 processes, COPRO_PXN=2; docs/pxn.md): backends
+// "shm+ucx" and (when built; ctest sets COPRO_VERBS_PROVIDER=emu) "shm+verbs", where the relay's inter-node
+// put leaves through the NIC of the destination's rail, on two virtual nodes of two ranks (node maps
+// 0,0,1,1 and 0,1,0,1). The parameter is "backend/node map". All-to-all twice back to back
 // (the second call reuses the relays' scratch slots) and all-to-allv, every element checked.
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -51,9 +53,11 @@ class PxnVirtualNodes : public ::testing::TestWithParam<std::string> {
     if (it == cache().end()) {
       copro::Config config = copro::Config::fromEnvironment();
       config.timeoutSec = 30;
-      config.nodeMap = GetParam();
+      const std::string param = GetParam();
+      const std::string backend = param.substr(0, param.find('/'));
+      config.nodeMap = param.substr(param.find('/') + 1);
       if (config.pxn == 0) config.pxn = 2;  // ctest sets COPRO_PXN=2; run by hand, the test still uses PXN
-      auto c = std::make_unique<Communicator>(copro::createFromMpi(MPI_COMM_WORLD, "shm+ucx", config));
+      auto c = std::make_unique<Communicator>(copro::createFromMpi(MPI_COMM_WORLD, backend, config));
       it = cache().emplace(GetParam(), std::move(c)).first;
     }
     comm_ = it->second.get();
@@ -112,14 +116,18 @@ TEST_P(PxnVirtualNodes, AllToAllVMatchesReference) {
 }
 
 std::string mapName(const ::testing::TestParamInfo<std::string>& info) {
-  std::string s = "nodes_" + info.param;
+  std::string s = info.param;
   for (char& c : s) {
-    if (c == ',') c = '_';
+    if (c == ',' || c == '+' || c == '/') c = '_';
   }
   return s;
 }
 
-INSTANTIATE_TEST_SUITE_P(ShmUcx, PxnVirtualNodes, ::testing::Values("0,0,1,1", "0,1,0,1"), mapName);
+INSTANTIATE_TEST_SUITE_P(ShmUcx, PxnVirtualNodes, ::testing::Values("shm+ucx/0,0,1,1", "shm+ucx/0,1,0,1"), mapName);
+#if COPRO_HAVE_VERBS
+INSTANTIATE_TEST_SUITE_P(ShmVerbs, PxnVirtualNodes, ::testing::Values("shm+verbs/0,0,1,1", "shm+verbs/0,1,0,1"),
+                         mapName);
+#endif
 
 }  // namespace
 

@@ -253,6 +253,39 @@ def test_p2p_and_misc(rank, world, gloo):
         check_equal(t, reference_reduce(world, 1000 + i, torch.float32, 90 + i, "sum"), f"in flight {i}")
 
 
+def test_shared_tensors(rank, world):
+    """copro_torch.empty: tensors in memory the group maps give the same results as private ones."""
+    seed = 200
+    for dtype in (torch.float32, torch.bfloat16, torch.int64):
+        for n in (1, 1000, 300_000):
+            seed += 1
+            t = copro_torch.empty(n, dtype=dtype)
+            assert t.shape == (n,) and t.dtype == dtype, (t.shape, t.dtype)
+            t.copy_(values(rank, n, dtype, seed))
+            dist.all_reduce(t)
+            check_equal(t, reference_reduce(world, n, dtype, seed, "sum"), f"all_reduce of copro_torch.empty {dtype} n={n}")
+    # A 2-D tensor, a view into it, and a gather from shared into shared memory.
+    m = copro_torch.empty(64, 33)
+    m.copy_(values(rank, 64 * 33, torch.float32, 300).view(64, 33))
+    dist.all_reduce(m[8:])
+    want = reference_reduce(world, 64 * 33, torch.float32, 300, "sum").view(64, 33)
+    check_equal(m[8:], want[8:], "all_reduce of a view of copro_torch.empty")
+    check_equal(m[:8], values(rank, 64 * 33, torch.float32, 300).view(64, 33)[:8], "rows outside the view")
+    src = copro_torch.empty((5,), dtype=torch.int32).fill_(rank)
+    out = copro_torch.empty(5 * world, dtype=torch.int32)
+    dist.all_gather_into_tensor(out, src)
+    check_equal(out, torch.arange(world, dtype=torch.int32).repeat_interleave(5), "all_gather into copro_torch.empty")
+    assert copro_torch.empty(0).numel() == 0
+    # Freed memory goes back to copro; allocating again many times must not grow without bound.
+    del m, src, out
+    before = len(os.listdir("/dev/shm"))
+    for _ in range(200):
+        copro_torch.empty(1 << 16)
+    after = len(os.listdir("/dev/shm"))
+    assert after <= before + 2, f"copro_torch.empty leaks shared memory: {before} -> {after} segments"
+    expect_error(lambda: copro_torch.empty(1 << 41, dtype=torch.float64), "1 TiB")
+
+
 def expect_error(fn, *needles):
     """fn() must raise an exception whose message contains every needle."""
     try:
@@ -298,6 +331,7 @@ def run_rank(rank, world, init_method, transport, quick):
     test_reduce_scatter(rank, world)
     test_all_to_all(rank, world, gloo)
     test_p2p_and_misc(rank, world, gloo)
+    test_shared_tensors(rank, world)
     if not quick:
         test_errors(rank, world)
     dist.barrier()

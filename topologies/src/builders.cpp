@@ -407,24 +407,81 @@ void buildH100Node(Fabric& f, const Params& p) {
   buildServerNode(f, p, "h100");
 }
 
-void buildGb200(Fabric& f, const Params& p) {
-  const ServerSpec s = serverFromParams(p, "gb200");
-  const auto trays = static_cast<std::int32_t>(p.integer("trays", 1, 4096));
-  // One NVLink switch domain for the rack: every GPU of every tray on one logical NVSwitch (the rack's
-  // 18 switch chips act as one non-blocking stage at 900 GB/s per GPU per direction).
+/// One rack's NVLink switch domain: every GPU of its trays on one logical NVSwitch (the rack's 18 switch
+/// chips act as one non-blocking stage at 900 GB/s per GPU per direction). Returns the trays' NICs.
+std::vector<std::vector<std::int32_t>> addGb200Rack(Fabric& f, const ServerSpec& s, std::int32_t rack,
+                                                    std::int32_t trays, bool onlyRack) {
   Node sw;
   sw.kind = NodeKind::kNvSwitch;
-  sw.name = "rack.nvswitch";
+  sw.name = onlyRack ? std::string("rack.nvswitch") : "r" + std::to_string(rack) + ".nvswitch";
   sw.delay = s.nvswitchDelay;
   sw.inSwitchReduce = s.nvls;
   sw.multicast = s.nvls;
   const std::int32_t swId = f.addNode(std::move(sw));
-  for (std::int32_t t = 0; t < trays; ++t) {
-    (void)addServer(f, s, t, 0, false);
+  const std::size_t firstGpu = f.gpus().size();
+  std::vector<std::vector<std::int32_t>> nicsByTray;
+  for (std::int32_t t = 0; t < trays; ++t) nicsByTray.push_back(addServer(f, s, rack * trays + t, 0, false));
+  for (std::size_t g = firstGpu; g < f.gpus().size(); ++g) {
+    f.addLink(f.gpus()[g], swId, LinkKind::kNvLink, s.nvlinkBw, s.nvlinkLatency);
   }
-  for (std::int32_t g : f.gpus()) f.addLink(g, swId, LinkKind::kNvLink, s.nvlinkBw, s.nvlinkLatency);
-  f.bisectionBandwidth =
-      Bandwidth::bytesPerSec(static_cast<double>(f.gpus().size()) / 2.0 * s.nvlinkBw.bytesPerSecond());
+  return nicsByTray;
+}
+
+/// The scale-out network of several racks: `fat_tree` (every NIC on 2-tier leaves in tray order) or `rail`
+/// (NIC i of every tray on rail-i leaves, one spine layer); returns the bisection bandwidth of the network.
+double addGb200ScaleOut(Fabric& f, const Params& p, const ServerSpec& s,
+                        const std::vector<std::vector<std::int32_t>>& nicsByTray, const std::string& kind) {
+  const NetworkSpec n = networkFromParams(p, s.nicBw);
+  const auto trays = static_cast<std::int64_t>(nicsByTray.size());
+  if (kind == "fat_tree") {
+    std::vector<std::int32_t> nics;
+    for (const auto& t : nicsByTray) nics.insert(nics.end(), t.begin(), t.end());
+    const auto endpoints = static_cast<std::int64_t>(nics.size());
+    const std::int64_t leaves = leafCount(p, endpoints, n, std::to_string(endpoints) + " NICs");
+    const std::int32_t up = uplinksPerLeaf(n, endpoints, leaves, false);
+    checkNetworkSize(p, n, leaves, up, 1);
+    (void)addSpines(f, addLeaves(f, nics, leaves, n, "", -1, -1), up, n, "", -1);
+    return twoTierBisection(n, endpoints, up);
+  }
+  const std::int64_t leavesPerRail = leafCount(p, trays, n, "each rail of " + std::to_string(trays) + " trays");
+  if (leavesPerRail * s.gpus > n.radix) {
+    p.fail("radix", std::to_string(s.gpus) + " rails x " + std::to_string(leavesPerRail) +
+                        " leaves exceed what one spine layer of " + std::to_string(n.radix) +
+                        "-port switches connects: raise 'radix' or use scale_out: fat_tree");
+  }
+  const std::int32_t up = uplinksPerLeaf(n, trays, leavesPerRail, false);
+  checkNetworkSize(p, n, leavesPerRail, up, s.gpus);
+  std::vector<std::int32_t> leafIds;
+  for (std::int32_t r = 0; r < s.gpus; ++r) {
+    std::vector<std::int32_t> rail;
+    for (const auto& t : nicsByTray) rail.push_back(t[static_cast<std::size_t>(r)]);
+    auto ids = addLeaves(f, rail, leavesPerRail, n, "rail" + std::to_string(r) + ".", -1, r);
+    leafIds.insert(leafIds.end(), ids.begin(), ids.end());
+  }
+  (void)addSpines(f, leafIds, up, n, "", -1);
+  return twoTierBisection(n, trays, up) * s.gpus;
+}
+
+void buildGb200(Fabric& f, const Params& p) {
+  const ServerSpec s = serverFromParams(p, "gb200");
+  const auto trays = static_cast<std::int32_t>(p.integer("trays", 1, 4096));
+  const auto racks = static_cast<std::int32_t>(p.integer("racks", 1, 4096));
+  checkServers(p, s, std::int64_t{racks} * trays);
+  std::string scaleOut = p.choice("scale_out", {"auto", "none", "fat_tree", "rail"});
+  if (scaleOut == "auto") scaleOut = racks > 1 ? "fat_tree" : "none";
+  if (racks > 1 && scaleOut == "none") {
+    p.fail("scale_out",
+           "racks share no NVLink: " + std::to_string(racks) + " racks need a scale-out network (fat_tree or rail)");
+  }
+  std::vector<std::vector<std::int32_t>> nicsByTray;
+  for (std::int32_t r = 0; r < racks; ++r) {
+    auto rack = addGb200Rack(f, s, r, trays, racks == 1);
+    nicsByTray.insert(nicsByTray.end(), rack.begin(), rack.end());
+  }
+  // One rack: the NVLink domain's bisection. Several: the racks meet only through the scale-out network.
+  const double nvlinkHalf = static_cast<double>(f.gpus().size()) / 2.0 * s.nvlinkBw.bytesPerSecond();
+  const double bisection = scaleOut == "none" ? nvlinkHalf : addGb200ScaleOut(f, p, s, nicsByTray, scaleOut);
+  f.bisectionBandwidth = Bandwidth::bytesPerSec(racks > 1 ? bisection : nvlinkHalf);
 }
 
 void buildSingleSwitch(Fabric& f, const Params& p) {
@@ -683,10 +740,17 @@ std::vector<BuilderEntry> makeRegistry() {
                buildH100Node});
   r.push_back(
       {{"gb200_nvl72",
-        "one GB200 NVL72 rack: 18 trays x 4 GPUs on one NVLink switch domain (900 GB/s per GPU per direction), each "
-        "tray with its Grace host and 4 NICs (no network)",
-        concat({{"trays", "18", "compute trays (4 GPUs each): 18 makes the 72-GPU rack"}},
-               serverParams(false, "gb200"))},
+        "GB200 NVL72 racks: per rack 18 trays x 4 GPUs on one NVLink switch domain (900 GB/s per GPU per "
+        "direction), each tray with its Grace host and 4 NICs; several racks joined by a scale-out network of the "
+        "trays' NICs (fat_tree or rail)",
+        concat(concat({{"racks", "1", "racks (NVLink domains); more than one needs a scale-out network"},
+                       {"trays", "18", "compute trays per rack (4 GPUs each): 18 makes the 72-GPU rack"},
+                       {"scale_out", "auto",
+                        "auto (none for one rack, fat_tree for several), none, fat_tree (2-tier, NICs in tray "
+                        "order) or rail (NIC i of every tray on rail i's leaves, one spine layer)"},
+                       {"leaves", "auto", "scale-out leaves (per rail for rail): auto or a number"}},
+                      serverParams(false, "gb200")),
+               networkParams("64"))},
        buildGb200});
   r.push_back({{"single_switch",
                 "N GPUs, each on its own host, each linked directly to one switch: alpha = 2 x latency + "

@@ -256,9 +256,9 @@ void resetVirtualNodeTraffic() {
 
 std::unique_ptr<core::Executor> createVirtualNodeExecutor(const core::ExecutorOptions& options, const char* inter) {
   const std::string kind = inter == nullptr ? std::string() : std::string(inter);
-  if (kind != "ucx" && kind != "mpi") {
-    throw core::Error(ErrorCode::kInvalidArgument,
-                      "createVirtualNodeExecutor: inter-node transport '" + kind + "' (use \"ucx\" or \"mpi\")");
+  if (kind != "ucx" && kind != "mpi" && kind != "verbs") {
+    throw core::Error(ErrorCode::kInvalidArgument, "createVirtualNodeExecutor: inter-node transport '" + kind +
+                                                       "' (use \"ucx\", \"mpi\" or \"verbs\")");
   }
   const std::string name = "shm+" + kind;
   if (!options.bootstrap) {
@@ -286,6 +286,9 @@ std::unique_ptr<core::Executor> createVirtualNodeExecutor(const core::ExecutorOp
 #if COPRO_HAVE_MPI
   if (kind == "mpi") interT = makeMpiTransport(*options.bootstrap);
 #endif
+#if COPRO_HAVE_VERBS
+  if (kind == "verbs") interT = makeVerbsTransport(options.bootstrap, options.config, name + "/inter");
+#endif
   if (!interT) interT = makeUcxTransport(options.bootstrap, "tcp,self", name + "/inter");
   auto intraT = makeUcxTransport(options.bootstrap, "sm,self", name + "/intra");
   auto t = std::make_unique<VnodeTransport>(name, std::move(intraT), std::move(interT), nodes);
@@ -306,6 +309,12 @@ void registerVirtualNodes(core::ExecutorRegistry& registry) {
       registry, "shm+mpi",
       [](const core::ExecutorOptions& options) { return createVirtualNodeExecutor(options, "mpi"); },
       "processes on virtual nodes under mpirun: UCX shared memory within a node, two-sided MPI between nodes");
+#endif
+#if COPRO_HAVE_VERBS
+  addOneRankPerProcessBackend(
+      registry, "shm+verbs",
+      [](const core::ExecutorOptions& options) { return createVirtualNodeExecutor(options, "verbs"); },
+      "processes on virtual nodes: UCX shared memory within a node, RDMA verbs (RC QPs) between nodes");
 #endif
 #else
   (void)registry;

@@ -18,4 +18,9 @@ std::unique_ptr<remote::RemoteTransport> makeUcxTransport(std::shared_ptr<core::
 /// Error(kInvalidArgument) for a non-MPI bootstrap. Collective.
 std::unique_ptr<remote::RemoteTransport> makeMpiTransport(const core::Bootstrap& bootstrap);
 
+/// The verbs transport over `bootstrap`'s ranks with `config` (COPRO_VERBS_PROVIDER, COPRO_IB_*), whose
+/// semaphore array is the one remote signals land in. backend() reports `name`. Collective.
+std::unique_ptr<remote::RemoteTransport> makeVerbsTransport(std::shared_ptr<core::Bootstrap> bootstrap,
+                                                            const core::Config& config, const std::string& name);
+
 }  // namespace copro::transport

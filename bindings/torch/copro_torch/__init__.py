@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from . import _C
 
-__all__ = ["BACKEND", "set_transport", "get_transport", "transports", "transport_of"]
+__all__ = ["BACKEND", "set_transport", "get_transport", "transports", "transport_of", "empty"]
 
 # The name to pass to torch.distributed.init_process_group / new_group.
 BACKEND = "copro"
@@ -54,6 +54,26 @@ def transport_of(group=None):
     if group is None:
         group = dist.distributed_c10d._get_default_group()
     return _C.transport_of(group)
+
+
+def empty(*size, dtype=torch.float32, group=None):
+    """A CPU tensor (uninitialized, like torch.empty) in memory every rank of a copro group maps.
+
+    On the shm transport, collectives on such tensors (and on views of them) read and write the peers'
+    memory directly; a tensor from torch.empty is private memory that peers reach through Cross Memory
+    Attach, one extra copy per access (docs/torch.md, "Zero-copy tensors"). Use it for buffers that are
+    communicated often (gradient buckets, all-to-all buffers). On other transports it is torch.empty.
+    The memory returns to copro when the tensor is freed; one that outlives the group stays mapped until
+    the process exits. `group` defaults to the default group, which must be a copro group.
+    """
+    if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+        size = tuple(size[0])
+    if group is None:
+        group = dist.distributed_c10d._get_default_group()
+    shape = torch.Size(size)
+    elem = torch.tensor([], dtype=dtype).element_size()
+    raw = _C.empty_shared(group, shape.numel() * elem)
+    return raw.view(dtype).view(shape)
 
 
 def _create_process_group(store, rank, world_size, timeout):

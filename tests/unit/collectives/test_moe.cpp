@@ -266,6 +266,16 @@ TEST(Moe, PxnAndMixedInitiationKeepResults) {
   }
 }
 
+TEST(Moe, RelayPiecesAndStoreAndForwardKeepResults) {
+  // Cut-through relays in pieces of 1..3 tokens (several pieces per node chunk, two lanes per chunk, the relay
+  // waiting on each piece and the combine per contributor) and store-and-forward (0): same rows, same sums.
+  for (int chunk : {0, 1, 2, 3}) {
+    MoeConfig c = config(MoePath::kForward, DataType::kFloat8E4M3, 18, 4, 130);
+    c.relayChunkTokens = chunk;
+    runCase(c, {0, 0, 0, 1, 1, 2, 2, 2, 2}, 515 + static_cast<std::uint64_t>(chunk), -1, 2);
+  }
+}
+
 TEST(Moe, ThreeUnevenVirtualNodes) {
   // Nodes of 3, 2 and 4 ranks: relays use the local index modulo the node's size.
   for (MoePath path : {MoePath::kForward, MoePath::kDirect}) {
@@ -371,6 +381,11 @@ TEST(Moe, Errors) {
   auto m = dispatchErrors(c, one, {{0, 1}, {0, 1}, {0, 1}, {0, 1}}, 64);
   for (const auto& s : m)
     EXPECT_NE(s.find("numExperts 6 is not a positive multiple of the number of ranks 4"), std::string::npos) << s;
+  // A negative relay piece size is refused by name.
+  MoeConfig neg = config(MoePath::kForward, DataType::kBfloat16, 8, 2, 16);
+  neg.relayChunkTokens = -3;
+  m = dispatchErrors(neg, one, {{0, 1}, {0, 1}, {0, 1}, {0, 1}}, 64);
+  for (const auto& s : m) EXPECT_NE(s.find("relayChunkTokens must be >= 0 (it is -3"), std::string::npos) << s;
   // Capacity: every rank sends token 0 to experts 0 and 1 (rank 0): rank 0 receives 8 rows.
   c.numExperts = 8;
   m = dispatchErrors(c, one, {{0, 1}, {0, 1}, {0, 1}, {0, 1}}, 3);
@@ -400,7 +415,7 @@ TEST(Moe, PlanOpsGrowWithMaskGroupsNotTokens) {
   std::size_t groups = 0;
   for (const auto& g : plan.groups) groups += g.size();
   EXPECT_LE(groups, 16U * 2 * 255);
-  EXPECT_LT(ops, 16U * groups);  // at most one put per (group, destination) plus per-node puts
+  EXPECT_LT(ops, 16U * groups);  // about one put per (group, destination), plus the relay pieces of 32 tokens
   EXPECT_LT(ops, 16U * 4096U);   // far fewer than one per token
 }
 

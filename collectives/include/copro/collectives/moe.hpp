@@ -33,6 +33,9 @@ struct MoeConfig {
   int maxNodesPerToken = 0;  ///< node-limited routing: a token reaches at most this many nodes (0 = no limit)
   MoePath path = MoePath::kForward;
   bool payloadOnly = false;  ///< simulator calibration: rows carry the payload only (no scales, no metadata)
+  /// Forward path: a relay forwards (dispatch) or returns (combine) a node chunk in pieces of this many tokens,
+  /// each as soon as it has landed (cut-through, as DeepEP's forwarders); 0 = store-and-forward (whole chunk).
+  int relayChunkTokens = 32;
 };
 
 /// Scale groups per token (ceil(hidden / 128)) when FP8 scales travel, else 0.

@@ -37,6 +37,12 @@ struct Config {
   double planInterBandwidthGBps = 5.0;  ///< COPRO_PLAN_INTER_BW_GBPS: inter-node bandwidth per rank
   double planReduceGBps = 20.0;         ///< COPRO_PLAN_REDUCE_GBPS: reduction throughput per rank
   double planMemoryGBps = 60.0;         ///< COPRO_PLAN_MEM_GBPS: memory bandwidth shared by a load/store domain
+  // The verbs backend (docs/verbs.md).
+  std::string verbsProvider;  ///< COPRO_VERBS_PROVIDER: "" (libibverbs.so.1) or "emu" (the emulated provider)
+  std::string ibHca;          ///< COPRO_IB_HCA: RDMA device name to use ("" : chosen by rail, else the first)
+  int ibGidIndex = 0;         ///< COPRO_IB_GID_INDEX: GID table index for RoCE / global routing
+  int ibChannels = 1;         ///< COPRO_IB_CHANNELS: RC queue pairs per peer (lanes spread over them)
+  std::string verbsEmuFault;  ///< COPRO_VERBS_EMU_FAULT: emulator fault injection "qp-error@N" etc.
 
   /// Reads every COPRO_* variable from the environment; throws Error naming a bad value. Unknown
   /// COPRO_* variables produce a warning suggesting the nearest known name.

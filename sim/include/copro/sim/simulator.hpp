@@ -102,8 +102,13 @@ struct TraceEvent {
 struct RunOptions {
   /// Receives timeline records as they complete (nullptr: none are made).
   std::function<void(const TraceEvent&)> trace;
-  /// Called now and then with (virtual time so far, events so far); for progress bars.
+  /// Called now and then with (virtual time so far, events so far); for progress bars. It comes every 65,536
+  /// events and also after every ~2^22 flows and channels of max-min re-solving, so a run whose events each
+  /// re-solve a large component still reports (a single re-solve is not interrupted).
   std::function<void(core::Time, std::uint64_t)> progress;
+  /// > 0: stop the run cleanly once this much wall time has passed (checked where `progress` is called);
+  /// Result::stopped is then set and the statistics cover the virtual time reached.
+  double maxWallSeconds = 0.0;
   /// rank -> GPU index of the fabric (empty: rank r on gpus()[r]).
   std::vector<std::int32_t> placement;
 };
@@ -120,6 +125,9 @@ struct Result {
   std::vector<RankStats> ranks;
   std::vector<ChannelStats> channels;  ///< only channels that carried traffic, by (link, direction)
   double wallSeconds = 0.0;
+  /// The run was stopped by RunOptions::maxWallSeconds: `time` is the virtual time reached, the counters
+  /// cover the events so far, and some transfers and lanes did not finish.
+  bool stopped = false;
   /// Per job of runConcurrently (one entry for run): when its last lane finished or its last transfer
   /// landed, from time 0 (not from the job's start).
   std::vector<core::Time> jobFinish;
