@@ -1,6 +1,8 @@
 # Required and optional dependencies. Optional ones are reported in one summary line.
 find_package(Threads REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
+# The rendezvous' HMAC-SHA-256 challenge-response (transport/src/bootstrap_auth.cpp): libssl-dev.
+find_package(OpenSSL 1.1 REQUIRED COMPONENTS Crypto)
 
 set(_copro_found "")
 set(_copro_missing "")

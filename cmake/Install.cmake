@@ -66,9 +66,9 @@ else()
     string(APPEND COPRO_PC_LIBS_PRIVATE " -lhwloc")  # the verbs backend's rail mapping
   endif()
 endif()
-set(COPRO_PC_REQUIRES_PRIVATE "")
+set(COPRO_PC_REQUIRES_PRIVATE "libcrypto")
 if(MPI_C_FOUND)
-  set(COPRO_PC_REQUIRES_PRIVATE "ompi-c")
+  string(APPEND COPRO_PC_REQUIRES_PRIVATE " ompi-c")
 endif()
 # Relocatable: the prefix is found from the .pc file's own folder (<prefix>/<libdir>/pkgconfig).
 file(RELATIVE_PATH COPRO_PC_UP /p/${CMAKE_INSTALL_LIBDIR}/pkgconfig /p)

@@ -139,6 +139,11 @@ const std::vector<Entry>& entries() {
       {{"COPRO_SPIN_US", "20", "Microseconds a wait spins before it blocks."},
        [](Config& c, std::string_view v) { c.spinUs = parseDouble("COPRO_SPIN_US", v, 0.0); },
        [](const Config& c) { return formatDouble(c.spinUs); }},
+      {{"COPRO_BOOTSTRAP_TRUSTED", "0",
+        "1: the environment bootstrap may run without COPRO_BOOTSTRAP_TOKEN (only the job's processes can reach "
+        "COPRO_ROOT_ADDR)."},
+       [](Config& c, std::string_view v) { c.bootstrapTrusted = parseBool("COPRO_BOOTSTRAP_TRUSTED", v); },
+       [](const Config& c) { return std::string(c.bootstrapTrusted ? "1" : "0"); }},
       {{"COPRO_VALIDATE", "0", "1: validate every new Program (bounds, waits, deadlock, races) before its first run."},
        [](Config& c, std::string_view v) { c.validate = parseBool("COPRO_VALIDATE", v); },
        [](const Config& c) { return std::string(c.validate ? "1" : "0"); }},

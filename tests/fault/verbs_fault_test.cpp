@@ -87,6 +87,7 @@ std::vector<Outcome> runRanks(int faultRank, const std::string& fault, double li
         setenv("COPRO_RANK", std::to_string(r).c_str(), 1);
         setenv("COPRO_WORLD_SIZE", std::to_string(kRanks).c_str(), 1);
         setenv("COPRO_ROOT_ADDR", root.c_str(), 1);
+        setenv("COPRO_BOOTSTRAP_TOKEN", "verbs-fault-test-secret", 1);  // the environment form needs a secret
         copro::core::ExecutorOptions options;
         options.config = config;
         options.bootstrap = copro::transport::createEnvironmentBootstrap(config);
@@ -219,6 +220,7 @@ TEST(VerbsFault, RunsWithoutLibibverbs) {
       setenv("COPRO_RANK", "0", 1);  // a world of one rank
       setenv("COPRO_WORLD_SIZE", "1", 1);
       setenv("COPRO_ROOT_ADDR", ("127.0.0.1:" + std::to_string(unusedPort())).c_str(), 1);
+      setenv("COPRO_BOOTSTRAP_TOKEN", "verbs-fault-test-secret", 1);
       options.bootstrap = copro::transport::createEnvironmentBootstrap(options.config);
       (void)copro::createCommunicators("verbs", options);
       code = code == 0 ? 6 : code;

@@ -86,6 +86,8 @@ int main(int argc, char** argv) {
   setenv("COPRO_WORLD_SIZE", value, 1);
   snprintf(value, sizeof value, "127.0.0.1:%d", port);
   setenv("COPRO_ROOT_ADDR", value, 1);
+  /* The environment form needs a shared secret (or COPRO_BOOTSTRAP_TRUSTED=1). */
+  setenv("COPRO_BOOTSTRAP_TOKEN", "c-api-mp-test-secret", 1);
   copro_comm_t env_comm = NULL;
   bad |= check(copro_comm_init_from_env(backend, &env_comm), "copro_comm_init_from_env", rank);
   if (env_comm != NULL) bad |= allreduce_ok(env_comm, rank, nranks);

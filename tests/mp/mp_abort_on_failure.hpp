@@ -7,24 +7,30 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <string>
 
 namespace copro::mptest {
 
 class AbortOnFailure final : public ::testing::EmptyTestEventListener {
  public:
+  void OnTestStart(const ::testing::TestInfo& info) override {
+    test_ = std::string(info.test_suite_name()) + "." + info.name();
+  }
+  // gtest holds its own lock here: nothing below may call back into ::testing::UnitTest.
   void OnTestPartResult(const ::testing::TestPartResult& result) override {
     if (!result.failed()) return;
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::fprintf(stderr, "rank %d: %s.%s failed at %s:%d:\n%s\nrank %d: aborting the MPI job (MPI_Abort)\n", rank,
-                 test != nullptr ? test->test_suite_name() : "?", test != nullptr ? test->name() : "?",
-                 result.file_name() != nullptr ? result.file_name() : "?", result.line_number(), result.summary(),
-                 rank);
+    std::fprintf(stderr, "rank %d: %s failed at %s:%d:\n%s\nrank %d: aborting the MPI job (MPI_Abort)\n", rank,
+                 test_.c_str(), result.file_name() != nullptr ? result.file_name() : "?", result.line_number(),
+                 result.summary(), rank);
     std::fflush(stderr);
     std::fflush(stdout);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+
+ private:
+  std::string test_ = "(outside a test)";
 };
 
 /// Appends the listener (after gtest's own printer, so rank 0's report is printed first).

@@ -76,6 +76,7 @@ std::vector<ChildResult> runChildren(
         setenv("COPRO_RANK", std::to_string(r).c_str(), 1);
         setenv("COPRO_WORLD_SIZE", std::to_string(n).c_str(), 1);
         setenv("COPRO_ROOT_ADDR", root.c_str(), 1);
+        setenv("COPRO_BOOTSTRAP_TOKEN", "ucx-fork-test-secret", 1);
         options.bootstrap = copro::transport::createEnvironmentBootstrap(config);
         options.nranks = n;
         std::vector<Communicator> comms = copro::createCommunicators("ucx", options);

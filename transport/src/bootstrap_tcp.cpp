@@ -1,7 +1,8 @@
 /// TCP rendezvous (UniqueId and environment forms) and the peer-to-peer Bootstrap built on it.
 ///
 /// Wire format (little-endian host order: every rank runs on hosts of the same byte order):
-/// - Hello (rank -> root, and rank -> lower rank's listener): 64 bytes, see `Hello`.
+/// - Hello (rank -> root, and rank -> lower rank's listener): 64 bytes, see `Hello`; then the HMAC-SHA-256
+///   challenge-response of bootstrap_auth.hpp (listener: `Challenge`; connector: its 32-byte proof).
 /// - Table (root -> rank): `TableHeader` then one `Endpoint` per rank.
 /// - Frames on the mesh: `FrameHeader` then payload. A frame names its communicator (split children share
 ///   the sockets of their parent) and its tag; frames that arrive before they are asked for are stashed.
@@ -31,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "bootstrap_auth.hpp"
 #include "bootstrap_hello.hpp"
 #include "copro/core/log.hpp"
 #include "copro/core/status.hpp"
@@ -46,8 +48,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::uint64_t kIdMagic = 0x31444955'4f52504fULL;  // "OPROUID1"
+using detail::Challenge;
 using detail::Hello;
 using detail::kHelloMagic;
+using detail::RendezvousKey;
 constexpr std::uint64_t kTableMagic = 0x31425454'4f52504fULL;  // "OPROTTB1"
 constexpr std::uint64_t kFrameMagic = 0x314d5246'4f52504fULL;  // "OPROFRM1"
 constexpr std::uint32_t kVersion = detail::kBootstrapVersion;
@@ -258,6 +262,38 @@ int connectTo(std::uint32_t ipNet, std::uint16_t portNet, Clock::time_point dead
   }
 }
 
+/// Connections this process's listeners rejected, per listener (its `who`, which names its address): a
+/// count and the last one, so that a rendezvous that fails can say that an unexpected peer tried to join.
+struct Rejected {
+  std::uint64_t count = 0;
+  std::string last;
+};
+std::mutex& rejectionsMutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<std::string, Rejected>& rejections() {
+  static std::map<std::string, Rejected> r;
+  return r;
+}
+void recordRejection(const std::string& listener, const std::string& text) {
+  std::lock_guard<std::mutex> lock(rejectionsMutex());
+  Rejected& r = rejections()[listener];
+  ++r.count;
+  r.last = text;
+}
+/// "" when `listener` rejected nothing, else a sentence to append to an error.
+std::string intruderNote(const std::string& listener) {
+  std::lock_guard<std::mutex> lock(rejectionsMutex());
+  auto it = rejections().find(listener);
+  if (it == rejections().end()) return {};
+  return "; an unexpected peer tried to join: " + listener + " rejected " + std::to_string(it->second.count) +
+         " connection(s), the last " + it->second.last;
+}
+std::string rootName(std::uint32_t ipNet, std::uint16_t portNet) {
+  return "bootstrap root " + endpointText(ipNet, portNet);
+}
+
 /// Accepts connections until `want` hellos passed `accept` (which returns an empty string to accept,
 /// else the reason to reject). Malformed or foreign connections are logged and closed; none of them can
 /// block the others (every pending connection is polled with its own deadline).
@@ -266,26 +302,56 @@ struct Accepted {
   Hello hello;
 };
 std::vector<Accepted> acceptHellos(int listenFd, const int& want, Clock::time_point deadline, const std::string& who,
-                                   const std::function<std::string(const Hello&)>& accept) {
+                                   const RendezvousKey& key, const std::function<std::string(const Hello&)>& accept) {
   struct Pending {
     int fd;
     Hello hello{};
     std::size_t got = 0;
     Clock::time_point deadline;
+    bool challenged = false;  ///< the hello passed; now reading the connector's proof
+    std::uint8_t nonce[16] = {};
+    detail::Mac proof{};
   };
   std::vector<Pending> pending;
   std::vector<Accepted> out;
   auto reject = [&](Pending& p, const std::string& why) {
-    COPRO_LOG(Warn, Init, who << ": rejected connection from " << peerText(p.fd) << ": " << why);
+    const std::string from = peerText(p.fd);
+    COPRO_LOG(Warn, Init, who << ": rejected connection from " << from << ": " << why);
+    recordRejection(who, "from " + from + " (" + why + ")");
     close(p.fd);
     p.fd = -1;
+  };
+  // Reads what is available of `bytes` into `buf` from p's socket; false when p was rejected.
+  auto readSome = [&](Pending& p, std::uint8_t* buf, std::size_t bytes, const char* what) {
+    while (p.got < bytes) {
+      const ssize_t n = ::recv(p.fd, buf + p.got, bytes - p.got, 0);
+      if (n > 0) {
+        p.got += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n == 0) {
+        reject(p, "closed after " + std::to_string(p.got) + " of " + std::to_string(bytes) + " " + what +
+                      " bytes (short read)");
+        return false;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        reject(p, errnoText(errno));
+        return false;
+      }
+      break;
+    }
+    if (p.got < bytes && Clock::now() > p.deadline) {
+      reject(p, std::string("no complete ") + what + " within " + std::to_string(kHelloDeadlineSec) + " s");
+      return false;
+    }
+    return true;
   };
   while (static_cast<int>(out.size()) < want) {
     if (secondsLeft(deadline) <= 0) {
       for (Pending& p : pending) close(p.fd);
       for (Accepted& a : out) close(a.fd);
       throw Error(ErrorCode::kTimeout, who + ": timed out: " + std::to_string(out.size()) + " of " +
-                                           std::to_string(want) + " expected connections arrived");
+                                           std::to_string(want) + " expected connections arrived" + intruderNote(who));
     }
     std::vector<pollfd> fds;
     fds.push_back({listenFd, POLLIN, 0});
@@ -301,30 +367,36 @@ std::vector<Accepted> acceptHellos(int listenFd, const int& want, Clock::time_po
     }
     for (Pending& p : pending) {
       if (p.fd < 0) continue;
-      auto* bytes = reinterpret_cast<std::uint8_t*>(&p.hello);
-      while (p.got < sizeof(Hello)) {
-        const ssize_t n = ::recv(p.fd, bytes + p.got, sizeof(Hello) - p.got, 0);
-        if (n > 0) {
-          p.got += static_cast<std::size_t>(n);
+      if (!p.challenged) {
+        if (!readSome(p, reinterpret_cast<std::uint8_t*>(&p.hello), sizeof(Hello), "hello") || p.got < sizeof(Hello))
+          continue;
+        const Hello received = p.hello;
+        std::string why = detail::parseHello(&received, sizeof(received), p.hello);
+        if (why.empty() && std::memcmp(p.hello.tag, key.tag.data(), key.tag.size()) != 0) {
+          why = "wrong rendezvous tag (another job's connection, or a different COPRO_BOOTSTRAP_TOKEN)";
+        }
+        if (!why.empty()) {
+          reject(p, why);
           continue;
         }
-        if (n == 0) {
-          reject(p, "closed after " + std::to_string(p.got) + " of " + std::to_string(sizeof(Hello)) +
-                        " hello bytes (short read)");
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-          reject(p, errnoText(errno));
+        Challenge ch{};
+        randomBytes(ch.nonce, sizeof(ch.nonce));
+        std::memcpy(p.nonce, ch.nonce, sizeof(p.nonce));
+        const detail::Mac mac = detail::listenerProof(key, p.hello, ch.nonce);
+        std::memcpy(ch.mac, mac.data(), mac.size());
+        // A fresh socket's buffer takes 48 bytes at once.
+        if (::send(p.fd, &ch, sizeof(ch), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(ch))) {
+          reject(p, "could not send the challenge: " + errnoText(errno));
+          continue;
         }
-        break;
+        p.challenged = true;
+        p.got = 0;
       }
-      if (p.fd < 0) continue;
-      if (p.got < sizeof(Hello)) {
-        if (Clock::now() > p.deadline)
-          reject(p, "no complete hello within " + std::to_string(kHelloDeadlineSec) + " s");
-        continue;
-      }
-      const Hello received = p.hello;
-      std::string why = detail::parseHello(&received, sizeof(received), p.hello);
-      if (why.empty()) why = accept(p.hello);
+      if (!readSome(p, p.proof.data(), p.proof.size(), "proof") || p.got < p.proof.size()) continue;
+      const detail::Mac expected = detail::connectorProof(key, p.hello, p.nonce);
+      std::string why = detail::sameMac(expected.data(), p.proof.data())
+                            ? accept(p.hello)
+                            : std::string("failed authentication: no proof of the job's secret");
       if (!why.empty()) {
         reject(p, why);
         continue;
@@ -342,18 +414,33 @@ std::vector<Accepted> acceptHellos(int listenFd, const int& want, Clock::time_po
   return out;
 }
 
+/// The connector's side of the challenge-response, after its hello: checks the listener's proof and
+/// sends its own.
+Status authenticate(int fd, const Hello& hello, const RendezvousKey& key, Clock::time_point deadline,
+                    const std::string& who) {
+  Challenge ch{};
+  Status st = readAll(fd, &ch, sizeof(ch), deadline, who);
+  if (!st.ok()) return st;
+  const detail::Mac expected = detail::listenerProof(key, hello, ch.nonce);
+  if (!detail::sameMac(expected.data(), ch.mac)) {
+    return {ErrorCode::kRemoteError, who +
+                                         " did not prove the job's secret (a different job's rendezvous, or a "
+                                         "different COPRO_BOOTSTRAP_TOKEN)"};
+  }
+  const detail::Mac mine = detail::connectorProof(key, hello, ch.nonce);
+  return writeAll(fd, mine.data(), mine.size(), deadline, who);
+}
+
 /// The root: collects one hello per rank, then sends the table to everyone. Runs in its own thread.
-void runRoot(int listenFd, std::array<std::uint8_t, 16> token, double timeoutSec) {
+void runRoot(int listenFd, const RendezvousKey& key, double timeoutSec, const std::string& who) {
   const auto deadline = deadlineIn(timeoutSec);
   int nranks = -1;
   std::vector<bool> seen;
-  const std::string who = "bootstrap root";
   try {
     // The rank count comes from the first hello with the right token; later hellos must agree.
     int want = 1;
-    std::vector<Accepted> ranks = acceptHellos(listenFd, want, deadline, who, [&](const Hello& h) -> std::string {
+    std::vector<Accepted> ranks = acceptHellos(listenFd, want, deadline, who, key, [&](const Hello& h) -> std::string {
       if (h.kind != kToRoot) return "not a hello to the root";
-      if (std::memcmp(h.token, token.data(), token.size()) != 0) return "wrong token (a different rendezvous)";
       if (h.nranks < 1) return "world size " + std::to_string(h.nranks);
       if (nranks >= 0 && h.nranks != nranks) {
         return "wrong world size " + std::to_string(h.nranks) + " (the others said " + std::to_string(nranks) + ")";
@@ -390,11 +477,10 @@ void runRoot(int listenFd, std::array<std::uint8_t, 16> token, double timeoutSec
   close(listenFd);
 }
 
-void startRoot(std::uint32_t ipNet, std::uint16_t& portNet, const std::array<std::uint8_t, 16>& token,
-               double timeoutSec) {
+void startRoot(std::uint32_t ipNet, std::uint16_t& portNet, const RendezvousKey& key, double timeoutSec) {
   const int fd = listenOn(ipNet, portNet, 1024, "bootstrap root");
   // Detached: the thread owns only its socket and copies; it ends with the rendezvous or its deadline.
-  std::thread([fd, token, timeoutSec] { runRoot(fd, token, timeoutSec); }).detach();
+  std::thread([fd, key, timeoutSec, who = rootName(ipNet, portNet)] { runRoot(fd, key, timeoutSec, who); }).detach();
   COPRO_LOG(Info, Init, "bootstrap root listening on " << endpointText(ipNet, portNet));
 }
 
@@ -567,9 +653,8 @@ class TcpBootstrap final : public core::Bootstrap {
 };
 
 /// The rank side of the rendezvous: hello to the root, table, then the mesh.
-std::shared_ptr<core::Bootstrap> joinRendezvous(std::uint32_t rootIp, std::uint16_t rootPort,
-                                                const std::array<std::uint8_t, 16>& token, int rank, int nranks,
-                                                double timeoutSec) {
+std::shared_ptr<core::Bootstrap> joinRendezvous(std::uint32_t rootIp, std::uint16_t rootPort, const RendezvousKey& key,
+                                                int rank, int nranks, double timeoutSec) {
   const auto deadline = deadlineIn(timeoutSec);
   const std::string me = "bootstrap rank " + std::to_string(rank);
   const int rootFd = connectTo(rootIp, rootPort, deadline, "the bootstrap root");
@@ -594,10 +679,12 @@ std::shared_ptr<core::Bootstrap> joinRendezvous(std::uint32_t rootIp, std::uint1
   h.kind = kToRoot;
   h.rank = rank;
   h.nranks = nranks;
-  std::memcpy(h.token, token.data(), token.size());
+  std::memcpy(h.tag, key.tag.data(), key.tag.size());
   h.ip = local.sin_addr.s_addr;
   h.port = myPort;
+  randomBytes(h.nonce, sizeof(h.nonce));
   Status st = writeAll(rootFd, &h, sizeof(h), deadline, "the bootstrap root");
+  if (st.ok()) st = authenticate(rootFd, h, key, deadline, "the bootstrap root");
   TableHeader th{};
   if (st.ok()) st = readAll(rootFd, &th, sizeof(th), deadline, "the bootstrap root");
   std::vector<Endpoint> table(static_cast<std::size_t>(nranks));
@@ -611,7 +698,8 @@ std::shared_ptr<core::Bootstrap> joinRendezvous(std::uint32_t rootIp, std::uint1
     throw Error(st.code(), me +
                                ": rendezvous with the root failed (did every rank get the same id and world size "
                                "and is rank " +
-                               std::to_string(rank) + " unique?): " + st.message());
+                               std::to_string(rank) + " unique?): " + st.message() +
+                               intruderNote(rootName(rootIp, rootPort)));
   }
 
   std::vector<int> fds(static_cast<std::size_t>(nranks), -1);
@@ -622,14 +710,16 @@ std::shared_ptr<core::Bootstrap> joinRendezvous(std::uint32_t rootIp, std::uint1
       const int fd = connectTo(e.ip, e.port, deadline, "rank " + std::to_string(peer));
       Hello ph = h;
       ph.kind = kToPeer;
+      randomBytes(ph.nonce, sizeof(ph.nonce));
       Status ws = writeAll(fd, &ph, sizeof(ph), deadline, "rank " + std::to_string(peer));
+      if (ws.ok()) ws = authenticate(fd, ph, key, deadline, "rank " + std::to_string(peer));
       fds[static_cast<std::size_t>(peer)] = fd;
       if (!ws.ok()) throw Error(ws.code(), me + ": " + ws.message());
     }
     const int want = nranks - 1 - rank;
-    auto accepted = acceptHellos(listenFd, want, deadline, me, [&](const Hello& ph) -> std::string {
+    const std::string listener = me + " (listener " + endpointText(local.sin_addr.s_addr, myPort) + ")";
+    auto accepted = acceptHellos(listenFd, want, deadline, listener, key, [&](const Hello& ph) -> std::string {
       if (ph.kind != kToPeer) return "not a peer hello";
-      if (std::memcmp(ph.token, token.data(), token.size()) != 0) return "wrong token (a different rendezvous)";
       if (ph.nranks != nranks) return "wrong world size " + std::to_string(ph.nranks);
       if (ph.rank <= rank || ph.rank >= nranks) return "unexpected rank " + std::to_string(ph.rank);
       if (fds[static_cast<std::size_t>(ph.rank)] >= 0) return "duplicate rank " + std::to_string(ph.rank);
@@ -702,7 +792,8 @@ UniqueId createUniqueId(const std::string& bindAddr, const core::Config& config)
   resolve(addr, ip, port, false, "bootstrap address");
   std::array<std::uint8_t, 16> token{};
   randomBytes(token.data(), token.size());
-  startRoot(ip, port, token, config.timeoutSec);
+  // The id's random token is the job's secret: it travels only inside the id (out of band).
+  startRoot(ip, port, detail::makeRendezvousKey(token.data(), token.size()), config.timeoutSec);
   IdLayout l{};
   l.magic = kIdMagic;
   l.ip = ip;
@@ -723,9 +814,8 @@ std::shared_ptr<core::Bootstrap> createTcpBootstrap(const UniqueId& id, int rank
                 "createTcpBootstrap: the UniqueId is not one from getUniqueId() "
                 "(wrong magic: uninitialized or corrupted on its way)");
   }
-  std::array<std::uint8_t, 16> token{};
-  std::memcpy(token.data(), l.token, token.size());
-  return joinRendezvous(l.ip, l.port, token, rank, nranks, config.timeoutSec);
+  return joinRendezvous(l.ip, l.port, detail::makeRendezvousKey(l.token, sizeof(l.token)), rank, nranks,
+                        config.timeoutSec);
 }
 
 std::shared_ptr<core::Bootstrap> createEnvironmentBootstrap(const core::Config& config) {
@@ -741,21 +831,26 @@ std::shared_ptr<core::Bootstrap> createEnvironmentBootstrap(const core::Config& 
   resolve(root, ip, port, true, "COPRO_ROOT_ADDR");
   if (port == 0)
     throw Error(ErrorCode::kInvalidArgument, std::string("COPRO_ROOT_ADDR='") + root + "' needs a port > 0");
-  // Without COPRO_BOOTSTRAP_TOKEN the token is all zeros: every check but the token still applies.
-  std::array<std::uint8_t, 16> token{};
-  if (const char* t = std::getenv("COPRO_BOOTSTRAP_TOKEN"); t != nullptr && *t != '\0') {
-    // FNV-1a over the string, twice with different seeds: 128 bits from any string.
-    std::uint64_t a = 0xcbf29ce484222325ULL;
-    std::uint64_t b = 0x84222325cbf29ce4ULL;
-    for (const char* c = t; *c != '\0'; ++c) {
-      a = (a ^ static_cast<unsigned char>(*c)) * 0x100000001b3ULL;
-      b = (b ^ static_cast<unsigned char>(*c)) * 0x100000001b3ULL + 1;
+  // The secret: COPRO_BOOTSTRAP_TOKEN, or a public one where the user says the network is trusted.
+  const char* t = std::getenv("COPRO_BOOTSTRAP_TOKEN");
+  std::string secret = t != nullptr ? t : "";
+  if (secret.empty()) {
+    if (!config.bootstrapTrusted) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "environment bootstrap: COPRO_BOOTSTRAP_TOKEN is not set. Give every rank the same secret (e.g. "
+                  "export COPRO_BOOTSTRAP_TOKEN=$(openssl rand -hex 16) where the job is launched), or set "
+                  "COPRO_BOOTSTRAP_TRUSTED=1 if no other process can reach COPRO_ROOT_ADDR (docs/bootstrap.md)");
     }
-    std::memcpy(token.data(), &a, 8);
-    std::memcpy(token.data() + 8, &b, 8);
+    secret = "copro-trusted-network";
+    if (rank == 0) {
+      COPRO_LOG(Info, Init,
+                "environment bootstrap without a secret (COPRO_BOOTSTRAP_TRUSTED=1): any process that reaches "
+                    << root << " can join");
+    }
   }
-  if (rank == 0) startRoot(ip, port, token, config.timeoutSec);
-  return joinRendezvous(ip, port, token, rank, nranks, config.timeoutSec);
+  const RendezvousKey key = detail::makeRendezvousKey(secret.data(), secret.size());
+  if (rank == 0) startRoot(ip, port, key, config.timeoutSec);
+  return joinRendezvous(ip, port, key, rank, nranks, config.timeoutSec);
 }
 
 }  // namespace copro::transport

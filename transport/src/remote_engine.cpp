@@ -365,9 +365,18 @@ void Engine::complete(Call& call) {
   queue_.pop_front();
 }
 
-void Engine::failFront(const Status& status, bool poison) {
+void Engine::failFront(const Status& statusSeen, bool poison) {
   if (queue_.empty()) return;
   std::shared_ptr<Call> front = queue_.front();
+  // A stopped peer is the likely cause of a timeout or of peers that gave up: name it first.
+  Status status = statusSeen;
+  if (status.code() == ErrorCode::kTimeout || status.code() == ErrorCode::kRemoteError) {
+    const std::string stopped = t_->stoppedPeer();
+    if (!stopped.empty()) {
+      status =
+          Status(status.code(), front->label + ": " + stopped + " (what this rank saw: " + statusSeen.message() + ")");
+    }
+  }
   queue_.pop_front();
   if (front->phase == Phase::kRunning) t_->leave();
   front->status = status;

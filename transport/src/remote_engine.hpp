@@ -110,6 +110,9 @@ class RemoteTransport {
   virtual void leave() = 0;
   /// Extra text for a timeout message: ranks that never entered, dead peers.
   [[nodiscard]] virtual std::string stallReport() = 0;
+  /// A peer process on this host that is stopped (process_state.hpp's sentence), or "" (also where the
+  /// transport cannot tell): a failing call blames it first.
+  [[nodiscard]] virtual std::string stoppedPeer() { return {}; }
   /// The communicator is unusable from now on (a call failed); the transport skips its orderly shutdown.
   virtual void markBroken() {}
   /// Tells the peers that this rank failed or aborted (so their blocked calls fail fast). Best effort.

@@ -19,6 +19,7 @@
 #include "call_reports.hpp"
 #include "copro/core/log.hpp"
 #include "copro/transport/bootstrap_tcp.hpp"
+#include "process_state.hpp"
 #include "shm_internal.hpp"
 
 namespace copro::transport::shm {
@@ -781,10 +782,8 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
     // A stopped peer is the likely cause: name it (and tell the world), not the ranks that gave up first.
     const int stopped = findStoppedPeer();
     if (stopped >= 0) {
-      const std::string why = "rank " + std::to_string(stopped) + " (pid " + std::to_string(ranks_[stopped].pid) +
-                              ") is stopped (process state T: SIGSTOP, Ctrl-Z or a debugger) and made no progress "
-                              "for " +
-                              formatSeconds(timeout) + " s";
+      const std::string why =
+          stoppedPeerText(stopped, ranks_[stopped].pid) + " and made no progress for " + formatSeconds(timeout) + " s";
       return failCalls(front.get(), Status(ErrorCode::kTimeout, front->label + ": " + why), ErrorCode::kTimeout,
                        "not run: " + why, true, stopped);
     }

@@ -46,8 +46,14 @@ class ShmPort final : public lanes::LoadStoreLane<ShmPort, Loc, Call, LaneState>
   [[nodiscard]] RankCtl& ctl(std::int32_t r) const { return comm_.ctl(r); }
   [[nodiscard]] static bool dead(std::uint64_t state) { return state == kDeadState; }
   [[nodiscard]] std::string deadReason(std::int32_t r) const {
+    // The first failure is the cause: name it, and the peer this lane met only as a consequence.
+    const int first = comm_.poisonedRank();
+    if (first >= 0 && first != r) {
+      return "blocked while rank " + std::to_string(first) + " failed: " + comm_.poisonReason() + " (peer " +
+             std::to_string(r) + ", which this lane needed, left after that failure)";
+    }
     std::string why = "rank " + std::to_string(r) + " failed, was aborted or left and can no longer be reached";
-    if (comm_.poisonedRank() >= 0) why += " (" + comm_.poisonReason() + ")";
+    if (first >= 0) why += " (" + comm_.poisonReason() + ")";
     return why;
   }
   [[nodiscard]] const std::uint64_t* ownLayout() const { return comm_.ownLayout(); }

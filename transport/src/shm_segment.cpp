@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "copro/core/log.hpp"
+#include "process_state.hpp"
 #include "shm_internal.hpp"
 
 namespace copro::transport::shm {
@@ -155,10 +156,7 @@ bool processAlive(pid_t pid, std::uint64_t startTime) noexcept {
 }
 
 bool processStopped(pid_t pid) noexcept {
-  char state = 0;
-  std::uint64_t start = 0;
-  if (pid <= 0 || !readStat(pid, state, start)) return false;
-  return state == 'T' || state == 't';
+  return transport::processStopped(pid);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -16,11 +16,14 @@
 #include <thread>
 #include <vector>
 
+#include "bootstrap_auth.hpp"
 #include "copro/copro.hpp"
 #include "mp_test_util.hpp"
 
 namespace copro::testing {
 namespace {
+
+namespace detail = copro::transport::detail;
 
 Config fastConfig(double timeoutSec = 20) {
   Config c;
@@ -199,6 +202,71 @@ TEST(Bootstrap, ForeignConnectionsAreRejectedAndTheJobCompletes) {
   close(silent);
 }
 
+/// The intruder: a process that knows the root's address and the job's public tag (e.g. sniffed
+/// from a real hello) but not its secret. It claims a rank with a forged hello and answers the challenge
+/// with a guessed proof. Returns what happened: "rejected" when the root closed the connection without
+/// sending an address table.
+std::string forgeHello(const UniqueId& id, int rank, int nranks) {
+  const int fd = connectToRoot(id);
+  if (fd < 0) return "could not connect";
+  detail::Hello h{};
+  h.magic = detail::kHelloMagic;
+  h.version = detail::kBootstrapVersion;
+  h.kind = detail::kHelloToRoot;
+  h.rank = rank;
+  h.nranks = nranks;
+  const detail::RendezvousKey key = detail::makeRendezvousKey(id.internal.data() + 16, 16);
+  std::memcpy(h.tag, key.tag.data(), sizeof(h.tag));
+  h.ip = htonl(INADDR_LOOPBACK);
+  h.port = htons(9);
+  std::string out;
+  detail::Challenge ch{};
+  if (write(fd, &h, sizeof(h)) != static_cast<ssize_t>(sizeof(h))) {
+    out = "hello not sent";
+  } else if (read(fd, &ch, sizeof(ch)) != static_cast<ssize_t>(sizeof(ch))) {
+    out = "no challenge";
+  } else {
+    std::uint8_t guess[detail::kMacBytes];
+    std::memset(guess, 0x42, sizeof(guess));
+    if (write(fd, guess, sizeof(guess)) != static_cast<ssize_t>(sizeof(guess))) {
+      out = "proof not sent";
+    } else {
+      char table[64];
+      out = read(fd, table, sizeof(table)) == 0 ? "rejected" : "got an answer to a forged proof";
+    }
+  }
+  close(fd);
+  return out;
+}
+
+TEST(Bootstrap, ForgedHelloWithoutTheSecretIsRejectedAndTheJobCompletes) {
+  const int n = 3;
+  const UniqueId id = getUniqueId();
+  // First in line, claiming rank 2: before authentication this took rank 2's place and the job died.
+  EXPECT_EQ(forgeHello(id, 2, n), "rejected");
+  const ForkResult res = forkRanks(
+      n,
+      [&](int r) {
+        auto bs = createBootstrap(id, r, n, fastConfig());
+        exercise(*bs, r, n);
+      },
+      60);
+  EXPECT_TRUE(res.allZero()) << res.summary();
+}
+
+TEST(Bootstrap, AFailedRendezvousSaysAnUnexpectedPeerTriedToJoin) {
+  const UniqueId id = getUniqueId();
+  EXPECT_EQ(forgeHello(id, 1, 2), "rejected");
+  try {
+    // Rank 1 never comes: the error must mention the intruder, not only the missing connection.
+    auto bs = createBootstrap(id, 0, 2, fastConfig(1));
+    ADD_FAILURE() << "a rendezvous with a missing rank succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("an unexpected peer tried to join"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Bootstrap, WrongWorldSizeIsRejected) {
   const UniqueId id = getUniqueId();
   std::string err;
@@ -273,6 +341,43 @@ TEST(Bootstrap, EnvironmentForm) {
       },
       60);
   EXPECT_TRUE(res.allZero()) << res.summary();
+}
+
+TEST(Bootstrap, EnvironmentFormNeedsASecretUnlessTheNetworkIsTrusted) {
+  const int n = 2;
+  const std::string root = "127.0.0.1:" + std::to_string(freePort());
+  const ForkResult refused = forkRanks(
+      1,
+      [&](int) {
+        setenv("COPRO_RANK", "0", 1);
+        setenv("COPRO_WORLD_SIZE", "2", 1);
+        setenv("COPRO_ROOT_ADDR", root.c_str(), 1);
+        unsetenv("COPRO_BOOTSTRAP_TOKEN");
+        try {
+          createBootstrapFromEnvironment(fastConfig(2));
+        } catch (const Error& e) {
+          CHILD_CHECK(std::string(e.what()).find("COPRO_BOOTSTRAP_TOKEN is not set") != std::string::npos, e.what());
+          CHILD_CHECK(std::string(e.what()).find("COPRO_BOOTSTRAP_TRUSTED") != std::string::npos, e.what());
+          return;
+        }
+        CHILD_CHECK(false, "started without a secret");
+      },
+      20);
+  EXPECT_TRUE(refused.allZero()) << refused.summary();
+  const ForkResult trusted = forkRanks(
+      n,
+      [&](int r) {
+        setenv("COPRO_RANK", std::to_string(r).c_str(), 1);
+        setenv("COPRO_WORLD_SIZE", std::to_string(n).c_str(), 1);
+        setenv("COPRO_ROOT_ADDR", root.c_str(), 1);
+        unsetenv("COPRO_BOOTSTRAP_TOKEN");
+        Config c = fastConfig();
+        c.bootstrapTrusted = true;
+        auto bs = createBootstrapFromEnvironment(c);
+        exercise(*bs, r, n);
+      },
+      60);
+  EXPECT_TRUE(trusted.allZero()) << trusted.summary();
 }
 
 TEST(Bootstrap, EnvironmentFormNamesMissingVariables) {

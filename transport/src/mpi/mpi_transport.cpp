@@ -4,15 +4,19 @@
 /// Headers from one source are handled in arrival order and their signals applied only after all earlier
 /// data from that source was placed, which gives "signal after data". A header of a later call waits
 /// until the target has entered that call. See docs/mpi.md.
+#include <unistd.h>
+
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "../backend_registration.hpp"
+#include "../process_state.hpp"
 #include "../remote_engine.hpp"
 #include "../vnode_transport.hpp"
 #include "copro/core/log.hpp"
@@ -127,6 +131,18 @@ class MpiTransport final : public remote::RemoteTransport {
     mpiCheck(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     mpiCheck(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
     sources_.resize(static_cast<std::size_t>(size_));
+    // Pids and a host hash of every rank, so that a stopped peer on this host can be named.
+    char host[256] = {};
+    (void)gethostname(host, sizeof(host) - 1);
+    const long long mine[2] = {static_cast<long long>(getpid()),
+                               static_cast<long long>(std::hash<std::string>{}(std::string(host)) >> 1)};
+    std::vector<long long> all(2 * static_cast<std::size_t>(size_));
+    mpiCheck(MPI_Allgather(mine, 2, MPI_LONG_LONG, all.data(), 2, MPI_LONG_LONG, comm_), "MPI_Allgather");
+    for (int q = 0; q < size_; ++q) {
+      if (all[2 * static_cast<std::size_t>(q) + 1] == mine[1]) {
+        localPids_.emplace_back(q, static_cast<pid_t>(all[2 * static_cast<std::size_t>(q)]));
+      }
+    }
     for (int s = 0; s < size_; ++s) {
       if (s != rank_) postHeader(s);
     }
@@ -258,6 +274,13 @@ class MpiTransport final : public remote::RemoteTransport {
   }
 
   void leave() override { inCall_ = false; }
+
+  [[nodiscard]] std::string stoppedPeer() override {
+    for (const auto& [q, pid] : localPids_) {
+      if (q != rank_ && processStopped(pid)) return stoppedPeerText(q, pid);
+    }
+    return {};
+  }
 
   [[nodiscard]] std::string stallReport() override {
     std::vector<int> heard;
@@ -477,6 +500,7 @@ class MpiTransport final : public remote::RemoteTransport {
     return {};
   }
 
+  std::vector<std::pair<int, pid_t>> localPids_;  ///< ranks on this host and their pids
   MPI_Comm comm_;
   int rank_ = 0;
   int size_ = 0;

@@ -24,6 +24,7 @@
 #include <csignal>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "../backend_registration.hpp"
+#include "../process_state.hpp"
 #include "../remote_engine.hpp"
 #include "../vnode_transport.hpp"
 #include "copro/core/log.hpp"
@@ -48,7 +50,11 @@ using Clock = std::chrono::steady_clock;
 
 Status ucsStatus(ucs_status_t s, const std::string& what) {
   if (s == UCS_OK) return {};
-  return {ErrorCode::kSystemError, what + ": " + ucs_status_string(s)};
+  // What a failed or unreachable peer looks like (with peer error handling, UCX reports these instead of
+  // aborting): the peer's failure, not this process's.
+  const bool peerSide = s == UCS_ERR_ENDPOINT_TIMEOUT || s == UCS_ERR_CONNECTION_RESET || s == UCS_ERR_UNREACHABLE ||
+                        s == UCS_ERR_NOT_CONNECTED || s == UCS_ERR_REJECTED || s == UCS_ERR_CANCELED;
+  return {peerSide ? ErrorCode::kRemoteError : ErrorCode::kSystemError, what + ": " + ucs_status_string(s)};
 }
 void ucsCheck(ucs_status_t s, const std::string& what) {
   ucsStatus(s, what).throwIfError();
@@ -189,6 +195,13 @@ class UcxTransport final : public remote::RemoteTransport {
   Status finishCall(bool& done) override;
   void leave() override {}
   [[nodiscard]] std::string stallReport() override;
+  [[nodiscard]] std::string stoppedPeer() override {
+    for (int q = 0; q < size_; ++q) {
+      const Peer& p = peers_[static_cast<std::size_t>(q)];
+      if (q != rank_ && p.sameHost && processStopped(p.pid)) return stoppedPeerText(q, p.pid);
+    }
+    return {};
+  }
   void announceFailure(const std::string& reason) override;
   void markBroken() override { failed_ = true; }
 
@@ -216,7 +229,9 @@ class UcxTransport final : public remote::RemoteTransport {
   Status track(LaneState& l, ucs_status_ptr_t r, int peer, const char* what);
   Status issueSignals(LaneState& l, bool& progressed);
   Status issueAtomicAdd(LaneState& l, int peer, std::uint64_t raddr, ucp_rkey_h rkey, std::uint64_t value);
-  Status peerFailure(int peer) const;
+  /// The failure of `peer` as this rank reports it: when the peer only followed another rank's failure
+  /// (its `failed` word says which), that rank is named as the cause.
+  Status peerFailure(int peer);
   Status checkPeers();
   std::atomic<std::uint64_t>& controlWord(std::size_t offset) {
     return *reinterpret_cast<std::atomic<std::uint64_t>*>(control_->base + offset);
@@ -255,6 +270,8 @@ class UcxTransport final : public remote::RemoteTransport {
   std::vector<std::byte> desc_;  ///< this rank's descriptor of the current call
   std::vector<std::vector<std::byte>> peerDescCopy_;
   bool failed_ = false;  ///< this rank failed or aborted, or saw a peer fail
+  /// The first peer whose failure this rank saw (-1: none); announced to the others with our own failure.
+  int firstFailedPeer_ = -1;
   Clock::time_point lastLivenessCheck_ = Clock::now();
 };
 
@@ -339,7 +356,8 @@ UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::stri
   bootstrap_->allGather(mine.data(), all.data(), rec).throwIfError();
   const std::string myHost(reinterpret_cast<const char*>(mine.data() + maxLen));
 
-  bool peerErrors = true;
+  std::vector<int> noPeerErrors;  // peers whose endpoint has no peer error handling
+  std::string noPeerErrorsWhy;
   for (int q = 0; q < size_; ++q) {
     if (q == rank_) continue;
     const std::byte* r = all.data() + static_cast<std::size_t>(q) * rec;
@@ -353,21 +371,33 @@ UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::stri
     ep.field_mask =
         UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
     ep.address = reinterpret_cast<const ucp_address_t*>(r);
-    ep.err_mode = peerErrors ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+    // Peer error handling, so that a failed peer (dead, or stopped past UCX's keepalive) fails the calls
+    // that need it: without it UCX aborts the whole process on the first failed request.
+    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
     ep.err_handler.cb = epErrorCallback;
     ep.err_handler.arg = errArgs_.back().get();
     ucs_log_push_handler(quietLog);
     ucs_status_t es = ucp_ep_create(worker_, &ep, &p.ep);
     ucs_log_pop_handler();
-    if (es != UCS_OK && peerErrors) {
-      peerErrors = false;
-      // Some transport sets cannot report peer failures; the liveness check and COPRO_TIMEOUT remain.
-      COPRO_LOG(Info, Init,
-                "ucx: endpoint to rank " << q << " without peer error handling (" << ucs_status_string(es) << ")");
+    if (es != UCS_OK) {
+      if (noPeerErrors.empty()) noPeerErrorsWhy = ucs_status_string(es);
+      noPeerErrors.push_back(q);
       ep.err_mode = UCP_ERR_HANDLING_MODE_NONE;
       es = ucp_ep_create(worker_, &ep, &p.ep);
     }
     ucsCheck(es, "ucx: ucp_ep_create to rank " + std::to_string(q));
+  }
+  if (!noPeerErrors.empty()) {
+    // Some transports cannot report peer failures (UCX 1.13's shared-memory ones: "Destination is
+    // unreachable" in this mode). Not silently: the user learns at creation what a failed peer will do.
+    const char* tlsEnv = std::getenv("UCX_TLS");
+    COPRO_LOG(Warn, Init,
+              "ucx: rank " << rank_ << ": no peer error handling to " << noPeerErrors.size() << " of " << size_ - 1
+                           << " peers (first: rank " << noPeerErrors.front() << ", UCP_ERR_HANDLING_MODE_PEER: "
+                           << noPeerErrorsWhy << ") with UCX_TLS=" << (tlsEnv != nullptr ? tlsEnv : "(all)")
+                           << ": if such a peer dies or stops, UCX may abort this process instead of failing the "
+                              "call. Transports with peer failure reports: tcp, rc/ud/dc (e.g. UCX_TLS=tcp,self), or "
+                              "use the shm backend");
   }
 
   // Control regions: allocate, register, exchange addresses and rkeys.
@@ -579,8 +609,18 @@ Status UcxTransport::enter(const remote::CallEntry& entry) {
   return issueSignals(entryOps_, progressed);
 }
 
-Status UcxTransport::peerFailure(int peer) const {
+Status UcxTransport::peerFailure(int peer) {
   const Peer& p = peers_[static_cast<std::size_t>(peer)];
+  // A peer's `failed` word: 1 when it failed on its own, c + 2 when it gave up after rank c failed.
+  const std::uint64_t v = controlWord(ctl_.failed(peer)).load(std::memory_order_acquire);
+  if (v >= 2 && v - 2 < static_cast<std::uint64_t>(size_) && static_cast<int>(v - 2) != rank_ &&
+      static_cast<int>(v - 2) != peer) {
+    const int cause = static_cast<int>(v - 2);
+    if (firstFailedPeer_ < 0) firstFailedPeer_ = cause;
+    return {ErrorCode::kRemoteError, "blocked while rank " + std::to_string(cause) + " failed (peer " +
+                                         std::to_string(peer) + " reported that failure before it left)"};
+  }
+  if (firstFailedPeer_ < 0) firstFailedPeer_ = peer;
   if (p.dead) return {ErrorCode::kRemoteError, "rank " + std::to_string(peer) + " died: " + p.deadReason};
   return {ErrorCode::kRemoteError, "rank " + std::to_string(peer) + " failed or aborted"};
 }
@@ -904,7 +944,8 @@ void UcxTransport::announceFailure(const std::string& /*reason*/) {
   for (int q = 0; q < size_; ++q) {
     Peer& p = peers_[static_cast<std::size_t>(q)];
     if (q == rank_ || p.dead) continue;
-    (void)issueAtomicAdd(l, q, p.controlAddr + ctl_.failed(rank_), p.controlRkey, 1);
+    (void)issueAtomicAdd(l, q, p.controlAddr + ctl_.failed(rank_), p.controlRkey,
+                         firstFailedPeer_ >= 0 ? static_cast<std::uint64_t>(firstFailedPeer_) + 2 : 1);
   }
   // Best effort: push the notices out for a moment (a dead peer never acknowledges).
   progressFor(0.2, [&] {
