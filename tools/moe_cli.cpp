@@ -30,6 +30,8 @@ CLI::App* addMoeCommand(CLI::App& app, MoeCliArgs& a) {
   c->add_option("--relay", a.relay,
                 "forward path: relays forward pieces of N tokens as they land (cut-through, default 32); "
                 "0 = store-and-forward (whole node chunks)");
+  c->add_option("--direct-lanes", a.directLanes,
+                "direct path: lanes issuing puts at once (the low-latency kernel's warp budget, default 32)");
   c->add_flag("--payload-only", a.payloadOnly, "rows carry the payload only (no scales, no metadata)");
   c->add_option("--set", a.sets, "topology override key=value (builder parameter or sim.key)");
   c->add_flag("--csv", a.csv, "print one CSV row instead of the table");
@@ -72,6 +74,7 @@ int runMoeCommand(const MoeCliArgs& a) {
   c.maxNodesPerToken = a.maxNodes;
   c.payloadOnly = a.payloadOnly;
   c.relayChunkTokens = a.relay;
+  c.directLanes = a.directLanes;
   if (a.path == "forward") {
     c.path = collectives::MoePath::kForward;
   } else if (a.path == "direct") {
