@@ -8,6 +8,7 @@
 #include "copro/core/status.hpp"
 #include "copro/topologies/topology.hpp"
 #include "moe_sim.hpp"
+#include "sim_runner.hpp"
 
 namespace copro::tools {
 
@@ -30,6 +31,9 @@ CLI::App* addMoeCommand(CLI::App& app, MoeCliArgs& a) {
   c->add_option("--relay", a.relay,
                 "forward path: relays forward pieces of N tokens as they land (cut-through, default 32); "
                 "0 = store-and-forward (whole node chunks)");
+  c->add_option("--direct-lanes", a.directLanes,
+                "direct path: lanes issuing puts at once (the low-latency kernel's warp budget, default 32)");
+  c->add_option("--top", a.top, "list the N busiest links of each phase (by utilization; default 0)");
   c->add_flag("--payload-only", a.payloadOnly, "rows carry the payload only (no scales, no metadata)");
   c->add_option("--set", a.sets, "topology override key=value (builder parameter or sim.key)");
   c->add_flag("--csv", a.csv, "print one CSV row instead of the table");
@@ -63,6 +67,25 @@ collectives::MoeRouting readRoutingFile(const MoeCliArgs& a, int ep) {
   return routing;
 }
 
+/// The `top` directed links with the highest utilization in one phase.
+void printBusiest(const topo::Fabric& fabric, const char* phase, const sim::Result& r, int top) {
+  std::vector<const sim::ChannelStats*> busy;
+  for (const auto& ch : r.channels) busy.push_back(&ch);
+  std::stable_sort(busy.begin(), busy.end(), [](const auto* x, const auto* y) {
+    if (x->utilization != y->utilization) return x->utilization > y->utilization;
+    return std::make_pair(x->link, x->direction) < std::make_pair(y->link, y->direction);
+  });
+  const std::size_t n = std::min(busy.size(), static_cast<std::size_t>(std::max(0, top)));
+  std::printf("# busiest links, %s:\n", phase);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto* c = busy[i];
+    std::printf("#   %-40s %-8s %15llu B %6.1f%% busy %.1f us\n",
+                channelName(fabric, topo::channelOf(c->link, c->direction)).c_str(),
+                std::string(topo::linkKindName(fabric.link(c->link).kind)).c_str(),
+                static_cast<unsigned long long>(c->bytes), 100.0 * c->utilization, c->busy.microseconds());
+  }
+}
+
 }  // namespace
 
 int runMoeCommand(const MoeCliArgs& a) {
@@ -76,6 +99,7 @@ int runMoeCommand(const MoeCliArgs& a) {
   c.maxNodesPerToken = a.maxNodes;
   c.payloadOnly = a.payloadOnly;
   c.relayChunkTokens = a.relay;
+  c.directLanes = a.directLanes;
   if (a.path == "forward") {
     c.path = collectives::MoePath::kForward;
   } else if (a.path == "direct") {
@@ -168,6 +192,10 @@ int runMoeCommand(const MoeCliArgs& a) {
               c.path == collectives::MoePath::kForward ? "(token, node) pairs" : "selections",
               c.path == collectives::MoePath::kForward ? "RDMA bottleneck bandwidth" : "RDMA bandwidth",
               r.dispatchSendGBps, r.combineSendGBps);
+  if (a.top > 0) {
+    printBusiest(fabric, "dispatch", r.dispatchResult, a.top);
+    printBusiest(fabric, "combine", r.combineResult, a.top);
+  }
   return 0;
 }
 

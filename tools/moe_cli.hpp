@@ -20,7 +20,10 @@ struct MoeCliArgs {
   int maxNodes = 0;
   std::uint64_t seed = 1;
   bool payloadOnly = false;
-  int relay = 32;  ///< forward path: relay pieces of this many tokens (cut-through); 0 = store-and-forward
+  int directLanes = 32;  ///< direct path: issuing lanes (the low-latency kernel's warp budget)
+  int relay = 32;
+  int top = 0;  ///< busiest links of each phase to list        ///< forward path: relay pieces of this many tokens
+                ///< (cut-through); 0 = store-and-forward
   std::vector<std::string> sets;
   bool csv = false;
   int pxn = 0;                    ///< --pxn (docs/pxn.md)

@@ -51,6 +51,23 @@ double sentRowsPerRank(const collectives::MoePlan& plan) {
   return rows / plan.nranks;
 }
 
+/// Direct path: the receiving GPU's per-row work after the last row lands (sim.moe.recv_row_cost), for the
+/// rank receiving the most rows: the dispatch unpacks its landed rows, the combine sums the rows returned.
+core::Time receiveCost(const collectives::MoePlan& plan, const sim::SimParams& params, bool dispatch) {
+  if (plan.config.path != collectives::MoePath::kDirect || params.moeRecvRowCost.picoseconds() == 0) return {};
+  std::uint64_t most = 0;
+  for (int r = 0; r < plan.nranks; ++r) {
+    std::uint64_t rows = 0;
+    if (dispatch) {
+      rows = plan.landingRows(r);
+    } else {
+      for (const std::uint64_t c : plan.expertCounts[static_cast<std::size_t>(r)]) rows += c;
+    }
+    most = std::max(most, rows);
+  }
+  return core::Time::ps(params.moeRecvRowCost.picoseconds() * static_cast<std::int64_t>(most));
+}
+
 }  // namespace
 
 MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfig& config,
@@ -75,8 +92,8 @@ MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfi
   }
   res.combineResult = comm.run(*combine, runOptions);
   res.stopped = res.dispatchResult.stopped || res.combineResult.stopped;
-  res.dispatch = res.dispatchResult.time;
-  res.combine = res.combineResult.time;
+  res.dispatch = res.dispatchResult.time + receiveCost(plan, params, true);
+  res.combine = res.combineResult.time + receiveCost(plan, params, false);
   std::uint64_t cOut = 0;
   std::uint64_t cUp = 0;
   countPutBytes(*dispatch, plan.nodeOfRank, res.dispatchScaleOutBytes, res.dispatchScaleUpBytes, res.dispatchOps);

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstdint>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,10 @@ void checkMoeConfig(const MoeConfig& c, int nranks) {
     bad("combineDtype " + std::string(core::dataTypeName(c.combineDtype)) + " is not supported (use bfloat16)");
   }
   if (c.maxNodesPerToken < 0) bad("maxNodesPerToken must be >= 0 (0 = no limit)");
+  if (c.directLanes < 1 || c.directLanes > kMoeMaxDirectLanes) {
+    bad("directLanes " + std::to_string(c.directLanes) + " is out of range [1, " + std::to_string(kMoeMaxDirectLanes) +
+        "] (issuing lanes of the direct path, the kernel's warp budget)");
+  }
   if (c.relayChunkTokens < 0) {
     bad("relayChunkTokens must be >= 0 (it is " + std::to_string(c.relayChunkTokens) +
         "; 0 = store-and-forward, N = relay pieces of N tokens)");
@@ -788,24 +793,60 @@ void emitCombineForward(const MoeLayout& L, std::uint64_t cb, std::uint64_t hidd
   if (expected > 0) out.emit(0, Op::wait(kLandSem, expected));
 }
 
-void emitDispatchDirect(const MoeLayout& L, std::uint64_t rb, int r, RankProgram& program) {
-  Emitter out(program);
+// ---- Direct path: a low-latency kernel's concurrency (docs/moe.md, "Direct path").
+// Puts go out from `directLanes` lanes (the kernel's issuing warps), one put per (source, expert) carrying that
+// expert's count signal, in a per-rank permuted order of experts (tokens pick their experts at random, so no
+// two ranks walk the destinations in the same order), with no flush in between.
+
+/// Position of expert slot i in rank r's issue order: a permutation of 0..n-1 (n a multiple of nothing in
+/// particular): stride coprime with n, offset by the rank.
+std::vector<int> issueOrder(int n, int r) {
+  std::vector<int> order(static_cast<std::size_t>(n));
+  int stride = 1 + 2 * ((r * 7 + 3) % std::max(1, n));
+  while (std::gcd(stride, n) != 1) ++stride;
+  for (int i = 0; i < n; ++i) {
+    order[static_cast<std::size_t>(i)] =
+        static_cast<int>((static_cast<std::int64_t>(i) * stride + static_cast<std::int64_t>(r) * 37) % n);
+  }
+  return order;
+}
+
+/// Lane of the i-th put of a rank: round robin over the issuing lanes (lanes 1..directLanes; lane 0 waits).
+int directLane(int i, int lanes) {
+  return 1 + i % lanes;
+}
+
+void addDirectLanes(RankProgram& program, int lanes) {
+  for (int i = 0; i <= lanes; ++i) program.addLane();
+}
+
+/// A flush after every kDirectWindow puts of a lane: a warp's few outstanding writes (and a bound on the
+/// simulator's concurrent flows).
+constexpr int kDirectWindow = 2;
+
+void emitDirect(RankProgram& out, int lane, int issued, int lanes, Op op) {
+  out.emit(lane, std::move(op));
+  if ((issued / lanes + 1) % kDirectWindow == 0) out.emit(lane, Op::flush());
+}
+
+void emitDispatchDirect(const MoeLayout& L, std::uint64_t rb, int r, RankProgram& out) {
   const MoePlan& p = L.p;
   const auto ur = static_cast<std::size_t>(r);
-  out.addLane();
-  for (int e = 0; e < p.config.numExperts; ++e) {
+  const int lanes = p.config.directLanes;
+  addDirectLanes(out, lanes);
+  int issued = 0;
+  for (const int e : issueOrder(p.config.numExperts, r)) {
     const auto ue = static_cast<std::size_t>(e);
     const std::uint64_t rows = p.expertCounts[ur][ue];
     if (rows == 0) continue;
     const int d = e / p.expertsPerRank;
     const std::uint64_t src = L.sendOff[ur][ue] * rb;
     const std::uint64_t dst = L.landOffDirect[ur][ue] * rb;
-    if (d == r) {
-      out.emit(peerLane(d), Op::copy(local(BufferId::kOutput, dst), local(BufferId::kInput, src), rows * rb));
-    } else {
-      out.emit(peerLane(d),
-               Op::put(d, remote(d, BufferId::kOutput, dst), local(BufferId::kInput, src), rows * rb, kLandSem, 1));
-    }
+    const int lane = directLane(issued, lanes);
+    Op op = d == r
+                ? Op::copy(local(BufferId::kOutput, dst), local(BufferId::kInput, src), rows * rb)
+                : Op::put(d, remote(d, BufferId::kOutput, dst), local(BufferId::kInput, src), rows * rb, kLandSem, 1);
+    emitDirect(out, lane, issued++, lanes, std::move(op));
   }
   std::uint64_t expected = 0;
   for (int s = 0; s < p.nranks; ++s) {
@@ -821,26 +862,25 @@ void emitDispatchDirect(const MoeLayout& L, std::uint64_t rb, int r, RankProgram
   if (expected > 0) out.emit(0, Op::wait(kLandSem, expected));
 }
 
-void emitCombineDirect(const MoeLayout& L, std::uint64_t cb, int r, RankProgram& program) {
-  Emitter out(program);
+void emitCombineDirect(const MoeLayout& L, std::uint64_t cb, int r, RankProgram& out) {
   const MoePlan& p = L.p;
   const auto ur = static_cast<std::size_t>(r);
-  out.addLane();
-  for (int i = 0; i < p.expertsPerRank; ++i) {
-    const int e = r * p.expertsPerRank + i;
-    const auto ue = static_cast<std::size_t>(e);
-    for (int s = 0; s < p.nranks; ++s) {
-      const auto us = static_cast<std::size_t>(s);
+  const int lanes = p.config.directLanes;
+  addDirectLanes(out, lanes);
+  int issued = 0;
+  for (const int s : issueOrder(p.nranks, r)) {
+    const auto us = static_cast<std::size_t>(s);
+    for (int i = 0; i < p.expertsPerRank; ++i) {
+      const auto ue = static_cast<std::size_t>(r * p.expertsPerRank + i);
       const std::uint64_t rows = p.expertCounts[us][ue];
       if (rows == 0) continue;
       const std::uint64_t src = L.landOffDirect[us][ue] * cb;
       const std::uint64_t dst = L.sendOff[us][ue] * cb;
-      if (s == r) {
-        out.emit(peerLane(s), Op::copy(local(BufferId::kOutput, dst), local(BufferId::kInput, src), rows * cb));
-      } else {
-        out.emit(peerLane(s),
-                 Op::put(s, remote(s, BufferId::kOutput, dst), local(BufferId::kInput, src), rows * cb, kLandSem, 1));
-      }
+      const int lane = directLane(issued, lanes);
+      Op op = s == r
+                  ? Op::copy(local(BufferId::kOutput, dst), local(BufferId::kInput, src), rows * cb)
+                  : Op::put(s, remote(s, BufferId::kOutput, dst), local(BufferId::kInput, src), rows * cb, kLandSem, 1);
+      emitDirect(out, lane, issued++, lanes, std::move(op));
     }
   }
   std::uint64_t expected = 0;

@@ -216,7 +216,7 @@ const std::vector<std::string>& simParamKeys() {
       }
     }
     for (const char* rest : {"reduce_bw", "copy_bw", "signal_bytes", "chunk_size", "ecmp_seed", "compute.sms",
-                             "compute.flops", "compute.comm_sms", "compute.efficiency"}) {
+                             "compute.flops", "compute.comm_sms", "compute.efficiency", "moe.recv_row_cost"}) {
       k.emplace_back(rest);
     }
     return k;
@@ -289,6 +289,8 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
         if (!detail::isNetworkModel(p.network)) bad(detail::unknownNetworkModel(p.network));
       } else if (key == "reduce_bw") {
         p.reduceBandwidth = parseSimBandwidth(value);
+      } else if (key == "moe.recv_row_cost") {
+        p.moeRecvRowCost = parseSimDuration(value);
       } else if (key == "copy_bw") {
         p.copyBandwidth = parseSimBandwidth(value);
       } else if (key == "signal_bytes") {

@@ -36,7 +36,12 @@ struct MoeConfig {
   /// Forward path: a relay forwards (dispatch) or returns (combine) a node chunk in pieces of this many tokens,
   /// each as soon as it has landed (cut-through, as DeepEP's forwarders); 0 = store-and-forward (whole chunk).
   int relayChunkTokens = 32;
+  /// Direct path: lanes issuing the puts at once (a low-latency kernel's issuing warps, its SM/warp budget).
+  int directLanes = 32;
 };
+
+/// The most issuing lanes MoeConfig::directLanes may ask for.
+inline constexpr int kMoeMaxDirectLanes = 1024;
 
 /// Scale groups per token (ceil(hidden / 128)) when FP8 scales travel, else 0.
 int moeScaleGroups(const MoeConfig& c);

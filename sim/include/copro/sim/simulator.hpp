@@ -64,6 +64,9 @@ struct SimParams {
   std::uint64_t chunkBytes = 0;       ///< collective chunk size the tools pass to the planner; 0 = unchunked
   std::uint64_t ecmpSeed = 0;         ///< hash seed for ECMP
   ComputeParams compute{};            ///< used by the workload engine only
+  /// `sim.moe.recv_row_cost`: GPU time per row a rank receives in a direct-path (low-latency) MoE dispatch or
+  /// combine (the receive warps' unpack, or the weighted sum), after the last row lands; docs/moe.md.
+  core::Time moeRecvRowCost{};
   /// Reads fabric.simParams; throws core::Error(kInvalidArgument) naming the key (and its origin) and the
   /// nearest valid key for an unknown one.
   static SimParams fromFabric(const topo::Fabric& fabric);
