@@ -135,7 +135,7 @@ class Engine {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Task> queue_;
-  bool sleeping_ = false;                ///< the worker waits on cv_ (submit notifies only then)
+  bool sleeping_ = false;  ///< the worker waits on cv_ (submit notifies only then)
   bool stop_ = false;
   std::thread worker_;
 };
