@@ -510,7 +510,13 @@ TEST(Shm, SegmentsAreUnlinkedOnceEveryRankMappedThem) {
         std::int32_t token = 0;
         CHILD_CHECK(comm.allReduce(&token, &token, 1, DataType::kInt32, ReduceOp::kSum).wait().ok(), "barrier");
         if (r == 0) {
-          const std::vector<std::string> left = shmEntries("copro-" + std::to_string(getpid()) + "-");
+          // The last rank to map a segment unlinks it, possibly just after rank 0 has left the barrier:
+          // give the names a moment to go.
+          std::vector<std::string> left = shmEntries("copro-" + std::to_string(getpid()) + "-");
+          for (int wait = 0; wait < 200 && !left.empty(); ++wait) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            left = shmEntries("copro-" + std::to_string(getpid()) + "-");
+          }
           std::string names;
           for (const auto& e : left) names += e + " ";
           CHILD_CHECK(left.empty(), "still named in /dev/shm: " << names);
