@@ -125,16 +125,21 @@ TEST(Bootstrap, ThreadsAllGatherSendRecvSplit) {
   }
 }
 
-TEST(Bootstrap, ForkedProcesses) {
-  const int n = 3;
-  const UniqueId id = getUniqueId();
-  const ForkResult res = forkRanks(
+/// Runs `n` forked ranks that bootstrap through `id` and exercise every Bootstrap operation.
+ForkResult forkedJob(const UniqueId& id, int n) {
+  return forkRanks(
       n,
       [&](int r) {
         auto bs = createBootstrap(id, r, n, fastConfig());
         exercise(*bs, r, n);
       },
       60);
+}
+
+TEST(Bootstrap, ForkedProcesses) {
+  const int n = 3;
+  const UniqueId id = getUniqueId();
+  const ForkResult res = forkedJob(id, n);
   EXPECT_TRUE(res.allZero()) << res.summary();
 }
 
@@ -187,13 +192,7 @@ TEST(Bootstrap, ForeignConnectionsAreRejectedAndTheJobCompletes) {
       forgedError = e.what();
     }
   });
-  const ForkResult res = forkRanks(
-      n,
-      [&](int r) {
-        auto bs = createBootstrap(id, r, n, fastConfig());
-        exercise(*bs, r, n);
-      },
-      60);
+  const ForkResult res = forkedJob(id, n);
   EXPECT_TRUE(res.allZero()) << res.summary();
   intruder.join();
   EXPECT_NE(forgedError.find("bootstrap"), std::string::npos) << forgedError;
@@ -244,13 +243,7 @@ TEST(Bootstrap, ForgedHelloWithoutTheSecretIsRejectedAndTheJobCompletes) {
   const UniqueId id = getUniqueId();
   // First in line, claiming rank 2: before authentication this took rank 2's place and the job died.
   EXPECT_EQ(forgeHello(id, 2, n), "rejected");
-  const ForkResult res = forkRanks(
-      n,
-      [&](int r) {
-        auto bs = createBootstrap(id, r, n, fastConfig());
-        exercise(*bs, r, n);
-      },
-      60);
+  const ForkResult res = forkedJob(id, n);
   EXPECT_TRUE(res.allZero()) << res.summary();
 }
 
