@@ -34,6 +34,9 @@ namespace {
 using core::Error;
 using core::ErrorCode;
 
+/// The longest compute node accepted (10^12 us, about 11.6 days): durations stay exact in picoseconds.
+constexpr std::uint64_t kMaxDurationUs = 1'000'000'000'000;
+
 /// The largest trace file read (one rank's nodes; real traces of a training step are tens of MB).
 constexpr std::uint64_t kMaxTraceFileBytes = std::uint64_t{2} << 30;
 
@@ -260,6 +263,10 @@ class TraceMatcher {
   }
 
   void placeCompute(std::int32_t rank, RawNode& n) {
+    if (n.durationUs > kMaxDurationUs) {
+      badNode(ranks_[static_cast<std::size_t>(rank)], n,
+              "field duration_micros: " + std::to_string(n.durationUs) + " us is more than 10^12 us");
+    }
     Task t;
     t.name = "r" + std::to_string(rank) + "." + std::to_string(n.id);
     t.kind = TaskKind::kCompute;

@@ -238,6 +238,8 @@ TEST(ChakraTrace, BadDependencyNamesTheNodeAndTheField) {
   const std::string prefix = dir.prefix();
   writeRank(prefix, 0, {compute(1, 5), compute(2, 5, {99})});
   expectHas(errorOf(prefix), {chakraTraceFile(prefix, 0), "node 2", "data_deps", "node 99"});
+  writeRank(prefix, 0, {compute(1, 2'000'000'000'000)});
+  expectHas(errorOf(prefix), {"node 1", "duration_micros"});
 }
 
 TEST(ChakraTrace, UnknownNodeTypeNamesTheNode) {
