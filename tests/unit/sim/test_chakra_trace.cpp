@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "copro/core/file_read.hpp"
 #include "copro/core/status.hpp"
 #include "copro/sim/chakra_trace.hpp"
 #include "copro/sim/communicator.hpp"
@@ -207,6 +208,38 @@ TEST(ChakraTrace, ProcessGroupsAndNumOps) {
     EXPECT_NE(std::string(e.what()).find("'even'"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("node 1"), std::string::npos) << e.what();
   }
+}
+
+TEST(ChakraTrace, BundledPipelineExampleLoads) {
+  // workloads/chakra/pp2-tp2 (docs/workloads.md): 4 ranks, TP groups of consecutive ranks, DP groups not.
+  const std::filesystem::path dir =
+      std::filesystem::path(COPRO_SOURCE_TOPOLOGY_DIR).parent_path() / "workloads" / "chakra";
+  ChakraOptions opts;
+  opts.groups =
+      parseChakraGroups(core::readBoundedFile((dir / "pp2-tp2.groups.json").string(), "groups"), "pp2-tp2.groups.json");
+  const Workload wl = loadChakraTrace((dir / "pp2-tp2").string(), opts);
+  EXPECT_EQ(wl.ranks, 4);
+  int compute = 0;
+  int collectives = 0;
+  int transfers = 0;
+  for (const Task& t : wl.tasks) {
+    if (t.kind == TaskKind::kCompute) {
+      ++compute;
+    } else if (t.name.rfind("p2p", 0) == 0) {
+      ++transfers;
+      EXPECT_EQ(t.comm.placement.size(), 2U) << t.name;
+    } else {
+      ++collectives;
+      if (t.name.rfind("dp", 0) == 0) {
+        EXPECT_EQ(t.comm.placement.size(), 2U) << t.name;
+      } else {
+        EXPECT_EQ(t.numRanks, 2) << t.name;
+      }
+    }
+  }
+  EXPECT_EQ(compute, 8);
+  EXPECT_EQ(collectives, 6);  // two per TP group, one per DP group
+  EXPECT_EQ(transfers, 4);    // activations 0->2, 1->3 and gradients back
 }
 
 /// The message of loading `prefix`, which must fail.
