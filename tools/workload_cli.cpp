@@ -114,9 +114,9 @@ int runWorkloadCommand(const WorkloadCliArgs& args) {
   bool needsFabric = false;
   for (const sim::Task& t : wl.tasks) needsFabric = needsFabric || t.kind != sim::TaskKind::kCompute;
   if (needsFabric && topology.empty()) {
-    throw Error(ErrorCode::kInvalidArgument, "workload '" + source +
-                                                 "' has communication tasks but no topology; give --topology or "
-                                                 "`topology:` in the file");
+    throw Error(ErrorCode::kInvalidArgument,
+                "workload '" + source + "' has communication tasks but no topology; give --topology" +
+                    (args.chakra.empty() ? " or `topology:` in the file" : " (a Chakra trace names none)"));
   }
 
   FabricCache fabrics;
