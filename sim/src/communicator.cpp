@@ -28,6 +28,19 @@ bool hasNvLink(const topo::Fabric& f, std::int32_t node) {
   return false;
 }
 
+/// True when the switches that join the ranks reduce and multicast: the NVSwitches when the ranks share one
+/// NVLink domain, else the network switches; at least one such switch, each with both capabilities.
+bool switchesReduce(const topo::Fabric& f, bool oneDomain) {
+  const topo::NodeKind kind = oneDomain ? topo::NodeKind::kNvSwitch : topo::NodeKind::kSwitch;
+  bool any = false;
+  for (const topo::Node& n : f.nodes()) {
+    if (n.kind != kind) continue;
+    if (!n.inSwitchReduce || !n.multicast) return false;
+    any = true;
+  }
+  return any;
+}
+
 std::string fabricName(const topo::Fabric& f) {
   return f.name.empty() ? std::string("the fabric") : "'" + f.name + "'";
 }
@@ -183,6 +196,7 @@ Communicator::Communicator(const topo::Fabric& fabric, CommunicatorOptions optio
     for (std::int32_t r : singles) domains_.push_back({r});
     std::sort(domains_.begin(), domains_.end());
   }
+  inNetworkReduction_ = switchesReduce(fabric, domains_.empty() && singles.empty());
   costModel_ = fabricCostModel(fabric, *simulator_, placement_);
   identity_ = isIdentity(placement_);  // run() then passes no placement, as a plain Simulator::run
 }
@@ -218,6 +232,7 @@ PreparedCall Communicator::prepare(const CollectiveCall& call) const {
   out.bytes = sizeForCount(call.kind, args.count, es, p);
   args.nodeOfRank = nodeOfRank_;
   args.loadStoreDomains = domains_;
+  args.inNetworkReduction = inNetworkReduction_;
   // sim.chunk_size 0 means unchunked: one chunk as large as the largest buffer.
   const std::uint64_t chunk = call.chunkBytes ? *call.chunkBytes : params().chunkBytes;
   args.chunkBytes = chunk > 0 ? chunk : std::max<std::uint64_t>(es, out.bytes);
