@@ -924,7 +924,9 @@ void Execution::step(std::int32_t laneId, std::int64_t now) {
           reduceMemoBytes_ = lane.op.bytes;
           reduceMemoPs_ = costPs(lane.op.bytes, params_.reduceBandwidth);
         }
-        const std::int64_t d = lane.switchReduced ? 0 : reduceMemoPs_;  // the switch reduced at line rate
+        std::int64_t d = lane.switchReduced ? 0 : reduceMemoPs_;  // the switch reduced at line rate
+        // Streaming: the arithmetic ran while the sources were read; only what is left of it remains.
+        if (params_.reduceStreams) d = std::max<std::int64_t>(0, d - (now - lane.opBegin));
         lane.stage = Stage::kReduceWrite;
         if (d > 0) {
           queue_.push(now + d, EventKind::kLaneRun, laneId);
