@@ -233,6 +233,7 @@ PreparedCall Communicator::prepare(const CollectiveCall& call) const {
   args.nodeOfRank = nodeOfRank_;
   args.loadStoreDomains = domains_;
   args.inNetworkReduction = inNetworkReduction_;
+  args.channels = params().channels;
   // sim.chunk_size 0 means unchunked: one chunk as large as the largest buffer.
   const std::uint64_t chunk = call.chunkBytes ? *call.chunkBytes : params().chunkBytes;
   args.chunkBytes = chunk > 0 ? chunk : std::max<std::uint64_t>(es, out.bytes);

@@ -80,6 +80,9 @@ struct CollectiveArgs {
   core::Initiation scaleUpInitiation = core::Initiation::kDevice;
   core::Initiation scaleOutInitiation = core::Initiation::kDevice;
   std::uint64_t chunkBytes = 1U << 20;  ///< pipelining chunk
+  /// Lanes an algorithm may spread independent transfers over, as NCCL spreads peers over channels (pairwise
+  /// all-to-all). The real backends keep 1; sim::Communicator passes `sim.channels`.
+  std::int32_t channels = 1;
   /// sendrecv only: the executing rank and its group of operations (a sendrecv Program is valid for
   /// that rank only; its peers build their own).
   std::int32_t rank = -1;

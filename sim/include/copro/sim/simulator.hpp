@@ -65,8 +65,10 @@ struct SimParams {
   bool reduceStreams = false;
   std::uint64_t signalBytes = 8;  ///< wire size of a standalone signal
   std::uint64_t chunkBytes = 0;   ///< collective chunk size the tools pass to the planner; 0 = unchunked
-  std::uint64_t ecmpSeed = 0;     ///< hash seed for ECMP
-  ComputeParams compute{};        ///< used by the workload engine only
+  /// `sim.channels`: lanes per rank a simulated collective may spread its peers over (CollectiveArgs::channels)
+  std::int32_t channels = 1;
+  std::uint64_t ecmpSeed = 0;  ///< hash seed for ECMP
+  ComputeParams compute{};     ///< used by the workload engine only
   /// `sim.moe.recv_row_cost`: GPU time per row a rank receives in a direct-path (low-latency) MoE dispatch or
   /// combine (the receive warps' unpack, or the weighted sum), after the last row lands; docs/moe.md.
   core::Time moeRecvRowCost{};
