@@ -36,12 +36,22 @@ double formulaUs(double n, double bytesPerSecond) {
   return static_cast<double>(kLarge - kSmall) * (1 + 1 / n) / bytesPerSecond * 1e6;
 }
 
+/// The rate of GPU 0's first link of `kind` (its NVLink, or its PCIe/network hop) in bytes/s.
+double gpuLinkRate(const topo::Fabric& f, topo::LinkKind kind) {
+  for (const std::int32_t l : f.linksOf(f.gpus()[0])) {
+    if (f.link(l).kind == kind) return f.link(l).bandwidth.bytesPerSecond();
+  }
+  return 0;
+}
+
 const std::vector<std::string> kNoLatency{"nvlink_latency=0", "nvswitch_delay=0", "sim.initiation.device.issue=0"};
 
 TEST(InSwitch, NvlsOnOneNvSwitchMatchesItsBandwidthTerm) {
   const topo::Fabric f = topo::loadTopology("h100-node", kNoLatency);
   EXPECT_TRUE(Communicator(f).inNetworkReduction());
-  const double want = formulaUs(8, 450e9);
+  const double rate = gpuLinkRate(f, topo::LinkKind::kNvLink);
+  EXPECT_DOUBLE_EQ(rate, 450e9);  // the h100 template's NVLink per direction
+  const double want = formulaUs(8, rate);
   EXPECT_NEAR(slopeUs(f, "nvls"), want, want * 1e-3);
 }
 
