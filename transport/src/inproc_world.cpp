@@ -123,7 +123,7 @@ World::World(int nranks, core::Config config, std::vector<int> nodeOfRank)
       nodeOfRank_(std::move(nodeOfRank)),
       proxyDefault_(config_.initiation == "proxy" && config_.initiationScaleUp.empty() &&
                     config_.initiationScaleOut.empty()),
-      spinSec_(std::max(config_.spinUs, 0.0) * 1e-6) {
+      wait_(calls::WaitPolicy::resolve(config_, nranks)) {
   ranks_.reserve(static_cast<std::size_t>(nranks));
   for (int r = 0; r < nranks; ++r) ranks_.push_back(std::make_unique<RankState>(*this, r));
   // Keep the old behaviour of COPRO_INITIATION=proxy: its threads exist from the start.
