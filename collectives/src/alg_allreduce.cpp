@@ -329,8 +329,13 @@ double lsaEstimate(const CollectiveArgs& args, const CostModel& cm) {
   return 2 * l.alpha + 2 * p * n / (cm.memoryGBps * 1e3) + (p - 1) / p * n * gammaUsPerByte(cm);
 }
 
-std::shared_ptr<const core::ProgramSource> lsaBuild(const CollectiveArgs& args) {
-  core::ProgramHeader h = baseHeader(args, "lsa");
+/// The reduce + multicast Program of `lsa`, `nvls` and `sharp` under the algorithm's name. `anyDomain`: the
+/// fabric's switches reduce for every rank, so the reduce may read ranks of other load/store domains (the
+/// header then declares one domain).
+std::shared_ptr<const core::ProgramSource> reduceMulticastBuild(const CollectiveArgs& args, const char* name,
+                                                                bool anyDomain) {
+  core::ProgramHeader h = baseHeader(args, name);
+  if (anyDomain) h.loadStoreDomains.clear();
   h.numSemaphores = args.nranks > 1 ? 1 : 0;
   h.scratchBytes = 0;
   return std::make_shared<core::LazyProgram>(std::move(h), [args](std::int32_t rank, RankProgram& out) {
@@ -367,6 +372,53 @@ std::shared_ptr<const core::ProgramSource> lsaBuild(const CollectiveArgs& args) 
   });
 }
 
+std::shared_ptr<const core::ProgramSource> lsaBuild(const CollectiveArgs& args) {
+  return reduceMulticastBuild(args, "lsa", false);
+}
+
+// ---- nvls / sharp: the switches reduce and multicast ------------------------------------------------
+
+/// Bandwidth term of an in-switch all-reduce (docs/simulator.md, "In-switch reduction and multicast"):
+/// each rank sends S (its share of every block's reduction, its own included) plus S/p (its block's
+/// multicast), so the busiest direction of its link carries S (1 + 1/p).
+double inSwitchEstimate(const CollectiveArgs& args, const LinkCost& l) {
+  const double n = bytesOf(args);
+  const double p = args.nranks;
+  return 2 * l.alpha + n * (1 + 1 / p) * l.beta;
+}
+
+std::string nvlsProblem(const CollectiveArgs& args) {
+  return lsaProblem(args);
+}
+
+double nvlsEstimate(const CollectiveArgs& args, const CostModel& cm) {
+  if (!args.inNetworkReduction || args.nranks <= 1) return lsaEstimate(args, cm);
+  return inSwitchEstimate(args, intraLinkCost(cm));
+}
+
+std::shared_ptr<const core::ProgramSource> nvlsBuild(const CollectiveArgs& args) {
+  return reduceMulticastBuild(args, "nvls", false);
+}
+
+std::string sharpProblem(const CollectiveArgs& args) {
+  if (args.inNetworkReduction) return basicProblem(args);
+  if (std::string why = lsaProblem(args); !why.empty()) {
+    return why +
+           "; without switches that reduce in the network (a simulated fabric with sharp: true or "
+           "in_switch_reduce) sharp is its software equivalent, which needs one load/store domain";
+  }
+  return {};
+}
+
+double sharpEstimate(const CollectiveArgs& args, const CostModel& cm) {
+  if (!args.inNetworkReduction || args.nranks <= 1) return lsaEstimate(args, cm);
+  return inSwitchEstimate(args, flatLinkCost(args, cm));
+}
+
+std::shared_ptr<const core::ProgramSource> sharpBuild(const CollectiveArgs& args) {
+  return reduceMulticastBuild(args, "sharp", args.inNetworkReduction);
+}
+
 }  // namespace
 
 void addAllReduceAlgorithms(std::vector<Algorithm>& out) {
@@ -389,6 +441,16 @@ void addAllReduceAlgorithms(std::vector<Algorithm>& out) {
                           "load/store domain: rank r reduces block r reading every input directly and writes it "
                           "to every output (reduce + multicast); memory-traffic bound",
                           lsaProblem, lsaEstimate, lsaBuild});
+  out.push_back(Algorithm{"nvls", kKind,
+                          "NVLink SHARP: the NVSwitch reduces block r of every input for rank r and multicasts "
+                          "the result; the lsa Program, reduced and replicated in the switch when the simulated "
+                          "NVSwitch has in_switch_reduce and multicast, in software elsewhere",
+                          nvlsProblem, nvlsEstimate, nvlsBuild});
+  out.push_back(Algorithm{"sharp", kKind,
+                          "SHARP-style: the network switches reduce block r of every input on its way to rank r "
+                          "and replicate its multicast; simulated fabrics with sharp: true, one load/store "
+                          "domain (software) elsewhere",
+                          sharpProblem, sharpEstimate, sharpBuild});
 }
 
 }  // namespace copro::collectives::detail

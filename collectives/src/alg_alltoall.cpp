@@ -95,6 +95,19 @@ core::OpStream pairwiseStream(std::int32_t p, std::uint64_t n, bool inPlace, std
   }
 }
 
+/// Lane `lane` of `lanes` > 1 (out of place): the puts of steps s = lane + 1, lane + 1 + lanes, ...; lane 0
+/// also copies the own block and waits for the p - 1 blocks addressed to rank r (any lane's puts signal
+/// semaphore 0, so one wait covers them all).
+core::OpStream pairwiseChannel(std::int32_t p, std::uint64_t n, std::int32_t r, int lane, int lanes) {
+  const auto block = [n](std::int32_t i) { return static_cast<std::uint64_t>(i) * n; };
+  if (lane == 0) co_yield Op::copy(localAddr(BufferId::kOutput, block(r)), localAddr(BufferId::kInput, block(r)), n);
+  for (std::int32_t s = lane + 1; s < p; s += lanes) {
+    const std::int32_t d = (r + s) % p;
+    co_yield Op::put(d, remoteAddr(d, BufferId::kOutput, block(r)), localAddr(BufferId::kInput, block(d)), n, 0, 1);
+  }
+  if (lane == 0) co_yield Op::wait(0, static_cast<std::uint64_t>(p - 1));
+}
+
 std::shared_ptr<const core::ProgramSource> buildAllToAllPairwise(const CollectiveArgs& args) {
   const std::uint64_t n = blockBytes(args);
   const std::uint64_t all = n * static_cast<std::uint64_t>(args.nranks);
@@ -103,6 +116,13 @@ std::shared_ptr<const core::ProgramSource> buildAllToAllPairwise(const Collectiv
   const bool inPlace = args.inPlace;
   // No ops (an empty block, or one rank in place) means no lane at all.
   const int lanes = n == 0 || (p == 1 && inPlace) ? 0 : 1;
+  // Several channels (out of place only: in place, lane 0's flush must cover every put before its copies).
+  const int channels = inPlace || lanes == 0 ? 1 : std::clamp(args.channels, 1, std::max(1, p - 1));
+  if (channels > 1) {
+    return std::make_shared<core::StreamProgram>(
+        makeHeader(args, "pairwise", 1, scratch, 0, all, all), channels,
+        [p, n, channels](std::int32_t r, int lane) { return pairwiseChannel(p, n, r, lane, channels); });
+  }
   return std::make_shared<core::StreamProgram>(
       makeHeader(args, "pairwise", 1, scratch, 0, all, all), lanes,
       [p, n, inPlace](std::int32_t r, int) { return pairwiseStream(p, n, inPlace, r); });

@@ -56,7 +56,9 @@ std::size_t hashArgs(const CollectiveArgs& a) noexcept {
     mix(0xfeed);
     for (int r : d) mix(static_cast<std::uint64_t>(r));
   }
+  mix(a.inNetworkReduction ? 3 : 4);
   mix(a.chunkBytes);
+  mix(static_cast<std::uint64_t>(a.channels));
   mix(static_cast<std::uint64_t>(a.pxnLevel));
   mix(static_cast<std::uint64_t>(a.scaleUpInitiation) * 4 + static_cast<std::uint64_t>(a.scaleOutInitiation));
   mix(static_cast<std::uint64_t>(a.rank));

@@ -28,6 +28,19 @@ bool hasNvLink(const topo::Fabric& f, std::int32_t node) {
   return false;
 }
 
+/// True when the switches that join the ranks reduce and multicast: the NVSwitches when the ranks share one
+/// NVLink domain, else the network switches; at least one such switch, each with both capabilities.
+bool switchesReduce(const topo::Fabric& f, bool oneDomain) {
+  const topo::NodeKind kind = oneDomain ? topo::NodeKind::kNvSwitch : topo::NodeKind::kSwitch;
+  bool any = false;
+  for (const topo::Node& n : f.nodes()) {
+    if (n.kind != kind) continue;
+    if (!n.inSwitchReduce || !n.multicast) return false;
+    any = true;
+  }
+  return any;
+}
+
 /// The scale-up domain of every GPU node, by node id: GPUs joined by NVLink (directly or through NVLink
 /// switches, across trays as in a GB200 NVL72 rack) share one, labelled by the lowest host id among them;
 /// a GPU without NVLink is its host's. docs/simulator.md, "The simulated communicator".
@@ -214,6 +227,7 @@ Communicator::Communicator(const topo::Fabric& fabric, CommunicatorOptions optio
     for (std::int32_t r : singles) domains_.push_back({r});
     std::sort(domains_.begin(), domains_.end());
   }
+  inNetworkReduction_ = switchesReduce(fabric, domains_.empty() && singles.empty());
   costModel_ = fabricCostModel(fabric, *simulator_, placement_);
   identity_ = isIdentity(placement_);  // run() then passes no placement, as a plain Simulator::run
 }
@@ -249,6 +263,8 @@ PreparedCall Communicator::prepare(const CollectiveCall& call) const {
   out.bytes = sizeForCount(call.kind, args.count, es, p);
   args.nodeOfRank = nodeOfRank_;
   args.loadStoreDomains = domains_;
+  args.inNetworkReduction = inNetworkReduction_;
+  args.channels = params().channels;
   // sim.chunk_size 0 means unchunked: one chunk as large as the largest buffer.
   const std::uint64_t chunk = call.chunkBytes ? *call.chunkBytes : params().chunkBytes;
   args.chunkBytes = chunk > 0 ? chunk : std::max<std::uint64_t>(es, out.bytes);

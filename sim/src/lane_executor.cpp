@@ -14,6 +14,7 @@
 #include "index_map.hpp"
 #include "initiation_model.hpp"
 #include "network_model.hpp"
+#include "switch_trees.hpp"
 
 namespace copro::sim::detail {
 
@@ -50,7 +51,8 @@ struct Lane {
   Stage stage = Stage::kFetch;
   Stage afterSync = Stage::kComplete;
   std::uint8_t initiation = 0;
-  std::uint64_t opIndex = 0;  ///< ops fetched so far (the current op is opIndex - 1)
+  bool switchReduced = false;  ///< the current reduce was combined in the switches (no GPU compute)
+  std::uint64_t opIndex = 0;   ///< ops fetched so far (the current op is opIndex - 1)
   std::uint32_t outstanding = 0;
   std::uint32_t syncPending = 0;
   std::int32_t nextWaiter = -1;
@@ -92,6 +94,7 @@ struct Message {
   std::int32_t entry = -1;
   std::uint32_t epoch = 0;
   std::int32_t nextFree = -1;
+  std::int32_t nextRider = -1;     ///< the next message delivered by this one's transfer (in-switch trees)
   std::vector<std::int32_t> path;  ///< channels of a transfer waiting for its NIC slot (kFlowStart)
 };
 
@@ -137,6 +140,7 @@ class Execution {
         jobsIn_(jobs),
         options_(options),
         net_(makeNetworkModel(params.network, fabric)),
+        trees_(fabric),
         tracing_(static_cast<bool>(options.trace)) {}
 
   Result run();
@@ -150,6 +154,17 @@ class Execution {
   /// Performs the fetched op; returns false when the lane blocked or waits for a timed event.
   bool perform(std::int32_t laneId, std::int64_t now);
   void startMessage(std::int32_t msgId, std::int64_t now, std::uint64_t flowHash);
+  /// A data message of the lane's current op to `peer`, counted in its (lane, peer) ordering, not started.
+  std::int32_t newDataMessage(std::int32_t laneId, std::int32_t peer, MsgKind kind, bool withSignal);
+  /// Routes the lane's op from `src` to each of `peers` (or from each to `src` when `inbound`) into
+  /// treePaths_; returns false when a peer shares the GPU of `src`.
+  bool routeAll(Lane& lane, std::int32_t src, const std::vector<std::int32_t>& peers, bool inbound);
+  /// A multicast replicated in the switches: one transfer over the tree delivers every target's message.
+  bool multicastInSwitch(std::int32_t laneId, std::int64_t now);
+  /// A reduce combined in the switches: one transfer over the tree brings every remote source.
+  bool reduceInSwitch(std::int32_t laneId, std::int64_t now);
+  /// Starts the transfer of `head` over treeChannels_ (its riders are delivered with it).
+  void startTree(std::int32_t head, std::int64_t now, const Lane& lane);
   /// Puts message `msgId` on `path` at `now` (or delivers it after its delay when it has no flow).
   void enterNetwork(std::int32_t msgId, std::int64_t now, const std::int32_t* path, std::size_t pathLen);
   /// The first NIC node a path crosses (-1: none, the transfer stays inside a server).
@@ -189,6 +204,11 @@ class Execution {
   std::vector<JobState> jobs_;
   std::vector<std::int32_t> jobOfRank_;  ///< several jobs only
   std::unique_ptr<NetworkModel> net_;
+  SwitchTrees trees_;
+  SwitchTrees::Paths treePaths_;
+  std::vector<std::int64_t> treeLatency_;
+  std::vector<std::int32_t> treePeers_;
+  std::vector<std::int32_t> treeChannels_;
   EventQueue queue_;
   bool tracing_;
   bool recomputeScheduled_ = false;
@@ -609,35 +629,7 @@ bool Execution::perform(std::int32_t laneId, std::int64_t now) {
   // Indirect ops: the simulator moves no payload, so it has no layout words; it takes op.bytes as given
   // (docs/simulator.md).
   const auto sendData = [&](std::int32_t peer, MsgKind kind, bool withSignal) {
-    const std::int32_t id = newMessage();
-    Message& m = msgs_[static_cast<std::size_t>(id)];
-    m.kind = kind;
-    m.op = op.code;
-    m.lane = laneId;
-    m.bytes = op.bytes;
-    m.wire = op.bytes;
-    if (kind == MsgKind::kGet) {
-      m.src = peer;
-      m.dst = lane.rank;
-    } else {
-      m.src = lane.rank;
-      m.dst = peer;
-    }
-    if (kind == MsgKind::kData) {
-      if (op.code == OpCode::kPutReduce) m.delay = costPs(op.bytes, params_.reduceBandwidth);
-      m.entry = orderEntry(laneId, peer);
-      OrderEntry& e = entries_[static_cast<std::size_t>(m.entry)];
-      ++e.epochs.back().undelivered;
-      m.epoch = e.first + static_cast<std::uint32_t>(e.epochs.size() - 1);
-      if (withSignal) {
-        m.hasSignal = true;
-        e.epochs.back().closed = true;
-        e.epochs.back().sem = op.sem;
-        e.epochs.back().value = op.value;
-        e.epochs.emplace_back();
-      }
-    }
-    ++lane.outstanding;
+    const std::int32_t id = newDataMessage(laneId, peer, kind, withSignal);
     startMessage(id, now, laneHash ^ lane.flowCounter++);
   };
   switch (op.code) {
@@ -651,10 +643,12 @@ bool Execution::perform(std::int32_t laneId, std::int64_t now) {
     }
     case OpCode::kMulticast: {
       if (op.sem >= 0) checkSem(lane, op.sem);
-      for (const std::int32_t r : op.ranks) {
-        checkPeer(lane, r, "multicast target");
-        sendData(r, MsgKind::kData, op.sem >= 0);
+      for (const std::int32_t r : op.ranks) checkPeer(lane, r, "multicast target");
+      if (trees_.any() && op.ranks.size() > 1 && multicastInSwitch(laneId, now)) {
+        lane.lastIssue = now;
+        return true;
       }
+      for (const std::int32_t r : op.ranks) sendData(r, MsgKind::kData, op.sem >= 0);
       lane.lastIssue = now;
       return true;
     }
@@ -704,9 +698,14 @@ bool Execution::perform(std::int32_t laneId, std::int64_t now) {
     case OpCode::kReduce: {
       if (op.srcs.empty()) malformed(lane, "a reduce needs at least one source");
       lane.syncPending = 0;
+      for (const core::Addr& a : op.srcs) checkPeer(lane, self(lane, a.rank), "source");
+      if (trees_.any() && op.srcs.size() > 1 && reduceInSwitch(laneId, now)) {
+        lane.afterSync = Stage::kReduceCompute;
+        lane.stage = Stage::kBlockedSync;
+        return false;
+      }
       for (const core::Addr& a : op.srcs) {
         const std::int32_t r = self(lane, a.rank);
-        checkPeer(lane, r, "source");
         if (r == lane.rank) continue;
         const std::int32_t id = newMessage();
         Message& m = msgs_[static_cast<std::size_t>(id)];
@@ -757,6 +756,129 @@ bool Execution::perform(std::int32_t laneId, std::int64_t now) {
   malformed(lane, "unknown op code " + std::to_string(static_cast<int>(op.code)));
 }
 
+std::int32_t Execution::newDataMessage(std::int32_t laneId, std::int32_t peer, MsgKind kind, bool withSignal) {
+  const std::int32_t id = newMessage();
+  Lane& lane = lanes_[static_cast<std::size_t>(laneId)];
+  const Op& op = lane.op;
+  Message& m = msgs_[static_cast<std::size_t>(id)];
+  m.kind = kind;
+  m.op = op.code;
+  m.lane = laneId;
+  m.bytes = op.bytes;
+  m.wire = op.bytes;
+  m.src = kind == MsgKind::kGet ? peer : lane.rank;
+  m.dst = kind == MsgKind::kGet ? lane.rank : peer;
+  if (kind == MsgKind::kData) {
+    if (op.code == OpCode::kPutReduce) m.delay = costPs(op.bytes, params_.reduceBandwidth);
+    m.entry = orderEntry(laneId, peer);
+    OrderEntry& e = entries_[static_cast<std::size_t>(m.entry)];
+    ++e.epochs.back().undelivered;
+    m.epoch = e.first + static_cast<std::uint32_t>(e.epochs.size() - 1);
+    if (withSignal) {
+      m.hasSignal = true;
+      e.epochs.back().closed = true;
+      e.epochs.back().sem = op.sem;
+      e.epochs.back().value = op.value;
+      e.epochs.emplace_back();
+    }
+  }
+  ++lane.outstanding;
+  return id;
+}
+
+bool Execution::routeAll(Lane& lane, std::int32_t src, const std::vector<std::int32_t>& peers, bool inbound) {
+  treePaths_.clear();
+  treeLatency_.clear();
+  const std::int32_t g = gpuOf_[static_cast<std::size_t>(src)];
+  const std::uint64_t laneHash = static_cast<std::uint64_t>(&lane - lanes_.data()) << 32;
+  for (const std::int32_t peer : peers) {
+    const std::int32_t other = gpuOf_[static_cast<std::size_t>(peer)];
+    if (other == g) return false;
+    const std::int64_t latency = router_.route(inbound ? other : g, inbound ? g : other, laneHash ^ lane.flowCounter++,
+                                               net_->channelLoad().data(), treePaths_.channels);
+    treePaths_.ends.push_back(treePaths_.channels.size());
+    treeLatency_.push_back(latency);
+  }
+  return true;
+}
+
+bool Execution::multicastInSwitch(std::int32_t laneId, std::int64_t now) {
+  Lane& lane = lanes_[static_cast<std::size_t>(laneId)];
+  if (!routeAll(lane, lane.rank, lane.op.ranks, false) || !trees_.multicast(treePaths_, treeChannels_)) return false;
+  std::int32_t head = -1;
+  std::int32_t prev = -1;
+  for (std::size_t i = 0; i < lane.op.ranks.size(); ++i) {
+    const std::int32_t id = newDataMessage(laneId, lane.op.ranks[i], MsgKind::kData, lane.op.sem >= 0);
+    msgs_[static_cast<std::size_t>(id)].delay += treeLatency_[i];
+    if (prev >= 0) msgs_[static_cast<std::size_t>(prev)].nextRider = id;
+    if (head < 0) head = id;
+    prev = id;
+  }
+  startTree(head, now, lane);
+  return true;
+}
+
+bool Execution::reduceInSwitch(std::int32_t laneId, std::int64_t now) {
+  Lane& lane = lanes_[static_cast<std::size_t>(laneId)];
+  treePeers_.clear();
+  bool withSelf = false;
+  for (const core::Addr& a : lane.op.srcs) {
+    const std::int32_t r = self(lane, a.rank);
+    if (r == lane.rank) {
+      withSelf = true;
+    } else {
+      treePeers_.push_back(r);
+    }
+  }
+  if (treePeers_.size() < 2 && !(withSelf && !treePeers_.empty())) return false;
+  if (!routeAll(lane, lane.rank, treePeers_, true) || !trees_.reduce(treePaths_, withSelf, treeChannels_)) {
+    return false;
+  }
+  std::int32_t head = -1;
+  std::int32_t prev = -1;
+  for (std::size_t i = 0; i < treePeers_.size(); ++i) {
+    const std::int32_t id = newMessage();
+    Message& m = msgs_[static_cast<std::size_t>(id)];
+    m.kind = MsgKind::kSync;
+    m.op = lane.op.code;
+    m.lane = laneId;
+    m.src = treePeers_[i];
+    m.dst = lane.rank;
+    m.bytes = lane.op.bytes;
+    m.wire = lane.op.bytes;
+    m.delay = treeLatency_[i];
+    if (prev >= 0) msgs_[static_cast<std::size_t>(prev)].nextRider = id;
+    if (head < 0) head = id;
+    prev = id;
+  }
+  lane.syncPending = static_cast<std::uint32_t>(treePeers_.size());
+  lane.switchReduced = true;
+  startTree(head, now, lane);
+  return true;
+}
+
+void Execution::startTree(std::int32_t head, std::int64_t now, const Lane& lane) {
+  const std::int64_t extra = initiation_->cost(lane.initiation).extraLatency.picoseconds();
+  for (std::int32_t id = head; id >= 0; id = msgs_[static_cast<std::size_t>(id)].nextRider) {
+    Message& m = msgs_[static_cast<std::size_t>(id)];
+    m.start = now;
+    m.delay += extra;
+    result_.ranks[static_cast<std::size_t>(m.src)].bytesSent += m.bytes;
+    result_.bytesPut += m.bytes;
+  }
+  Message& h = msgs_[static_cast<std::size_t>(head)];
+  if (h.kind != MsgKind::kSync) {
+    const std::int64_t slot =
+        initiation_->nicSlot(firstNic(treeChannels_.data(), treeChannels_.size()), lane.initiation, now);
+    if (slot > now) {
+      h.path.assign(treeChannels_.begin(), treeChannels_.end());
+      queue_.push(slot, EventKind::kFlowStart, head);
+      return;
+    }
+  }
+  enterNetwork(head, now, treeChannels_.data(), treeChannels_.size());
+}
+
 void Execution::step(std::int32_t laneId, std::int64_t now) {
   for (;;) {
     Lane& lane = lanes_[static_cast<std::size_t>(laneId)];
@@ -773,6 +895,7 @@ void Execution::step(std::int32_t laneId, std::int64_t now) {
         }
         ++lane.opIndex;
         ++result_.ops;
+        lane.switchReduced = false;
         if (!jobOfRank_.empty()) remapRanks(lane);
         lane.opBegin = now;
         lane.stage = Stage::kStart;
@@ -801,7 +924,9 @@ void Execution::step(std::int32_t laneId, std::int64_t now) {
           reduceMemoBytes_ = lane.op.bytes;
           reduceMemoPs_ = costPs(lane.op.bytes, params_.reduceBandwidth);
         }
-        const std::int64_t d = reduceMemoPs_;
+        std::int64_t d = lane.switchReduced ? 0 : reduceMemoPs_;  // the switch reduced at line rate
+        // Streaming: the arithmetic ran while the sources were read; only what is left of it remains.
+        if (params_.reduceStreams) d = std::max<std::int64_t>(0, d - (now - lane.opBegin));
         lane.stage = Stage::kReduceWrite;
         if (d > 0) {
           queue_.push(now + d, EventKind::kLaneRun, laneId);
@@ -925,14 +1050,19 @@ Result Execution::run() {
         step(e.a, now);
         break;
       case EventKind::kFlowFinish: {
-        const auto msgId = static_cast<std::int32_t>(net_->tagOf(e.a));
+        const auto first = static_cast<std::int32_t>(net_->tagOf(e.a));
         net_->finish(e.a, now);
         scheduleRecompute(now);
-        const std::int64_t at = now + msgs_[static_cast<std::size_t>(msgId)].delay;
-        if (at == now) {
-          deliver(msgId, now);
-        } else {
-          queue_.push(at, EventKind::kDeliver, msgId);
+        // The transfer's message and, for an in-switch tree, its riders: each after its own path latency.
+        for (std::int32_t msgId = first; msgId >= 0;) {
+          const std::int32_t next = msgs_[static_cast<std::size_t>(msgId)].nextRider;
+          const std::int64_t at = now + msgs_[static_cast<std::size_t>(msgId)].delay;
+          if (at == now) {
+            deliver(msgId, now);
+          } else {
+            queue_.push(at, EventKind::kDeliver, msgId);
+          }
+          msgId = next;
         }
         break;
       }

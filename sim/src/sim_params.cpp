@@ -215,8 +215,9 @@ const std::vector<std::string>& simParamKeys() {
         k.push_back(std::string("initiation.") + mode + "." + field);
       }
     }
-    for (const char* rest : {"reduce_bw", "copy_bw", "signal_bytes", "chunk_size", "ecmp_seed", "compute.sms",
-                             "compute.flops", "compute.comm_sms", "compute.efficiency", "moe.recv_row_cost"}) {
+    for (const char* rest :
+         {"reduce_bw", "reduce_streams", "channels", "copy_bw", "signal_bytes", "chunk_size", "ecmp_seed",
+          "compute.sms", "compute.flops", "compute.comm_sms", "compute.efficiency", "moe.recv_row_cost"}) {
       k.emplace_back(rest);
     }
     return k;
@@ -289,6 +290,16 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
         if (!detail::isNetworkModel(p.network)) bad(detail::unknownNetworkModel(p.network));
       } else if (key == "reduce_bw") {
         p.reduceBandwidth = parseSimBandwidth(value);
+      } else if (key == "channels") {
+        const std::string t = core::trimmed(value);
+        char* end = nullptr;
+        const long v = std::strtol(t.c_str(), &end, 10);
+        if (t.empty() || *end != '\0' || v < 1 || v > 64) bad("'" + value + "' is not a channel count in 1..64");
+        p.channels = static_cast<std::int32_t>(v);
+      } else if (key == "reduce_streams") {
+        const std::string t = core::trimmed(value);
+        if (t != "true" && t != "false") bad("'" + value + "' is not a boolean: use true or false");
+        p.reduceStreams = t == "true";
       } else if (key == "moe.recv_row_cost") {
         p.moeRecvRowCost = parseSimDuration(value);
       } else if (key == "copy_bw") {

@@ -245,6 +245,7 @@ struct NetworkSpec {
   double oversubscription = 1.0;
   std::int32_t down = 32;  ///< leaf ports toward endpoints
   std::int32_t up = 32;    ///< leaf ports toward the next tier
+  bool sharp = false;      ///< every network switch reduces and replicates in the network (SHARP)
 };
 
 std::vector<BuilderParam> networkParams(const std::string& defaultRadix) {
@@ -255,6 +256,7 @@ std::vector<BuilderParam> networkParams(const std::string& defaultRadix) {
       {"link_bw", "", "switch-switch link bandwidth per direction (default: nic_bw)"},
       {"link_latency", "", "network link latency (default: ib 150ns, roce 400ns)"},
       {"switch_delay", "", "network switch forwarding delay (default: ib 300ns, roce 600ns)"},
+      {"sharp", "false", "network switches reduce and multicast in the network (SHARP-style in_switch_reduce)"},
   };
 }
 
@@ -270,6 +272,7 @@ NetworkSpec networkFromParams(const Params& p, Bandwidth nicBw) {
   // RoCE 3.6/5.6 us end to end with the server side of the templates (docs/topologies.md).
   n.linkLatency = p.given("link_latency") ? p.time("link_latency") : Time::ns(kind == "ib" ? 150 : 400);
   n.switchDelay = p.given("switch_delay") ? p.time("switch_delay") : Time::ns(kind == "ib" ? 300 : 600);
+  n.sharp = p.flag("sharp");
   n.down = static_cast<std::int32_t>(std::floor(n.radix * n.oversubscription / (n.oversubscription + 1.0)));
   n.up = static_cast<std::int32_t>(std::floor(n.down / n.oversubscription));
   if (n.down < 1 || n.up < 1) p.fail("radix", "too few ports for oversubscription " + p.text("oversubscription"));
@@ -277,8 +280,10 @@ NetworkSpec networkFromParams(const Params& p, Bandwidth nicBw) {
 }
 
 std::int32_t addSwitch(Fabric& f, std::string name, std::int32_t tier, std::int32_t radix, std::int32_t plane,
-                       std::int32_t rail, Time delay) {
+                       std::int32_t rail, Time delay, bool sharp = false) {
   Node sw;
+  sw.inSwitchReduce = sharp;
+  sw.multicast = sharp;
   sw.kind = NodeKind::kSwitch;
   sw.name = std::move(name);
   sw.tier = tier;
@@ -299,7 +304,7 @@ std::vector<std::int32_t> addLeaves(Fabric& f, const std::vector<std::int32_t>& 
                                     std::int32_t rail) {
   std::vector<std::int32_t> ids;
   for (std::int64_t l = 0; l < leaves; ++l) {
-    ids.push_back(addSwitch(f, prefix + "leaf" + std::to_string(l), 0, n.radix, plane, rail, n.switchDelay));
+    ids.push_back(addSwitch(f, prefix + "leaf" + std::to_string(l), 0, n.radix, plane, rail, n.switchDelay, n.sharp));
   }
   for (std::size_t e = 0; e < endpoints.size(); ++e) {
     f.addLink(endpoints[e], ids[e / static_cast<std::size_t>(n.down)], LinkKind::kNetwork, n.nicBw, n.linkLatency);
@@ -315,7 +320,7 @@ std::int64_t addSpines(Fabric& f, const std::vector<std::int32_t>& leaves, std::
   const std::int64_t spines = ceilDiv(nl * up, n.radix);
   std::vector<std::int32_t> ids;
   for (std::int64_t s = 0; s < spines; ++s) {
-    ids.push_back(addSwitch(f, prefix + "spine" + std::to_string(s), 1, n.radix, plane, -1, n.switchDelay));
+    ids.push_back(addSwitch(f, prefix + "spine" + std::to_string(s), 1, n.radix, plane, -1, n.switchDelay, n.sharp));
   }
   for (std::int64_t l = 0; l < nl; ++l) {
     for (std::int32_t u = 0; u < up; ++u) {
@@ -568,14 +573,15 @@ void buildFatTree(Fabric& f, const Params& p) {
   std::vector<std::int32_t> cores;
   for (std::int32_t j = 0; j < n.up; ++j) {
     for (std::int32_t c = 0; c < aggUp; ++c) {
-      cores.push_back(addSwitch(f, "core" + std::to_string(j * aggUp + c), 2, n.radix, -1, -1, n.switchDelay));
+      cores.push_back(addSwitch(f, "core" + std::to_string(j * aggUp + c), 2, n.radix, -1, -1, n.switchDelay, n.sharp));
     }
   }
   for (std::int64_t pod = 0; pod < pods; ++pod) {
     const std::string prefix = "pod" + std::to_string(pod) + ".";
     std::vector<std::int32_t> aggs;
     for (std::int32_t j = 0; j < n.up; ++j) {
-      const std::int32_t a = addSwitch(f, prefix + "agg" + std::to_string(j), 1, n.radix, -1, -1, n.switchDelay);
+      const std::int32_t a =
+          addSwitch(f, prefix + "agg" + std::to_string(j), 1, n.radix, -1, -1, n.switchDelay, n.sharp);
       aggs.push_back(a);
       for (std::int32_t c = 0; c < aggUp; ++c) {
         f.addLink(a, cores[static_cast<std::size_t>(j) * static_cast<std::size_t>(aggUp) + static_cast<std::size_t>(c)],
@@ -583,7 +589,8 @@ void buildFatTree(Fabric& f, const Params& p) {
       }
     }
     for (std::int32_t e = 0; e < edgesPerPod; ++e) {
-      const std::int32_t edge = addSwitch(f, prefix + "edge" + std::to_string(e), 0, n.radix, -1, -1, n.switchDelay);
+      const std::int32_t edge =
+          addSwitch(f, prefix + "edge" + std::to_string(e), 0, n.radix, -1, -1, n.switchDelay, n.sharp);
       for (std::int32_t a : aggs) f.addLink(edge, a, LinkKind::kNetwork, n.linkBw, n.linkLatency);
       const std::int64_t first = (pod * edgesPerPod + e) * n.down;
       for (std::int64_t k = first; k < std::min<std::int64_t>(endpoints, first + n.down); ++k) {

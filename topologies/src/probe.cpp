@@ -305,6 +305,8 @@ std::string probeTopologyYaml(const ProbeResult& p, std::uint64_t chunkBytes) {
   y << "  routing: shortest\n";
   y << "  copy_bw: " << bw << "\n";
   y << "  reduce_bw: " << bandwidthText(p.reduceBandwidth()) << "\n";
+  // The CPU executors read, add and write in one pass: the arithmetic overlaps the reads.
+  y << "  reduce_streams: true\n";
   y << "  chunk_size: " << chunkBytes << "\n";
   const std::string issue = timeText(p.opOverheadNs);
   y << "  initiation: {device: {issue: " << issue << "}, proxy: {issue: " << issue << "}}\n";

@@ -42,6 +42,29 @@ TEST(AllReduce, Oneshot) {
 TEST(AllReduce, Lsa) {
   sweepAllReduce("lsa", 4);
 }
+TEST(AllReduce, Nvls) {
+  sweepAllReduce("nvls", 5);
+}
+TEST(AllReduce, Sharp) {
+  sweepAllReduce("sharp", 6);
+}
+
+TEST(AllReduce, SharpReadsAcrossDomainsOnlyWhereTheSwitchesReduce) {
+  CollectiveArgs a;
+  a.nranks = 4;
+  a.count = 4097;
+  a.loadStoreDomains = {{0, 1}, {2, 3}};
+  const Algorithm* sharp = findAlgorithm(CollectiveKind::kAllReduce, "sharp");
+  const std::string why = sharp->unsupportedReason(a);
+  EXPECT_NE(why.find("load/store domain"), std::string::npos) << why;
+  EXPECT_NE(why.find("sharp: true"), std::string::npos) << why;
+  EXPECT_NE(findAlgorithm(CollectiveKind::kAllReduce, "nvls")->unsupportedReason(a), "");
+  // Switches that reduce for every rank (the simulator's SHARP fabrics): one domain, and correct sums.
+  a.inNetworkReduction = true;
+  EXPECT_EQ(sharp->unsupportedReason(a), "");
+  EXPECT_TRUE(buildProgram(a, "sharp")->header().loadStoreDomains.empty());
+  checkAllReduce(a, "sharp", kSeed + 2);
+}
 
 TEST(AllReduce, RanksMayDifferInPlacement) {
   // Odd ranks in place, even ranks not, in one call: the Programs built with either flag must fit together.

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "collective_harness.hpp"
 #include "copro/collectives/collective.hpp"
 #include "copro/core/dtype.hpp"
 #include "copro/core/interpreter.hpp"
@@ -114,6 +115,32 @@ TEST(AllToAll, Pairwise) {
 }
 TEST(AllToAll, Bruck) {
   runAllToAll("bruck");
+}
+
+TEST(AllToAll, PairwiseOverSeveralChannels) {
+  // Simulated plans spread the peers over channels (CollectiveArgs::channels); the data must not change.
+  std::uint64_t seed = kSeed * 5;
+  for (std::int32_t channels : {2, 3, 8}) {
+    for (std::int32_t p : {2, 5, 8}) {
+      for (bool inPlace : {false, true}) {
+        CollectiveArgs a;
+        a.kind = CollectiveKind::kAllToAll;
+        a.nranks = p;
+        a.count = 7;
+        a.inPlace = inPlace;
+        a.channels = channels;
+        const int lanes = buildProgram(a, "pairwise")->numLanes(0);
+        EXPECT_EQ(lanes, inPlace ? 1 : std::min(channels, std::max(1, p - 1))) << "p=" << p;
+        harness::checkAllToAll(a, "pairwise", seed++);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+  CollectiveArgs one;  // the real backends' default: one lane
+  one.kind = CollectiveKind::kAllToAll;
+  one.nranks = 8;
+  one.count = 7;
+  EXPECT_EQ(buildProgram(one, "pairwise")->numLanes(3), 1);
 }
 
 TEST(AllToAll, BruckSendsLog2Messages) {

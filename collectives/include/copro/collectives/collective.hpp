@@ -69,6 +69,10 @@ struct CollectiveArgs {
   std::vector<int> nodeOfRank;
   /// Load/store domains (ProgramHeader::loadStoreDomains); empty: all ranks share one.
   std::vector<std::vector<std::int32_t>> loadStoreDomains;
+  /// The fabric reduces and multicasts in its switches for every rank (NVLS on an NVSwitch, SHARP on
+  /// InfiniBand switches). Only the simulator sets it (from its fabric's in_switch_reduce and multicast
+  /// switches); the `nvls` and `sharp` all-reduce algorithms then reduce through the switches.
+  bool inNetworkReduction = false;
   /// PXN level (COPRO_PXN, docs/pxn.md): 0 off, 1 relay puts to other nodes through the local rank on the
   /// destination's rail, 2 also aggregate at the relay. Needs nodeOfRank.
   std::int32_t pxnLevel = 0;
@@ -76,6 +80,9 @@ struct CollectiveArgs {
   core::Initiation scaleUpInitiation = core::Initiation::kDevice;
   core::Initiation scaleOutInitiation = core::Initiation::kDevice;
   std::uint64_t chunkBytes = 1U << 20;  ///< pipelining chunk
+  /// Lanes an algorithm may spread independent transfers over, as NCCL spreads peers over channels (pairwise
+  /// all-to-all). The real backends keep 1; sim::Communicator passes `sim.channels`.
+  std::int32_t channels = 1;
   /// sendrecv only: the executing rank and its group of operations (a sendrecv Program is valid for
   /// that rank only; its peers build their own).
   std::int32_t rank = -1;

@@ -90,6 +90,9 @@ class Communicator {
   [[nodiscard]] std::int32_t nodes() const { return nodes_; }
   /// NVLink-joined ranks of one server form a domain, other ranks one each; empty when all share one.
   [[nodiscard]] const std::vector<std::vector<std::int32_t>>& loadStoreDomains() const { return domains_; }
+  /// The switches between the ranks reduce and multicast (CollectiveArgs::inNetworkReduction): the NVSwitch
+  /// of their one NVLink domain has NVLS, or every network switch has in_switch_reduce and multicast.
+  [[nodiscard]] bool inNetworkReduction() const { return inNetworkReduction_; }
   /// The planner's cost model of these ranks on this fabric (docs/copro-sim.md, "Algorithm choice").
   [[nodiscard]] const collectives::CostModel& costModel() const { return costModel_; }
   [[nodiscard]] const topo::Fabric& fabric() const { return fabric_; }
@@ -118,6 +121,7 @@ class Communicator {
   std::vector<int> nodeOfRank_;
   std::int32_t nodes_ = 0;
   std::vector<std::vector<std::int32_t>> domains_;
+  bool inNetworkReduction_ = false;
   std::unique_ptr<Simulator> simulator_;
   collectives::CostModel costModel_;
 };

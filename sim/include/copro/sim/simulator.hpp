@@ -60,10 +60,15 @@ struct SimParams {
   InitiationCost initiation[3]{};     ///< indexed by core::Initiation
   core::Bandwidth reduceBandwidth{};  ///< bytes of output per second per lane (gamma = 1 / this); 0 = free
   core::Bandwidth copyBandwidth{};    ///< local copy bytes/s per lane; 0 = free
-  std::uint64_t signalBytes = 8;      ///< wire size of a standalone signal
-  std::uint64_t chunkBytes = 0;       ///< collective chunk size the tools pass to the planner; 0 = unchunked
-  std::uint64_t ecmpSeed = 0;         ///< hash seed for ECMP
-  ComputeParams compute{};            ///< used by the workload engine only
+  /// `sim.reduce_streams`: a reduce's arithmetic runs while its remote sources stream in (one fused
+  /// read-add-write pass, as the CPU executors run it), so it costs max(reads, bytes / reduce_bw), not the sum.
+  bool reduceStreams = false;
+  std::uint64_t signalBytes = 8;  ///< wire size of a standalone signal
+  std::uint64_t chunkBytes = 0;   ///< collective chunk size the tools pass to the planner; 0 = unchunked
+  /// `sim.channels`: lanes per rank a simulated collective may spread its peers over (CollectiveArgs::channels)
+  std::int32_t channels = 1;
+  std::uint64_t ecmpSeed = 0;  ///< hash seed for ECMP
+  ComputeParams compute{};     ///< used by the workload engine only
   /// `sim.moe.recv_row_cost`: GPU time per row a rank receives in a direct-path (low-latency) MoE dispatch or
   /// combine (the receive warps' unpack, or the weighted sum), after the last row lands; docs/moe.md.
   core::Time moeRecvRowCost{};
