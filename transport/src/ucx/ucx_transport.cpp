@@ -60,6 +60,9 @@ void ucsCheck(ucs_status_t s, const std::string& what) {
   ucsStatus(s, what).throwIfError();
 }
 
+/// How long a failing rank waits for its peers to acknowledge its failure notice (announceFailure).
+constexpr double kAnnounceSeconds = 0.5;
+
 /// Bytes of one descriptor mailbox (descriptor of one call: regions and their packed rkeys).
 constexpr std::size_t kMailboxBytes = 32 * 1024;
 
@@ -110,7 +113,8 @@ struct RemoteRegion {
 };
 
 struct Peer {
-  ucp_ep_h ep = nullptr;
+  ucp_ep_h ep = nullptr;     ///< nullptr once closed (the peer failed: closeEndpoint)
+  void* closeReq = nullptr;  ///< the close of a failed peer's endpoint, until it completes
   bool dead = false;
   std::string deadReason;
   pid_t pid = 0;
@@ -203,7 +207,12 @@ class UcxTransport final : public remote::RemoteTransport {
     return {};
   }
   void announceFailure(const std::string& reason) override;
-  void markBroken() override { failed_ = true; }
+  /// A rank that gave up because a peer failed tells the others which one (announceFailure), so that
+  /// they blame that peer, not this rank whose endpoints close next.
+  void markBroken() override {
+    failed_ = true;
+    if (firstFailedPeer_ >= 0) announceFailure({});
+  }
 
   Status registerBuffer(void* ptr, std::size_t bytes) override;
   Status deregisterBuffer(void* ptr) override;
@@ -213,14 +222,14 @@ class UcxTransport final : public remote::RemoteTransport {
 
   /// Endpoint error callback (UCP_ERR_HANDLING_MODE_PEER).
   void onEpError(int peer, ucs_status_t status) {
-    Peer& p = peers_[static_cast<std::size_t>(peer)];
-    if (!p.dead) {
-      p.dead = true;
-      p.deadReason = std::string("UCX reported '") + ucs_status_string(status) + "' on its endpoint";
-    }
+    markDead(peer, std::string("UCX reported '") + ucs_status_string(status) + "' on its endpoint");
   }
 
  private:
+  /// `peer` failed for this rank (first reason kept): no operation goes to it any more, and its endpoint
+  /// is closed at once.
+  void markDead(int peer, const std::string& reason);
+  void closeEndpoint(Peer& p);
   std::unique_ptr<Registration> mapMemory(void* address, std::size_t bytes, bool allocate);
   void unmap(Registration& reg);
   void replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes);
@@ -269,7 +278,8 @@ class UcxTransport final : public remote::RemoteTransport {
   LaneState background_;         ///< endpoint flushes left by finished lanes
   std::vector<std::byte> desc_;  ///< this rank's descriptor of the current call
   std::vector<std::vector<std::byte>> peerDescCopy_;
-  bool failed_ = false;  ///< this rank failed or aborted, or saw a peer fail
+  bool failed_ = false;     ///< this rank failed or aborted, or saw a peer fail
+  bool announced_ = false;  ///< announceFailure ran
   /// The first peer whose failure this rank saw (-1: none); announced to the others with our own failure.
   int firstFailedPeer_ = -1;
   Clock::time_point lastLivenessCheck_ = Clock::now();
@@ -452,15 +462,11 @@ UcxTransport::~UcxTransport() {
   for (Peer& p : peers_) {
     for (auto& [id, key] : p.rkeys) ucp_rkey_destroy(key);
     if (p.controlRkey != nullptr) ucp_rkey_destroy(p.controlRkey);
-    if (p.ep != nullptr) {
-      ucp_request_param_t cp{};
-      cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      void* r = ucp_ep_close_nbx(p.ep, &cp);
-      if (UCS_PTR_IS_PTR(r)) {
-        progressFor(1.0, [&] { return ucp_request_check_status(r) != UCS_INPROGRESS; });
-        ucp_request_free(r);
-      }
+    closeEndpoint(p);
+    if (p.closeReq != nullptr) {
+      progressFor(1.0, [&] { return ucp_request_check_status(p.closeReq) != UCS_INPROGRESS; });
+      ucp_request_free(p.closeReq);
+      p.closeReq = nullptr;
     }
   }
   for (auto* slot : {&scratch_, &sems_, &layout_, &control_}) {
@@ -469,6 +475,31 @@ UcxTransport::~UcxTransport() {
   for (auto& reg : userRegs_) unmap(*reg);
   if (worker_ != nullptr) ucp_worker_destroy(worker_);
   if (context_ != nullptr) ucp_cleanup(context_);
+}
+
+void UcxTransport::markDead(int peer, const std::string& reason) {
+  Peer& p = peers_[static_cast<std::size_t>(peer)];
+  if (!p.dead) {
+    p.dead = true;
+    p.deadReason = reason;
+  }
+  closeEndpoint(p);
+}
+
+// A failed peer's endpoint is closed (force) as soon as the failure is known, inside UCX's error callback
+// when UCX reported it. UCX 1.13 leaves a failed but open endpoint reachable for the active messages that
+// the peer sent before it failed and that are still unread in the socket: over tcp, puts and atomics are
+// such messages (software-emulated RMA), UCX acknowledges them over the failed endpoint, and that
+// acknowledgement aborts the process ("ucp_request.inl:346 Fatal: unexpected error: Endpoint timeout").
+// The messages of a closed endpoint are dropped instead.
+void UcxTransport::closeEndpoint(Peer& p) {
+  if (p.ep == nullptr) return;
+  ucp_request_param_t cp{};
+  cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  void* r = ucp_ep_close_nbx(p.ep, &cp);
+  p.ep = nullptr;
+  if (UCS_PTR_IS_PTR(r)) p.closeReq = r;
 }
 
 void UcxTransport::progressFor(double seconds, const std::function<bool()>& done) {
@@ -699,6 +730,7 @@ Status UcxTransport::put(int lane, std::uint32_t /*opIndex*/, int peer, BufferId
   }
   const RemoteRegion& rr = p.regions[b];
   LaneState& l = laneState(lane);
+  if (p.ep == nullptr) return peerFailure(peer);
   if (bytes > 0) {
     if (!rr.writable) {
       return {ErrorCode::kInvalidProgram, "dst " + core::bufferName(buf) + " of rank " + std::to_string(peer) +
@@ -723,6 +755,7 @@ Status UcxTransport::get(int lane, std::uint32_t /*opIndex*/, int peer, BufferId
             "src buffer " + core::bufferName(buf) + " of rank " + std::to_string(peer) + " does not exist there"};
   }
   if (bytes == 0) return {};
+  if (p.ep == nullptr) return peerFailure(peer);
   ucp_request_param_t prm{};
   void* r = ucp_get_nbx(p.ep, dst, bytes, p.regions[b].addr + offset, p.regions[b].rkey, &prm);
   return track(laneState(lane), r, peer, "ucp_get_nbx");
@@ -731,6 +764,7 @@ Status UcxTransport::get(int lane, std::uint32_t /*opIndex*/, int peer, BufferId
 Status UcxTransport::signal(int lane, std::uint32_t /*opIndex*/, int peer, std::int32_t sem, std::uint64_t value) {
   LaneState& l = laneState(lane);
   Peer& p = peers_[static_cast<std::size_t>(peer)];
+  if (p.ep == nullptr) return peerFailure(peer);
   const bool earlier =
       std::any_of(l.signals.begin(), l.signals.end(), [&](const PendingSignal& s) { return s.peer == peer; });
   void* flushReq = nullptr;
@@ -751,6 +785,7 @@ Status UcxTransport::signal(int lane, std::uint32_t /*opIndex*/, int peer, std::
 }
 
 Status UcxTransport::issueAtomicAdd(LaneState& l, int peer, std::uint64_t raddr, ucp_rkey_h rkey, std::uint64_t value) {
+  if (peers_[static_cast<std::size_t>(peer)].ep == nullptr) return peerFailure(peer);
   l.operands.push_back(value);
   ucp_request_param_t prm{};
   prm.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE;
@@ -817,6 +852,7 @@ Status UcxTransport::flushLaneState(LaneState& l, bool& done, bool background) {
     // signals out, in the background.
     const auto qi = static_cast<std::size_t>(q);
     if (!(background ? l.unflushed[qi] : l.dirty[qi])) continue;
+    if (peers_[qi].ep == nullptr) return peerFailure(q);
     ucp_request_param_t prm{};
     void* f = ucp_ep_flush_nbx(peers_[static_cast<std::size_t>(q)].ep, &prm);
     // At the end of a lane the targets may already have completed the call (they got the signals) and
@@ -862,8 +898,7 @@ Status UcxTransport::checkPeers() {
       Peer& p = peers_[static_cast<std::size_t>(q)];
       if (q == rank_ || !p.sameHost || p.pid <= 0) continue;
       if (!processAlive(p.pid)) {
-        p.dead = true;
-        p.deadReason = "its process (pid " + std::to_string(p.pid) + " on this host) has exited";
+        markDead(q, "its process (pid " + std::to_string(p.pid) + " on this host) has exited");
         failed_ = true;
         return peerFailure(q);
       }
@@ -939,18 +974,28 @@ std::string UcxTransport::stallReport() {
 
 void UcxTransport::announceFailure(const std::string& /*reason*/) {
   failed_ = true;
+  if (announced_) return;
+  announced_ = true;
   LaneState l;
   l.unflushed.assign(static_cast<std::size_t>(size_), false);
+  std::vector<bool> awaited(static_cast<std::size_t>(size_), false);
   for (int q = 0; q < size_; ++q) {
     Peer& p = peers_[static_cast<std::size_t>(q)];
     if (q == rank_ || p.dead) continue;
     (void)issueAtomicAdd(l, q, p.controlAddr + ctl_.failed(rank_), p.controlRkey,
                          firstFailedPeer_ >= 0 ? static_cast<std::uint64_t>(firstFailedPeer_) + 2 : 1);
+    // The flush completes when the peer has acknowledged everything this rank sent it, the notice
+    // included: it then knows the cause before this rank's endpoints close and cannot be left with
+    // unread messages of this rank (which UCX 1.13 would acknowledge over the failed endpoint and abort).
+    ucp_request_param_t prm{};
+    if (p.ep != nullptr) (void)track(l, ucp_ep_flush_nbx(p.ep, &prm), q, "ucp_ep_flush_nbx");
+    awaited[static_cast<std::size_t>(q)] = !(p.sameHost && processStopped(p.pid));  // a stopped one never answers
   }
-  // Best effort: push the notices out for a moment (a dead peer never acknowledges).
-  progressFor(0.2, [&] {
-    return std::all_of(l.reqs.begin(), l.reqs.end(),
-                       [](const auto& r) { return ucp_request_check_status(r.first) != UCS_INPROGRESS; });
+  // Best effort, bounded: a dead or stopped peer never acknowledges.
+  progressFor(kAnnounceSeconds, [&] {
+    return std::all_of(l.reqs.begin(), l.reqs.end(), [&](const auto& r) {
+      return !awaited[static_cast<std::size_t>(r.second)] || ucp_request_check_status(r.first) != UCS_INPROGRESS;
+    });
   });
   for (auto& [req, peer] : l.reqs) {
     if (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_request_cancel(worker_, req);
