@@ -13,6 +13,7 @@
 ///   even when data and atomics take different UCT lanes); flush is ucp_ep_flush_nbx per peer written.
 /// - User buffers are registered on demand (ucp_mem_map) and kept in a cache keyed by address range;
 ///   registerBuffer() puts them there ahead of time.
+#include <dlfcn.h>
 #include <sys/types.h>
 #include <ucp/api/ucp.h>
 #include <ucs/debug/log_def.h>
@@ -30,6 +31,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -61,7 +64,7 @@ void ucsCheck(ucs_status_t s, const std::string& what) {
 }
 
 /// How long a failing rank waits for its peers to acknowledge its failure notice (announceFailure).
-constexpr double kAnnounceSeconds = 0.5;
+constexpr double kAnnounceSeconds = 1.0;
 
 /// Bytes of one descriptor mailbox (descriptor of one call: regions and their packed rkeys).
 constexpr std::size_t kMailboxBytes = 32 * 1024;
@@ -113,8 +116,7 @@ struct RemoteRegion {
 };
 
 struct Peer {
-  ucp_ep_h ep = nullptr;     ///< nullptr once closed (the peer failed: closeEndpoint)
-  void* closeReq = nullptr;  ///< the close of a failed peer's endpoint, until it completes
+  ucp_ep_h ep = nullptr;
   bool dead = false;
   std::string deadReason;
   pid_t pid = 0;
@@ -142,6 +144,32 @@ struct LaneState {
 };
 
 struct EpErrorArg;
+
+/// The endpoints (of every UcxTransport in the process) whose peer failed, for the acknowledgement hook
+/// below. An endpoint leaves the set when it is closed, before UCX may reuse its memory.
+class FailedEndpoints {
+ public:
+  void note(ucp_ep_h ep) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    eps_.insert(ep);
+  }
+  void forget(ucp_ep_h ep) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    eps_.erase(ep);
+  }
+  bool has(ucp_ep_h ep) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return eps_.count(ep) != 0;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<ucp_ep_h> eps_;
+};
+FailedEndpoints& failedEndpoints() {
+  static FailedEndpoints* set = new FailedEndpoints;  // never destroyed: the hook may run during exit
+  return *set;
+}
 
 class UcxTransport final : public remote::RemoteTransport {
  public:
@@ -226,10 +254,9 @@ class UcxTransport final : public remote::RemoteTransport {
   }
 
  private:
-  /// `peer` failed for this rank (first reason kept): no operation goes to it any more, and its endpoint
-  /// is closed at once.
+  /// `peer` failed for this rank (first reason kept): no operation goes to it any more, and UCX sends
+  /// nothing over its endpoint (failedEndpoints).
   void markDead(int peer, const std::string& reason);
-  void closeEndpoint(Peer& p);
   std::unique_ptr<Registration> mapMemory(void* address, std::size_t bytes, bool allocate);
   void unmap(Registration& reg);
   void replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes);
@@ -460,13 +487,21 @@ UcxTransport::~UcxTransport() {
     }
   }
   for (Peer& p : peers_) {
+    // Closing: nothing more goes to the peer, acknowledgements of its late messages included.
+    if (p.ep != nullptr) failedEndpoints().note(p.ep);
+  }
+  for (Peer& p : peers_) {
     for (auto& [id, key] : p.rkeys) ucp_rkey_destroy(key);
     if (p.controlRkey != nullptr) ucp_rkey_destroy(p.controlRkey);
-    closeEndpoint(p);
-    if (p.closeReq != nullptr) {
-      progressFor(1.0, [&] { return ucp_request_check_status(p.closeReq) != UCS_INPROGRESS; });
-      ucp_request_free(p.closeReq);
-      p.closeReq = nullptr;
+    if (p.ep != nullptr) {
+      ucp_request_param_t cp{};
+      cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      void* r = ucp_ep_close_nbx(p.ep, &cp);
+      if (UCS_PTR_IS_PTR(r)) {
+        progressFor(1.0, [&] { return ucp_request_check_status(r) != UCS_INPROGRESS; });
+        ucp_request_free(r);
+      }
     }
   }
   for (auto* slot : {&scratch_, &sems_, &layout_, &control_}) {
@@ -474,6 +509,8 @@ UcxTransport::~UcxTransport() {
   }
   for (auto& reg : userRegs_) unmap(*reg);
   if (worker_ != nullptr) ucp_worker_destroy(worker_);
+  // Only now can no handler run for these endpoints; their memory may serve a later worker's.
+  for (Peer& p : peers_) failedEndpoints().forget(p.ep);
   if (context_ != nullptr) ucp_cleanup(context_);
 }
 
@@ -483,23 +520,7 @@ void UcxTransport::markDead(int peer, const std::string& reason) {
     p.dead = true;
     p.deadReason = reason;
   }
-  closeEndpoint(p);
-}
-
-// A failed peer's endpoint is closed (force) as soon as the failure is known, inside UCX's error callback
-// when UCX reported it. UCX 1.13 leaves a failed but open endpoint reachable for the active messages that
-// the peer sent before it failed and that are still unread in the socket: over tcp, puts and atomics are
-// such messages (software-emulated RMA), UCX acknowledges them over the failed endpoint, and that
-// acknowledgement aborts the process ("ucp_request.inl:346 Fatal: unexpected error: Endpoint timeout").
-// The messages of a closed endpoint are dropped instead.
-void UcxTransport::closeEndpoint(Peer& p) {
-  if (p.ep == nullptr) return;
-  ucp_request_param_t cp{};
-  cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-  void* r = ucp_ep_close_nbx(p.ep, &cp);
-  p.ep = nullptr;
-  if (UCS_PTR_IS_PTR(r)) p.closeReq = r;
+  failedEndpoints().note(p.ep);
 }
 
 void UcxTransport::progressFor(double seconds, const std::function<bool()>& done) {
@@ -730,7 +751,7 @@ Status UcxTransport::put(int lane, std::uint32_t /*opIndex*/, int peer, BufferId
   }
   const RemoteRegion& rr = p.regions[b];
   LaneState& l = laneState(lane);
-  if (p.ep == nullptr) return peerFailure(peer);
+  if (p.dead) return peerFailure(peer);
   if (bytes > 0) {
     if (!rr.writable) {
       return {ErrorCode::kInvalidProgram, "dst " + core::bufferName(buf) + " of rank " + std::to_string(peer) +
@@ -755,7 +776,7 @@ Status UcxTransport::get(int lane, std::uint32_t /*opIndex*/, int peer, BufferId
             "src buffer " + core::bufferName(buf) + " of rank " + std::to_string(peer) + " does not exist there"};
   }
   if (bytes == 0) return {};
-  if (p.ep == nullptr) return peerFailure(peer);
+  if (p.dead) return peerFailure(peer);
   ucp_request_param_t prm{};
   void* r = ucp_get_nbx(p.ep, dst, bytes, p.regions[b].addr + offset, p.regions[b].rkey, &prm);
   return track(laneState(lane), r, peer, "ucp_get_nbx");
@@ -764,7 +785,7 @@ Status UcxTransport::get(int lane, std::uint32_t /*opIndex*/, int peer, BufferId
 Status UcxTransport::signal(int lane, std::uint32_t /*opIndex*/, int peer, std::int32_t sem, std::uint64_t value) {
   LaneState& l = laneState(lane);
   Peer& p = peers_[static_cast<std::size_t>(peer)];
-  if (p.ep == nullptr) return peerFailure(peer);
+  if (p.dead) return peerFailure(peer);
   const bool earlier =
       std::any_of(l.signals.begin(), l.signals.end(), [&](const PendingSignal& s) { return s.peer == peer; });
   void* flushReq = nullptr;
@@ -785,7 +806,7 @@ Status UcxTransport::signal(int lane, std::uint32_t /*opIndex*/, int peer, std::
 }
 
 Status UcxTransport::issueAtomicAdd(LaneState& l, int peer, std::uint64_t raddr, ucp_rkey_h rkey, std::uint64_t value) {
-  if (peers_[static_cast<std::size_t>(peer)].ep == nullptr) return peerFailure(peer);
+  if (peers_[static_cast<std::size_t>(peer)].dead) return peerFailure(peer);
   l.operands.push_back(value);
   ucp_request_param_t prm{};
   prm.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE;
@@ -852,7 +873,7 @@ Status UcxTransport::flushLaneState(LaneState& l, bool& done, bool background) {
     // signals out, in the background.
     const auto qi = static_cast<std::size_t>(q);
     if (!(background ? l.unflushed[qi] : l.dirty[qi])) continue;
-    if (peers_[qi].ep == nullptr) return peerFailure(q);
+    if (peers_[qi].dead) return peerFailure(q);
     ucp_request_param_t prm{};
     void* f = ucp_ep_flush_nbx(peers_[static_cast<std::size_t>(q)].ep, &prm);
     // At the end of a lane the targets may already have completed the call (they got the signals) and
@@ -988,7 +1009,7 @@ void UcxTransport::announceFailure(const std::string& /*reason*/) {
     // included: it then knows the cause before this rank's endpoints close and cannot be left with
     // unread messages of this rank (which UCX 1.13 would acknowledge over the failed endpoint and abort).
     ucp_request_param_t prm{};
-    if (p.ep != nullptr) (void)track(l, ucp_ep_flush_nbx(p.ep, &prm), q, "ucp_ep_flush_nbx");
+    (void)track(l, ucp_ep_flush_nbx(p.ep, &prm), q, "ucp_ep_flush_nbx");
     awaited[static_cast<std::size_t>(q)] = !(p.sameHost && processStopped(p.pid));  // a stopped one never answers
   }
   // Best effort, bounded: a dead or stopped peer never acknowledges.
@@ -1050,7 +1071,31 @@ std::unique_ptr<remote::RemoteTransport> UcxTransport::split(int color, int key,
 }
 
 }  // namespace
+
+/// Whether `ep` is an endpoint whose peer failed (see the hook below).
+bool endpointFailed(ucp_ep_h ep) {
+  return failedEndpoints().has(ep);
+}
+
 }  // namespace ucx
+}  // namespace copro::transport
+
+// UCX 1.13's acknowledgement of a software-emulated put or atomic (the only kind over tcp): the handler
+// of an arriving put/atomic calls ucp_rma_sw_send_cmpl(ep) on the sender's endpoint, and when that
+// endpoint already failed (the sender died with the message still unread in another socket, or left
+// while this rank was stopped) the send fails and UCX aborts the process ("ucp_request.inl:346 Fatal:
+// unexpected error: Endpoint timeout"), peer error handling or not. This definition takes the place of
+// UCX's (libucp calls it through its PLT, and the program's definition comes first): it drops the
+// acknowledgement to a peer that copro saw fail (nobody waits for it) and hands every other call to
+// UCX's own (RTLD_NEXT). Versions without the function never call it (docs/ucx.md, "Failures").
+extern "C" __attribute__((visibility("default"))) void ucp_rma_sw_send_cmpl(ucp_ep_h ep) {
+  if (copro::transport::ucx::endpointFailed(ep)) return;
+  using Next = void (*)(ucp_ep_h);
+  static const Next next = reinterpret_cast<Next>(dlsym(RTLD_NEXT, "ucp_rma_sw_send_cmpl"));
+  if (next != nullptr) next(ep);
+}
+
+namespace copro::transport {
 
 std::unique_ptr<remote::RemoteTransport> makeUcxTransport(std::shared_ptr<core::Bootstrap> bootstrap,
                                                           const std::string& tls, const std::string& name) {
