@@ -1087,11 +1087,18 @@ bool endpointFailed(ucp_ep_h ep) {
 // unexpected error: Endpoint timeout"), peer error handling or not. This definition takes the place of
 // UCX's (libucp calls it through its PLT, and the program's definition comes first): it drops the
 // acknowledgement to a peer that copro saw fail (nobody waits for it) and hands every other call to
-// UCX's own (RTLD_NEXT). Versions without the function never call it (docs/ucx.md, "Failures").
+// UCX's own (looked up in libucp). Versions without the function never call it (docs/ucx.md, "Failures").
 extern "C" __attribute__((visibility("default"))) void ucp_rma_sw_send_cmpl(ucp_ep_h ep) {
   if (copro::transport::ucx::endpointFailed(ep)) return;
   using Next = void (*)(ucp_ep_h);
-  static const Next next = reinterpret_cast<Next>(dlsym(RTLD_NEXT, "ucp_rma_sw_send_cmpl"));
+  // UCX's definition: looked up in libucp itself (whatever the load order), else the next one.
+  static const Next next = [] {
+    void* lib = dlopen("libucp.so.0", RTLD_LAZY | RTLD_NOLOAD);
+    void* f = lib != nullptr ? dlsym(lib, "ucp_rma_sw_send_cmpl") : nullptr;
+    if (f == nullptr || f == reinterpret_cast<void*>(&ucp_rma_sw_send_cmpl))
+      f = dlsym(RTLD_NEXT, "ucp_rma_sw_send_cmpl");
+    return reinterpret_cast<Next>(f);
+  }();
   if (next != nullptr) next(ep);
 }
 
