@@ -13,7 +13,10 @@
 ///   even when data and atomics take different UCT lanes); flush is ucp_ep_flush_nbx per peer written.
 /// - User buffers are registered on demand (ucp_mem_map) and kept in a cache keyed by address range;
 ///   registerBuffer() puts them there ahead of time.
+#include <arpa/inet.h>
 #include <dlfcn.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <sys/types.h>
 #include <ucp/api/ucp.h>
 #include <ucs/debug/log_def.h>
@@ -33,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -61,6 +65,34 @@ Status ucsStatus(ucs_status_t s, const std::string& what) {
 }
 void ucsCheck(ucs_status_t s, const std::string& what) {
   ucsStatus(s, what).throwIfError();
+}
+
+/// Whether every transport in a UCX_TLS list is tcp or on-host: only then does UCX_NET_DEVICES select
+/// nothing but IP interfaces (with RDMA transports it would also pick the RDMA devices).
+bool ipOrLocalOnly(const std::string& tls) {
+  static const std::set<std::string> kIpOrLocal = {"tcp", "self", "sm", "shm", "posix", "sysv", "cma", "knem", "xpmem"};
+  if (tls.empty()) return false;  // every transport, RDMA included
+  std::stringstream list(tls);
+  std::string t;
+  while (std::getline(list, t, ',')) {
+    if (kIpOrLocal.count(t) == 0) return false;
+  }
+  return true;
+}
+
+/// The network interface that holds IPv4 address `ip` ("" when none does).
+std::string interfaceOf(const std::string& ip) {
+  in_addr want{};
+  if (ip.empty() || inet_pton(AF_INET, ip.c_str(), &want) != 1) return {};
+  ifaddrs* all = nullptr;
+  if (getifaddrs(&all) != 0) return {};
+  std::string name;
+  for (const ifaddrs* i = all; i != nullptr && name.empty(); i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    if (reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == want.s_addr) name = i->ifa_name;
+  }
+  freeifaddrs(all);
+  return name;
 }
 
 /// How long a failing rank waits for its peers to acknowledge its failure notice (announceFailure).
@@ -254,6 +286,10 @@ class UcxTransport final : public remote::RemoteTransport {
   }
 
  private:
+  /// UCX's tcp transport listens on every IP interface it uses, for the whole job. Unless the user chose
+  /// (UCX_NET_DEVICES), and when the transports are tcp or on-host only, the interface is the one the
+  /// bootstrap uses.
+  void keepListenersOnBootstrapInterface(ucp_config_t* config);
   /// `peer` failed for this rank (first reason kept): no operation goes to it any more, and UCX sends
   /// nothing over its endpoint (failedEndpoints).
   void markDead(int peer, const std::string& reason);
@@ -361,6 +397,7 @@ UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::stri
       ucsCheck(ms, "ucx: ucp_config_modify(TLS=" + tls_ + ")");
     }
   }
+  keepListenersOnBootstrapInterface(config);
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
   params.features = UCP_FEATURE_RMA | UCP_FEATURE_AMO64;
@@ -512,6 +549,20 @@ UcxTransport::~UcxTransport() {
   // Only now can no handler run for these endpoints; their memory may serve a later worker's.
   for (Peer& p : peers_) failedEndpoints().forget(p.ep);
   if (context_ != nullptr) ucp_cleanup(context_);
+}
+
+void UcxTransport::keepListenersOnBootstrapInterface(ucp_config_t* config) {
+  const char* tlsEnv = std::getenv("UCX_TLS");
+  const std::string tls = !tls_.empty() ? tls_ : (tlsEnv != nullptr ? tlsEnv : "");
+  if (std::getenv("UCX_NET_DEVICES") != nullptr || !ipOrLocalOnly(tls)) return;
+  const std::string address = bootstrap_->localAddress();
+  const std::string device = interfaceOf(address);
+  if (device.empty()) return;
+  if (ucp_config_modify(config, "NET_DEVICES", device.c_str()) == UCS_OK) {
+    COPRO_LOG(
+        Info, Init,
+        "ucx: rank " << rank_ << ": UCX_NET_DEVICES=" << device << " (the bootstrap's interface, " << address << ")");
+  }
 }
 
 void UcxTransport::markDead(int peer, const std::string& reason) {
