@@ -3,6 +3,9 @@
 #   scripts/test.sh              Release build in build/, ctest -LE full
 #   scripts/test.sh --sanitize   ASan + UBSan build in build-asan/, unit tests
 #   scripts/test.sh --full       also the `full` label (full cross product, 1 Mi + 13 counts)
+#   scripts/test.sh --tsan       ThreadSanitizer build in build-tsan/: the transport unit tests (those that
+#                                fork excluded) and the `mp` label (docs/faults.md, "Sanitizers")
+#   scripts/test.sh --asan-mp    ASan + UBSan build in build-asan/, the `mp` label (leak checks off)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mode=${1:-default}
@@ -14,6 +17,27 @@ case "$mode" in
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     # The nvcc compile checks (label nvcc) build device code only: nothing for the sanitizers to see.
     ctest --test-dir "$root/build-asan" --output-on-failure -j2 -L unit -LE "full|nvcc" --timeout 600
+    ;;
+  --tsan)
+    "$root/scripts/build.sh" "$root/build-tsan" -DCOPRO_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOPRO_TORCH=OFF
+    # UCX's malloc/mmap hooks patch the allocator under TSan's own interceptors and crash it.
+    export UCX_MEM_MALLOC_HOOKS=no UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_EVENTS=no
+    export TSAN_OPTIONS="suppressions=$root/scripts/tsan.supp halt_on_error=1 second_deadlock_stack=1"
+    # Tests that fork() are left out: the bootstrap's root thread (and UCX's async thread) run in the
+    # parent, and TSan does not support a child of a multi-threaded process going on to start threads.
+    "$root/build-tsan/tests/copro_unit_transport" \
+      --gtest_filter='-Shm.*:Bootstrap.Fork*:Bootstrap.Foreign*:Bootstrap.Forged*:Bootstrap.AFailedRendezvous*'
+    # Also out: the fork()ing ucx and verbs fault tests (as above) and fault_quick, whose exit-time limit
+    # (2 x COPRO_TIMEOUT) does not hold under TSan's 5-15x slowdown.
+    ctest --test-dir "$root/build-tsan" --output-on-failure -j1 -L mp -LE full -E 'fork|fault' --timeout 1200
+    ;;
+  --asan-mp)
+    "$root/scripts/build.sh" "$root/build-asan" -DCOPRO_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOPRO_TORCH=OFF
+    # detect_leaks=0: LeakSanitizer reports blocks that Open MPI's modules allocate and never free when
+    # dlclose()d at MPI_Finalize (their stacks end in an unloaded library, so nothing to suppress by name).
+    export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    export UCX_MEM_MALLOC_HOOKS=no UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_EVENTS=no
+    ctest --test-dir "$root/build-asan" --output-on-failure -j2 -L mp -LE full --timeout 1200
     ;;
   --full)
     "$root/scripts/build.sh" "$root/build"

@@ -10,6 +10,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -227,6 +228,13 @@ def judge(n, victim, timeout, exit_s, codes, errs, text, left, every_survivor):
             "survivors": len(survivors), "abort": any(p.startswith("a process aborted") for p in problems), "leak": len(left)}
 
 
+def keep_outputs(tmp, dest):
+    """Copies a failed run's output files (one per rank, or mpirun's) to `dest` for a post-mortem."""
+    os.makedirs(dest, exist_ok=True)
+    for entry in os.listdir(tmp):
+        shutil.copy(os.path.join(tmp, entry), dest)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", required=True, help="copro_fault_rank")
@@ -237,6 +245,7 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--cases", default="", help="comma-separated filters, e.g. shm,ucx-env-STOP")
     ap.add_argument("--backends", default="", help="the backends this build has (default: shm,ucx,mpi)")
+    ap.add_argument("--keep-failed", default="", help="copy each failed run's output files into this folder")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     rng = random.Random(seed)
@@ -258,6 +267,8 @@ def main():
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="copro-fault-") as tmp:
                 res = (run_env if launch == "env" else run_mpirun)(args, backend, sig, rng, tmp)
+                if not res["ok"] and args.keep_failed:
+                    keep_outputs(tmp, os.path.join(args.keep_failed, f"{name}-run{len(whys)}"))
             passed += 1 if res["ok"] else 0
             named += res.get("named", 0)
             surv += res.get("survivors", 0)

@@ -491,6 +491,7 @@ class TcpMesh {
  public:
   TcpMesh(int rank, std::vector<int> fds, double timeoutSec)
       : rank_(rank), fds_(std::move(fds)), timeoutSec_(timeoutSec) {}
+  std::uint32_t localIp = 0;  ///< the address this rank reached the root from (network order)
   ~TcpMesh() {
     for (int fd : fds_) {
       if (fd >= 0) close(fd);
@@ -574,6 +575,12 @@ class TcpBootstrap final : public core::Bootstrap {
 
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return static_cast<int>(members_.size()); }
+  [[nodiscard]] std::string localAddress() const override {
+    char text[INET_ADDRSTRLEN] = {};
+    in_addr a{};
+    a.s_addr = mesh_->localIp;
+    return inet_ntop(AF_INET, &a, text, sizeof(text)) != nullptr ? std::string(text) : std::string();
+  }
 
   // Through rank 0 (gather, then send the whole table): no cycle of blocking sends, so any size works.
   Status allGather(const void* in, void* out, std::size_t bytes) override {
@@ -737,6 +744,7 @@ std::shared_ptr<core::Bootstrap> joinRendezvous(std::uint32_t rootIp, std::uint1
   cleanup();
   COPRO_LOG(Info, Init, me << " of " << nranks << ": connected to every peer");
   auto mesh = std::make_shared<TcpMesh>(rank, std::move(fds), timeoutSec);
+  mesh->localIp = local.sin_addr.s_addr;
   std::vector<int> members(static_cast<std::size_t>(nranks));
   for (int r = 0; r < nranks; ++r) members[static_cast<std::size_t>(r)] = r;
   return std::make_shared<TcpBootstrap>(std::move(mesh), 0, std::move(members), rank);

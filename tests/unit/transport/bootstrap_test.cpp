@@ -6,8 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -291,6 +293,91 @@ TEST(Bootstrap, WrongWorldSizeIsRejected) {
   EXPECT_EQ(errors[0], "");
   EXPECT_EQ(errors[1], "");
   EXPECT_EQ(err.find("accepted"), std::string::npos) << err;
+}
+
+/// The IPv4 listening sockets of this process: "a.b.c.d:port" of each (from /proc/net/tcp and
+/// /proc/self/fd).
+std::vector<std::string> ownListeners() {
+  std::vector<std::string> inodes;
+  for (int fd = 0; fd < 4096; ++fd) {
+    char link[64] = {};
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    const ssize_t n = readlink(path.c_str(), link, sizeof(link) - 1);
+    if (n > 8 && std::strncmp(link, "socket:[", 8) == 0) inodes.emplace_back(link + 8, link + n - 1);
+  }
+  std::vector<std::string> out;
+  FILE* f = std::fopen("/proc/net/tcp", "r");
+  if (f == nullptr) return out;
+  char line[512];
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned ip = 0;
+    unsigned port = 0;
+    unsigned state = 0;
+    char inode[32] = {};
+    // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+    if (std::sscanf(line, " %*d: %8X:%4X %*8X:%*4X %2X %*s %*s %*s %*d %*d %31s", &ip, &port, &state, inode) != 4) {
+      continue;
+    }
+    if (state != 0x0A || std::find(inodes.begin(), inodes.end(), std::string(inode)) == inodes.end()) continue;
+    in_addr a{};
+    a.s_addr = ip;  // /proc/net/tcp prints the address in host order of the network bytes
+    out.push_back(std::string(inet_ntoa(a)) + ":" + std::to_string(port));
+  }
+  std::fclose(f);
+  return out;
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// The root listens on the id's address only (here 127.0.0.2, not every interface); a rank's own listener
+// on the address it reached the root from; both close once the job is wired up.
+TEST(Bootstrap, ListenersBindTheConfiguredAddressAndCloseAfterWireUp) {
+  if (access("/proc/net/tcp", R_OK) != 0) GTEST_SKIP() << "no /proc/net/tcp to read this process's listeners from";
+  const std::vector<std::string> before = ownListeners();
+  const UniqueId id = getUniqueId("127.0.0.2:0");
+  std::vector<std::string> during;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string error0;
+  std::thread rank0([&] {
+    try {
+      auto bs = createBootstrap(id, 0, 2, fastConfig());
+      if (!bs->barrier().ok()) error0 = "barrier failed";
+    } catch (const std::exception& e) {
+      error0 = e.what();
+    }
+  });
+  // Rank 0 is in: the root's listener and rank 0's (waiting for rank 1) are open.
+  while (std::chrono::steady_clock::now() < deadline) {
+    during.clear();
+    for (const std::string& l : ownListeners()) {
+      if (!contains(before, l)) during.push_back(l);
+    }
+    if (during.size() >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto bs1 = createBootstrap(id, 1, 2, fastConfig());
+  EXPECT_TRUE(bs1->barrier().ok());
+  rank0.join();
+  EXPECT_EQ(error0, "");
+  ASSERT_EQ(during.size(), 2u) << "expected the root's and rank 0's listeners";
+  int onRootAddr = 0;
+  for (const std::string& l : during) {
+    EXPECT_EQ(l.rfind("0.0.0.0:", 0), std::string::npos) << "a listener on every interface: " << l;
+    EXPECT_EQ(l.rfind("127.", 0), 0u) << "a listener off the loopback the job uses: " << l;
+    if (l.rfind("127.0.0.2:", 0) == 0) ++onRootAddr;
+  }
+  EXPECT_GE(onRootAddr, 1) << "the root does not listen on the id's address 127.0.0.2";
+  // Wired up: both listeners close (the root's thread ends right after it sent the table).
+  std::vector<std::string> left = during;
+  while (!left.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const std::vector<std::string> now = ownListeners();
+    left.erase(std::remove_if(left.begin(), left.end(), [&](const std::string& l) { return !contains(now, l); }),
+               left.end());
+  }
+  EXPECT_TRUE(left.empty()) << "still listening after wire-up: " << left.front();
 }
 
 TEST(Bootstrap, BadArgumentsThrow) {

@@ -13,6 +13,10 @@
 ///   even when data and atomics take different UCT lanes); flush is ucp_ep_flush_nbx per peer written.
 /// - User buffers are registered on demand (ucp_mem_map) and kept in a cache keyed by address range;
 ///   registerBuffer() puts them there ahead of time.
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <sys/types.h>
 #include <ucp/api/ucp.h>
 #include <ucs/debug/log_def.h>
@@ -30,6 +34,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -59,6 +66,37 @@ Status ucsStatus(ucs_status_t s, const std::string& what) {
 void ucsCheck(ucs_status_t s, const std::string& what) {
   ucsStatus(s, what).throwIfError();
 }
+
+/// Whether every transport in a UCX_TLS list is tcp or on-host: only then does UCX_NET_DEVICES select
+/// nothing but IP interfaces (with RDMA transports it would also pick the RDMA devices).
+bool ipOrLocalOnly(const std::string& tls) {
+  static const std::set<std::string> kIpOrLocal = {"tcp", "self", "sm", "shm", "posix", "sysv", "cma", "knem", "xpmem"};
+  if (tls.empty()) return false;  // every transport, RDMA included
+  std::stringstream list(tls);
+  std::string t;
+  while (std::getline(list, t, ',')) {
+    if (kIpOrLocal.count(t) == 0) return false;
+  }
+  return true;
+}
+
+/// The network interface that holds IPv4 address `ip` ("" when none does).
+std::string interfaceOf(const std::string& ip) {
+  in_addr want{};
+  if (ip.empty() || inet_pton(AF_INET, ip.c_str(), &want) != 1) return {};
+  ifaddrs* all = nullptr;
+  if (getifaddrs(&all) != 0) return {};
+  std::string name;
+  for (const ifaddrs* i = all; i != nullptr && name.empty(); i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    if (reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == want.s_addr) name = i->ifa_name;
+  }
+  freeifaddrs(all);
+  return name;
+}
+
+/// How long a failing rank waits for its peers to acknowledge its failure notice (announceFailure).
+constexpr double kAnnounceSeconds = 1.0;
 
 /// Bytes of one descriptor mailbox (descriptor of one call: regions and their packed rkeys).
 constexpr std::size_t kMailboxBytes = 32 * 1024;
@@ -139,6 +177,32 @@ struct LaneState {
 
 struct EpErrorArg;
 
+/// The endpoints (of every UcxTransport in the process) whose peer failed, for the acknowledgement hook
+/// below. An endpoint leaves the set when it is closed, before UCX may reuse its memory.
+class FailedEndpoints {
+ public:
+  void note(ucp_ep_h ep) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    eps_.insert(ep);
+  }
+  void forget(ucp_ep_h ep) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    eps_.erase(ep);
+  }
+  bool has(ucp_ep_h ep) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return eps_.count(ep) != 0;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<ucp_ep_h> eps_;
+};
+FailedEndpoints& failedEndpoints() {
+  static FailedEndpoints* set = new FailedEndpoints;  // never destroyed: the hook may run during exit
+  return *set;
+}
+
 class UcxTransport final : public remote::RemoteTransport {
  public:
   /// `tls` non-empty: this context's UCX_TLS (set with ucp_config_modify, whatever the environment says);
@@ -203,7 +267,12 @@ class UcxTransport final : public remote::RemoteTransport {
     return {};
   }
   void announceFailure(const std::string& reason) override;
-  void markBroken() override { failed_ = true; }
+  /// A rank that gave up because a peer failed tells the others which one (announceFailure), so that
+  /// they blame that peer, not this rank whose endpoints close next.
+  void markBroken() override {
+    failed_ = true;
+    if (firstFailedPeer_ >= 0) announceFailure({});
+  }
 
   Status registerBuffer(void* ptr, std::size_t bytes) override;
   Status deregisterBuffer(void* ptr) override;
@@ -213,14 +282,17 @@ class UcxTransport final : public remote::RemoteTransport {
 
   /// Endpoint error callback (UCP_ERR_HANDLING_MODE_PEER).
   void onEpError(int peer, ucs_status_t status) {
-    Peer& p = peers_[static_cast<std::size_t>(peer)];
-    if (!p.dead) {
-      p.dead = true;
-      p.deadReason = std::string("UCX reported '") + ucs_status_string(status) + "' on its endpoint";
-    }
+    markDead(peer, std::string("UCX reported '") + ucs_status_string(status) + "' on its endpoint");
   }
 
  private:
+  /// UCX's tcp transport listens on every IP interface it uses, for the whole job. Unless the user chose
+  /// (UCX_NET_DEVICES), and when the transports are tcp or on-host only, the interface is the one the
+  /// bootstrap uses.
+  void keepListenersOnBootstrapInterface(ucp_config_t* config);
+  /// `peer` failed for this rank (first reason kept): no operation goes to it any more, and UCX sends
+  /// nothing over its endpoint (failedEndpoints).
+  void markDead(int peer, const std::string& reason);
   std::unique_ptr<Registration> mapMemory(void* address, std::size_t bytes, bool allocate);
   void unmap(Registration& reg);
   void replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes);
@@ -269,7 +341,8 @@ class UcxTransport final : public remote::RemoteTransport {
   LaneState background_;         ///< endpoint flushes left by finished lanes
   std::vector<std::byte> desc_;  ///< this rank's descriptor of the current call
   std::vector<std::vector<std::byte>> peerDescCopy_;
-  bool failed_ = false;  ///< this rank failed or aborted, or saw a peer fail
+  bool failed_ = false;     ///< this rank failed or aborted, or saw a peer fail
+  bool announced_ = false;  ///< announceFailure ran
   /// The first peer whose failure this rank saw (-1: none); announced to the others with our own failure.
   int firstFailedPeer_ = -1;
   Clock::time_point lastLivenessCheck_ = Clock::now();
@@ -324,6 +397,7 @@ UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::stri
       ucsCheck(ms, "ucx: ucp_config_modify(TLS=" + tls_ + ")");
     }
   }
+  keepListenersOnBootstrapInterface(config);
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
   params.features = UCP_FEATURE_RMA | UCP_FEATURE_AMO64;
@@ -450,6 +524,10 @@ UcxTransport::~UcxTransport() {
     }
   }
   for (Peer& p : peers_) {
+    // Closing: nothing more goes to the peer, acknowledgements of its late messages included.
+    if (p.ep != nullptr) failedEndpoints().note(p.ep);
+  }
+  for (Peer& p : peers_) {
     for (auto& [id, key] : p.rkeys) ucp_rkey_destroy(key);
     if (p.controlRkey != nullptr) ucp_rkey_destroy(p.controlRkey);
     if (p.ep != nullptr) {
@@ -468,7 +546,32 @@ UcxTransport::~UcxTransport() {
   }
   for (auto& reg : userRegs_) unmap(*reg);
   if (worker_ != nullptr) ucp_worker_destroy(worker_);
+  // Only now can no handler run for these endpoints; their memory may serve a later worker's.
+  for (Peer& p : peers_) failedEndpoints().forget(p.ep);
   if (context_ != nullptr) ucp_cleanup(context_);
+}
+
+void UcxTransport::keepListenersOnBootstrapInterface(ucp_config_t* config) {
+  const char* tlsEnv = std::getenv("UCX_TLS");
+  const std::string tls = !tls_.empty() ? tls_ : (tlsEnv != nullptr ? tlsEnv : "");
+  if (std::getenv("UCX_NET_DEVICES") != nullptr || !ipOrLocalOnly(tls)) return;
+  const std::string address = bootstrap_->localAddress();
+  const std::string device = interfaceOf(address);
+  if (device.empty()) return;
+  if (ucp_config_modify(config, "NET_DEVICES", device.c_str()) == UCS_OK) {
+    COPRO_LOG(
+        Info, Init,
+        "ucx: rank " << rank_ << ": UCX_NET_DEVICES=" << device << " (the bootstrap's interface, " << address << ")");
+  }
+}
+
+void UcxTransport::markDead(int peer, const std::string& reason) {
+  Peer& p = peers_[static_cast<std::size_t>(peer)];
+  if (!p.dead) {
+    p.dead = true;
+    p.deadReason = reason;
+  }
+  failedEndpoints().note(p.ep);
 }
 
 void UcxTransport::progressFor(double seconds, const std::function<bool()>& done) {
@@ -699,6 +802,7 @@ Status UcxTransport::put(int lane, std::uint32_t /*opIndex*/, int peer, BufferId
   }
   const RemoteRegion& rr = p.regions[b];
   LaneState& l = laneState(lane);
+  if (p.dead) return peerFailure(peer);
   if (bytes > 0) {
     if (!rr.writable) {
       return {ErrorCode::kInvalidProgram, "dst " + core::bufferName(buf) + " of rank " + std::to_string(peer) +
@@ -723,6 +827,7 @@ Status UcxTransport::get(int lane, std::uint32_t /*opIndex*/, int peer, BufferId
             "src buffer " + core::bufferName(buf) + " of rank " + std::to_string(peer) + " does not exist there"};
   }
   if (bytes == 0) return {};
+  if (p.dead) return peerFailure(peer);
   ucp_request_param_t prm{};
   void* r = ucp_get_nbx(p.ep, dst, bytes, p.regions[b].addr + offset, p.regions[b].rkey, &prm);
   return track(laneState(lane), r, peer, "ucp_get_nbx");
@@ -731,6 +836,7 @@ Status UcxTransport::get(int lane, std::uint32_t /*opIndex*/, int peer, BufferId
 Status UcxTransport::signal(int lane, std::uint32_t /*opIndex*/, int peer, std::int32_t sem, std::uint64_t value) {
   LaneState& l = laneState(lane);
   Peer& p = peers_[static_cast<std::size_t>(peer)];
+  if (p.dead) return peerFailure(peer);
   const bool earlier =
       std::any_of(l.signals.begin(), l.signals.end(), [&](const PendingSignal& s) { return s.peer == peer; });
   void* flushReq = nullptr;
@@ -751,6 +857,7 @@ Status UcxTransport::signal(int lane, std::uint32_t /*opIndex*/, int peer, std::
 }
 
 Status UcxTransport::issueAtomicAdd(LaneState& l, int peer, std::uint64_t raddr, ucp_rkey_h rkey, std::uint64_t value) {
+  if (peers_[static_cast<std::size_t>(peer)].dead) return peerFailure(peer);
   l.operands.push_back(value);
   ucp_request_param_t prm{};
   prm.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE;
@@ -817,6 +924,7 @@ Status UcxTransport::flushLaneState(LaneState& l, bool& done, bool background) {
     // signals out, in the background.
     const auto qi = static_cast<std::size_t>(q);
     if (!(background ? l.unflushed[qi] : l.dirty[qi])) continue;
+    if (peers_[qi].dead) return peerFailure(q);
     ucp_request_param_t prm{};
     void* f = ucp_ep_flush_nbx(peers_[static_cast<std::size_t>(q)].ep, &prm);
     // At the end of a lane the targets may already have completed the call (they got the signals) and
@@ -862,8 +970,7 @@ Status UcxTransport::checkPeers() {
       Peer& p = peers_[static_cast<std::size_t>(q)];
       if (q == rank_ || !p.sameHost || p.pid <= 0) continue;
       if (!processAlive(p.pid)) {
-        p.dead = true;
-        p.deadReason = "its process (pid " + std::to_string(p.pid) + " on this host) has exited";
+        markDead(q, "its process (pid " + std::to_string(p.pid) + " on this host) has exited");
         failed_ = true;
         return peerFailure(q);
       }
@@ -939,18 +1046,28 @@ std::string UcxTransport::stallReport() {
 
 void UcxTransport::announceFailure(const std::string& /*reason*/) {
   failed_ = true;
+  if (announced_) return;
+  announced_ = true;
   LaneState l;
   l.unflushed.assign(static_cast<std::size_t>(size_), false);
+  std::vector<bool> awaited(static_cast<std::size_t>(size_), false);
   for (int q = 0; q < size_; ++q) {
     Peer& p = peers_[static_cast<std::size_t>(q)];
     if (q == rank_ || p.dead) continue;
     (void)issueAtomicAdd(l, q, p.controlAddr + ctl_.failed(rank_), p.controlRkey,
                          firstFailedPeer_ >= 0 ? static_cast<std::uint64_t>(firstFailedPeer_) + 2 : 1);
+    // The flush completes when the peer has acknowledged everything this rank sent it, the notice
+    // included: it then knows the cause before this rank's endpoints close and cannot be left with
+    // unread messages of this rank (which UCX 1.13 would acknowledge over the failed endpoint and abort).
+    ucp_request_param_t prm{};
+    (void)track(l, ucp_ep_flush_nbx(p.ep, &prm), q, "ucp_ep_flush_nbx");
+    awaited[static_cast<std::size_t>(q)] = !(p.sameHost && processStopped(p.pid));  // a stopped one never answers
   }
-  // Best effort: push the notices out for a moment (a dead peer never acknowledges).
-  progressFor(0.2, [&] {
-    return std::all_of(l.reqs.begin(), l.reqs.end(),
-                       [](const auto& r) { return ucp_request_check_status(r.first) != UCS_INPROGRESS; });
+  // Best effort, bounded: a dead or stopped peer never acknowledges.
+  progressFor(kAnnounceSeconds, [&] {
+    return std::all_of(l.reqs.begin(), l.reqs.end(), [&](const auto& r) {
+      return !awaited[static_cast<std::size_t>(r.second)] || ucp_request_check_status(r.first) != UCS_INPROGRESS;
+    });
   });
   for (auto& [req, peer] : l.reqs) {
     if (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_request_cancel(worker_, req);
@@ -1005,7 +1122,38 @@ std::unique_ptr<remote::RemoteTransport> UcxTransport::split(int color, int key,
 }
 
 }  // namespace
+
+/// Whether `ep` is an endpoint whose peer failed (see the hook below).
+bool endpointFailed(ucp_ep_h ep) {
+  return failedEndpoints().has(ep);
+}
+
 }  // namespace ucx
+}  // namespace copro::transport
+
+// UCX 1.13's acknowledgement of a software-emulated put or atomic (the only kind over tcp): the handler
+// of an arriving put/atomic calls ucp_rma_sw_send_cmpl(ep) on the sender's endpoint, and when that
+// endpoint already failed (the sender died with the message still unread in another socket, or left
+// while this rank was stopped) the send fails and UCX aborts the process ("ucp_request.inl:346 Fatal:
+// unexpected error: Endpoint timeout"), peer error handling or not. This definition takes the place of
+// UCX's (libucp calls it through its PLT, and the program's definition comes first): it drops the
+// acknowledgement to a peer that copro saw fail (nobody waits for it) and hands every other call to
+// UCX's own (looked up in libucp). Versions without the function never call it (docs/ucx.md, "Failures").
+extern "C" __attribute__((visibility("default"))) void ucp_rma_sw_send_cmpl(ucp_ep_h ep) {
+  if (copro::transport::ucx::endpointFailed(ep)) return;
+  using Next = void (*)(ucp_ep_h);
+  // UCX's definition: looked up in libucp itself (whatever the load order), else the next one.
+  static const Next next = [] {
+    void* lib = dlopen("libucp.so.0", RTLD_LAZY | RTLD_NOLOAD);
+    void* f = lib != nullptr ? dlsym(lib, "ucp_rma_sw_send_cmpl") : nullptr;
+    if (f == nullptr || f == reinterpret_cast<void*>(&ucp_rma_sw_send_cmpl))
+      f = dlsym(RTLD_NEXT, "ucp_rma_sw_send_cmpl");
+    return reinterpret_cast<Next>(f);
+  }();
+  if (next != nullptr) next(ep);
+}
+
+namespace copro::transport {
 
 std::unique_ptr<remote::RemoteTransport> makeUcxTransport(std::shared_ptr<core::Bootstrap> bootstrap,
                                                           const std::string& tls, const std::string& name) {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "copro/core/status.hpp"
@@ -28,6 +29,9 @@ class Bootstrap {
   /// Collective over all ranks: a bootstrap for the ranks with the same color, ordered by (key, rank);
   /// nullptr for color < 0.
   virtual std::unique_ptr<Bootstrap> split(int color, int key) = 0;
+  /// The local IPv4 address ("a.b.c.d") that this process's bootstrap traffic uses; "" when there is none
+  /// (MPI, in-process). The ucx backend keeps UCX's tcp listeners on that interface (docs/ucx.md).
+  [[nodiscard]] virtual std::string localAddress() const { return {}; }
 };
 
 }  // namespace copro::core
