@@ -151,10 +151,9 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   // Cross Memory Attach: read a word of the next rank's private memory. Any failure anywhere: stage.
   bool cmaOk = true;
   std::string cmaWhy;
-  const char* noCma = std::getenv("COPRO_TEST_SHM_NO_CMA");
-  if (noCma != nullptr && std::strcmp(noCma, "1") == 0) {
+  if (!config_.shmCma) {
     cmaOk = false;
-    cmaWhy = "disabled by COPRO_TEST_SHM_NO_CMA=1";
+    cmaWhy = "disabled by COPRO_SHM_CMA=0";
   } else if (size_ > 1) {
     const RankInfo& next = infos[static_cast<std::size_t>((rank_ + 1) % size_)];
     std::uint64_t v = 0;
