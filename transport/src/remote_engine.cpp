@@ -129,15 +129,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // ---- the flat interpreter's port (copro/core/flat_interpreter.hpp), for the op of cur_ ----
-  OpResult put(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult get(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult signal(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult wait(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult reduce(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult putReduce(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult multicast(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult copy(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult flush(const core::FlatOpView& v, const core::OpGeometry& g);
+  COPRO_FLAT_PORT_OPS;  // put, get, signal, wait, reduce, putReduce, multicast, copy, flush
   OpResult unknownOp(const core::FlatOpView& v) {
     return fail("unknown op code " + std::to_string(static_cast<int>(v.rec->code)));
   }
