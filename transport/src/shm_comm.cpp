@@ -81,8 +81,7 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   rank_ = bootstrap_->rank();
   size_ = bootstrap_->size();
   if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(size_), 0);
-  proxyDefault_ =
-      config_.initiation == "proxy" && config_.initiationScaleUp.empty() && config_.initiationScaleOut.empty();
+  proxyDefault_ = calls::deviceLanesRunAsProxy(config_);
   spinSec_ = std::max(config_.spinUs, 0.0) * 1e-6;
   const std::string me = "shm rank " + std::to_string(rank_) + ": ";
 
