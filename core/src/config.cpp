@@ -71,6 +71,32 @@ struct Entry {
   std::function<std::string(const Config&)> get;
 };
 
+/// A variable kept as written (trimmed) in `field`: addresses, folders, search paths.
+Entry textEntry(Config::Var var, std::string Config::*field) {
+  return {var, [field](Config& c, std::string_view v) { c.*field = trimmed(v); },
+          [field](const Config& c) { return c.*field; }};
+}
+
+/// A variable naming one backend or transport (a single word) kept in `field`.
+Entry nameEntry(Config::Var var, std::string Config::*field, std::string expected) {
+  return {var,
+          [var, field, expected](Config& c, std::string_view v) {
+            const std::string t = trimmed(v);
+            if (t.empty() || t.find_first_of(" \t,") != std::string::npos) badValue(var.name, v, expected);
+            c.*field = t;
+          },
+          [field](const Config& c) { return c.*field; }};
+}
+
+/// A whole number from `minValue` to `maxValue` kept in `field`; empty leaves it `unset` (not given).
+Entry wholeEntry(Config::Var var, int Config::*field, long minValue, long maxValue, int unset) {
+  return {var,
+          [var, field, minValue, maxValue, unset](Config& c, std::string_view v) {
+            c.*field = trimmed(v).empty() ? unset : parseWhole(var.name, v, minValue, maxValue);
+          },
+          [field, unset](const Config& c) { return formatOptionalInt(c.*field, unset); }};
+}
+
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> all = {
       {{"COPRO_DEBUG", "WARN", "Log level: NONE, WARN, INFO or TRACE."},
@@ -260,66 +286,44 @@ const std::vector<Entry>& entries() {
         "where the kernel allows it; 0 always stages them through shared memory (as where ptrace is denied)."},
        [](Config& c, std::string_view v) { c.shmCma = parseBool("COPRO_SHM_CMA", v); },
        [](const Config& c) { return std::string(c.shmCma ? "1" : "0"); }},
-      {{"COPRO_RANK", "",
-        "Environment bootstrap (copro::createFromEnvironment): this process's rank, 0 to COPRO_WORLD_SIZE-1."},
-       [](Config& c, std::string_view v) { c.rank = parseWhole("COPRO_RANK", v, 0, 1L << 30); },
-       [](const Config& c) { return formatOptionalInt(c.rank, -1); }},
-      {{"COPRO_WORLD_SIZE", "", "Environment bootstrap: the number of ranks of the job."},
-       [](Config& c, std::string_view v) { c.worldSize = parseWhole("COPRO_WORLD_SIZE", v, 1, 1L << 30); },
-       [](const Config& c) { return formatOptionalInt(c.worldSize, 0); }},
-      {{"COPRO_ROOT_ADDR", "",
-        "Environment bootstrap: host:port where rank 0 listens and every rank connects (docs/bootstrap.md)."},
-       [](Config& c, std::string_view v) { c.rootAddr = trimmed(v); },
-       [](const Config& c) { return c.rootAddr; }},
+      wholeEntry({"COPRO_RANK", "",
+                  "Environment bootstrap (copro::createFromEnvironment): this process's rank, 0 to "
+                  "COPRO_WORLD_SIZE-1."},
+                 &Config::rank, 0, 1L << 30, -1),
+      wholeEntry({"COPRO_WORLD_SIZE", "", "Environment bootstrap: the number of ranks of the job."}, &Config::worldSize,
+                 1, 1L << 30, 0),
+      textEntry({"COPRO_ROOT_ADDR", "",
+                 "Environment bootstrap: host:port where rank 0 listens and every rank connects (docs/bootstrap.md)."},
+                &Config::rootAddr),
       {{"COPRO_BOOTSTRAP_TOKEN", "",
         "Environment bootstrap: the job's shared secret (every connection proves it by HMAC-SHA-256 "
         "challenge-response; it never crosses the wire). Required unless COPRO_BOOTSTRAP_TRUSTED=1. "
         "Printed as '(set)'."},
        [](Config& c, std::string_view v) { c.bootstrapToken = std::string(v); },
        [](const Config& c) { return std::string(c.bootstrapToken.empty() ? "" : "(set)"); }},
-      {{"COPRO_BOOTSTRAP_ADDR", "",
-        "Address the rendezvous root of copro::getUniqueId binds to (host or host:port). Empty: loopback."},
-       [](Config& c, std::string_view v) { c.bootstrapAddr = trimmed(v); },
-       [](const Config& c) { return c.bootstrapAddr; }},
-      {{"COPRO_NODE_ID", "",
-        "This process's (virtual) node, gathered from every rank at multi-process creation; wins over "
-        "COPRO_NODE_MAP (docs/virtual-nodes.md). Empty: no node id."},
-       [](Config& c, std::string_view v) {
-         c.nodeId = trimmed(v).empty() ? -1 : parseWhole("COPRO_NODE_ID", v, 0, 1L << 30);
-       },
-       [](const Config& c) { return formatOptionalInt(c.nodeId, -1); }},
-      {{"COPRO_DATA_DIR", "",
-        "copro's data folder (share/copro, holding topologies/ and workloads/). Empty: beside the running "
-        "program's or the library's install prefix (docs/install.md)."},
-       [](Config& c, std::string_view v) { c.dataDir = trimmed(v); },
-       [](const Config& c) { return c.dataDir; }},
-      {{"COPRO_TOPOLOGY_PATH", "",
-        "Extra folders, ':'-separated, searched for topology names (deepseek-v3 -> deepseek-v3.yaml) before the "
-        "bundled ones (docs/topologies.md)."},
-       [](Config& c, std::string_view v) { c.topologyPath = trimmed(v); },
-       [](const Config& c) { return c.topologyPath; }},
-      {{"COPRO_TORCH_TRANSPORT", "auto",
-        "Transport of torch.distributed groups on the copro backend: auto, shm, ucx, mpi, shm+ucx "
-        "(docs/torch.md); copro_torch.set_transport overrides it."},
-       [](Config& c, std::string_view v) {
-         const std::string t = trimmed(v);
-         if (t.empty() || t.find_first_of(" \t,") != std::string::npos) {
-           badValue("COPRO_TORCH_TRANSPORT", v, "a transport name: auto, shm, ucx, mpi or shm+ucx");
-         }
-         c.torchTransport = t;
-       },
-       [](const Config& c) { return c.torchTransport; }},
-      {{"COPRO_NCCL_BACKEND", "shm",
-        "Backend of communicators created by libcopro_nccl's ncclCommInitRank: shm (one host), ucx, shm+ucx "
-        "(docs/nccl.md)."},
-       [](Config& c, std::string_view v) {
-         const std::string t = trimmed(v);
-         if (t.empty() || t.find_first_of(" \t,") != std::string::npos) {
-           badValue("COPRO_NCCL_BACKEND", v, "a backend name: shm, ucx or shm+ucx");
-         }
-         c.ncclBackend = t;
-       },
-       [](const Config& c) { return c.ncclBackend; }},
+      textEntry({"COPRO_BOOTSTRAP_ADDR", "",
+                 "Address the rendezvous root of copro::getUniqueId binds to (host or host:port). Empty: loopback."},
+                &Config::bootstrapAddr),
+      wholeEntry({"COPRO_NODE_ID", "",
+                  "This process's (virtual) node, gathered from every rank at multi-process creation; wins over "
+                  "COPRO_NODE_MAP (docs/virtual-nodes.md). Empty: no node id."},
+                 &Config::nodeId, 0, 1L << 30, -1),
+      textEntry({"COPRO_DATA_DIR", "",
+                 "copro's data folder (share/copro, holding topologies/ and workloads/). Empty: beside the running "
+                 "program's or the library's install prefix (docs/install.md)."},
+                &Config::dataDir),
+      textEntry({"COPRO_TOPOLOGY_PATH", "",
+                 "Extra folders, ':'-separated, searched for topology names (deepseek-v3 -> deepseek-v3.yaml) "
+                 "before the bundled ones (docs/topologies.md)."},
+                &Config::topologyPath),
+      nameEntry({"COPRO_TORCH_TRANSPORT", "auto",
+                 "Transport of torch.distributed groups on the copro backend: auto, shm, ucx, mpi, shm+ucx "
+                 "(docs/torch.md); copro_torch.set_transport overrides it."},
+                &Config::torchTransport, "a transport name: auto, shm, ucx, mpi or shm+ucx"),
+      nameEntry({"COPRO_NCCL_BACKEND", "shm",
+                 "Backend of communicators created by libcopro_nccl's ncclCommInitRank: shm (one host), ucx, "
+                 "shm+ucx (docs/nccl.md)."},
+                &Config::ncclBackend, "a backend name: shm, ucx or shm+ucx"),
   };
   return all;
 }
