@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git libgtest-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
       libopenmpi-dev openmpi-bin libucx-dev ucx-utils libsimgrid-dev libgloo-dev python3-torch libtorch-dev pybind11-dev
-      python3-dev clang-14 libclang-rt-14-dev libibverbs-dev libhwloc-dev libssl-dev libbenchmark-dev)
+      python3-dev clang-14 libclang-rt-14-dev libibverbs-dev libhwloc-dev libssl-dev libbenchmark-dev
+      libprotobuf-dev protobuf-compiler)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

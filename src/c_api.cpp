@@ -13,6 +13,9 @@ struct copro_comm {
 struct copro_request {
   copro::Request request;
 };
+struct copro_graph {
+  copro::CallGraph graph;
+};
 
 namespace {
 
@@ -52,6 +55,10 @@ copro_result_t checkComm(copro_comm_t comm) {
 
 /// Blocking when request is NULL; otherwise hands the request out.
 copro_result_t finish(copro::Request r, copro_request_t* request) {
+  if (!r.valid()) {  // recorded by a capture (or collected into an open group): nothing runs now
+    if (request != nullptr) *request = nullptr;
+    return copro_success;
+  }
   if (request == nullptr) return fromStatus(r.wait());
   if (r.test()) {
     // Report argument errors right away, as the blocking form would.
@@ -325,6 +332,41 @@ copro_result_t copro_recv(void* buf, size_t count, copro_datatype_t dtype, int p
     }
     return finish(std::move(r), request);
   });
+}
+
+copro_result_t copro_capture_begin(copro_comm_t comm) {
+  COPRO_C_CHECK_COMM(comm);
+  return guarded([&] {
+    comm->comm.beginCapture();
+    return copro_success;
+  });
+}
+
+copro_result_t copro_capture_end(copro_comm_t comm, copro_graph_t* graph) {
+  COPRO_C_CHECK_COMM(comm);
+  if (graph == nullptr) return fail(copro::ErrorCode::kInvalidArgument, "copro_capture_end: graph is NULL");
+  return guarded([&] {
+    *graph = new copro_graph{comm->comm.endCapture()};
+    return copro_success;
+  });
+}
+
+copro_result_t copro_graph_size(copro_graph_t graph, size_t* calls) {
+  if (graph == nullptr || calls == nullptr) {
+    return fail(copro::ErrorCode::kInvalidArgument, "copro_graph_size: graph or calls is NULL");
+  }
+  *calls = graph->graph.size();
+  return copro_success;
+}
+
+copro_result_t copro_graph_replay(copro_graph_t graph, copro_request_t* request) {
+  if (graph == nullptr) return fail(copro::ErrorCode::kInvalidArgument, "copro_graph_replay: graph is NULL");
+  return guarded([&] { return finish(graph->graph.replay(), request); });
+}
+
+copro_result_t copro_graph_free(copro_graph_t graph) {
+  delete graph;
+  return copro_success;
 }
 
 copro_result_t copro_request_wait(copro_request_t request) {

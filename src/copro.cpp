@@ -6,6 +6,7 @@
 
 #include "copro/transport/bootstrap_tcp.hpp"
 #include "copro/transport/inproc.hpp"
+#include "copro/transport/lanemachine.hpp"
 #include "copro/transport/shm.hpp"
 #include "copro/transport/vnode.hpp"
 #if COPRO_HAVE_MPI
@@ -26,6 +27,7 @@ void registerBuiltinBackends() {
   std::call_once(once, [] {
     transport::registerInproc(core::ExecutorRegistry::instance());
     transport::registerShm(core::ExecutorRegistry::instance());
+    transport::registerLaneMachine(core::ExecutorRegistry::instance());
 #if COPRO_HAVE_MPI
     transport::registerMpi(core::ExecutorRegistry::instance());
 #endif

@@ -28,6 +28,7 @@
 #include "moe_cli.hpp"
 #include "plot.hpp"
 #include "sim_runner.hpp"
+#include "sweep_shards.hpp"
 #include "workload_cli.hpp"
 
 namespace {
@@ -509,6 +510,95 @@ Grid gridOf(const std::vector<SweepKey>& keys) {
   return g;
 }
 
+/// The table header of a sweep.
+void printGridHeader(const SweepPlan& plan, const SimCase& base, const std::vector<std::string>& columns,
+                     std::size_t colW, bool ranksColumn, const OutputOptions& out) {
+  std::printf("# copro-sim: %s on %s (algorithm* = the planner's choice)\n", plan.title.c_str(), base.topology.c_str());
+  std::printf("#");
+  for (const auto& k : columns) std::printf(" %*s", static_cast<int>(colW), k.c_str());
+  std::printf("%s %14s %13s %11s %11s %13s%s\n", ranksColumn ? "  ranks" : "", "algorithm", "time(us)", "algbw(GB/s)",
+              "busbw(GB/s)", "estimate(us)", out.noWall ? "" : "    wall(s)");
+}
+
+/// What one point of a sweep gave: its table line and CSV line, or why it was skipped or failed; encoded
+/// as text to travel from an MPI rank to rank 0 (sweep_shards.hpp).
+struct PointRecord {
+  enum Status : char { kOk = 'o', kSkipped = 's', kFailed = 'e' };
+  Status status = kOk;
+  ErrorCode code = ErrorCode::kOk;
+  double busbw = 0;
+  std::string table;    ///< the table line, newline included
+  std::string csv;      ///< the CSV line, newline included (empty without --csv)
+  std::string message;  ///< skipped: the stderr line; failed: the error's message
+
+  static constexpr char kSep = '\x1f';
+  [[nodiscard]] std::string encode() const {
+    return std::string(1, static_cast<char>(status)) + kSep + std::to_string(static_cast<int>(code)) + kSep +
+           fmt("%.17g", busbw) + kSep + table + kSep + csv + kSep + message;
+  }
+  static PointRecord decode(const std::string& text) {
+    std::vector<std::string> f;
+    std::size_t at = 0;
+    for (int i = 0; i < 5; ++i) {
+      const std::size_t sep = text.find(kSep, at);
+      if (sep == std::string::npos) throw Error(ErrorCode::kInternal, "sweep: a gathered point record is malformed");
+      f.push_back(text.substr(at, sep - at));
+      at = sep + 1;
+    }
+    PointRecord r;
+    r.status = static_cast<Status>(f[0].empty() ? 'e' : f[0][0]);
+    r.code = static_cast<ErrorCode>(std::stoi(f[1]));
+    r.busbw = std::strtod(f[2].c_str(), nullptr);
+    r.table = f[3];
+    r.csv = f[4];
+    r.message = text.substr(at);
+    return r;
+  }
+};
+
+/// Runs point (series si, x value xi) of a sweep. `rethrow`: errors other than kUnsupported propagate (a
+/// serial sweep stops at once); otherwise they are recorded, for rank 0 to report.
+PointRecord runPoint(copro::tools::FabricCache& fabrics, const SimCase& base, const Grid& grid, std::size_t si,
+                     std::size_t xi, std::size_t colW, bool ranksColumn, const OutputOptions& out, bool rethrow) {
+  const auto& row = grid.series[si];
+  SimCase c = base;
+  for (std::size_t i = 0; i < grid.keys.size(); ++i) applyKey(c, grid.keys[i], row[i]);
+  applyKey(c, grid.x.key, grid.x.values[xi]);
+  std::vector<std::string> cells = row;
+  cells.push_back(grid.x.values[xi]);
+  std::vector<std::string> columns = grid.keys;
+  columns.push_back(grid.x.key);
+  PointRecord rec;
+  try {
+    SimOutcome o = runWithProgress(fabrics, c, out);
+    std::string line = " ";
+    for (const auto& v : cells) line += " " + std::string(colW > v.size() ? colW - v.size() : 0, ' ') + v;
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%s %14s %13.3f %11.3f %11.3f %13.3f%s\n",
+                  ranksColumn ? fmt(" %6.0f", o.ranks).c_str() : "",
+                  (o.algorithm + (o.choice == "planner" ? "*" : "")).c_str(), o.timeUs, o.algbwGBps, o.busbwGBps,
+                  o.estimateUs, out.noWall ? "" : fmt(" %10.2f", o.result.wallSeconds).c_str());
+    rec.table = line + buf;
+    for (const auto& v : cells) rec.csv += v + ',';
+    rec.csv += csvRow(c, o, out.noWall) + '\n';
+    rec.busbw = o.busbwGBps;
+  } catch (const Error& e) {
+    // An algorithm that cannot run one point (hier on one server) skips it; other errors stop the sweep.
+    if (e.code() != ErrorCode::kUnsupported) {
+      if (rethrow) throw;
+      rec.status = PointRecord::kFailed;
+      rec.code = e.code();
+      rec.message = e.message();
+      return rec;
+    }
+    rec.status = PointRecord::kSkipped;
+    rec.message = "copro-sim: skipping";
+    for (std::size_t i = 0; i < columns.size(); ++i) rec.message += " " + columns[i] + "=" + cells[i];
+    rec.message += ": " + e.message() + "\n";
+  }
+  return rec;
+}
+
 /// Runs every point of `grid` over `base`, prints a table, writes the CSV and the plot (busbw against x,
 /// one line per series).
 int runGrid(const SimCase& base, const Grid& grid, const SweepPlan& plan, const OutputOptions& out) {
@@ -542,8 +632,10 @@ int runGrid(const SimCase& base, const Grid& grid, const SweepPlan& plan, const 
   std::vector<std::string> columns = grid.keys;
   columns.push_back(grid.x.key);
 
+  copro::tools::SweepShards shards;
+  const bool writer = shards.rank() == 0;
   std::ofstream csv;
-  if (!plan.csvPath.empty()) {
+  if (!plan.csvPath.empty() && writer) {
     const auto dir = std::filesystem::path(plan.csvPath).parent_path();
     if (!dir.empty()) std::filesystem::create_directories(dir);
     csv.open(plan.csvPath, std::ios::binary | std::ios::trunc);
@@ -558,57 +650,59 @@ int runGrid(const SimCase& base, const Grid& grid, const SweepPlan& plan, const 
     for (const auto& v : row) colW = std::max(colW, v.size());
   }
   for (const auto& v : grid.x.values) colW = std::max(colW, v.size());
-  std::printf("# copro-sim: %s on %s (algorithm* = the planner's choice)\n", plan.title.c_str(), base.topology.c_str());
-  std::printf("#");
-  for (const auto& k : columns) std::printf(" %*s", static_cast<int>(colW), k.c_str());
   // The rank count is a column of its own unless a key already names it.
   const bool ranksColumn = std::find(columns.begin(), columns.end(), "ranks") == columns.end();
-  std::printf("%s %14s %13s %11s %11s %13s%s\n", ranksColumn ? "  ranks" : "", "algorithm", "time(us)", "algbw(GB/s)",
-              "busbw(GB/s)", "estimate(us)", out.noWall ? "" : "    wall(s)");
+  if (writer) printGridHeader(plan, base, columns, colW, ranksColumn, out);
 
-  std::vector<copro::tools::PlotSeries> plotted;
+  // Every point in order; under mpirun each rank runs its share (sweep_shards.hpp) and rank 0 writes them all.
+  std::vector<copro::tools::PlotSeries> plotted(grid.series.size());
+  for (std::size_t si = 0; si < grid.series.size(); ++si) {
+    for (std::size_t i = 0; i < grid.keys.size(); ++i) {
+      plotted[si].name += (plotted[si].name.empty() ? "" : ", ") + grid.keys[i] + "=" + grid.series[si][i];
+    }
+    if (plotted[si].name.empty()) plotted[si].name = std::string(copro::collectives::collectiveName(base.kind));
+  }
   int okRuns = 0;
   int skipped = 0;
-  for (const auto& row : grid.series) {
-    copro::tools::PlotSeries line;
-    for (std::size_t i = 0; i < grid.keys.size(); ++i) {
-      line.name += (line.name.empty() ? "" : ", ") + grid.keys[i] + "=" + row[i];
+  const auto emit = [&](std::size_t point, const PointRecord& rec) {
+    const std::size_t si = point / grid.x.values.size();
+    const std::size_t xi = point % grid.x.values.size();
+    if (rec.status == PointRecord::kFailed) throw Error(rec.code, rec.message);
+    if (rec.status == PointRecord::kSkipped) {
+      ++skipped;
+      std::fprintf(stderr, "%s", rec.message.c_str());
+      return;
     }
-    if (line.name.empty()) line.name = std::string(copro::collectives::collectiveName(base.kind));
-    for (std::size_t xi = 0; xi < grid.x.values.size(); ++xi) {
-      SimCase c = base;
-      for (std::size_t i = 0; i < grid.keys.size(); ++i) applyKey(c, grid.keys[i], row[i]);
-      applyKey(c, grid.x.key, grid.x.values[xi]);
-      std::vector<std::string> cells = row;
-      cells.push_back(grid.x.values[xi]);
-      try {
-        SimOutcome o = runWithProgress(fabrics, c, out);
-        ++okRuns;
-        std::printf(" ");
-        for (const auto& v : cells) std::printf(" %*s", static_cast<int>(colW), v.c_str());
-        std::printf("%s %14s %13.3f %11.3f %11.3f %13.3f%s\n", ranksColumn ? fmt(" %6.0f", o.ranks).c_str() : "",
-                    (o.algorithm + (o.choice == "planner" ? "*" : "")).c_str(), o.timeUs, o.algbwGBps, o.busbwGBps,
-                    o.estimateUs, out.noWall ? "" : fmt(" %10.2f", o.result.wallSeconds).c_str());
-        std::fflush(stdout);
-        if (csv) {
-          for (const auto& v : cells) csv << v << ',';
-          csv << csvRow(c, o, out.noWall) << '\n';
-        }
-        line.x.push_back(xValues[xi]);
-        line.y.push_back(o.busbwGBps);
-      } catch (const Error& e) {
-        // An algorithm that cannot run one point (hier on one server) skips it; other errors stop the sweep.
-        if (e.code() != ErrorCode::kUnsupported) throw;
-        ++skipped;
-        std::fprintf(stderr, "copro-sim: skipping");
-        for (std::size_t i = 0; i < columns.size(); ++i) {
-          std::fprintf(stderr, " %s=%s", columns[i].c_str(), cells[i].c_str());
-        }
-        std::fprintf(stderr, ": %s\n", e.message().c_str());
-      }
-    }
-    if (!line.x.empty()) plotted.push_back(std::move(line));  // a series skipped entirely has no line
+    ++okRuns;
+    std::printf("%s", rec.table.c_str());
+    std::fflush(stdout);
+    if (csv) csv << rec.csv;
+    plotted[si].x.push_back(xValues[xi]);
+    plotted[si].y.push_back(rec.busbw);
+  };
+  const std::size_t points = grid.series.size() * grid.x.values.size();
+  if (shards.size() > 1 && writer) {
+    std::fprintf(stderr, "copro-sim: sweep: %zu points over %d MPI ranks (rank 0 writes the results)\n", points,
+                 shards.size());
   }
+  std::map<std::size_t, std::string> mine;
+  for (std::size_t point = 0; point < points; ++point) {
+    if (!shards.mine(point)) continue;
+    const std::size_t si = point / grid.x.values.size();
+    const std::size_t xi = point % grid.x.values.size();
+    const PointRecord rec = runPoint(fabrics, base, grid, si, xi, colW, ranksColumn, out, shards.size() == 1);
+    if (shards.size() == 1) {
+      emit(point, rec);
+    } else {
+      mine[point] = rec.encode();
+    }
+  }
+  if (shards.size() > 1) {
+    const auto all = shards.gather(mine);
+    if (shards.rank() != 0) return 0;  // rank 0 writes the table, the CSV and the plot
+    for (const auto& [point, text] : all) emit(point, PointRecord::decode(text));
+  }
+  std::erase_if(plotted, [](const copro::tools::PlotSeries& l) { return l.x.empty(); });  // skipped entirely
   if (csv) {
     csv.flush();
     if (!csv) throw Error(ErrorCode::kSystemError, "writing CSV file '" + plan.csvPath + "' failed");

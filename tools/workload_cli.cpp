@@ -12,8 +12,10 @@
 
 #include "copro/collectives/moe.hpp"
 #include "copro/core/dtype.hpp"
+#include "copro/core/file_read.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
+#include "copro/sim/chakra_trace.hpp"
 #include "copro/sim/params.hpp"
 #include "copro/sim/simulator.hpp"
 #include "copro/sim/workload.hpp"
@@ -44,6 +46,11 @@ std::string fmtUs(core::Time t) {
 }
 
 std::string ranksOf(const sim::Task& t, std::int32_t nranks) {
+  if (t.kind != sim::TaskKind::kCompute && !t.comm.placement.empty()) {
+    std::string list;
+    for (const std::int32_t r : t.comm.placement) list += (list.empty() ? "" : "+") + std::to_string(r);
+    return list;
+  }
   const std::int32_t first = t.numRanks > 0 ? t.firstRank : 0;
   const std::int32_t count = t.numRanks > 0 ? t.numRanks : nranks;
   return std::to_string(first) + "-" + std::to_string(first + count - 1);
@@ -53,7 +60,15 @@ std::string ranksOf(const sim::Task& t, std::int32_t nranks) {
 
 CLI::App* addWorkloadCommand(CLI::App& app, WorkloadCliArgs& args) {
   CLI::App* cmd = app.add_subcommand("workload", "run a DAG of compute and communication tasks (docs/workloads.md)");
-  cmd->add_option("file", args.file, "workload YAML file (see workloads/)")->required();
+  CLI::Option* file = cmd->add_option("file", args.file, "workload YAML file (see workloads/)");
+  CLI::Option* chakra =
+      cmd->add_option("--chakra", args.chakra, "a Chakra execution trace instead: files PREFIX.<rank>.et");
+  file->excludes(chakra);
+  chakra->excludes(file);
+  cmd->add_option("--chakra-groups", args.chakraGroups, "process groups of the trace: JSON {\"name\": [ranks]}")
+      ->needs(chakra);
+  cmd->add_option("--chakra-ranks", args.chakraRanks, "ranks of the trace (default: every PREFIX.<r>.et)")
+      ->needs(chakra);
   cmd->add_option("--topology,-t", args.topology, "topology file or bundled name (default: the file's `topology:`)");
   cmd->add_option("--set", args.sets, "override key=value (builder parameter or sim.key), after the file's");
   cmd->add_option("--initiation", args.initiation, "device, proxy or offload for every communication task");
@@ -64,8 +79,27 @@ CLI::App* addWorkloadCommand(CLI::App& app, WorkloadCliArgs& args) {
   return cmd;
 }
 
+namespace {
+
+sim::Workload loadAnyWorkload(const WorkloadCliArgs& args) {
+  if (args.chakra.empty() && args.file.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "workload: give a workload FILE or --chakra PREFIX");
+  }
+  if (args.chakra.empty()) return sim::loadWorkload(args.file);
+  sim::ChakraOptions options;
+  options.ranks = args.chakraRanks;
+  if (!args.chakraGroups.empty()) {
+    options.groups = sim::parseChakraGroups(
+        core::readBoundedFile(args.chakraGroups, "process groups '" + args.chakraGroups + "'"), args.chakraGroups);
+  }
+  return sim::loadChakraTrace(args.chakra, options);
+}
+
+}  // namespace
+
 int runWorkloadCommand(const WorkloadCliArgs& args) {
-  sim::Workload wl = sim::loadWorkload(args.file);
+  sim::Workload wl = loadAnyWorkload(args);
+  const std::string source = args.chakra.empty() ? args.file : args.chakra;
   if (!args.initiation.empty()) {
     core::Initiation mode{};
     if (!core::parseInitiation(args.initiation, mode)) {
@@ -80,9 +114,9 @@ int runWorkloadCommand(const WorkloadCliArgs& args) {
   bool needsFabric = false;
   for (const sim::Task& t : wl.tasks) needsFabric = needsFabric || t.kind != sim::TaskKind::kCompute;
   if (needsFabric && topology.empty()) {
-    throw Error(ErrorCode::kInvalidArgument, "workload '" + args.file +
-                                                 "' has communication tasks but no topology; give --topology or "
-                                                 "`topology:` in the file");
+    throw Error(ErrorCode::kInvalidArgument,
+                "workload '" + source + "' has communication tasks but no topology; give --topology" +
+                    (args.chakra.empty() ? " or `topology:` in the file" : " (a Chakra trace names none)"));
   }
 
   FabricCache fabrics;
@@ -123,7 +157,7 @@ int runWorkloadCommand(const WorkloadCliArgs& args) {
   const sim::WorkloadResult r = sim::runWorkload(wl, options);
 
   std::printf("# workload %s (%s): %d ranks on %s; compute %d SMs, %.0f TFLOP/s peak, communication holds %d SMs\n",
-              wl.name.c_str(), args.file.c_str(), nranks, fabricName.c_str(), compute.sms, compute.flops / 1e12,
+              wl.name.c_str(), source.c_str(), nranks, fabricName.c_str(), compute.sms, compute.flops / 1e12,
               compute.commSms);
   std::printf("%-18s %-12s %-9s %12s %12s %12s %12s %4s  %s\n", "task", "type", "ranks", "start(us)", "end(us)",
               "alone(us)", "lost(us)", "SMs", "how");

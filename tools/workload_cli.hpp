@@ -1,6 +1,8 @@
 #pragma once
-/// `copro-sim workload FILE`: runs a workload DAG (docs/workloads.md) with sim::runWorkload, its
-/// communication tasks simulated by sim::WorkloadComm: alone, and together where they overlap.
+/// `copro-sim workload FILE` (or `--chakra PREFIX`, a Chakra execution trace): runs a workload DAG (docs/workloads.md)
+/// with sim::runWorkload, its communication tasks simulated by sim::WorkloadComm: alone, and together where they
+/// overlap.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,9 @@ namespace copro::tools {
 /// The options of the `workload` subcommand.
 struct WorkloadCliArgs {
   std::string file;
+  std::string chakra;             ///< Chakra trace prefix (PREFIX.<rank>.et) instead of a file
+  std::string chakraGroups;       ///< process groups of the trace (JSON {"name": [ranks]})
+  std::int32_t chakraRanks = 0;   ///< ranks of the trace; 0: every PREFIX.<r>.et that exists
   std::string topology;           ///< empty: the file's `topology:`
   std::vector<std::string> sets;  ///< key=value, after the file's `sim:`/`set:` overrides
   std::string initiation;         ///< empty: each task's own; else device, proxy or offload for every task

@@ -52,6 +52,7 @@ struct Request::State {
   std::shared_ptr<const core::ProgramSource> program;  // kept alive while the call runs
   CallBuffers buffers;
   std::vector<std::uint64_t> checkOutput;  // storage of the call-check all-gather
+  std::shared_ptr<const void> keepAlive;   // a replayed CallGraph's Programs and buffers
   Status status;
   bool done = false;
 };
@@ -133,6 +134,16 @@ struct Communicator::Impl {
   std::uint64_t cacheHits = 0;
   std::string lastProgram;
 
+  /// One recorded call of a capture (CallGraph).
+  struct Captured {
+    std::shared_ptr<const core::ProgramSource> program;
+    CallBuffers buffers;
+  };
+  bool capturing = false;
+  std::vector<Captured> captured;
+  /// exec->loadStoreDomains(), asked once: it does not change while the executor lives.
+  std::vector<std::vector<std::int32_t>> domains;
+
   bool inGroup = false;
   std::vector<P2POp> groupOps;
   std::vector<void*> groupBufs;
@@ -147,8 +158,7 @@ struct Communicator::Impl {
     a.pxnLevel = config.pxn;
     a.scaleUpInitiation = scaleUpInitiation;
     a.scaleOutInitiation = scaleOutInitiation;
-    auto domains = exec->loadStoreDomains();
-    if (domains.size() > 1) a.loadStoreDomains = std::move(domains);
+    if (domains.size() > 1) a.loadStoreDomains = domains;
     return a;
   }
 
@@ -241,6 +251,10 @@ struct Communicator::Impl {
       }
       auto program = programFor(args, opts.algorithm);
       lastProgram = program->header().name;
+      if (capturing) {
+        captured.push_back(Captured{std::move(program), std::move(buffers)});
+        return Request();
+      }
       auto st = std::make_shared<Request::State>();
       st->sink = asyncErrors;
       st->program = program;
@@ -369,6 +383,7 @@ Communicator::Communicator(std::unique_ptr<core::Executor> executor) : impl_(std
           executor->size());
     }
   }
+  impl_->domains = executor->loadStoreDomains();
   impl_->exec = std::move(executor);
 }
 
@@ -714,6 +729,10 @@ Request Communicator::runProgram(std::shared_ptr<const core::ProgramSource> prog
     if (impl_->config.validate) core::requireValidProgram(*program);
     ++impl_->seq;
     impl_->lastProgram = program->header().name;
+    if (impl_->capturing) {
+      impl_->captured.push_back(Impl::Captured{std::move(program), std::move(buffers)});
+      return Request();
+    }
     auto st = std::make_shared<Request::State>();
     st->sink = impl_->asyncErrors;
     st->program = std::move(program);
@@ -802,6 +821,128 @@ Request Communicator::groupEnd() {
   impl_->groupOps.clear();
   impl_->groupBufs.clear();
   return impl_->run(a, std::move(b), CallOptions{});
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Capture and replay
+
+struct CallGraph::Impl {
+  std::shared_ptr<Communicator::Impl> comm;
+  std::vector<Communicator::Impl::Captured> calls;
+};
+
+namespace {
+
+/// The calls of one replay, finished in the order they were started; the first error is the result.
+class ReplayHandle final : public core::CallHandle {
+ public:
+  explicit ReplayHandle(std::vector<std::unique_ptr<core::CallHandle>> calls) : calls_(std::move(calls)) {}
+
+  Status test(bool& done) override {
+    while (next_ < calls_.size()) {
+      bool one = false;
+      Status s = calls_[next_]->test(one);
+      if (!s.ok()) return finishAfterError(std::move(s), done);
+      if (!one) {
+        done = false;
+        return {};
+      }
+      ++next_;
+    }
+    done = true;
+    return {};
+  }
+
+  Status wait() override {
+    for (; next_ < calls_.size(); ++next_) {
+      Status s = calls_[next_]->wait();
+      if (!s.ok()) {
+        bool done = false;
+        return finishAfterError(std::move(s), done);
+      }
+    }
+    return {};
+  }
+
+ private:
+  /// After one call failed, the later ones end too (the communicator is unusable); wait for them so that
+  /// no call still touches the buffers when the Request returns.
+  Status finishAfterError(Status first, bool& done) {
+    for (++next_; next_ < calls_.size(); ++next_) (void)calls_[next_]->wait();
+    done = true;
+    return first;
+  }
+
+  std::vector<std::unique_ptr<core::CallHandle>> calls_;
+  std::size_t next_ = 0;
+};
+
+}  // namespace
+
+void Communicator::beginCapture() {
+  requireValid(impl_);
+  if (impl_->capturing) throw Error(ErrorCode::kInvalidUsage, "beginCapture() inside a capture (call endCapture())");
+  if (impl_->inGroup) throw Error(ErrorCode::kInvalidUsage, "beginCapture() inside groupStart()/groupEnd()");
+  impl_->capturing = true;
+  impl_->captured.clear();
+}
+
+CallGraph Communicator::endCapture() {
+  requireValid(impl_);
+  if (!impl_->capturing) throw Error(ErrorCode::kInvalidUsage, "endCapture() without beginCapture()");
+  if (impl_->inGroup) throw Error(ErrorCode::kInvalidUsage, "endCapture() inside groupStart()/groupEnd()");
+  impl_->capturing = false;
+  CallGraph g;
+  g.impl_ = std::make_shared<CallGraph::Impl>();
+  g.impl_->comm = impl_;
+  g.impl_->calls = std::move(impl_->captured);
+  impl_->captured.clear();
+  return g;
+}
+
+bool Communicator::capturing() const {
+  requireValid(impl_);
+  return impl_->capturing;
+}
+
+std::size_t CallGraph::size() const {
+  return impl_ ? impl_->calls.size() : 0;
+}
+
+Request CallGraph::replay() {
+  if (!impl_) return failedRequest({ErrorCode::kInvalidUsage, "replay() on an empty CallGraph"});
+  Communicator::Impl& comm = *impl_->comm;
+  if (comm.capturing) return failedRequest({ErrorCode::kInvalidUsage, "replay() inside a capture"});
+  if (comm.inGroup) return failedRequest({ErrorCode::kInvalidUsage, "replay() inside groupStart()/groupEnd()"});
+  std::vector<std::unique_ptr<core::CallHandle>> handles;
+  handles.reserve(impl_->calls.size());
+  Status failed;
+  for (const auto& c : impl_->calls) {
+    std::unique_ptr<core::CallHandle> h;
+    comm.seq++;
+    Status s = comm.exec->start(c.program, c.buffers, h);
+    comm.asyncErrors->record(s);
+    if (!s.ok()) {
+      failed = s;
+      break;
+    }
+    handles.push_back(std::move(h));
+  }
+  if (!impl_->calls.empty()) comm.lastProgram = impl_->calls.back().program->header().name;
+  auto st = std::make_shared<Request::State>();
+  st->sink = comm.asyncErrors;
+  st->keepAlive = impl_;
+  if (handles.size() == 1 && failed.ok()) {
+    st->handle = std::move(handles.front());
+  } else {
+    st->handle = std::make_unique<ReplayHandle>(std::move(handles));
+  }
+  if (!failed.ok()) {
+    // The calls already started still run: wait for them, then report the failed start.
+    (void)st->handle->wait();
+    return failedRequest(failed);
+  }
+  return Request(st);
 }
 
 }  // namespace copro::collectives

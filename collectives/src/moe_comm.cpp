@@ -75,6 +75,11 @@ void addBf16Row(std::vector<float>& acc, const std::uint16_t* src, float w) {
 Request Communicator::moeDispatch(const MoeConfig& config, const void* x, const float* scales,
                                   const std::int32_t* topkIdx, const float* topkWeights, int numTokens,
                                   MoeDispatchOut& out, MoeHandle& handle) {
+  if (capturing()) {
+    return Request::finished({ErrorCode::kInvalidUsage,
+                              "moeDispatch cannot be captured (its host-side packing runs per call): call "
+                              "endCapture() first, and run MoE calls outside captures"});
+  }
   const int p = size();
   const int me = rank();
   std::vector<int> nodes = nodeOfRank();
@@ -306,6 +311,11 @@ Request Communicator::moeDispatch(const MoeConfig& config, const void* x, const 
 }
 
 Request Communicator::moeCombine(const MoeHandle& handle, const void* expertOut, void* combined) {
+  if (capturing()) {
+    return Request::finished({ErrorCode::kInvalidUsage,
+                              "moeCombine cannot be captured (its host-side unpacking runs per call): call "
+                              "endCapture() first, and run MoE calls outside captures"});
+  }
   if (!handle.state) {
     return Request::finished({ErrorCode::kInvalidUsage, "moeCombine: the handle is empty (call moeDispatch first)"});
   }

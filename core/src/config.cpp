@@ -177,9 +177,21 @@ const std::vector<Entry>& entries() {
          c.threads = static_cast<int>(t);
        },
        [](const Config& c) { return std::to_string(c.threads); }},
-      {{"COPRO_SPIN_US", "20", "Microseconds a wait spins before it blocks."},
+      {{"COPRO_SPIN_US", "20",
+        "Microseconds a wait spins before it blocks (COPRO_WAIT=yield or adaptive; spin never blocks)."},
        [](Config& c, std::string_view v) { c.spinUs = parseDouble("COPRO_SPIN_US", v, 0.0); },
        [](const Config& c) { return formatDouble(c.spinUs); }},
+      {{"COPRO_WAIT", "adaptive",
+        "How a waiting thread uses its core (docs/latency.md): 'spin' busy-waits with a pause instruction and never "
+        "sleeps; 'yield' gives the core away (sched_yield) between looks, then sleeps after COPRO_SPIN_US; "
+        "'adaptive' spins as 'spin' does while the host's ranks fit its cores, as 'yield' does when they do not, "
+        "and sleeps after COPRO_SPIN_US."},
+       [](Config& c, std::string_view v) {
+         std::string t = trimmed(v);
+         if (t != "spin" && t != "yield" && t != "adaptive") badValue("COPRO_WAIT", v, "'spin', 'yield' or 'adaptive'");
+         c.wait = t;
+       },
+       [](const Config& c) { return c.wait; }},
       {{"COPRO_BOOTSTRAP_TRUSTED", "0",
         "1: the environment bootstrap may run without COPRO_BOOTSTRAP_TOKEN (only the job's processes can reach "
         "COPRO_ROOT_ADDR)."},

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <limits>
 
-#include "narrow_float.hpp"
+#include "copro/core/narrow_float.hpp"
 
 namespace copro::core {
 

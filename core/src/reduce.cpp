@@ -6,7 +6,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "narrow_float.hpp"
+#include "copro/core/narrow_float.hpp"
 
 // x86: SSE2 non-temporal stores (baseline) and an F16C path chosen at run time. Elsewhere (Arm
 // hosts such as Grace) the same portable loops run and copies use memcpy. Defining

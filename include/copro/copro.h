@@ -47,6 +47,7 @@ typedef enum { copro_sum = 0, copro_prod, copro_min, copro_max, copro_avg } copr
 
 typedef struct copro_comm* copro_comm_t;
 typedef struct copro_request* copro_request_t;
+typedef struct copro_graph* copro_graph_t;
 
 /* Opaque rendezvous handle of a multi-process communicator (as ncclUniqueId): created by one process with
  * copro_get_unique_id, its 128 bytes copied to every rank (MPI_Bcast, a file, the launcher). */
@@ -120,6 +121,19 @@ copro_result_t copro_send(const void* buf, size_t count, copro_datatype_t dtype,
                           copro_request_t* request);
 copro_result_t copro_recv(void* buf, size_t count, copro_datatype_t dtype, int peer, copro_comm_t comm,
                           copro_request_t* request);
+
+/* Capture and replay (as a CUDA graph; docs/latency.md): between copro_capture_begin and copro_capture_end,
+ * collectives, groups and sends/receives are checked and planned but not run; they return copro_success with
+ * *request set to NULL (a blocking form returns at once). copro_capture_end hands the recorded calls over as a
+ * graph; copro_graph_replay starts them again in order with the same buffers, skipping argument checks and
+ * planning. Every rank replays the same graphs in the same order; buffers must stay valid while a graph may
+ * be replayed. A graph keeps what it needs of its communicator alive; free it with copro_graph_free. */
+copro_result_t copro_capture_begin(copro_comm_t comm);
+copro_result_t copro_capture_end(copro_comm_t comm, copro_graph_t* graph);
+/* Number of recorded calls. */
+copro_result_t copro_graph_size(copro_graph_t graph, size_t* calls);
+copro_result_t copro_graph_replay(copro_graph_t graph, copro_request_t* request);
+copro_result_t copro_graph_free(copro_graph_t graph);
 
 copro_result_t copro_request_wait(copro_request_t request);
 /* *done = 1 when finished. */

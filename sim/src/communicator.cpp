@@ -28,6 +28,33 @@ bool hasNvLink(const topo::Fabric& f, std::int32_t node) {
   return false;
 }
 
+/// The scale-up domain of every GPU node, by node id: GPUs joined by NVLink (directly or through NVLink
+/// switches, across trays as in a GB200 NVL72 rack) share one, labelled by the lowest host id among them;
+/// a GPU without NVLink is its host's. docs/simulator.md, "The simulated communicator".
+std::map<std::int32_t, std::int32_t> scaleUpDomains(const topo::Fabric& f) {
+  std::vector<std::int32_t> parent(f.nodes().size());
+  for (std::size_t i = 0; i < parent.size(); ++i) parent[i] = static_cast<std::int32_t>(i);
+  const auto root = [&](std::int32_t x) {
+    while (parent[static_cast<std::size_t>(x)] != x) {
+      parent[static_cast<std::size_t>(x)] = parent[static_cast<std::size_t>(parent[static_cast<std::size_t>(x)])];
+      x = parent[static_cast<std::size_t>(x)];
+    }
+    return x;
+  };
+  for (const topo::Link& l : f.links()) {
+    if (l.kind == topo::LinkKind::kNvLink) parent[static_cast<std::size_t>(root(l.a))] = root(l.b);
+  }
+  std::map<std::int32_t, std::int32_t> lowestHost;  // component root -> lowest host of its GPUs
+  for (const std::int32_t g : f.gpus()) {
+    if (!hasNvLink(f, g)) continue;
+    const auto [it, fresh] = lowestHost.emplace(root(g), f.node(g).host);
+    if (!fresh) it->second = std::min(it->second, f.node(g).host);
+  }
+  std::map<std::int32_t, std::int32_t> domain;
+  for (const std::int32_t g : f.gpus()) domain[g] = hasNvLink(f, g) ? lowestHost[root(g)] : f.node(g).host;
+  return domain;
+}
+
 std::string fabricName(const topo::Fabric& f) {
   return f.name.empty() ? std::string("the fabric") : "'" + f.name + "'";
 }
@@ -119,12 +146,14 @@ collectives::CostModel fabricCostModel(const topo::Fabric& fabric, Simulator& si
   const auto gpuOf = [&](std::size_t r) { return placement[r]; };
   const std::int32_t first = gpus.at(static_cast<std::size_t>(gpuOf(0)));
   const auto& g0 = fabric.node(first);
+  const std::map<std::int32_t, std::int32_t> scaleUp = scaleUpDomains(fabric);
   std::int32_t intraPeer = -1;
   std::int32_t interPeer = -1;
   bool interIsRailPeer = false;
   for (std::size_t r = 1; r < placement.size(); ++r) {
-    const auto& g = fabric.node(gpus[static_cast<std::size_t>(gpuOf(r))]);
-    if (g.host == g0.host) {
+    const std::int32_t id = gpus[static_cast<std::size_t>(gpuOf(r))];
+    const auto& g = fabric.node(id);
+    if (scaleUp.at(id) == scaleUp.at(first)) {
       if (intraPeer < 0 && hasNvLink(fabric, first)) intraPeer = static_cast<std::int32_t>(r);
       continue;
     }
@@ -160,18 +189,20 @@ collectives::CostModel fabricCostModel(const topo::Fabric& fabric, Simulator& si
 Communicator::Communicator(const topo::Fabric& fabric, CommunicatorOptions options)
     : fabric_(fabric), placement_(resolvePlacement(fabric, options)) {
   simulator_ = std::make_unique<Simulator>(fabric, options.params ? *options.params : SimParams::fromFabric(fabric));
-  // Rank -> server from the fabric, so hierarchical algorithms see the real nodes; GPUs of one server joined
-  // by NVLink form a load/store domain.
+  // Rank -> scale-up domain (the server, or the NVLink domain spanning several trays), so hierarchical
+  // algorithms and the planner see the real nodes; GPUs of one domain joined by NVLink form a load/store
+  // domain.
+  const std::map<std::int32_t, std::int32_t> scaleUp = scaleUpDomains(fabric);
   std::map<std::int32_t, std::vector<std::int32_t>> domains;
   std::vector<std::int32_t> singles;
   std::map<int, bool> hosts;
   for (std::int32_t r = 0; r < size(); ++r) {
     const std::int32_t id = fabric.gpus()[static_cast<std::size_t>(placement_[static_cast<std::size_t>(r)])];
-    const auto& g = fabric.node(id);
-    nodeOfRank_.push_back(g.host);
-    hosts[g.host] = true;
+    const std::int32_t node = scaleUp.at(id);
+    nodeOfRank_.push_back(node);
+    hosts[node] = true;
     if (hasNvLink(fabric, id)) {
-      domains[g.host].push_back(r);
+      domains[node].push_back(r);
     } else {
       singles.push_back(r);
     }

@@ -28,6 +28,7 @@ struct TaskState {
   const Task* task = nullptr;
   std::int32_t first = 0;
   std::int32_t count = 0;
+  std::vector<std::int32_t> ranks;  ///< the ranks it runs on (first .. first + count - 1, or comm.placement)
   bool compute = true;
   double nominal = 0.0;    ///< ps
   double remaining = 0.0;  ///< compute: ps of work at full speed left
@@ -115,6 +116,28 @@ std::vector<double> contendedDurations(const std::vector<TaskState>& jobs, const
   return d;
 }
 
+/// The ranks of a task: its range, or the explicit placement of a communication task (each rank once,
+/// inside the job).
+template <typename Fail>
+void assignRanks(TaskState& j, const Task& t, std::int32_t nranks, const Fail& fail) {
+  j.ranks.clear();
+  if (t.kind == TaskKind::kCompute || t.comm.placement.empty()) {
+    for (std::int32_t r = j.first; r < j.first + j.count; ++r) j.ranks.push_back(r);
+    return;
+  }
+  std::vector<bool> seen(static_cast<std::size_t>(nranks), false);
+  for (const std::int32_t r : t.comm.placement) {
+    if (r < 0 || r >= nranks) {
+      fail(t, "rank " + std::to_string(r) + " is outside the job's ranks 0-" + std::to_string(nranks - 1));
+    }
+    if (seen[static_cast<std::size_t>(r)]) fail(t, "rank " + std::to_string(r) + " is listed twice");
+    seen[static_cast<std::size_t>(r)] = true;
+    j.ranks.push_back(r);
+  }
+  j.first = t.comm.placement.front();
+  j.count = static_cast<std::int32_t>(t.comm.placement.size());
+}
+
 RankTotals schedule(std::vector<TaskState>& jobs, std::int32_t nranks, const ComputeParams& cp,
                     const std::string& where) {
   for (TaskState& j : jobs) {
@@ -145,7 +168,7 @@ RankTotals schedule(std::vector<TaskState>& jobs, std::int32_t nranks, const Com
     j.state = State::kDone;
     j.ended = now;
     ++done;
-    for (std::int32_t r = j.first; r < j.first + j.count; ++r) {
+    for (const std::int32_t r : j.ranks) {
       const auto ru = static_cast<std::size_t>(r);
       if (j.compute) {
         computeOn[ru] = -1;
@@ -174,7 +197,7 @@ RankTotals schedule(std::vector<TaskState>& jobs, std::int32_t nranks, const Com
           j.state = State::kRunning;
           j.started = now;
           j.end = now + j.duration;
-          for (std::int32_t r = j.first; r < j.first + j.count; ++r) {
+          for (const std::int32_t r : j.ranks) {
             commSms[static_cast<std::size_t>(r)] += j.sms;
             ++commCount[static_cast<std::size_t>(r)];
           }
@@ -186,13 +209,12 @@ RankTotals schedule(std::vector<TaskState>& jobs, std::int32_t nranks, const Com
         const std::int32_t id = readyCompute[k];
         TaskState& j = jobs[static_cast<std::size_t>(id)];
         bool free = true;
-        for (std::int32_t r = j.first; r < j.first + j.count && free; ++r)
-          free = computeOn[static_cast<std::size_t>(r)] < 0;
+        for (const std::int32_t r : j.ranks) free = free && computeOn[static_cast<std::size_t>(r)] < 0;
         if (!free) {
           ++k;
           continue;
         }
-        for (std::int32_t r = j.first; r < j.first + j.count; ++r) computeOn[static_cast<std::size_t>(r)] = id;
+        for (const std::int32_t r : j.ranks) computeOn[static_cast<std::size_t>(r)] = id;
         j.state = State::kRunning;
         j.started = now;
         running.push_back(id);
@@ -221,8 +243,7 @@ RankTotals schedule(std::vector<TaskState>& jobs, std::int32_t nranks, const Com
         continue;
       }
       std::int32_t held = 0;
-      for (std::int32_t r = j.first; r < j.first + j.count; ++r)
-        held = std::max(held, commSms[static_cast<std::size_t>(r)]);
+      for (const std::int32_t r : j.ranks) held = std::max(held, commSms[static_cast<std::size_t>(r)]);
       held = std::min(held, cp.sms);
       j.rate = static_cast<double>(cp.sms - held) / static_cast<double>(cp.sms);
       if (j.rate > 0.0) next = std::min(next, now + j.remaining / j.rate);
@@ -310,6 +331,7 @@ WorkloadResult runWorkload(const Workload& workload, const WorkloadOptions& opti
       fail(t, "ranks " + std::to_string(j.first) + "-" + std::to_string(j.first + j.count - 1) +
                   " are outside the job's ranks 0-" + std::to_string(nranks - 1));
     }
+    assignRanks(j, t, nranks, fail);
     for (const std::string& dep : t.after) {
       const auto it = byName.find(dep);
       if (it == byName.end()) {

@@ -25,6 +25,7 @@ std::string collectiveKey(const CommTask& t) {
   std::ostringstream key;
   key << t.collective << '|' << t.bytes << '|' << t.algorithm << '|' << t.groupSize << '|'
       << static_cast<int>(t.initiation);
+  for (const std::int32_t r : t.placement) key << (&r == t.placement.data() ? "|on " : ",") << r;
   return key.str();
 }
 
@@ -126,7 +127,12 @@ WorkloadComm::Prepared WorkloadComm::prepare(const CommTask& task, std::int32_t 
   Prepared p;
   CommunicatorOptions where;
   where.ranks = task.groupSize;
-  for (std::int32_t r = 0; r < task.groupSize; ++r) where.placement.push_back(firstRank + r);
+  where.placement = task.placement;
+  if (task.placement.empty()) {
+    for (std::int32_t r = 0; r < task.groupSize; ++r) where.placement.push_back(firstRank + r);
+  } else {
+    where.ranks = static_cast<std::int32_t>(task.placement.size());
+  }
   p.communicator = std::make_unique<Communicator>(fabric_, where);
   if (isMoe(task)) {
     const PreparedMoe moe = prepareMoe(task, *p.communicator);

@@ -11,6 +11,7 @@
 
 static copro_comm_t comms[NRANKS];
 static int failures = 0;
+static char not_null; /* a request handle the capture must overwrite with NULL */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void fail(const char* what, int rank) {
@@ -56,6 +57,25 @@ static void* rank_main(void* arg) {
     }
     copro_comm_destroy(sub);
   }
+  /* Capture an all-reduce, then replay it on new input: the replay reads the buffer when it runs. */
+  copro_graph_t graph = NULL;
+  size_t calls = 0;
+  copro_request_t captured = (copro_request_t)(void*)&not_null;
+  if (copro_capture_begin(comms[rank]) != copro_success ||
+      copro_allreduce(in, out, COUNT, copro_float32, copro_sum, comms[rank], &captured) != copro_success ||
+      captured != NULL || copro_capture_end(comms[rank], &graph) != copro_success ||
+      copro_graph_size(graph, &calls) != copro_success || calls != 1) {
+    fail("capture", rank);
+  } else {
+    for (int round = 1; round <= 3; ++round) {
+      for (int i = 0; i < COUNT; ++i) in[i] = (float)(round * rank + i);
+      if (copro_graph_replay(graph, NULL) != copro_success || out[5] != (float)(round * (0 + 1 + 2 + 3) + NRANKS * 5)) {
+        fail("replay", rank);
+        break;
+      }
+    }
+  }
+  copro_graph_free(graph);
   /* An error names the problem: a NULL buffer with a non-zero count. */
   copro_result_t r = copro_allreduce(NULL, out, COUNT, copro_float32, copro_sum, comms[rank], NULL);
   if (r != copro_invalid_argument || strstr(copro_last_error(), "null") == NULL) {

@@ -42,5 +42,15 @@ std::string caseName(const ::testing::TestParamInfo<Case>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Inproc, PairwiseCase, ::testing::ValuesIn(pairwiseCases(kRanks, kCounts)), caseName);
 
+/// The same matrix through the portable lane machine that the GPU kernels run (docs/gpu.md), on host
+/// threads: a wrong op meaning, ordering or semaphore rule of the device lanes fails here, on the CPU.
+std::vector<Case> laneMachineCases() {
+  std::vector<Case> cases = pairwiseCases(kRanks, kCounts);
+  for (Case& c : cases) c.backend = "lanemachine";
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(LaneMachine, PairwiseCase, ::testing::ValuesIn(laneMachineCases()), caseName);
+
 }  // namespace
 }  // namespace copro::test

@@ -9,7 +9,7 @@
 ///   bool checkStall(const std::shared_ptr<Call>&, double stalledSec);   true: failed the call
 ///   std::uint32_t armSleep(); void disarmSleep();         announce / withdraw a sleeper
 ///   void sleep(std::uint32_t seen, const Call& front, double stalledSec);
-///   double spinSeconds() const; void spinPause();
+///   double spinSeconds() const; void spinPause();  the wait policy (wait_policy.hpp): look this long, pause so
 #include <algorithm>
 #include <atomic>
 #include <chrono>

@@ -87,7 +87,7 @@ Status World::drive(RankState& rs, const std::shared_ptr<Call>& target, bool blo
       rs.notifier.sleep(seen, length);
     }
     [[nodiscard]] double spinSeconds() const { return world.spinSeconds(); }
-    static void spinPause() { inproc::spinPause(); }
+    void spinPause() const { world.waitPolicy().pause(); }
   };
   Host host{*this, rs};
   return calls::driveCall(host, target, block, done);
@@ -184,7 +184,7 @@ void ProgressPool::threadMain(int index) {
       continue;
     }
     if (!armed && !local.empty() && secondsSince(idleSince, Clock::now()) < spin) {
-      spinPause();
+      world_.waitPolicy().pause();
       continue;
     }
     if (!armed) {

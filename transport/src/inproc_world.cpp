@@ -122,7 +122,7 @@ World::World(int nranks, core::Config config, std::vector<int> nodeOfRank)
     : config_(std::move(config)),
       nodeOfRank_(std::move(nodeOfRank)),
       proxyDefault_(calls::deviceLanesRunAsProxy(config_)),
-      spinSec_(std::max(config_.spinUs, 0.0) * 1e-6) {
+      wait_(calls::WaitPolicy::resolve(config_, nranks)) {
   ranks_.reserve(static_cast<std::size_t>(nranks));
   for (int r = 0; r < nranks; ++r) ranks_.push_back(std::make_unique<RankState>(*this, r));
   // Keep the old behaviour of COPRO_INITIATION=proxy: its threads exist from the start.

@@ -35,6 +35,7 @@
 #include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
 #include "lane_state.hpp"
+#include "wait_policy.hpp"
 
 namespace copro::transport::inproc {
 
@@ -191,7 +192,9 @@ class World {
   /// COPRO_INITIATION=proxy without per-scale modes: `device` lanes run as `proxy` (a hand-written Program
   /// that chose no modes follows the Config, as before lanes carried a mode).
   [[nodiscard]] bool proxyDefault() const noexcept { return proxyDefault_; }
-  [[nodiscard]] double spinSeconds() const noexcept { return spinSec_; }
+  [[nodiscard]] double spinSeconds() const noexcept { return wait_.spinSec; }
+  /// COPRO_WAIT resolved for this world's ranks (wait_policy.hpp).
+  [[nodiscard]] const calls::WaitPolicy& waitPolicy() const noexcept { return wait_; }
 
   /// Executor::start.
   core::Status start(int rank, std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
@@ -256,7 +259,7 @@ class World {
   const core::Config config_;
   const std::vector<int> nodeOfRank_;
   const bool proxyDefault_;
-  const double spinSec_;
+  const calls::WaitPolicy wait_;
 
   std::atomic<int> poisonRank_{-1};
   mutable std::mutex poisonMutex_;

@@ -82,7 +82,7 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   size_ = bootstrap_->size();
   if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(size_), 0);
   proxyDefault_ = calls::deviceLanesRunAsProxy(config_);
-  spinSec_ = std::max(config_.spinUs, 0.0) * 1e-6;
+  wait_ = calls::WaitPolicy::resolve(config_, size_);
   const std::string me = "shm rank " + std::to_string(rank_) + ": ";
 
   RankInfo mine{};
@@ -854,8 +854,8 @@ Status ShmComm::drive(const std::shared_ptr<Call>& target, bool block, bool& don
     void sleep(std::uint32_t seen, const Call&, double stalled) {
       comm.sleepOnSelf(seen, sleepLength(comm.config_.timeoutSec, stalled));
     }
-    [[nodiscard]] double spinSeconds() const { return comm.spinSec_; }
-    static void spinPause() { shm::spinPause(); }
+    [[nodiscard]] double spinSeconds() const { return comm.wait_.spinSec; }
+    void spinPause() const { comm.wait_.pause(); }
   };
   Host host{*this, ranks_[rank_]};
   return calls::driveCall(host, target, block, done);
@@ -897,8 +897,8 @@ void ShmComm::progressMain(int which) {
       }
       stalled = secondsSince(stallStart, Clock::now());
       if (checkStall(front, stalled)) continue;
-      if (stalled < spinSec_) {
-        spinPause();
+      if (stalled < wait_.spinSec) {
+        wait_.pause();
         continue;
       }
     }

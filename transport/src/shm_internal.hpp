@@ -33,6 +33,7 @@
 #include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
 #include "lane_state.hpp"
+#include "wait_policy.hpp"
 
 namespace copro::transport::shm {
 
@@ -288,8 +289,8 @@ class ShmComm {
   int size_ = 1;
   /// COPRO_INITIATION=proxy without per-scale modes: `device` lanes run as `proxy`.
   bool proxyDefault_ = false;
-  double spinSec_ = 0;
-  std::string prefix_;  ///< "copro-<pid0>-<token>-"
+  calls::WaitPolicy wait_;  ///< COPRO_WAIT resolved for this host's ranks
+  std::string prefix_;      ///< "copro-<pid0>-<token>-"
   bool cma_ = true;
   std::uint64_t probe_ = 0;
 

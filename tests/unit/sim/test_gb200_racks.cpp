@@ -1,6 +1,7 @@
 /// Multi-rack GB200 NVL72 (gb200_nvl72 with `racks` and a scale-out network): the bundled two-rack file is a
 /// short topology file that loads, has one NVLink domain per rack and 800 Gb/s NICs, and simulates with
-/// cross-rack traffic on the network; fat_tree and rail scale-out both build; bad combinations name the key.
+/// cross-rack traffic on the network; fat_tree and rail scale-out both build; bad combinations name the key;
+/// the planner's scale-up domain is the rack's NVLink domain (72 GPUs), not the 4-GPU tray.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -86,6 +87,30 @@ TEST(Gb200Racks, FatTreeAndRailBuildAndMistakesNameTheKey) {
   } catch (const core::Error& e) {
     EXPECT_NE(std::string(e.what()).find("scale_out"), std::string::npos) << e.what();
   }
+}
+
+TEST(Gb200Racks, PlannerScaleUpDomainIsTheNvLinkDomainNotTheTray) {
+  // Trays are hosts of 4 GPUs, but the rack's NVLink switch joins all 72: the communicator (and so the
+  // planner, hierarchical algorithms and PXN) sees one node per rack, with NVLink inside and the NICs out.
+  const topo::Fabric f = topo::loadTopology("gb200-nvl72-2rack");
+  Communicator comm(f);
+  EXPECT_EQ(comm.nodes(), 2);
+  const auto& node = comm.nodeOfRank();
+  for (std::int32_t r = 0; r < 144; ++r) EXPECT_EQ(node[static_cast<std::size_t>(r)], node[r < 72 ? 0 : 72]) << r;
+  EXPECT_NE(node[0], node[72]);
+  ASSERT_EQ(comm.loadStoreDomains().size(), 2U);
+  EXPECT_EQ(comm.loadStoreDomains()[0].size(), 72U);
+  EXPECT_DOUBLE_EQ(comm.costModel().bandwidthGBps, 900.0);       // NVLink per GPU
+  EXPECT_DOUBLE_EQ(comm.costModel().interBandwidthGBps, 100.0);  // the 800 Gb/s NIC
+  // Ranks of one rack only: one node, no scale-out.
+  CommunicatorOptions oneRack;
+  oneRack.ranks = 72;
+  EXPECT_EQ(Communicator(f, oneRack).nodes(), 1);
+  // Servers whose NVLink stays inside them keep one node per server.
+  const topo::Fabric h = topo::loadTopology("deepseek-v3");
+  CommunicatorOptions sixtyFour;
+  sixtyFour.ranks = 64;
+  EXPECT_EQ(Communicator(h, sixtyFour).nodes(), 8);
 }
 
 }  // namespace

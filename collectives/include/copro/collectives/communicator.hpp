@@ -50,6 +50,29 @@ class Request {
   std::shared_ptr<State> state_;
 };
 
+class Communicator;
+
+/// Calls recorded between Communicator::beginCapture() and endCapture() (as a CUDA graph, or MPI's
+/// persistent collectives): replay() starts them again, in the order recorded, with the same buffers and
+/// arguments, and skips what a call pays before it reaches the executor (argument checks, planning, the
+/// Program cache). Every rank replays the same graphs in the same order; the buffers must stay valid
+/// while a graph may be replayed. docs/latency.md.
+class CallGraph {
+ public:
+  CallGraph() = default;
+  /// Starts every recorded call; the Request finishes when all have (its status: the first error).
+  Request replay();
+  /// Calls recorded.
+  [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] bool valid() const { return impl_ != nullptr; }
+
+  struct Impl;
+
+ private:
+  friend class Communicator;
+  std::shared_ptr<Impl> impl_;
+};
+
 class Communicator {
  public:
   Communicator() = default;  ///< an empty handle (what split returns for color < 0)
@@ -127,6 +150,15 @@ class Communicator {
   /// Runs the operations collected since groupStart().
   Request groupEnd();
 
+  /// Capture: from beginCapture() to endCapture(), collectives, groups and runProgram are checked and
+  /// planned but not run; they return invalid Requests and are recorded into the CallGraph endCapture()
+  /// returns. MoE calls cannot be captured (their host-side packing runs per call): they fail with
+  /// kInvalidUsage. Throws Error(kInvalidUsage) on beginCapture() inside a capture or a group, and on
+  /// endCapture() outside a capture.
+  void beginCapture();
+  CallGraph endCapture();
+  [[nodiscard]] bool capturing() const;
+
   /// Releases this rank's in-flight and future calls with an aborted error (any thread).
   void abort();
   /// The first error that left this communicator unusable (a timeout, a dead or failed peer, abort(), a
@@ -150,6 +182,7 @@ class Communicator {
 }  // namespace copro::collectives
 
 namespace copro {
+using collectives::CallGraph;
 using collectives::CallOptions;
 using collectives::Communicator;
 using collectives::Request;

@@ -23,6 +23,7 @@ struct Config {
   int pxn = 0;                     ///< COPRO_PXN: 0 off, 1 relay off-rail puts, 2 relay and aggregate (docs/pxn.md)
   int threads = 0;                 ///< COPRO_THREADS: inproc proxy progress threads (0: one per core)
   double spinUs = 20.0;            ///< COPRO_SPIN_US: spin this long on a wait before blocking
+  std::string wait = "adaptive";   ///< COPRO_WAIT: spin, yield or adaptive (how a waiting thread spins)
   bool bootstrapTrusted = false;   ///< COPRO_BOOTSTRAP_TRUSTED: the environment bootstrap may run without a secret
   bool validate = false;           ///< COPRO_VALIDATE: validate every new Program before its first run
   bool checkCalls = false;         ///< COPRO_CHECK_CALLS: verify that every rank made the same call

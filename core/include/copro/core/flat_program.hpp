@@ -13,14 +13,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "copro/core/host_device.hpp"
 #include "copro/core/program.hpp"
-
-/// Marks functions that device code may call too (the flat interpreter compiled by nvcc).
-#if defined(__CUDACC__)
-#define COPRO_HD __host__ __device__
-#else
-#define COPRO_HD
-#endif
 
 namespace copro::core {
 

@@ -34,6 +34,10 @@ struct CommTask {
   /// Ranks per group: the task's ranks split into consecutive blocks of this size, each running the
   /// collective at the same time (0 in a Task: all its ranks; the callback always sees the resolved size).
   std::int32_t groupSize = 0;
+  /// Non-empty: the task is one group on exactly these ranks of the job, in this order (its rank 0 first:
+  /// the sender of a point-to-point transfer, the root of a broadcast); groupSize is then its size. Chakra
+  /// traces (chakra_trace.hpp) use it for process groups that are not a block of consecutive ranks.
+  std::vector<std::int32_t> placement;
   core::Initiation initiation = core::Initiation::kDevice;
   std::int32_t sms = -1;  ///< SMs it occupies while in flight; -1: compute.comm_sms (device, proxy), 0 (offload)
   // kMoeDispatch / kMoeCombine (per rank of the group)
@@ -53,6 +57,7 @@ struct Task {
   std::vector<std::string> after;  ///< names of the tasks that must end before this one starts
   std::int32_t firstRank = 0;      ///< the ranks it runs on: [firstRank, firstRank + numRanks)
   std::int32_t numRanks = 0;       ///< 0: every rank of the workload
+                                   ///< (communication tasks with comm.placement run on those ranks instead)
   // kCompute: `duration`, or `flops` at compute.flops x efficiency
   core::Time duration{};
   double flops = 0.0;

@@ -1,12 +1,16 @@
 #pragma once
-/// Private to core/src: branch-free conversions between float32 and the narrow float formats.
+/// Branch-free conversions between float32 and the narrow float formats (float16, bfloat16, FP8).
 ///
-/// Both the scalar API in dtype.cpp and the reduction kernels in reduce.cpp use these, so a kernel
-/// result is bit-identical to the scalar conversion of the same float32 value. They are written with
-/// plain 32-bit integer arithmetic and selects (no branches, no tables) so GCC vectorizes loops that
-/// call them on the baseline SSE2 ISA.
-#include <bit>
+/// The scalar API in dtype.cpp, the reduction kernels in reduce.cpp and the portable lane machine
+/// (lane_machine.hpp, also compiled by nvcc) all use these, so a result is bit-identical wherever it is
+/// computed. They are written with plain 32-bit integer arithmetic and selects (no branches, no tables)
+/// so GCC vectorizes loops that call them on the baseline SSE2 ISA.
 #include <cstdint>
+#if !defined(__CUDA_ARCH__)
+#include <bit>
+#endif
+
+#include "copro/core/host_device.hpp"
 
 namespace copro::core::detail {
 
@@ -31,24 +35,32 @@ using HalfFormat = NarrowFormat<5, 10, true>;
 using E5M2Format = NarrowFormat<5, 2, true>;
 using E4M3Format = NarrowFormat<4, 3, false>;
 
-inline float bitsToFloat(std::uint32_t u) noexcept {
+COPRO_HD inline float bitsToFloat(std::uint32_t u) noexcept {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
   return std::bit_cast<float>(u);
+#endif
 }
-inline std::uint32_t floatToBits(float f) noexcept {
+COPRO_HD inline std::uint32_t floatToBits(float f) noexcept {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
   return std::bit_cast<std::uint32_t>(f);
+#endif
 }
 
 /// `cond ? a : b` as bit masks. With `?:` GCC sinks a float operation feeding only one arm into a
 /// branch and then (under the default -ftrapping-math) refuses to if-convert it back, which blocks
 /// vectorization; masks keep every operation unconditional.
-inline std::uint32_t selectBits(bool cond, std::uint32_t a, std::uint32_t b) noexcept {
+COPRO_HD inline std::uint32_t selectBits(bool cond, std::uint32_t a, std::uint32_t b) noexcept {
   const std::uint32_t m = 0u - static_cast<std::uint32_t>(cond);
   return (a & m) | (b & ~m);
 }
 
 /// Narrow bits (in the low bits of `v`) to float32; exact.
 template <class F>
-inline float narrowToFloat(std::uint32_t v) noexcept {
+COPRO_HD inline float narrowToFloat(std::uint32_t v) noexcept {
   const std::uint32_t sign = (v >> (F::kExpBits + F::kMantBits) & 1u) << 31;
   // Signed ints keep the compares and the int->float conversion native on SSE2.
   const std::int32_t mag = static_cast<std::int32_t>(v & F::kMagMask);
@@ -71,7 +83,7 @@ inline float narrowToFloat(std::uint32_t v) noexcept {
 /// saturate finite overflow and infinities to the largest finite value. NaN stays NaN (quiet, sign
 /// kept; payload's top bits kept for IEEE-like formats).
 template <class F>
-inline std::uint32_t floatToNarrow(float f) noexcept {
+COPRO_HD inline std::uint32_t floatToNarrow(float f) noexcept {
   const std::uint32_t u = floatToBits(f);
   const std::uint32_t sign = u & 0x80000000u;
   const std::uint32_t a = u ^ sign;              // |f| bits
@@ -101,11 +113,11 @@ inline std::uint32_t floatToNarrow(float f) noexcept {
 }
 
 /// bfloat16 is the top half of a float32.
-inline float bfloat16ToFloatInline(std::uint32_t b) noexcept {
+COPRO_HD inline float bfloat16ToFloatInline(std::uint32_t b) noexcept {
   return bitsToFloat(b << 16);
 }
 
-inline std::uint32_t floatToBfloat16Inline(float f) noexcept {
+COPRO_HD inline std::uint32_t floatToBfloat16Inline(float f) noexcept {
   const std::uint32_t u = floatToBits(f);
   const std::uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
   // NaN: truncate and set the quiet bit, so a payload in the dropped bits cannot turn it into inf.

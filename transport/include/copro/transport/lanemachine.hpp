@@ -1,0 +1,12 @@
+#pragma once
+/// The `lanemachine` backend: ranks are threads of this process and every lane of a call runs on the
+/// portable lane machine (copro/core/lane_machine.hpp), the op interpreter the GPU backend's kernels run,
+/// on host threads. It is the CPU check of the device lanes (docs/gpu.md), not a fast backend.
+#include "copro/core/executor.hpp"
+
+namespace copro::transport {
+
+/// Adds the backend to a registry under the name "lanemachine".
+void registerLaneMachine(core::ExecutorRegistry& registry);
+
+}  // namespace copro::transport
