@@ -175,15 +175,8 @@ Communicator MpiRun::communicator(const std::string& backend, const Config& conf
   // createFromMpi takes virtual nodes from COPRO_NODE_MAP; COPRO_NODE_ID (one per process, as
   // createCommunicator reads it) becomes that map here, gathered over MPI.
   Config cfg = config;
-  int mine = -1;
-  if (const char* v = std::getenv("COPRO_NODE_ID"); v != nullptr && *v != '\0') {
-    char* end = nullptr;
-    const long x = std::strtol(v, &end, 10);
-    if (*end != '\0' || x < 0 || x > (1L << 30)) {
-      throw Error(ErrorCode::kInvalidArgument, std::string("COPRO_NODE_ID='") + v + "' is not a non-negative integer");
-    }
-    mine = static_cast<int>(x);
-  }
+  cfg.readEnvironment({"COPRO_NODE_ID"});
+  int mine = cfg.nodeId;
   std::vector<int> ids(static_cast<std::size_t>(size_));
   check(MPI_Allgather(&mine, 1, MPI_INT, ids.data(), 1, MPI_INT, comms_->world), "MPI_Allgather");
   const auto unset = std::count(ids.begin(), ids.end(), -1);

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/) in their own build folder with clang-14, ASan + UBSan + libFuzzer
-# (only the parser libraries and the targets), then runs each for COPRO_FUZZ_SECONDS seconds (default 20)
+# (only the parser libraries and the targets), then runs each for FUZZ_SECONDS seconds (default 20)
 # through ctest's label `fuzz`. docs/fuzzing.md: longer runs, reproducing a crash.
 #   scripts/fuzz.sh [BUILD_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build-fuzz}
-export COPRO_FUZZ_SECONDS=${COPRO_FUZZ_SECONDS:-20}
+export FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 launcher=()
 if command -v ccache >/dev/null 2>&1; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)

@@ -89,10 +89,9 @@ transport::UniqueId toTransport(const UniqueId& id) {
 }  // namespace
 
 UniqueId getUniqueId(const std::string& bindAddr) {
-  std::string addr = bindAddr;
-  const char* env = std::getenv("COPRO_BOOTSTRAP_ADDR");
-  if (bindAddr == "127.0.0.1" && env != nullptr && *env != '\0') addr = env;
-  const transport::UniqueId t = transport::createUniqueId(addr, Config::fromEnvironment());
+  const Config config = Config::fromEnvironment();
+  const std::string addr = bindAddr == "127.0.0.1" && !config.bootstrapAddr.empty() ? config.bootstrapAddr : bindAddr;
+  const transport::UniqueId t = transport::createUniqueId(addr, config);
   UniqueId id;
   std::memcpy(id.internal.data(), t.bytes.data(), id.internal.size());
   return id;
@@ -114,15 +113,9 @@ Communicator createCommunicator(const std::string& backend, std::shared_ptr<core
   options.nranks = bootstrap->size();
   // Node ids: COPRO_NODE_ID of every process, gathered; else COPRO_NODE_MAP (the Communicator reads it);
   // else one node. Collective, like the rest of creation.
-  std::int32_t mine = -1;
-  if (const char* v = std::getenv("COPRO_NODE_ID"); v != nullptr && *v != '\0') {
-    char* end = nullptr;
-    const long x = std::strtol(v, &end, 10);
-    if (*end != '\0' || x < 0 || x > (1L << 30)) {
-      throw Error(ErrorCode::kInvalidArgument, std::string("COPRO_NODE_ID='") + v + "' is not a non-negative integer");
-    }
-    mine = static_cast<std::int32_t>(x);
-  }
+  Config given = config;  // COPRO_NODE_ID: the config's, else the environment's (a hand-built config)
+  given.readEnvironment({"COPRO_NODE_ID"});
+  std::int32_t mine = given.nodeId;
   std::vector<std::int32_t> ids(static_cast<std::size_t>(bootstrap->size()));
   bootstrap->allGather(&mine, ids.data(), sizeof(mine)).throwIfError();
   std::vector<int> unset;

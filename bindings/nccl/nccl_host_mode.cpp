@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "copro/copro.h"
+#include "copro/core/config.hpp"
 
 struct ncclComm {
   copro_comm_t comm = nullptr;
@@ -226,10 +227,12 @@ ncclResult_t wrap(copro_comm_t c, ncclComm_t* out) {
   return ncclSuccess;
 }
 
-/// The backend of multi-process communicators: COPRO_NCCL_BACKEND, else shm (one host).
-const char* backendName() {
-  const char* b = std::getenv("COPRO_NCCL_BACKEND");
-  return b != nullptr && *b != '\0' ? b : "shm";
+/// The backend of multi-process communicators: COPRO_NCCL_BACKEND (through copro's Config), else shm.
+/// A malformed value throws copro::Error naming the variable.
+std::string backendName() {
+  copro::Config env;
+  env.readEnvironment({"COPRO_NCCL_BACKEND"});
+  return env.ncclBackend;
 }
 
 ncclResult_t notInGroup(const char* what) {
@@ -242,8 +245,14 @@ ncclResult_t notInGroup(const char* what) {
 /// Creates one rank of a multi-process communicator; *out stays NULL on failure.
 ncclResult_t initRank(ncclComm_t* out, int nranks, int rank, const copro_unique_id_t& id) {
   copro_comm_t c = nullptr;
-  const std::string where = std::string("ncclCommInitRank (backend ") + backendName() + ")";
-  if (const ncclResult_t r = fromCopro(copro_comm_init_rank(backendName(), id, rank, nranks, &c), where.c_str());
+  std::string backend;
+  try {
+    backend = backendName();
+  } catch (const std::exception& e) {
+    return fail(ncclInvalidArgument, std::string("ncclCommInitRank: ") + e.what());
+  }
+  const std::string where = "ncclCommInitRank (backend " + backend + ")";
+  if (const ncclResult_t r = fromCopro(copro_comm_init_rank(backend.c_str(), id, rank, nranks, &c), where.c_str());
       r != ncclSuccess) {
     return r;
   }

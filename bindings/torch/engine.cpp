@@ -337,8 +337,8 @@ Engine::Engine(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                std::chrono::milliseconds timeout)
     : rank_(rank),
       size_(size),
-      transport_(transport.empty() ? "auto" : transport),
       config_(copro::Config::fromEnvironment()),
+      transport_(transport.empty() ? config_.torchTransport : transport),
       boot_(std::make_shared<StoreBootstrap>(store, "copro/", rank, size)) {
   const std::vector<std::string> known = availableTransports();
   if (transport_ == "auto") {
@@ -349,7 +349,7 @@ Engine::Engine(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
     throw std::runtime_error("copro_torch: unknown transport '" + transport_ + "'; this build offers: auto, " +
                              joined(known) + " (copro_torch.set_transport or COPRO_TORCH_TRANSPORT)");
   }
-  if (std::getenv("COPRO_TIMEOUT") == nullptr && timeout.count() > 0) config_.timeoutSec = timeout.count() / 1000.0;
+  if (!config_.isSet("COPRO_TIMEOUT") && timeout.count() > 0) config_.timeoutSec = timeout.count() / 1000.0;
 #if COPRO_TORCH_HAVE_MPI
   if (transport_ == "mpi") mpiWorldRanks_ = mpiWorldRanks(*boot_);
 #endif

@@ -119,8 +119,8 @@ class Engine {
 
   int rank_;
   int size_;
+  copro::Config config_;  // before transport_, whose default it holds (COPRO_TORCH_TRANSPORT)
   std::string transport_;
-  copro::Config config_;
   std::shared_ptr<StoreBootstrap> boot_;
   std::vector<int> mpiWorldRanks_;  ///< MPI_COMM_WORLD rank of each group rank (transport mpi)
   copro::Communicator comm_;

@@ -279,6 +279,9 @@ PYBIND11_MODULE(_C, m) {
         "A uint8 CPU tensor in memory every rank of the copro group maps (see copro_torch.empty).");
   m.def("transports", &copro_torch::availableTransports, "The transports this build offers.");
   m.def(
+      "configured_transport", [] { return copro::Config::fromEnvironment().torchTransport; },
+      "COPRO_TORCH_TRANSPORT through copro's Config (auto when unset).");
+  m.def(
       "shutdown", [] { copro_torch::shutdownAll(); },
       "Stops every copro process group of this process (called at exit).");
 }

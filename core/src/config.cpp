@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <functional>
 #include <sstream>
+#include <system_error>
 
 #include "copro/core/log.hpp"
 #include "copro/core/status.hpp"
@@ -44,6 +45,20 @@ bool parseBool(std::string_view name, std::string_view value) {
   badValue(name, value, "0 or 1");
 }
 
+int parseWhole(std::string_view name, std::string_view value, long minValue, long maxValue) {
+  const std::string t = trimmed(value);
+  long x = 0;
+  const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), x);
+  if (t.empty() || ec != std::errc() || end != t.data() + t.size() || x < minValue || x > maxValue) {
+    badValue(name, value, "a whole number from " + std::to_string(minValue) + " to " + std::to_string(maxValue));
+  }
+  return static_cast<int>(x);
+}
+
+std::string formatOptionalInt(int v, int unset) {
+  return v == unset ? std::string() : std::to_string(v);
+}
+
 std::string formatDouble(double v) {
   std::ostringstream os;
   os << v;
@@ -55,6 +70,32 @@ struct Entry {
   std::function<void(Config&, std::string_view)> set;
   std::function<std::string(const Config&)> get;
 };
+
+/// A variable kept as written (trimmed) in `field`: addresses, folders, search paths.
+Entry textEntry(Config::Var var, std::string Config::*field) {
+  return {var, [field](Config& c, std::string_view v) { c.*field = trimmed(v); },
+          [field](const Config& c) { return c.*field; }};
+}
+
+/// A variable naming one backend or transport (a single word) kept in `field`.
+Entry nameEntry(Config::Var var, std::string Config::*field, std::string expected) {
+  return {var,
+          [var, field, expected](Config& c, std::string_view v) {
+            const std::string t = trimmed(v);
+            if (t.empty() || t.find_first_of(" \t,") != std::string::npos) badValue(var.name, v, expected);
+            c.*field = t;
+          },
+          [field](const Config& c) { return c.*field; }};
+}
+
+/// A whole number from `minValue` to `maxValue` kept in `field`; empty leaves it `unset` (not given).
+Entry wholeEntry(Config::Var var, int Config::*field, long minValue, long maxValue, int unset) {
+  return {var,
+          [var, field, minValue, maxValue, unset](Config& c, std::string_view v) {
+            c.*field = trimmed(v).empty() ? unset : parseWhole(var.name, v, minValue, maxValue);
+          },
+          [field, unset](const Config& c) { return formatOptionalInt(c.*field, unset); }};
+}
 
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> all = {
@@ -252,8 +293,69 @@ const std::vector<Entry>& entries() {
          c.verbsEmuFault = t;
        },
        [](const Config& c) { return c.verbsEmuFault; }},
+      {{"COPRO_SHM_CMA", "1",
+        "shm backend: 1 lets a rank read peers' private buffers with Cross Memory Attach (process_vm_readv) "
+        "where the kernel allows it; 0 always stages them through shared memory (as where ptrace is denied)."},
+       [](Config& c, std::string_view v) { c.shmCma = parseBool("COPRO_SHM_CMA", v); },
+       [](const Config& c) { return std::string(c.shmCma ? "1" : "0"); }},
+      wholeEntry({"COPRO_RANK", "",
+                  "Environment bootstrap (copro::createFromEnvironment): this process's rank, 0 to "
+                  "COPRO_WORLD_SIZE-1."},
+                 &Config::rank, 0, 1L << 30, -1),
+      wholeEntry({"COPRO_WORLD_SIZE", "", "Environment bootstrap: the number of ranks of the job."}, &Config::worldSize,
+                 1, 1L << 30, 0),
+      textEntry({"COPRO_ROOT_ADDR", "",
+                 "Environment bootstrap: host:port where rank 0 listens and every rank connects (docs/bootstrap.md)."},
+                &Config::rootAddr),
+      {{"COPRO_BOOTSTRAP_TOKEN", "",
+        "Environment bootstrap: the job's shared secret (every connection proves it by HMAC-SHA-256 "
+        "challenge-response; it never crosses the wire). Required unless COPRO_BOOTSTRAP_TRUSTED=1. "
+        "Printed as '(set)'."},
+       [](Config& c, std::string_view v) { c.bootstrapToken = std::string(v); },
+       [](const Config& c) { return std::string(c.bootstrapToken.empty() ? "" : "(set)"); }},
+      textEntry({"COPRO_BOOTSTRAP_ADDR", "",
+                 "Address the rendezvous root of copro::getUniqueId binds to (host or host:port). Empty: loopback."},
+                &Config::bootstrapAddr),
+      wholeEntry({"COPRO_NODE_ID", "",
+                  "This process's (virtual) node, gathered from every rank at multi-process creation; wins over "
+                  "COPRO_NODE_MAP (docs/virtual-nodes.md). Empty: no node id."},
+                 &Config::nodeId, 0, 1L << 30, -1),
+      textEntry({"COPRO_DATA_DIR", "",
+                 "copro's data folder (share/copro, holding topologies/ and workloads/). Empty: beside the running "
+                 "program's or the library's install prefix (docs/install.md)."},
+                &Config::dataDir),
+      textEntry({"COPRO_TOPOLOGY_PATH", "",
+                 "Extra folders, ':'-separated, searched for topology names (deepseek-v3 -> deepseek-v3.yaml) "
+                 "before the bundled ones (docs/topologies.md)."},
+                &Config::topologyPath),
+      nameEntry({"COPRO_TORCH_TRANSPORT", "auto",
+                 "Transport of torch.distributed groups on the copro backend: auto, shm, ucx, mpi, shm+ucx "
+                 "(docs/torch.md); copro_torch.set_transport overrides it."},
+                &Config::torchTransport, "a transport name: auto, shm, ucx, mpi or shm+ucx"),
+      nameEntry({"COPRO_NCCL_BACKEND", "shm",
+                 "Backend of communicators created by libcopro_nccl's ncclCommInitRank: shm (one host), ucx, "
+                 "shm+ucx (docs/nccl.md)."},
+                &Config::ncclBackend, "a backend name: shm, ucx or shm+ucx"),
   };
   return all;
+}
+
+const Entry* findEntry(std::string_view name) {
+  for (const auto& e : entries()) {
+    if (e.var.name == name) return &e;
+  }
+  return nullptr;
+}
+
+/// Sets one entry; an error from a shared parser (sizes, log masks) that does not name the variable gets
+/// the variable and the value in front.
+void apply(const Entry& e, Config& c, std::string_view value) {
+  try {
+    e.set(c, value);
+  } catch (const Error& err) {
+    if (err.message().find(e.var.name) != std::string::npos) throw;
+    throw Error(err.code(), std::string(e.var.name) + "='" + std::string(value) + "': " + err.message());
+  }
 }
 
 std::vector<std::string> allNames() {
@@ -280,7 +382,8 @@ void Config::set(std::string_view name, std::string_view value) {
   if (full.rfind("COPRO_", 0) != 0) full = "COPRO_" + full;
   for (const auto& e : entries()) {
     if (e.var.name == full) {
-      e.set(*this, value);
+      apply(e, *this, value);
+      markGiven(e.var.name);
       return;
     }
   }
@@ -290,25 +393,40 @@ void Config::set(std::string_view name, std::string_view value) {
                                                "; copro-info --config lists them");
 }
 
+void Config::markGiven(std::string_view name) {
+  if (!isSet(name)) givenNames.emplace_back(name);
+}
+
+bool Config::isSet(std::string_view name) const {
+  return std::find(givenNames.begin(), givenNames.end(), name) != givenNames.end();
+}
+
+void Config::readEnvironment(std::initializer_list<std::string_view> names) {
+  for (std::string_view name : names) {
+    const Entry* e = findEntry(name);
+    if (e == nullptr) throw Error(ErrorCode::kInternal, "readEnvironment: " + std::string(name) + " is no variable");
+    if (isSet(name)) continue;
+    if (const char* v = std::getenv(std::string(name).c_str())) {
+      apply(*e, *this, v);
+      markGiven(name);
+    }
+  }
+}
+
 Config Config::fromEnvironment() {
   Config c;
   for (const auto& e : entries()) {
-    if (const char* v = std::getenv(std::string(e.var.name).c_str())) e.set(c, v);
+    if (const char* v = std::getenv(std::string(e.var.name).c_str())) {
+      apply(e, c, v);
+      c.markGiven(e.var.name);
+    }
   }
   // Unknown COPRO_* variables are most likely typos: say which known one was meant.
   for (char** env = environ; env != nullptr && *env != nullptr; ++env) {
     std::string_view kv(*env);
     if (kv.rfind("COPRO_", 0) != 0) continue;
     std::string key(kv.substr(0, kv.find('=')));
-    bool known = false;
-    for (const auto& e : entries()) known = known || e.var.name == key;
-    // Variables owned by later layers (launchers, tests) are allowed under these prefixes.
-    static constexpr std::string_view kOwnedElsewhere[] = {
-        "COPRO_RANK",          "COPRO_WORLD_SIZE",      "COPRO_ROOT_ADDR",      "COPRO_NODE_ID",
-        "COPRO_TOPOLOGY_PATH", "COPRO_BOOTSTRAP_TOKEN", "COPRO_BOOTSTRAP_ADDR", "COPRO_REGEN_GOLDEN",
-        "COPRO_DATA_DIR",      "COPRO_TORCH_TRANSPORT", "COPRO_NCCL_BACKEND"};
-    for (std::string_view owned : kOwnedElsewhere) known = known || key == owned;
-    if (!known && key.rfind("COPRO_TEST_", 0) != 0) {
+    if (findEntry(key) == nullptr) {
       std::string hint = nearestName(key, allNames());
       COPRO_LOG(Warn, Env,
                 "unknown environment variable " << key << (hint.empty() ? "" : " (did you mean ") << hint

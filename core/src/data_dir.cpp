@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "copro/core/config.hpp"
 #include "copro/core/status.hpp"
 
 namespace copro::core {
@@ -43,6 +44,13 @@ fs::path libraryPath() {
   return ec ? fs::path() : p;
 }
 
+/// COPRO_DATA_DIR, read through Config's table (no Config is at hand where the data folder is looked up).
+std::string dataDirFromEnvironment() {
+  Config env;
+  env.readEnvironment({"COPRO_DATA_DIR"});
+  return env.dataDir;
+}
+
 bool isDirectory(const std::string& p) {
   std::error_code ec;
   return fs::is_directory(p, ec);
@@ -52,7 +60,7 @@ bool isDirectory(const std::string& p) {
 
 std::vector<std::string> dataDirectoryCandidates() {
   std::vector<std::string> out;
-  if (const char* env = std::getenv("COPRO_DATA_DIR"); env != nullptr && *env != '\0') out.emplace_back(env);
+  if (const std::string env = dataDirFromEnvironment(); !env.empty()) out.push_back(env);
   addPrefixesOf(executablePath(), out);
   addPrefixesOf(libraryPath(), out);
 #ifdef COPRO_INSTALL_DATA_DIR
@@ -70,8 +78,8 @@ std::string findDataDirectory() {
 }
 
 std::string dataDirectory() {
-  if (const char* env = std::getenv("COPRO_DATA_DIR"); env != nullptr && *env != '\0' && !isDirectory(env)) {
-    throw Error(ErrorCode::kInvalidArgument, std::string("COPRO_DATA_DIR='") + env +
+  if (const std::string env = dataDirFromEnvironment(); !env.empty() && !isDirectory(env)) {
+    throw Error(ErrorCode::kInvalidArgument, "COPRO_DATA_DIR='" + env +
                                                  "' is not a folder; point it at copro's share/copro (the folder "
                                                  "holding topologies/ and workloads/) or unset it");
   }

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "copro/core/config.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
 
@@ -44,8 +45,11 @@ void initFromEnvironment() {
     LogLevel level = LogLevel::kWarn;
     std::uint32_t mask = static_cast<std::uint32_t>(LogSubsys::kAll);
     try {
-      if (const char* v = std::getenv("COPRO_DEBUG")) level = parseLogLevel(v);
-      if (const char* v = std::getenv("COPRO_DEBUG_SUBSYS")) mask = parseLogSubsysMask(v);
+      // No Config exists yet: read the two variables through Config's table and parsers.
+      Config env;
+      env.readEnvironment({"COPRO_DEBUG", "COPRO_DEBUG_SUBSYS"});
+      level = parseLogLevel(env.debug);
+      mask = parseLogSubsysMask(env.debugSubsys);
     } catch (const Error& e) {
       std::fprintf(stderr, "copro WARN ENV %s (using COPRO_DEBUG=WARN)\n", e.what());
     }

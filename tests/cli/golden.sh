@@ -4,10 +4,10 @@
 # timing, the algorithms' Programs or the output formats shows up here.
 #
 #   tests/cli/golden.sh COPRO_SIM                 compare (what ctest runs)
-#   tests/cli/golden.sh COPRO_SIM --regenerate    rewrite tests/golden/ (also: COPRO_REGEN_GOLDEN=1)
+#   tests/cli/golden.sh COPRO_SIM --regenerate    rewrite tests/golden/ (also: REGEN_GOLDEN=1)
 set -eu
 sim=$1
-regen=${COPRO_REGEN_GOLDEN:-0}
+regen=${REGEN_GOLDEN:-0}
 if [ "${2:-}" = "--regenerate" ]; then regen=1; fi
 case $sim in /*) ;; *) sim=$(pwd)/$sim ;; esac
 golden=$(cd "$(dirname "$0")/../golden" && pwd)

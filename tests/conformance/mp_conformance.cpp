@@ -88,7 +88,7 @@ std::vector<Case> mpCases(const std::string& backend) {
 Config baseConfig() {
   Config cfg = Config::fromEnvironment();
   // A failing case must not hang the others for COPRO_TIMEOUT's default of minutes.
-  if (const char* t = std::getenv("COPRO_TIMEOUT"); t == nullptr || *t == '\0') cfg.timeoutSec = 30;
+  if (!cfg.isSet("COPRO_TIMEOUT")) cfg.timeoutSec = 30;
   cfg.validate = true;  // every new Program goes through the validator first, as in the inproc run
   cfg.nodeMap.clear();  // node layouts come from the cases, not from COPRO_NODE_MAP
   return cfg;

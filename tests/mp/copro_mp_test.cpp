@@ -225,37 +225,97 @@ std::vector<Setup> setups() {
 
 INSTANTIATE_TEST_SUITE_P(Backends, MultiProcess, ::testing::ValuesIn(setups()), setupName);
 
-/// Runs one all-reduce with proxy lanes on `backend` and returns the threads its traced ops ran on.
-std::set<std::thread::id> proxyLaneThreads(const std::string& backend) {
-  copro::Config config = copro::Config::fromEnvironment();
-  config.timeoutSec = 30;
-  config.initiation = "proxy";
-  Communicator comm = copro::createFromMpi(MPI_COMM_WORLD, backend, config);
+/// Runs `call` (returning the call's Status) with the per-op observer on and returns the threads that
+/// ran `backend`'s traced ops.
+template <typename Call>
+std::set<std::thread::id> threadsOfOps(const std::string& backend, Call call) {
   std::mutex mutex;
   std::set<std::thread::id> threads;
   copro::transport::setLaneOpObserver([&](const copro::transport::LaneOpTiming& t) {
     std::lock_guard<std::mutex> lock(mutex);
     if (std::string(t.backend) == backend) threads.insert(std::this_thread::get_id());
   });
-  std::vector<float> in(1000, 1.0F);
-  std::vector<float> out(1000);
-  const copro::Status st = comm.allReduce(in.data(), out.data(), in.size(), DataType::kFloat32, ReduceOp::kSum).wait();
+  const copro::Status st = call();
   copro::transport::setLaneOpObserver(nullptr);
   EXPECT_TRUE(st.ok()) << st.toString();
+  return threads;
+}
+
+/// Runs one all-reduce with proxy lanes on `backend` and returns the threads its traced ops ran on.
+std::set<std::thread::id> proxyLaneThreads(const std::string& backend) {
+  copro::Config config = copro::Config::fromEnvironment();
+  config.timeoutSec = 30;
+  config.initiation = "proxy";
+  Communicator comm = copro::createFromMpi(MPI_COMM_WORLD, backend, config);
+  std::vector<float> in(1000, 1.0F);
+  std::vector<float> out(1000);
+  std::set<std::thread::id> threads = threadsOfOps(backend, [&] {
+    return comm.allReduce(in.data(), out.data(), in.size(), DataType::kFloat32, ReduceOp::kSum).wait();
+  });
   EXPECT_EQ(out[999], static_cast<float>(worldSize()));
   return threads;
+}
+
+/// Proxy lanes run on the caller's thread on mpi (no progress thread below MPI_THREAD_MULTIPLE) and only
+/// on the engine's progress thread on ucx; `threadsOn(backend)` runs a call there and says where its ops ran.
+template <typename ThreadsOn>
+void expectMpiOnCallerUcxOnProgressThread(ThreadsOn threadsOn) {
+  EXPECT_EQ(threadsOn("mpi"), std::set<std::thread::id>{std::this_thread::get_id()});
+#if COPRO_HAVE_UCX
+  const std::set<std::thread::id> ucx = threadsOn("ucx");
+  EXPECT_FALSE(ucx.empty());
+  EXPECT_EQ(ucx.count(std::this_thread::get_id()), 0U) << "a proxy lane ran on the caller's thread";
+#endif
 }
 
 // docs/initiation.md: proxy lanes run on the engine's progress thread where the transport may be driven
 // from another thread (ucx), and on the caller's thread otherwise (mpi below MPI_THREAD_MULTIPLE).
 TEST(ProxyLanes, UcxRunsThemOnAProgressThreadMpiOnTheCaller) {
-  std::set<std::thread::id> mpi = proxyLaneThreads("mpi");
-  EXPECT_EQ(mpi, std::set<std::thread::id>{std::this_thread::get_id()});
-#if COPRO_HAVE_UCX
-  std::set<std::thread::id> ucx = proxyLaneThreads("ucx");
-  EXPECT_FALSE(ucx.empty());
-  EXPECT_EQ(ucx.count(std::this_thread::get_id()), 0U) << "a proxy lane ran on the caller's thread";
-#endif
+  expectMpiOnCallerUcxOnProgressThread(proxyLaneThreads);
+}
+
+/// A hand-written ring whose one lane chose no mode (`device`): rank r puts its input into the next rank's
+/// output with a signal and waits for the previous rank's. Run with COPRO_INITIATION=proxy on `backend`,
+/// returns the threads its traced ops ran on.
+std::set<std::thread::id> handWrittenLaneThreads(const std::string& backend) {
+  copro::Config config = copro::Config::fromEnvironment();
+  config.timeoutSec = 30;
+  config.initiation = "proxy";
+  config.initiationScaleUp.clear();
+  config.initiationScaleOut.clear();
+  Communicator comm = copro::createFromMpi(MPI_COMM_WORLD, backend, config);
+  const int n = comm.size();
+  constexpr std::uint64_t kBytes = 64;
+  copro::core::ProgramHeader h;
+  h.name = "test.handwritten_ring";
+  h.nranks = n;
+  h.numSemaphores = 1;
+  h.inputBytes.assign(static_cast<std::size_t>(n), kBytes);
+  h.outputBytes.assign(static_cast<std::size_t>(n), kBytes);
+  std::vector<copro::core::RankProgram> ranks(static_cast<std::size_t>(n));
+  for (int r = 0; r < n; ++r) {
+    copro::core::RankProgram& rp = ranks[static_cast<std::size_t>(r)];
+    const int next = (r + 1) % n;
+    rp.addLane();  // device: the Config's proxy default decides who runs it, on every backend
+    rp.emit(0, copro::core::Op::put(next, copro::core::Addr{next, copro::core::BufferId::kOutput, 0},
+                                    copro::core::Addr{}, kBytes, 0));
+    rp.emit(0, copro::core::Op::wait(0, 1));
+  }
+  auto program = std::make_shared<copro::core::Program>(h, std::move(ranks));
+  std::vector<std::uint8_t> in(kBytes, static_cast<std::uint8_t>(comm.rank() + 1));
+  std::vector<std::uint8_t> out(kBytes, 0);
+  copro::core::CallBuffers buffers;
+  buffers.input = in.data();
+  buffers.output = out.data();
+  std::set<std::thread::id> threads = threadsOfOps(backend, [&] { return comm.runProgram(program, buffers).wait(); });
+  EXPECT_EQ(out[0], static_cast<std::uint8_t>((comm.rank() + n - 1) % n + 1));
+  return threads;
+}
+
+// call_setup.hpp's one rule, now on the remote engine too: with COPRO_INITIATION=proxy (no per-scale
+// modes) the `device` lanes of a hand-written Program run as `proxy` lanes, on ucx's progress thread.
+TEST(ProxyLanes, HandWrittenDeviceLanesFollowTheConfigOnUcx) {
+  expectMpiOnCallerUcxOnProgressThread(handWrittenLaneThreads);
 }
 
 }  // namespace

@@ -256,8 +256,10 @@ void buildGraph(const FileContext& ctx, const YAML::Node& root, Fabric& f) {
 
 std::vector<std::string> searchDirectories() {
   std::vector<std::string> dirs;
-  if (const char* env = std::getenv("COPRO_TOPOLOGY_PATH")) {
-    for (auto& d : core::splitList(env, ':')) dirs.push_back(d);
+  core::Config env;  // no Config is at hand here: COPRO_TOPOLOGY_PATH through Config's table
+  env.readEnvironment({"COPRO_TOPOLOGY_PATH"});
+  if (!env.topologyPath.empty()) {
+    for (auto& d : core::splitList(env.topologyPath, ':')) dirs.push_back(d);
   }
   // The bundled folder, when the data folder exists (a missing one is reported by bundledTopologyDirectory).
   const std::string data = core::findDataDirectory();

@@ -2,6 +2,7 @@
 /// How backends describe themselves to the rest of copro, written once: the registration of the backends
 /// whose factory makes the one rank of this process (shm, mpi, ucx and the virtual-node pairs), and the
 /// load/store domain of the backends in which every rank reaches every other's memory (inproc, shm).
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -19,5 +20,17 @@ void addOneRankPerProcessBackend(core::ExecutorRegistry& registry, const std::st
 
 /// One load/store domain of all `nranks` ranks (Executor::loadStoreDomains of inproc and shm).
 std::vector<std::vector<std::int32_t>> singleLoadStoreDomain(int nranks);
+
+/// The Executor base of the load/store backends (inproc, shm): every rank reaches every rank's memory
+/// (inproc: one address space; shm: shared mappings or Cross Memory Attach), so all ranks form one
+/// load/store domain and no buffer needs registering.
+class LoadStoreDomainExecutor : public core::Executor {
+ public:
+  [[nodiscard]] std::vector<std::vector<std::int32_t>> loadStoreDomains() const override {
+    return singleLoadStoreDomain(size());
+  }
+  core::Status registerBuffer(void* /*ptr*/, std::size_t /*bytes*/) override { return {}; }
+  core::Status deregisterBuffer(void* /*ptr*/) override { return {}; }
+};
 
 }  // namespace copro::transport

@@ -759,19 +759,22 @@ void checkRankSize(int rank, int nranks, const std::string& what) {
   }
 }
 
-int envInt(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') {
-    throw Error(ErrorCode::kInvalidArgument, std::string(name) +
-                                                 " is not set (the environment bootstrap needs "
-                                                 "COPRO_RANK, COPRO_WORLD_SIZE and COPRO_ROOT_ADDR)");
-  }
-  char* end = nullptr;
-  const long x = std::strtol(v, &end, 10);
-  if (*end != '\0' || x < 0 || x > (1L << 30)) {
-    throw Error(ErrorCode::kInvalidArgument, std::string(name) + "='" + v + "' is not a non-negative integer");
-  }
-  return static_cast<int>(x);
+/// The environment bootstrap's variables: those `config` was given, else the environment's (parsed by
+/// Config's table, so a malformed value is an error naming the variable).
+core::Config bootstrapVariables(const core::Config& config) {
+  core::Config c = config;
+  c.readEnvironment({"COPRO_RANK", "COPRO_WORLD_SIZE", "COPRO_ROOT_ADDR", "COPRO_BOOTSTRAP_TOKEN"});
+  auto require = [](bool given, const char* name) {
+    if (!given) {
+      throw Error(ErrorCode::kInvalidArgument, std::string(name) +
+                                                   " is not set (the environment bootstrap needs "
+                                                   "COPRO_RANK, COPRO_WORLD_SIZE and COPRO_ROOT_ADDR)");
+    }
+  };
+  require(c.rank >= 0, "COPRO_RANK");
+  require(c.worldSize > 0, "COPRO_WORLD_SIZE");
+  require(!c.rootAddr.empty(), "COPRO_ROOT_ADDR");
+  return c;
 }
 
 }  // namespace
@@ -792,8 +795,9 @@ void randomBytes(void* out, std::size_t bytes) {
 UniqueId createUniqueId(const std::string& bindAddr, const core::Config& config) {
   std::string addr = bindAddr;
   if (addr.empty()) {
-    const char* env = std::getenv("COPRO_BOOTSTRAP_ADDR");
-    addr = (env != nullptr && *env != '\0') ? env : "127.0.0.1";
+    core::Config env = config;
+    env.readEnvironment({"COPRO_BOOTSTRAP_ADDR"});
+    addr = env.bootstrapAddr.empty() ? "127.0.0.1" : env.bootstrapAddr;
   }
   std::uint32_t ip = 0;
   std::uint16_t port = 0;
@@ -827,21 +831,17 @@ std::shared_ptr<core::Bootstrap> createTcpBootstrap(const UniqueId& id, int rank
 }
 
 std::shared_ptr<core::Bootstrap> createEnvironmentBootstrap(const core::Config& config) {
-  const int rank = envInt("COPRO_RANK");
-  const int nranks = envInt("COPRO_WORLD_SIZE");
+  const core::Config vars = bootstrapVariables(config);
+  const int rank = vars.rank;
+  const int nranks = vars.worldSize;
   checkRankSize(rank, nranks, "environment bootstrap (COPRO_RANK, COPRO_WORLD_SIZE)");
-  const char* root = std::getenv("COPRO_ROOT_ADDR");
-  if (root == nullptr || *root == '\0') {
-    throw Error(ErrorCode::kInvalidArgument, "COPRO_ROOT_ADDR is not set (host:port where rank 0 listens)");
-  }
+  const std::string& root = vars.rootAddr;
   std::uint32_t ip = 0;
   std::uint16_t port = 0;
   resolve(root, ip, port, true, "COPRO_ROOT_ADDR");
-  if (port == 0)
-    throw Error(ErrorCode::kInvalidArgument, std::string("COPRO_ROOT_ADDR='") + root + "' needs a port > 0");
+  if (port == 0) throw Error(ErrorCode::kInvalidArgument, "COPRO_ROOT_ADDR='" + root + "' needs a port > 0");
   // The secret: COPRO_BOOTSTRAP_TOKEN, or a public one where the user says the network is trusted.
-  const char* t = std::getenv("COPRO_BOOTSTRAP_TOKEN");
-  std::string secret = t != nullptr ? t : "";
+  std::string secret = vars.bootstrapToken;
   if (secret.empty()) {
     if (!config.bootstrapTrusted) {
       throw Error(ErrorCode::kInvalidArgument,

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "copro/core/config.hpp"
 #include "copro/core/executor.hpp"
 #include "copro/core/flat_program.hpp"
 #include "copro/core/program.hpp"
@@ -64,6 +65,18 @@ class PreparedRankCache {
 core::Status prepareCall(CallBase& call, const std::shared_ptr<const core::ProgramSource>& program,
                          PreparedRankCache& cache, std::mutex* mutex, const std::string& who);
 
+/// Whether `device` lanes run as `proxy`: COPRO_INITIATION=proxy without per-scale modes. The one rule
+/// by which the Config changes a lane's mode, on every backend: a hand-written Program that chose no modes
+/// follows the Config (a Communicator's Programs carry the Config's modes already).
+inline bool deviceLanesRunAsProxy(const core::Config& config) {
+  return config.initiation == "proxy" && config.initiationScaleUp.empty() && config.initiationScaleOut.empty();
+}
+
+/// The mode lane `mode` of a Program runs in (deviceLanesRunAsProxy: `proxyDefault`).
+inline core::Initiation laneMode(core::Initiation mode, bool proxyDefault) {
+  return mode == core::Initiation::kDevice && proxyDefault ? core::Initiation::kProxy : mode;
+}
+
 /// Points each lane of `call` (an array `call.lanes` of `call.numLanes` lanes with `ops`, `mode` and `done`)
 /// at its ops and mode; empty lanes are done at once. Counts the lanes with ops per mode in `call.deviceLanes`
 /// and `call.pooled[]` and returns how many lanes have ops. `proxyDefault`: `device` lanes run as `proxy`.
@@ -74,8 +87,7 @@ int prepareLanes(CallT& call, bool proxyDefault) {
     auto& l = call.lanes[static_cast<std::size_t>(i)];
     const core::RankProgram::Lane& lane = call.rankProgram->lanes[static_cast<std::size_t>(i)];
     l.ops = &lane.ops;
-    l.mode = lane.initiation;
-    if (l.mode == core::Initiation::kDevice && proxyDefault) l.mode = core::Initiation::kProxy;
+    l.mode = laneMode(lane.initiation, proxyDefault);
     if (l.ops->empty()) {
       l.done.store(true, std::memory_order_relaxed);
       continue;

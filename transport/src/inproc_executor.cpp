@@ -16,7 +16,7 @@ namespace {
 
 using core::Status;
 
-class InprocExecutor final : public core::Executor {
+class InprocExecutor final : public LoadStoreDomainExecutor {
  public:
   InprocExecutor(std::shared_ptr<World> world, int rank) : world_(std::move(world)), rank_(rank) {}
   ~InprocExecutor() override { world_->retire(rank_); }
@@ -27,10 +27,6 @@ class InprocExecutor final : public core::Executor {
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return world_->size(); }
   [[nodiscard]] std::vector<int> nodeOfRank() const override { return world_->nodeOfRank(); }
-
-  [[nodiscard]] std::vector<std::vector<std::int32_t>> loadStoreDomains() const override {
-    return singleLoadStoreDomain(world_->size());
-  }
 
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
                std::unique_ptr<core::CallHandle>& handle) override {
@@ -43,10 +39,6 @@ class InprocExecutor final : public core::Executor {
   }
 
   std::unique_ptr<core::Executor> split(int color, int key) override { return world_->split(rank_, color, key); }
-
-  // Every buffer of the process is addressable by every rank: nothing to register.
-  Status registerBuffer(void* /*ptr*/, std::size_t /*bytes*/) override { return {}; }
-  Status deregisterBuffer(void* /*ptr*/) override { return {}; }
 
   void* allocate(std::size_t bytes) override { return allocateAligned(bytes).data; }
   void deallocate(void* ptr) override { std::free(ptr); }

@@ -121,8 +121,7 @@ RankState::~RankState() {
 World::World(int nranks, core::Config config, std::vector<int> nodeOfRank)
     : config_(std::move(config)),
       nodeOfRank_(std::move(nodeOfRank)),
-      proxyDefault_(config_.initiation == "proxy" && config_.initiationScaleUp.empty() &&
-                    config_.initiationScaleOut.empty()),
+      proxyDefault_(calls::deviceLanesRunAsProxy(config_)),
       wait_(calls::WaitPolicy::resolve(config_, nranks)) {
   ranks_.reserve(static_cast<std::size_t>(nranks));
   for (int r = 0; r < nranks; ++r) ranks_.push_back(std::make_unique<RankState>(*this, r));

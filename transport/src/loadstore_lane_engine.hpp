@@ -57,17 +57,7 @@ class LoadStoreLane {
   LaneRun runLane();
 
   // ---- the flat interpreter's port (copro/core/flat_interpreter.hpp) ----
-  OpResult put(const core::FlatOpView& op, const core::OpGeometry& g);
-  OpResult get(const core::FlatOpView& op, const core::OpGeometry& g);
-  OpResult signal(const core::FlatOpView& op, const core::OpGeometry& g);
-  OpResult wait(const core::FlatOpView& op, const core::OpGeometry& g);
-  OpResult reduce(const core::FlatOpView& op, const core::OpGeometry& g);
-  OpResult putReduce(const core::FlatOpView& op, const core::OpGeometry& g);
-  OpResult multicast(const core::FlatOpView& op, const core::OpGeometry& g);
-  OpResult copy(const core::FlatOpView& op, const core::OpGeometry& g);
-  OpResult flush(const core::FlatOpView&, const core::OpGeometry&) {
-    return OpResult::kDone;  // every op completed when it executed
-  }
+  COPRO_FLAT_PORT_OPS;  // put, get, signal, wait, reduce, putReduce, multicast, copy, flush
   OpResult unknownOp(const core::FlatOpView& op) {
     return fail("unknown op code " + std::to_string(static_cast<int>(op.rec->code)));
   }

@@ -269,6 +269,11 @@ OpResult COPRO_LSL::get(const core::FlatOpView& v, const core::OpGeometry& g) {
 }
 
 COPRO_LSL_TEMPLATE
+OpResult COPRO_LSL::flush(const core::FlatOpView& /*v*/, const core::OpGeometry& /*g*/) {
+  return OpResult::kDone;  // every op completed when it executed
+}
+
+COPRO_LSL_TEMPLATE
 OpResult COPRO_LSL::copy(const core::FlatOpView& v, const core::OpGeometry& g) {
   const core::FlatOp& op = *v.rec;
   std::uint64_t srcOff = 0;

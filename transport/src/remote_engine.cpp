@@ -129,15 +129,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // ---- the flat interpreter's port (copro/core/flat_interpreter.hpp), for the op of cur_ ----
-  OpResult put(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult get(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult signal(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult wait(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult reduce(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult putReduce(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult multicast(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult copy(const core::FlatOpView& v, const core::OpGeometry& g);
-  OpResult flush(const core::FlatOpView& v, const core::OpGeometry& g);
+  COPRO_FLAT_PORT_OPS;  // put, get, signal, wait, reduce, putReduce, multicast, copy, flush
   OpResult unknownOp(const core::FlatOpView& v) {
     return fail("unknown op code " + std::to_string(static_cast<int>(v.rec->code)));
   }
@@ -205,6 +197,8 @@ class Engine {
   std::unique_ptr<RemoteTransport> t_;
   std::string backendName_;  ///< for per-op traces
   core::Config config_;
+  /// COPRO_INITIATION=proxy without per-scale modes: `device` lanes run as `proxy` (call_setup.hpp).
+  const bool proxyDefault_ = calls::deviceLanesRunAsProxy(config_);
   std::vector<int> nodeOfRank_;
   std::deque<std::shared_ptr<Call>> queue_;
   std::uint64_t nextSeq_ = 1;
@@ -267,7 +261,7 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
 Status Engine::assignLanes(Call& call, const std::string& who) {
   const bool threaded = t_->progressFromAnyThread();
   for (std::size_t i = 0; i < call.lanes.size(); ++i) {
-    const core::Initiation mode = call.rankProgram->lanes[i].initiation;
+    const core::Initiation mode = calls::laneMode(call.rankProgram->lanes[i].initiation, proxyDefault_);
     if (mode == core::Initiation::kDevice) continue;
     if (!threaded) {
       if (!notedInitiation_) {

@@ -81,8 +81,7 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   rank_ = bootstrap_->rank();
   size_ = bootstrap_->size();
   if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(size_), 0);
-  proxyDefault_ =
-      config_.initiation == "proxy" && config_.initiationScaleUp.empty() && config_.initiationScaleOut.empty();
+  proxyDefault_ = calls::deviceLanesRunAsProxy(config_);
   wait_ = calls::WaitPolicy::resolve(config_, size_);
   const std::string me = "shm rank " + std::to_string(rank_) + ": ";
 
@@ -151,10 +150,9 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   // Cross Memory Attach: read a word of the next rank's private memory. Any failure anywhere: stage.
   bool cmaOk = true;
   std::string cmaWhy;
-  const char* noCma = std::getenv("COPRO_TEST_SHM_NO_CMA");
-  if (noCma != nullptr && std::strcmp(noCma, "1") == 0) {
+  if (!config_.shmCma) {
     cmaOk = false;
-    cmaWhy = "disabled by COPRO_TEST_SHM_NO_CMA=1";
+    cmaWhy = "disabled by COPRO_SHM_CMA=0";
   } else if (size_ > 1) {
     const RankInfo& next = infos[static_cast<std::size_t>((rank_ + 1) % size_)];
     std::uint64_t v = 0;

@@ -15,7 +15,7 @@ namespace {
 
 using core::Status;
 
-class ShmExecutor final : public core::Executor {
+class ShmExecutor final : public LoadStoreDomainExecutor {
  public:
   explicit ShmExecutor(std::shared_ptr<ShmComm> comm) : comm_(std::move(comm)) {}
 
@@ -23,12 +23,6 @@ class ShmExecutor final : public core::Executor {
   [[nodiscard]] int rank() const override { return comm_->rank(); }
   [[nodiscard]] int size() const override { return comm_->size(); }
   [[nodiscard]] std::vector<int> nodeOfRank() const override { return comm_->nodeOfRank(); }
-
-  // Every rank's buffers are reachable from every rank: directly when they are in shared memory, with
-  // one copy through Cross Memory Attach (or staging) otherwise.
-  [[nodiscard]] std::vector<std::vector<std::int32_t>> loadStoreDomains() const override {
-    return singleLoadStoreDomain(comm_->size());
-  }
 
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
                std::unique_ptr<core::CallHandle>& handle) override {
@@ -44,10 +38,6 @@ class ShmExecutor final : public core::Executor {
     if (!child) return nullptr;
     return std::make_unique<ShmExecutor>(std::shared_ptr<ShmComm>(std::move(child)));
   }
-
-  // Peers reach any memory of this process (shared mappings or Cross Memory Attach): nothing to register.
-  Status registerBuffer(void* /*ptr*/, std::size_t /*bytes*/) override { return {}; }
-  Status deregisterBuffer(void* /*ptr*/) override { return {}; }
 
   void* allocate(std::size_t bytes) override { return comm_->allocate(bytes); }
   void deallocate(void* ptr) override { comm_->deallocate(ptr); }

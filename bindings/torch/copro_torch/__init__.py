@@ -15,7 +15,6 @@ or with COPRO_TORCH_TRANSPORT; "auto" takes shm when every rank runs on this hos
 See docs/torch.md for the op/dtype table and the options.
 """
 import atexit
-import os
 
 import torch  # noqa: F401  (loads libtorch before the extension)
 import torch.distributed as dist
@@ -27,7 +26,8 @@ __all__ = ["BACKEND", "set_transport", "get_transport", "transports", "transport
 # The name to pass to torch.distributed.init_process_group / new_group.
 BACKEND = "copro"
 
-_transport = os.environ.get("COPRO_TORCH_TRANSPORT", "auto")
+# None: not set here; the extension then takes COPRO_TORCH_TRANSPORT through copro's Config (default auto).
+_transport = None
 
 
 def transports():
@@ -45,8 +45,8 @@ def set_transport(name):
 
 
 def get_transport():
-    """The transport new process groups will use ("auto" unless set)."""
-    return _transport
+    """The transport new process groups will use ("auto" unless set here or by COPRO_TORCH_TRANSPORT)."""
+    return _transport if _transport is not None else _C.configured_transport()
 
 
 def transport_of(group=None):
@@ -78,7 +78,7 @@ def empty(*size, dtype=torch.float32, group=None):
 
 def _create_process_group(store, rank, world_size, timeout):
     # torch calls this (Backend.register_backend) with the group's prefixed Store.
-    return _C.create_process_group(store, rank, world_size, timeout, _transport)
+    return _C.create_process_group(store, rank, world_size, timeout, _transport or "")
 
 
 if BACKEND.upper() not in dist.Backend._plugins:

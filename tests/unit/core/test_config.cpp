@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "copro/core/config.hpp"
 #include "copro/core/log.hpp"
@@ -128,6 +133,88 @@ TEST(Config, ReadsEnvironment) {
   EXPECT_THROW(Config::fromEnvironment(), Error);
   ::unsetenv("COPRO_TIMEOUT");
   ::unsetenv("COPRO_ALGO");
+}
+
+// One malformed value of each kind of field (level, mask, duration, enum, whole number, flag, size, rate,
+// name): the error names the variable, whether it comes from set(), the environment or readEnvironment.
+TEST(Config, BadValueOfEachClassNamesTheVariable) {
+  const std::vector<std::pair<std::string, std::string>> bad = {{"COPRO_DEBUG", "LOUD"},
+                                                                {"COPRO_DEBUG_SUBSYS", "NETWORKING"},
+                                                                {"COPRO_TIMEOUT", "soon"},
+                                                                {"COPRO_INITIATION", "telepathy"},
+                                                                {"COPRO_PXN", "3"},
+                                                                {"COPRO_THREADS", "-2"},
+                                                                {"COPRO_VALIDATE", "maybe"},
+                                                                {"COPRO_CHUNK_SIZE", "lots"},
+                                                                {"COPRO_PLAN_BW_GBPS", "fast"},
+                                                                {"COPRO_IB_GID_INDEX", "300"},
+                                                                {"COPRO_SHM_CMA", "2"},
+                                                                {"COPRO_RANK", "-1"},
+                                                                {"COPRO_WORLD_SIZE", "0"},
+                                                                {"COPRO_NODE_ID", "node3"},
+                                                                {"COPRO_TORCH_TRANSPORT", "shm ucx"},
+                                                                {"COPRO_NCCL_BACKEND", ""},
+                                                                {"COPRO_VERBS_EMU_FAULT", "die"},
+                                                                {"COPRO_VERBS_PROVIDER", "mlx"}};
+  for (const auto& [name, value] : bad) {
+    Config c;
+    try {
+      c.set(name, value);
+      ADD_FAILURE() << name << "='" << value << "' was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(e.message().find(name), std::string::npos) << e.message();
+    }
+    ::setenv(name.c_str(), value.c_str(), 1);
+    try {
+      (void)Config::fromEnvironment();
+      ADD_FAILURE() << name << "='" << value << "' from the environment was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(e.message().find(name), std::string::npos) << e.message();
+    }
+    Config r;
+    EXPECT_THROW(r.readEnvironment({name}), Error) << name;
+    ::unsetenv(name.c_str());
+  }
+}
+
+TEST(Config, ReadEnvironmentKeepsGivenValuesAndReportsWhatIsSet) {
+  ::setenv("COPRO_NODE_ID", "3", 1);
+  ::setenv("COPRO_ROOT_ADDR", "10.0.0.1:29400", 1);
+  Config c;
+  c.set("COPRO_ROOT_ADDR", "127.0.0.1:1");
+  EXPECT_FALSE(c.isSet("COPRO_NODE_ID"));
+  c.readEnvironment({"COPRO_NODE_ID", "COPRO_ROOT_ADDR", "COPRO_RANK"});
+  EXPECT_EQ(c.nodeId, 3);
+  EXPECT_EQ(c.rootAddr, "127.0.0.1:1");  // given by set(): the environment does not override it
+  EXPECT_TRUE(c.isSet("COPRO_NODE_ID"));
+  EXPECT_FALSE(c.isSet("COPRO_RANK"));
+  EXPECT_EQ(c.rank, -1);
+  EXPECT_TRUE(Config::fromEnvironment().isSet("COPRO_NODE_ID"));
+  EXPECT_FALSE(Config::fromEnvironment().isSet("COPRO_TIMEOUT"));
+  EXPECT_THROW(c.readEnvironment({"COPRO_NO_SUCH_THING"}), Error);
+  ::unsetenv("COPRO_NODE_ID");
+  ::unsetenv("COPRO_ROOT_ADDR");
+  // The secret is never printed.
+  Config t;
+  t.set("COPRO_BOOTSTRAP_TOKEN", "hunter2");
+  for (const auto& [name, value] : t.values()) EXPECT_EQ(value.find("hunter2"), std::string::npos) << name;
+}
+
+// docs/config.md's table lists every variable of the table exactly once, and nothing else.
+TEST(Config, DocsTableListsEachVariableOnce) {
+  std::ifstream in(std::string(COPRO_DOCS_DIR) + "/config.md");
+  ASSERT_TRUE(in) << COPRO_DOCS_DIR "/config.md";
+  std::map<std::string, int> rows;
+  for (std::string line; std::getline(in, line) && line.rfind("## ", 0) != 0;) {  // the first table
+    if (line.rfind("| `COPRO_", 0) == 0) ++rows[line.substr(3, line.find('`', 3) - 3)];
+  }
+  for (const auto& v : Config::variables()) {
+    EXPECT_EQ(rows[std::string(v.name)], 1) << v.name << " rows in docs/config.md";
+    rows.erase(std::string(v.name));
+  }
+  for (const auto& [name, n] : rows) {
+    if (n > 0) ADD_FAILURE() << "docs/config.md lists " << name << ", which Config does not know";
+  }
 }
 
 TEST(Config, NearestName) {

@@ -1,7 +1,7 @@
 /// Scale of the simulator: a ring all-reduce generated op by op (a streaming ProgramSource written here, the
 /// same op sequence as the library's unchunked ring), checked against the library's Program at small p, and
 /// timed at large p by the disabled SimPerf test:
-///   COPRO_SIM_PERF_RANKS=1024 copro_unit_sim --gtest_also_run_disabled_tests --gtest_filter='SimPerf.*'
+///   SIM_PERF_RANKS=1024 copro_unit_sim --gtest_also_run_disabled_tests --gtest_filter='SimPerf.*'
 #include <gtest/gtest.h>
 
 #include <array>
@@ -166,7 +166,7 @@ long peakRssKiB() {
 }
 
 TEST(SimPerf, DISABLED_RingAllReduce64MiB) {
-  const char* env = std::getenv("COPRO_SIM_PERF_RANKS");
+  const char* env = std::getenv("SIM_PERF_RANKS");
   const int p = env != nullptr ? std::atoi(env) : 1024;
   const std::uint64_t bytes = std::uint64_t{64} << 20;
   const auto f = testing::starFabric(p, core::Bandwidth::gbps(50), core::Time::us(1), core::Time::ns(300));

@@ -217,8 +217,9 @@ void runConfig(int n, const std::string& initiation, bool noCma, bool full) {
   const ForkResult res = forkRanksSharingId(
       n,
       [&](int r, const UniqueId& id) {
-        if (noCma) setenv("COPRO_TEST_SHM_NO_CMA", "1", 1);
-        Communicator comm = createCommunicator("shm", id, r, n, testConfig(initiation));
+        Config config = testConfig(initiation);
+        config.shmCma = !noCma;  // COPRO_SHM_CMA=0: every peer buffer staged through shared memory
+        Communicator comm = createCommunicator("shm", id, r, n, config);
         CHILD_CHECK(comm.rank() == r && comm.size() == n && comm.backend() == "shm", "communicator");
         runBattery(comm, full);
       },

@@ -2,6 +2,7 @@
 /// Every COPRO_* environment variable is a field of `Config` (documented in docs/config.md, printed by
 /// `copro-info --config`). Communicators take a copy, so tests can build their own.
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <string_view>
@@ -44,12 +45,35 @@ struct Config {
   int ibGidIndex = 0;         ///< COPRO_IB_GID_INDEX: GID table index for RoCE / global routing
   int ibChannels = 1;         ///< COPRO_IB_CHANNELS: RC queue pairs per peer (lanes spread over them)
   std::string verbsEmuFault;  ///< COPRO_VERBS_EMU_FAULT: emulator fault injection "qp-error@N" etc.
+  bool shmCma = true;         ///< COPRO_SHM_CMA: shm may read peers' memory with Cross Memory Attach (0: stage)
+  // Launch and bootstrap (docs/bootstrap.md), read by copro::createFromEnvironment and getUniqueId.
+  int rank = -1;               ///< COPRO_RANK: this process's rank in the environment bootstrap (-1: not given)
+  int worldSize = 0;           ///< COPRO_WORLD_SIZE: ranks of the environment bootstrap (0: not given)
+  std::string rootAddr;        ///< COPRO_ROOT_ADDR: host:port where rank 0 of the environment bootstrap listens
+  std::string bootstrapToken;  ///< COPRO_BOOTSTRAP_TOKEN: the job's shared secret (printed as "(set)")
+  std::string bootstrapAddr;   ///< COPRO_BOOTSTRAP_ADDR: address getUniqueId's root binds to ("": loopback)
+  int nodeId = -1;             ///< COPRO_NODE_ID: this process's (virtual) node, gathered at creation (-1: none)
+  // Files and frameworks.
+  std::string dataDir;                  ///< COPRO_DATA_DIR: copro's data folder ("": found beside the binaries)
+  std::string topologyPath;             ///< COPRO_TOPOLOGY_PATH: extra topology folders, ':'-separated
+  std::string torchTransport = "auto";  ///< COPRO_TORCH_TRANSPORT: transport of copro_torch process groups
+  std::string ncclBackend = "shm";      ///< COPRO_NCCL_BACKEND: backend of libcopro_nccl's communicators
+
+  /// Names of the variables given a value by set() or by the environment (what isSet answers from).
+  std::vector<std::string> givenNames;
 
   /// Reads every COPRO_* variable from the environment; throws Error naming a bad value. Unknown
   /// COPRO_* variables produce a warning suggesting the nearest known name.
   static Config fromEnvironment();
   /// Sets one field by its variable name (COPRO_TIMEOUT) or short name (timeout); throws on error.
   void set(std::string_view name, std::string_view value);
+  /// Sets the named variables from the environment, through the same table and parsers as
+  /// fromEnvironment (a bad value throws Error naming the variable), unless set() already gave them a
+  /// value; others are left alone and unknown COPRO_* variables are not reported. For code that runs
+  /// where no Config is at hand, or with one built by hand: logging, the data folder, the bootstrap.
+  void readEnvironment(std::initializer_list<std::string_view> names);
+  /// Whether set() or the environment gave the variable (full name, COPRO_TIMEOUT) a value.
+  [[nodiscard]] bool isSet(std::string_view name) const;
   /// Current values as (variable, value) in documentation order.
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> values() const;
 
@@ -60,6 +84,9 @@ struct Config {
     std::string_view doc;
   };
   static const std::vector<Var>& variables();
+
+ private:
+  void markGiven(std::string_view name);
 };
 
 /// Levenshtein-nearest candidate to `word` (empty when nothing is close): for "did you mean" messages.

@@ -10,6 +10,7 @@
 /// A port has, each returning `OpStep` and taking (const FlatOpView&, const OpGeometry&):
 ///   put, get, signal, wait, reduce, putReduce, multicast, copy, flush
 /// and `OpStep unknownOp(const FlatOpView&)` and `OpStep badGeometry(const FlatOpView&, const OpGeometry&)`.
+/// A host port declares the op members with COPRO_FLAT_PORT_OPS (below), so their list is written once.
 #include <cstdint>
 
 #include "copro/core/flat_program.hpp"
@@ -88,6 +89,19 @@ COPRO_HD inline bool shiftOffset(std::uint64_t offset, std::uint64_t shift, std:
 COPRO_HD inline bool waitSatisfied(std::uint64_t semValue, std::uint64_t epochBase, std::uint64_t threshold) {
   return semValue >= epochBase + threshold;
 }
+
+/// Declares, inside a host port's class, the member of every op code that interpretOp calls: each
+/// `OpStep NAME(const FlatOpView&, const OpGeometry&)`, defined by the port.
+#define COPRO_FLAT_PORT_OPS                                                                                 \
+  ::copro::core::OpStep put(const ::copro::core::FlatOpView& op, const ::copro::core::OpGeometry& g);       \
+  ::copro::core::OpStep get(const ::copro::core::FlatOpView& op, const ::copro::core::OpGeometry& g);       \
+  ::copro::core::OpStep signal(const ::copro::core::FlatOpView& op, const ::copro::core::OpGeometry& g);    \
+  ::copro::core::OpStep wait(const ::copro::core::FlatOpView& op, const ::copro::core::OpGeometry& g);      \
+  ::copro::core::OpStep reduce(const ::copro::core::FlatOpView& op, const ::copro::core::OpGeometry& g);    \
+  ::copro::core::OpStep putReduce(const ::copro::core::FlatOpView& op, const ::copro::core::OpGeometry& g); \
+  ::copro::core::OpStep multicast(const ::copro::core::FlatOpView& op, const ::copro::core::OpGeometry& g); \
+  ::copro::core::OpStep copy(const ::copro::core::FlatOpView& op, const ::copro::core::OpGeometry& g);      \
+  ::copro::core::OpStep flush(const ::copro::core::FlatOpView& op, const ::copro::core::OpGeometry& g)
 
 /// Runs one op on `port`: resolves its geometry from `layout` and dispatches on its code.
 template <typename Port>
