@@ -311,27 +311,14 @@ copro_result_t copro_group_end(copro_comm_t comm, copro_request_t* request) {
 copro_result_t copro_send(const void* buf, size_t count, copro_datatype_t dtype, int peer, copro_comm_t comm,
                           copro_request_t* request) {
   COPRO_C_CHECK_COMM(comm);
-  return guarded([&] {
-    copro::Request r = comm->comm.send(buf, count, dt(dtype), peer);
-    if (!r.valid()) {  // collected into an open group
-      if (request != nullptr) *request = nullptr;
-      return copro_success;
-    }
-    return finish(std::move(r), request);
-  });
+  // Inside a group the call is collected: *request is set to NULL (finish).
+  return guarded([&] { return finish(comm->comm.send(buf, count, dt(dtype), peer), request); });
 }
 
 copro_result_t copro_recv(void* buf, size_t count, copro_datatype_t dtype, int peer, copro_comm_t comm,
                           copro_request_t* request) {
   COPRO_C_CHECK_COMM(comm);
-  return guarded([&] {
-    copro::Request r = comm->comm.recv(buf, count, dt(dtype), peer);
-    if (!r.valid()) {
-      if (request != nullptr) *request = nullptr;
-      return copro_success;
-    }
-    return finish(std::move(r), request);
-  });
+  return guarded([&] { return finish(comm->comm.recv(buf, count, dt(dtype), peer), request); });
 }
 
 copro_result_t copro_capture_begin(copro_comm_t comm) {

@@ -20,22 +20,7 @@ namespace {
 
 using namespace copro;
 
-struct DeviceLaneMemory {
-  __device__ static void releaseFence() { __threadfence_system(); }
-  __device__ static std::uint64_t acquireLoad(const std::uint64_t* p) {
-    const std::uint64_t v = *reinterpret_cast<const volatile std::uint64_t*>(p);
-    __threadfence_system();
-    return v;
-  }
-  __device__ static void add(std::uint64_t* p, std::uint64_t v) {
-    atomicAdd_system(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
-  }
-  __device__ static bool tryLock(std::uint32_t* l) { return atomicCAS_system(l, 0U, 1U) == 0U; }
-  __device__ static void unlock(std::uint32_t* l) {
-    __threadfence_system();
-    atomicExch_system(l, 0U);
-  }
-};
+using copro::core::DeviceLaneMemory;
 
 __global__ void runLanes(core::LmWorld world, const core::FlatLaneView* lanes, const int* laneRank, int* status,
                          long long spinLimit) {

@@ -370,7 +370,7 @@ class Handle final : public core::CallHandle {
   std::shared_ptr<WorldCall> call_;
 };
 
-class LaneMachineExecutor final : public core::Executor {
+class LaneMachineExecutor final : public LoadStoreDomainExecutor {
  public:
   LaneMachineExecutor(std::shared_ptr<World> world, int rank, std::vector<int> nodes)
       : world_(std::move(world)), rank_(rank), nodes_(std::move(nodes)) {}
@@ -379,9 +379,6 @@ class LaneMachineExecutor final : public core::Executor {
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return world_->size(); }
   [[nodiscard]] std::vector<int> nodeOfRank() const override { return nodes_; }
-  [[nodiscard]] std::vector<std::vector<std::int32_t>> loadStoreDomains() const override {
-    return singleLoadStoreDomain(world_->size());
-  }
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
                std::unique_ptr<core::CallHandle>& handle) override {
     std::shared_ptr<WorldCall> call;
@@ -395,8 +392,6 @@ class LaneMachineExecutor final : public core::Executor {
                       "lanemachine: split is not supported (it exists to run Programs through the portable lane "
                       "machine; create a communicator of the size you need)");
   }
-  Status registerBuffer(void*, std::size_t) override { return {}; }
-  Status deregisterBuffer(void*) override { return {}; }
   void* allocate(std::size_t bytes) override { return std::malloc(std::max<std::size_t>(bytes, 1)); }
   void deallocate(void* ptr) override { std::free(ptr); }
   void abort() override { world_->abort(rank_); }

@@ -9,21 +9,13 @@
 #include <vector>
 
 #include "copro/copro.hpp"
+#include "unit/collectives/rank_threads.hpp"
 
 namespace copro {
 namespace {
 
-Config testConfig() {
-  Config c;
-  c.timeoutSec = 30;
-  return c;
-}
-
-void onRanks(int n, const std::function<void(int)>& fn) {
-  std::vector<std::thread> t;
-  for (int r = 0; r < n; ++r) t.emplace_back(fn, r);
-  for (auto& th : t) th.join();
-}
+using test::onRanks;
+using test::testConfig;
 
 TEST(CallGraph, ReplaysAllReduceThenAllGatherOnCurrentBufferContents) {
   constexpr int kRanks = 3;

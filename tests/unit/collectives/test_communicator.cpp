@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "copro/copro.hpp"
+#include "unit/collectives/rank_threads.hpp"
 
 namespace copro {
 namespace {
@@ -15,18 +16,8 @@ namespace {
 using collectives::CollectiveArgs;
 using collectives::CollectiveKind;
 
-Config testConfig() {
-  Config c;
-  c.timeoutSec = 30;
-  return c;
-}
-
-/// Runs fn(rank) on one thread per rank.
-void onRanks(int n, const std::function<void(int)>& fn) {
-  std::vector<std::thread> t;
-  for (int r = 0; r < n; ++r) t.emplace_back(fn, r);
-  for (auto& th : t) th.join();
-}
+using test::onRanks;
+using test::testConfig;
 
 TEST(Planner, PicksSmallMessageAndLargeMessageAlgorithmsByCost) {
   Config cfg;

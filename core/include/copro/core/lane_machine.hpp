@@ -9,7 +9,7 @@
 /// an atomic add on the target's 64-bit semaphore after a release fence; a wait is an acquire load; a
 /// put_reduce takes the target's lock word (a busy lock blocks the lane, never spins inside an op). Nothing
 /// here allocates or throws: a bad op ends the lane with an `LmFault` the host turns into a message.
-/// `Mem` supplies the atomics: `HostLaneMemory` below, or the device policy in the CUDA backend.
+/// `Mem` supplies the atomics: `HostLaneMemory`, or `DeviceLaneMemory` where nvcc compiles this header.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -80,6 +80,26 @@ struct HostLaneMemory {
   }
   static void unlock(std::uint32_t* l) { __atomic_store_n(l, 0U, __ATOMIC_RELEASE); }
 };
+
+#if defined(__CUDACC__)
+/// Device atomics at system scope (peer GPUs' memory over NVLink, host-visible semaphores).
+struct DeviceLaneMemory {
+  __device__ static void releaseFence() { __threadfence_system(); }
+  __device__ static std::uint64_t acquireLoad(const std::uint64_t* p) {
+    const std::uint64_t v = *reinterpret_cast<const volatile std::uint64_t*>(p);
+    __threadfence_system();
+    return v;
+  }
+  __device__ static void add(std::uint64_t* p, std::uint64_t v) {
+    atomicAdd_system(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
+  }
+  __device__ static bool tryLock(std::uint32_t* l) { return atomicCAS_system(l, 0U, 1U) == 0U; }
+  __device__ static void unlock(std::uint32_t* l) {
+    __threadfence_system();
+    atomicExch_system(l, 0U);
+  }
+};
+#endif
 
 namespace lm_detail {
 
