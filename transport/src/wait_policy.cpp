@@ -19,10 +19,7 @@ WaitPolicy WaitPolicy::resolve(const core::Config& config, int ranksOnHost) {
   p.spinSec = std::max(config.spinUs, 0.0) * 1e-6;
   bool spin = config.wait == "spin";
   if (config.wait == "adaptive") spin = ranksOnHost <= usableCores();
-  if (spin) {
-    p.yield = false;
-    p.name = "spin";
-  }
+  if (spin) p.yield = false;
   if (config.wait == "spin") p.spinSec = std::numeric_limits<double>::infinity();
   return p;
 }

@@ -17,9 +17,8 @@ namespace copro::transport::calls {
 int usableCores() noexcept;
 
 struct WaitPolicy {
-  bool yield = true;           ///< sched_yield between looks (else the pause instruction)
-  double spinSec = 20e-6;      ///< look this long before sleeping; infinity: never sleep
-  const char* name = "yield";  ///< "spin" or "yield": what `adaptive` resolved to
+  bool yield = true;       ///< sched_yield between looks (else the pause instruction)
+  double spinSec = 20e-6;  ///< look this long before sleeping; infinity: never sleep
 
   /// The policy of a communicator whose host runs `ranksOnHost` ranks (threads or processes).
   static WaitPolicy resolve(const core::Config& config, int ranksOnHost);
