@@ -188,15 +188,28 @@ def run_mpirun(args, backend, sig, rng, tmp):
             job.wait()
         text = "\n".join(read_lines(path))
         exit_s = {r: took for r in range(n) if r != victim}
-        aborted = re.search(r"MPI_ABORT was invoked on rank (\d+)", text)
-        return judge(n, victim, timeout, exit_s, {}, error_lines(text.splitlines()), text, shm_left(pids[0]),
-                     every_survivor=False, aborter=int(aborted.group(1)) if aborted else None)
+        errs = error_lines(text.splitlines())
+        return judge(n, victim, timeout, exit_s, {}, errs, text, shm_left(pids[0]), every_survivor=False,
+                     aborter=first_aborter(text))
     finally:
         if job.poll() is None:
             job.kill()
             job.wait()
         for pid in pids.values():
             kill_quietly(pid)
+
+
+def first_aborter(text):
+    """The rank whose MPI_Abort ended an mpirun job: Open MPI's banner names it; without the banner (mpirun
+    does not always print it before the job is gone), the rank of the first ERROR line (it printed, then
+    called MPI_Abort, before anything else could fail)."""
+    m = re.search(r"MPI_ABORT was invoked on rank (\d+)", text)
+    if m:
+        return int(m.group(1))
+    for line in text.splitlines():
+        if line.startswith("ERROR rank "):
+            return int(line.split()[2].rstrip(":"))
+    return None
 
 
 def teardown_view(msg, victim, aborter):
