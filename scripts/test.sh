@@ -41,7 +41,7 @@ case "$mode" in
     # Tests that fork() are left out: the bootstrap's root thread (and UCX's async thread) run in the
     # parent, and TSan does not support a child of a multi-threaded process going on to start threads.
     "$root/build-tsan/tests/copro_unit_transport" \
-      --gtest_filter='-Shm.*:Bootstrap.Fork*:Bootstrap.Foreign*:Bootstrap.Forged*:Bootstrap.AFailedRendezvous*'
+      --gtest_filter='-Shm.*:ShmScaleInitiation.*:Bootstrap.Fork*:Bootstrap.Foreign*:Bootstrap.Forged*:Bootstrap.AFailedRendezvous*:Bootstrap.EnvironmentForm*'
     # Also out: the fork()ing ucx and verbs fault tests (as above) and fault_quick, whose exit-time limit
     # (2 x COPRO_TIMEOUT) does not hold under TSan's 5-15x slowdown.
     ctest --test-dir "$root/build-tsan" --output-on-failure -j1 -L mp -LE full -E 'fork|fault' --timeout 1200
