@@ -224,26 +224,15 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
                      std::shared_ptr<Call>& out) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string who = std::string(t_->backend()) + " rank " + std::to_string(me()) + ": ";
-  if (retired_.load(std::memory_order_acquire) || aborted_.load(std::memory_order_acquire)) {
-    return {ErrorCode::kAborted, who + "the communicator was aborted"};
-  }
-  if (broken_) {
-    return {brokenStatus_.code(),
-            who + "the communicator is unusable after an earlier failure: " + brokenStatus_.message()};
-  }
-  if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
-  const core::ProgramHeader& h = program->header();
-  const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
-  const int n = t_->size();
-  COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, me(), n, who));
   auto call = std::make_shared<Call>();
-  COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, me(), who, name, call->rankProgram));
-  COPRO_RETURN_IF_ERROR(calls::prepareCall(*call, program, advanceCache_, nullptr, who));
-  call->program = std::move(program);
-  call->header = &call->program->header();
-  call->buffers = b;
+  std::string name;
+  COPRO_RETURN_IF_ERROR(
+      calls::openCall(*call, std::move(program), b, me(), t_->size(), advanceCache_, nullptr, who, name));
+  const std::string label = calls::callLabel(name, nextSeq_, me());
+  const bool aborted = retired_.load(std::memory_order_acquire) || aborted_.load(std::memory_order_acquire);
+  COPRO_RETURN_IF_ERROR(calls::refusal(label, aborted, broken_, brokenStatus_));
   call->seq = nextSeq_++;
-  call->label = name + " (call " + std::to_string(call->seq) + ") on rank " + std::to_string(me());
+  call->label = label;
   call->lanes.resize(call->rankProgram->lanes.size());
   for (std::size_t i = 0; i < call->lanes.size(); ++i) {
     call->lanes[i].ops = &call->rankProgram->lanes[i].ops;
@@ -371,15 +360,10 @@ void Engine::failFront(const Status& statusSeen, bool poison) {
           Status(status.code(), front->label + ": " + stopped + " (what this rank saw: " + statusSeen.message() + ")");
     }
   }
-  queue_.pop_front();
   if (front->phase == Phase::kRunning) t_->leave();
-  front->status = status;
-  front->phase = Phase::kFailed;
-  for (auto& c : queue_) {
-    c->status = Status(status.code(), c->label + ": not run: an earlier call failed (" + status.message() + ")");
-    c->phase = Phase::kFailed;
-  }
-  queue_.clear();
+  (void)calls::failQueued(queue_, front.get(), status, status.code(),
+                          "not run: an earlier call failed (" + status.message() + ")", me(), Phase::kFailed,
+                          [](Call&) {});
   broken_ = true;
   brokenStatus_ = status;
   t_->markBroken();
