@@ -32,6 +32,11 @@ struct CallBase {
   std::shared_ptr<const core::FlatRankProgram> flat;          ///< the rank's ops, flat (what lanes interpret)
   std::uint64_t seq = 0;
   std::string label;  ///< "allreduce.ring (call 3) on rank 0"
+
+  /// Moves the executing rank's semaphore epoch bases past this call, once it completed.
+  void advanceEpochs(std::vector<std::uint64_t>& semBase) const {
+    for (std::size_t s = 0; s < advance->size() && s < semBase.size(); ++s) semBase[s] += (*advance)[s];
+  }
 };
 
 /// The ops of `rank` in `program` (named `name`), or a Status prefixed with `who` when generating them failed.

@@ -200,9 +200,7 @@ void World::enterQueuedLocked(RankState& rs) {
     enterLocked(rs, front);
     if (front->lanesLeft.load(std::memory_order_acquire) > 0) return;
     // No ops on this rank: the call is complete as soon as it is entered.
-    for (std::size_t s = 0; s < front->advance->size() && s < rs.semBase.size(); ++s) {
-      rs.semBase[s] += (*front->advance)[s];
-    }
+    front->advanceEpochs(rs.semBase);
     front->status = Status();
     front->phase.store(Phase::kDone, std::memory_order_seq_cst);
     rs.queue.pop_front();
@@ -273,9 +271,7 @@ void World::completeCall(RankState& rs, Call& call) {
   {
     std::lock_guard<std::mutex> lock(rs.mutex);
     if (call.phase.load(std::memory_order_acquire) != Phase::kRunning) return;
-    for (std::size_t s = 0; s < call.advance->size() && s < rs.semBase.size(); ++s) {
-      rs.semBase[s] += (*call.advance)[s];
-    }
+    call.advanceEpochs(rs.semBase);
     call.status = Status();
     call.phase.store(Phase::kDone, std::memory_order_seq_cst);
     for (int k = 0; k < 2; ++k) {
@@ -390,11 +386,7 @@ bool World::checkStall(RankState& rs, const std::shared_ptr<Call>& front, double
   const double timeout = config_.timeoutSec;
   if (timeout > 0 && stalledSec >= timeout) {
     return failCalls(
-        rs, front.get(),
-        [&](const Call& c) {
-          return Status(ErrorCode::kTimeout,
-                        c.label + ": timed out after " + formatSeconds(timeout) + " s: " + stallReport(c));
-        },
+        rs, front.get(), [&](const Call& c) { return calls::timeoutStatus(c.label, timeout, stallReport(c)); },
         ErrorCode::kTimeout, "not run: an earlier call timed out", false);
   }
   return false;

@@ -341,7 +341,7 @@ void Engine::enter(Call& call) {
 }
 
 void Engine::complete(Call& call) {
-  for (std::size_t s = 0; s < call.advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*call.advance)[s];
+  call.advanceEpochs(semBase_);
   t_->leave();
   call.status = Status();
   call.phase = Phase::kDone;
@@ -377,21 +377,17 @@ std::string Engine::opLabel(const Call& call, int lane, std::uint32_t pc) const 
 
 std::string Engine::stallReport(const Call& call) {
   std::string out = t_->stallReport();
-  std::string lanes;
-  int listed = 0;
-  for (std::size_t i = 0; i < call.lanes.size() && listed < 16; ++i) {
-    const LaneRt& l = call.lanes[i];
-    if (l.done) continue;
-    lanes += (listed++ == 0 ? " " : "; ") + opLabel(call, static_cast<int>(i), l.pc).substr(call.label.size() + 1);
-    if (l.pc >= l.ops->size()) {
-      lanes += " waits for its last operations to complete";
-      continue;
-    }
-    const Op& op = (*l.ops)[l.pc];
-    const bool known = op.code == OpCode::kWait && op.sem >= 0 && op.sem < numSems_;
-    const std::uint64_t progress = known ? semValue(op.sem) - semBase_[static_cast<std::size_t>(op.sem)] : 0;
-    lanes += calls::laneWaitText(op, known, progress, l.blockedOnRank);
-  }
+  const auto laneAt = [&call](int i) {
+    const LaneRt& l = call.lanes[static_cast<std::size_t>(i)];
+    return calls::LaneSnapshot{l.done, l.pc, l.blockedOnRank, l.ops};
+  };
+  const auto semProgress = [this](std::int32_t sem, std::uint64_t& progress) {
+    if (sem < 0 || sem >= numSems_) return false;
+    progress = semValue(sem) - semBase_[static_cast<std::size_t>(sem)];
+    return true;
+  };
+  const std::string lanes = calls::blockedLanes(call, static_cast<int>(call.lanes.size()), laneAt, semProgress,
+                                                " waits for its last operations to complete");
   if (!lanes.empty()) out += (out.empty() ? "" : "; ") + std::string("blocked lanes:") + lanes;
   return out;
 }
@@ -449,9 +445,7 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
     }
     const double idle = std::chrono::duration<double>(now - lastProgress_).count();
     if (idle > timeout) {
-      failFront(Status(ErrorCode::kTimeout,
-                       call.label + ": timed out after " + formatSeconds(timeout) + " s: " + stallReport(call)),
-                false);
+      failFront(calls::timeoutStatus(call.label, timeout, stallReport(call)), false);
       continue;
     }
     if (!block) {

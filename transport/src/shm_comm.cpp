@@ -385,7 +385,7 @@ void ShmComm::enterQueuedLocked() {
     if (front->phase.load(std::memory_order_acquire) != Phase::kQueued) return;
     enterLocked(front);
     if (front->lanesLeft.load(std::memory_order_acquire) > 0) return;
-    for (std::size_t s = 0; s < front->advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*front->advance)[s];
+    front->advanceEpochs(semBase_);
     for (std::size_t i = 0; i < front->copyBack.size(); ++i) {
       std::memcpy(front->copyBack[i].first, front->copyBack[i].second, front->copyBackBytes[i]);
     }
@@ -558,7 +558,7 @@ void ShmComm::completeCall(Call& call) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (call.phase.load(std::memory_order_acquire) != Phase::kRunning) return;
-    for (std::size_t s = 0; s < call.advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*call.advance)[s];
+    call.advanceEpochs(semBase_);
     for (std::size_t i = 0; i < call.copyBack.size(); ++i) {
       std::memcpy(call.copyBack[i].first, call.copyBack[i].second, call.copyBackBytes[i]);
     }
@@ -765,10 +765,8 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
       return failCalls(front.get(), Status(ErrorCode::kTimeout, front->label + ": " + why), ErrorCode::kTimeout,
                        "not run: " + why, true, stopped);
     }
-    return failCalls(front.get(),
-                     Status(ErrorCode::kTimeout, front->label + ": timed out after " + formatSeconds(timeout) +
-                                                     " s: " + stallReport(*front)),
-                     ErrorCode::kTimeout, "not run: an earlier call timed out", false);
+    return failCalls(front.get(), calls::timeoutStatus(front->label, timeout, stallReport(*front)), ErrorCode::kTimeout,
+                     "not run: an earlier call timed out", false);
   }
   return false;
 }
