@@ -441,16 +441,14 @@ class Handle final : public core::CallHandle {
   std::shared_ptr<WorldCall> call_;
 };
 
-class LaneMachineExecutor final : public LoadStoreDomainExecutor {
+class LaneMachineExecutor final : public SharedWorldExecutor<World> {
  public:
   LaneMachineExecutor(std::shared_ptr<World> world, int rank, std::vector<int> nodes)
-      : world_(std::move(world)), rank_(rank), nodes_(std::move(nodes)) {}
+      : SharedWorldExecutor(std::move(world), rank), nodes_(std::move(nodes)) {}
 
   [[nodiscard]] std::string_view backend() const override {
     return world_->device() != nullptr ? "cuda" : "lanemachine";
   }
-  [[nodiscard]] int rank() const override { return rank_; }
-  [[nodiscard]] int size() const override { return world_->size(); }
   [[nodiscard]] std::vector<int> nodeOfRank() const override { return nodes_; }
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
                std::unique_ptr<core::CallHandle>& handle) override {
@@ -477,12 +475,8 @@ class LaneMachineExecutor final : public LoadStoreDomainExecutor {
       std::free(ptr);
     }
   }
-  void abort() override { world_->abort(rank_); }
-  [[nodiscard]] const core::Config& config() const override { return world_->config(); }
 
  private:
-  std::shared_ptr<World> world_;
-  int rank_;
   std::vector<int> nodes_;
 };
 
