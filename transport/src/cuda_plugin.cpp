@@ -5,7 +5,8 @@
 
 #include <filesystem>
 #include <mutex>
-#include <system_error>
+
+#include "copro/core/data_dir.hpp"
 
 namespace copro::transport {
 namespace {
@@ -13,18 +14,9 @@ namespace {
 namespace fs = std::filesystem;
 constexpr const char* kPluginName = "libcopro_cuda.so";
 
-/// The file this function was loaded from: libcopro.so, or the executable when linked statically.
-fs::path thisBinary() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<const void*>(&thisBinary), &info) == 0 || info.dli_fname == nullptr) return {};
-  std::error_code ec;
-  fs::path p = fs::canonical(info.dli_fname, ec);
-  return ec ? fs::path() : p;
-}
-
 std::vector<std::string> candidates() {
   std::vector<std::string> out;
-  const fs::path bin = thisBinary();
+  const fs::path bin = core::coproBinaryPath();
   if (!bin.empty()) {
     const fs::path dir = bin.parent_path();
     out.push_back((dir / kPluginName).string());
