@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <utility>
 
 namespace copro::transport::calls {
 
@@ -55,6 +56,34 @@ core::Status prepareCall(CallBase& call, const std::shared_ptr<const core::Progr
   }
   call.advance = std::move(prepared.advance);
   call.flat = std::move(prepared.flat);
+  return {};
+}
+
+core::Status openCall(CallBase& call, std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
+                      std::int32_t rank, int size, PreparedRankCache& cache, std::mutex* mutex, const std::string& who,
+                      std::string& name) {
+  if (!program) return {core::ErrorCode::kInvalidArgument, who + "start() was given no Program"};
+  const core::ProgramHeader& h = program->header();
+  name = h.name.empty() ? std::string("unnamed program") : h.name;
+  COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, rank, size, who));
+  COPRO_RETURN_IF_ERROR(rankProgramOf(*program, rank, who, name, call.rankProgram));
+  COPRO_RETURN_IF_ERROR(prepareCall(call, program, cache, mutex, who));
+  call.program = std::move(program);
+  call.header = &h;
+  call.buffers = b;
+  return {};
+}
+
+std::string callLabel(const std::string& name, std::uint64_t seq, std::int32_t rank) {
+  return name + " (call " + std::to_string(seq) + ") on rank " + std::to_string(rank);
+}
+
+core::Status refusal(const std::string& label, bool aborted, bool broken, const core::Status& brokenStatus) {
+  if (aborted) return {core::ErrorCode::kAborted, label + ": the communicator was aborted (Executor::abort())"};
+  if (broken) {
+    return {brokenStatus.code(),
+            label + ": the communicator is unusable after an earlier failure: " + brokenStatus.message()};
+  }
   return {};
 }
 

@@ -224,26 +224,15 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
                      std::shared_ptr<Call>& out) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string who = std::string(t_->backend()) + " rank " + std::to_string(me()) + ": ";
-  if (retired_.load(std::memory_order_acquire) || aborted_.load(std::memory_order_acquire)) {
-    return {ErrorCode::kAborted, who + "the communicator was aborted"};
-  }
-  if (broken_) {
-    return {brokenStatus_.code(),
-            who + "the communicator is unusable after an earlier failure: " + brokenStatus_.message()};
-  }
-  if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
-  const core::ProgramHeader& h = program->header();
-  const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
-  const int n = t_->size();
-  COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, me(), n, who));
   auto call = std::make_shared<Call>();
-  COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, me(), who, name, call->rankProgram));
-  COPRO_RETURN_IF_ERROR(calls::prepareCall(*call, program, advanceCache_, nullptr, who));
-  call->program = std::move(program);
-  call->header = &call->program->header();
-  call->buffers = b;
+  std::string name;
+  COPRO_RETURN_IF_ERROR(
+      calls::openCall(*call, std::move(program), b, me(), t_->size(), advanceCache_, nullptr, who, name));
+  const std::string label = calls::callLabel(name, nextSeq_, me());
+  const bool aborted = retired_.load(std::memory_order_acquire) || aborted_.load(std::memory_order_acquire);
+  COPRO_RETURN_IF_ERROR(calls::refusal(label, aborted, broken_, brokenStatus_));
   call->seq = nextSeq_++;
-  call->label = name + " (call " + std::to_string(call->seq) + ") on rank " + std::to_string(me());
+  call->label = label;
   call->lanes.resize(call->rankProgram->lanes.size());
   for (std::size_t i = 0; i < call->lanes.size(); ++i) {
     call->lanes[i].ops = &call->rankProgram->lanes[i].ops;
@@ -352,7 +341,7 @@ void Engine::enter(Call& call) {
 }
 
 void Engine::complete(Call& call) {
-  for (std::size_t s = 0; s < call.advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*call.advance)[s];
+  call.advanceEpochs(semBase_);
   t_->leave();
   call.status = Status();
   call.phase = Phase::kDone;
@@ -371,15 +360,10 @@ void Engine::failFront(const Status& statusSeen, bool poison) {
           Status(status.code(), front->label + ": " + stopped + " (what this rank saw: " + statusSeen.message() + ")");
     }
   }
-  queue_.pop_front();
   if (front->phase == Phase::kRunning) t_->leave();
-  front->status = status;
-  front->phase = Phase::kFailed;
-  for (auto& c : queue_) {
-    c->status = Status(status.code(), c->label + ": not run: an earlier call failed (" + status.message() + ")");
-    c->phase = Phase::kFailed;
-  }
-  queue_.clear();
+  (void)calls::failQueued(queue_, front.get(), status, status.code(),
+                          "not run: an earlier call failed (" + status.message() + ")", me(), Phase::kFailed,
+                          [](Call&) {});
   broken_ = true;
   brokenStatus_ = status;
   t_->markBroken();
@@ -393,21 +377,17 @@ std::string Engine::opLabel(const Call& call, int lane, std::uint32_t pc) const 
 
 std::string Engine::stallReport(const Call& call) {
   std::string out = t_->stallReport();
-  std::string lanes;
-  int listed = 0;
-  for (std::size_t i = 0; i < call.lanes.size() && listed < 16; ++i) {
-    const LaneRt& l = call.lanes[i];
-    if (l.done) continue;
-    lanes += (listed++ == 0 ? " " : "; ") + opLabel(call, static_cast<int>(i), l.pc).substr(call.label.size() + 1);
-    if (l.pc >= l.ops->size()) {
-      lanes += " waits for its last operations to complete";
-      continue;
-    }
-    const Op& op = (*l.ops)[l.pc];
-    const bool known = op.code == OpCode::kWait && op.sem >= 0 && op.sem < numSems_;
-    const std::uint64_t progress = known ? semValue(op.sem) - semBase_[static_cast<std::size_t>(op.sem)] : 0;
-    lanes += calls::laneWaitText(op, known, progress, l.blockedOnRank);
-  }
+  const auto laneAt = [&call](int i) {
+    const LaneRt& l = call.lanes[static_cast<std::size_t>(i)];
+    return calls::LaneSnapshot{l.done, l.pc, l.blockedOnRank, l.ops};
+  };
+  const auto semProgress = [this](std::int32_t sem, std::uint64_t& progress) {
+    if (sem < 0 || sem >= numSems_) return false;
+    progress = semValue(sem) - semBase_[static_cast<std::size_t>(sem)];
+    return true;
+  };
+  const std::string lanes = calls::blockedLanes(call, static_cast<int>(call.lanes.size()), laneAt, semProgress,
+                                                " waits for its last operations to complete");
   if (!lanes.empty()) out += (out.empty() ? "" : "; ") + std::string("blocked lanes:") + lanes;
   return out;
 }
@@ -465,9 +445,7 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
     }
     const double idle = std::chrono::duration<double>(now - lastProgress_).count();
     if (idle > timeout) {
-      failFront(Status(ErrorCode::kTimeout,
-                       call.label + ": timed out after " + formatSeconds(timeout) + " s: " + stallReport(call)),
-                false);
+      failFront(calls::timeoutStatus(call.label, timeout, stallReport(call)), false);
       continue;
     }
     if (!block) {

@@ -350,28 +350,15 @@ std::shared_ptr<Call> ShmComm::frontCall() {
 Status ShmComm::start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
                       std::shared_ptr<Call>& out) {
   const std::string who = "shm rank " + std::to_string(rank_) + ": ";
-  if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
-  const core::ProgramHeader& h = program->header();
-  const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
-  COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, rank_, size_, who));
   auto call = std::make_shared<Call>();
-  COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, rank_, who, name, call->rankProgram));
-  COPRO_RETURN_IF_ERROR(calls::prepareCall(*call, program, advanceCache_, &mutex_, who));
-  call->program = std::move(program);
-  call->header = &h;
-  call->buffers = b;
+  std::string name;
+  COPRO_RETURN_IF_ERROR(calls::openCall(*call, std::move(program), b, rank_, size_, advanceCache_, &mutex_, who, name));
   calls::initLanes(*call, proxyDefault_);
   COPRO_RETURN_IF_ERROR(calls::startProgressThreads(*call, who, [this](int k) { ensureProgressThread(k); }));
 
   std::lock_guard<std::mutex> lock(mutex_);
-  const std::string label = name + " (call " + std::to_string(nextSeq_) + ") on rank " + std::to_string(rank_);
-  if (aborted_.load(std::memory_order_acquire)) {
-    return {ErrorCode::kAborted, label + ": the communicator was aborted (Executor::abort())"};
-  }
-  if (broken_) {
-    return {brokenStatus_.code(),
-            label + ": the communicator is unusable after an earlier failure: " + brokenStatus_.message()};
-  }
+  const std::string label = calls::callLabel(name, nextSeq_, rank_);
+  COPRO_RETURN_IF_ERROR(calls::refusal(label, aborted_.load(std::memory_order_acquire), broken_, brokenStatus_));
   call->seq = nextSeq_++;
   call->label = label;
   queue_.push_back(call);
@@ -398,7 +385,7 @@ void ShmComm::enterQueuedLocked() {
     if (front->phase.load(std::memory_order_acquire) != Phase::kQueued) return;
     enterLocked(front);
     if (front->lanesLeft.load(std::memory_order_acquire) > 0) return;
-    for (std::size_t s = 0; s < front->advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*front->advance)[s];
+    front->advanceEpochs(semBase_);
     for (std::size_t i = 0; i < front->copyBack.size(); ++i) {
       std::memcpy(front->copyBack[i].first, front->copyBack[i].second, front->copyBackBytes[i]);
     }
@@ -571,7 +558,7 @@ void ShmComm::completeCall(Call& call) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (call.phase.load(std::memory_order_acquire) != Phase::kRunning) return;
-    for (std::size_t s = 0; s < call.advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*call.advance)[s];
+    call.advanceEpochs(semBase_);
     for (std::size_t i = 0; i < call.copyBack.size(); ++i) {
       std::memcpy(call.copyBack[i].first, call.copyBack[i].second, call.copyBackBytes[i]);
     }
@@ -607,14 +594,7 @@ bool ShmComm::failCalls(const Call* which, const Status& whichStatus, ErrorCode 
         return false;
       }
     }
-    for (const std::shared_ptr<Call>& c : queue_) {
-      if (c->finished()) continue;
-      c->status = (c.get() == which) ? whichStatus : Status(code, c->label + ": " + reason);
-      if (first.ok()) first = c->status;
-      c->phase.store(Phase::kFailed, std::memory_order_seq_cst);
-    }
-    queue_.clear();
-    if (first.ok()) first = Status(code, "rank " + std::to_string(rank_) + ": " + reason);
+    first = calls::failQueued(queue_, which, whichStatus, code, reason, rank_, Phase::kFailed, [](Call&) {});
     if (!broken_) {
       broken_ = true;
       brokenStatus_ = first;
@@ -785,10 +765,8 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
       return failCalls(front.get(), Status(ErrorCode::kTimeout, front->label + ": " + why), ErrorCode::kTimeout,
                        "not run: " + why, true, stopped);
     }
-    return failCalls(front.get(),
-                     Status(ErrorCode::kTimeout, front->label + ": timed out after " + formatSeconds(timeout) +
-                                                     " s: " + stallReport(*front)),
-                     ErrorCode::kTimeout, "not run: an earlier call timed out", false);
+    return failCalls(front.get(), calls::timeoutStatus(front->label, timeout, stallReport(*front)), ErrorCode::kTimeout,
+                     "not run: an earlier call timed out", false);
   }
   return false;
 }
