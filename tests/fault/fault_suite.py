@@ -72,9 +72,10 @@ def error_lines(lines):
 
 
 def blamed_ranks(msg):
-    """Ranks a message blames, in order: every "rank R" and "ranks R, S" but the reporter's own "on rank R"."""
+    """Ranks a message blames, in order: every "rank R" and "ranks R, S" but the reporter's own "on rank R"
+    and the ranks a stall report heard from ("messages of this call arrived from ranks R, S only")."""
     out = []
-    for m in re.finditer(r"(?<!on )\branks? ([\d, and]+)", msg):
+    for m in re.finditer(r"(?<!on )(?<!from )\branks? ([\d, and]+)", msg):
         for x in re.findall(r"\d+", m.group(1)):
             if int(x) not in out:
                 out.append(int(x))

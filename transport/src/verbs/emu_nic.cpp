@@ -149,7 +149,8 @@ std::vector<std::shared_ptr<EmuQp>> snapshot(EmuContext& ctx) {
 /// A peer process that exited fails the QPs connected to it (its HCA would stop acknowledging).
 void checkPeersAlive(EmuContext& ctx, const std::vector<std::shared_ptr<EmuQp>>& qps) {
   for (const auto& qp : qps) {
-    if (qp->peerSlot < 0 || qp->state.load() == IBV_QPS_ERR) continue;
+    const int state = qp->state.load();  // first: it orders toRtr's writes of the peer fields (serveIncoming)
+    if (state < IBV_QPS_RTR || state == IBV_QPS_ERR || qp->peerSlot < 0) continue;
     if (!processAlive(qp->peer.pid)) {
       qpToError(*qp, IBV_WC_RETRY_EXC_ERR);
       raiseAsyncEvent(ctx, &qp->qp, IBV_EVENT_QP_FATAL);
