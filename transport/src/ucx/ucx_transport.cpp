@@ -20,9 +20,12 @@
 #include <sys/types.h>
 #include <ucp/api/ucp.h>
 #include <ucs/debug/log_def.h>
+#include <ucs/sys/sock.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -1126,6 +1129,66 @@ extern "C" __attribute__((visibility("default"))) void ucp_rma_sw_send_cmpl(ucp_
     return reinterpret_cast<Next>(f);
   }();
   if (next != nullptr) next(ep);
+}
+
+namespace {
+
+/// The sockets whose failed send the hook below turned into "nothing sent yet" (one bit per descriptor
+/// below 65536): the next failure on them goes to UCX as it is, and a successful send clears the bit (the
+/// descriptor was reused for a new connection).
+class DeferredSocketFailures {
+ public:
+  /// Whether `fd`'s failure was deferred already; marks it deferred otherwise.
+  bool deferredBefore(int fd) {
+    if (fd < 0 || fd >= kFds) return true;  // untracked: never deferred
+    return (bits_[word(fd)].fetch_or(bit(fd)) & bit(fd)) != 0;
+  }
+  void clear(int fd) {
+    if (fd < 0 || fd >= kFds) return;
+    if ((bits_[word(fd)].load(std::memory_order_relaxed) & bit(fd)) != 0) bits_[word(fd)].fetch_and(~bit(fd));
+  }
+
+ private:
+  static constexpr int kFds = 1 << 16;
+  static std::size_t word(int fd) { return static_cast<std::size_t>(fd) / 64; }
+  static std::uint64_t bit(int fd) { return std::uint64_t{1} << (static_cast<unsigned>(fd) % 64); }
+  std::array<std::atomic<std::uint64_t>, kFds / 64> bits_{};
+};
+
+DeferredSocketFailures& deferredSocketFailures() {
+  static auto* set = new DeferredSocketFailures;  // never destroyed: UCX may send during exit
+  return *set;
+}
+
+}  // namespace
+
+// UCX 1.13's tcp transport sends with ucs_socket_send_nb (libucs, called through libuct's PLT). When
+// the send of an acknowledgement or a get reply that UCX generates inside a message handler (put, get,
+// atomic from a peer) fails because the peer just died or closed, tcp returns "Endpoint timeout" and
+// UCX aborts the process (ucp_request.inl:346, ucp_request_try_send), before any endpoint error reaches
+// copro. This definition takes the place of libucs's for the whole process (the program's, or
+// libcopro.so's, which exports it: src/libcopro.map) and reports a socket's first failed send as "nothing
+// sent yet": tcp keeps the message queued, waits for the socket to become writable, and its next send
+// (or receive) meets the failure on the progress path, which UCX reports as the peer's failure (peer
+// error handling) instead of aborting (docs/ucx.md, "Failures").
+extern "C" __attribute__((visibility("default"))) ucs_status_t ucs_socket_send_nb(int fd, const void* data,
+                                                                                  size_t* length_p) {
+  using Next = ucs_status_t (*)(int, const void*, size_t*);
+  static const Next next = [] {
+    void* lib = dlopen("libucs.so.0", RTLD_LAZY | RTLD_NOLOAD);
+    void* f = lib != nullptr ? dlsym(lib, "ucs_socket_send_nb") : nullptr;
+    if (f == nullptr || f == reinterpret_cast<void*>(&ucs_socket_send_nb)) f = dlsym(RTLD_NEXT, "ucs_socket_send_nb");
+    return reinterpret_cast<Next>(f);
+  }();
+  if (next == nullptr) return UCS_ERR_UNSUPPORTED;
+  const ucs_status_t status = next(fd, data, length_p);
+  if (status == UCS_OK) {
+    deferredSocketFailures().clear(fd);
+  } else if (status != UCS_ERR_NO_PROGRESS && !deferredSocketFailures().deferredBefore(fd)) {
+    *length_p = 0;
+    return UCS_ERR_NO_PROGRESS;
+  }
+  return status;
 }
 
 namespace copro::transport {

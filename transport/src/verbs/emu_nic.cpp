@@ -114,7 +114,9 @@ ibv_wc_status execute(EmuQp& qp, WireWr& w) {
 
 /// Executes the requests the peer of `qp` posted; returns whether it executed any.
 bool serveIncoming(EmuQp& qp) {
-  if (qp.peerSlot < 0 || qp.state.load() < IBV_QPS_RTR) return false;
+  // The state first: modifyQp stores RTR after toRtr wrote the peer fields, so reading it first orders
+  // those writes before the reads below (ThreadSanitizer saw peerSlot read while toRtr wrote it).
+  if (qp.state.load() < IBV_QPS_RTR || qp.peerSlot < 0) return false;
   Slot& s = qp.peer.seg->slots[qp.peerSlot];
   if (s.h.generation.load(std::memory_order_acquire) != qp.peerGen) return false;
   std::uint64_t e = s.h.executed.load(std::memory_order_relaxed);
