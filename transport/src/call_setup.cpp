@@ -74,6 +74,21 @@ core::Status openCall(CallBase& call, std::shared_ptr<const core::ProgramSource>
   return {};
 }
 
+std::vector<Region> userRegions(const core::ProgramHeader& h, const core::CallBuffers& b, std::int32_t rank) {
+  const auto ri = static_cast<std::size_t>(rank);
+  std::vector<Region> out(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size());
+  out[static_cast<std::size_t>(core::BufferId::kInput)] =
+      Region{static_cast<std::byte*>(const_cast<void*>(b.input)),
+             h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
+  out[static_cast<std::size_t>(core::BufferId::kOutput)] = Region{
+      static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
+  for (std::size_t e = 0; e < b.extra.size(); ++e) {
+    out[static_cast<std::size_t>(core::kNumBuffers) + e] =
+        Region{static_cast<std::byte*>(b.extra[e]), b.extraBytes[e], true};
+  }
+  return out;
+}
+
 std::string callLabel(const std::string& name, std::uint64_t seq, std::int32_t rank) {
   return name + " (call " + std::to_string(seq) + ") on rank " + std::to_string(rank);
 }

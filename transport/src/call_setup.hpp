@@ -21,6 +21,19 @@
 
 namespace copro::transport::calls {
 
+/// A rank's buffer in its current call, as every engine indexes them (BufferId order, extra buffers after
+/// kNumBuffers) and publishes them to peers.
+struct Region {
+  std::byte* base = nullptr;
+  std::uint64_t limit = 0;  ///< bytes the Program may access
+  bool writable = true;
+};
+
+/// The user's buffers of `rank` in a call of `h` with buffers `b`, in BufferId order: the input (as many
+/// bytes as both the Program and the caller give; written only when the call is in place), the output and
+/// the extra buffers. The scratch and layout slots stay empty: the engine owns that memory.
+std::vector<Region> userRegions(const core::ProgramHeader& h, const core::CallBuffers& b, std::int32_t rank);
+
 /// What every engine keeps of a started call: the Program, the executing rank's ops, the buffers, the
 /// semaphore epoch advance, the sequence number and the label used in messages.
 struct CallBase {

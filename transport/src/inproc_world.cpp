@@ -236,20 +236,10 @@ void World::enterLocked(RankState& rs, const std::shared_ptr<Call>& call) {
   std::copy(b.layoutInit.begin(), b.layoutInit.end(), rs.layoutWords.begin());
   rs.layout = rs.layoutWords.data();
 
-  const auto ri = static_cast<std::size_t>(rs.rank());
-  rs.regions.assign(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size(), Region{});
-  auto* input = static_cast<std::byte*>(const_cast<void*>(b.input));
-  rs.regions[static_cast<std::size_t>(core::BufferId::kInput)] =
-      Region{input, h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
-  rs.regions[static_cast<std::size_t>(core::BufferId::kOutput)] = Region{
-      static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
+  rs.regions = calls::userRegions(h, b, rs.rank());
   rs.regions[static_cast<std::size_t>(core::BufferId::kScratch)] = Region{rs.scratch.data, h.scratchBytes, true};
   rs.regions[static_cast<std::size_t>(core::BufferId::kLayout)] =
       Region{reinterpret_cast<std::byte*>(rs.layout), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
-  for (std::size_t e = 0; e < b.extra.size(); ++e) {
-    rs.regions[static_cast<std::size_t>(core::kNumBuffers) + e] =
-        Region{static_cast<std::byte*>(b.extra[e]), b.extraBytes[e], true};
-  }
   rs.header = &h;
 
   call->phase.store(Phase::kRunning, std::memory_order_seq_cst);

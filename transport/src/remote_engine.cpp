@@ -279,7 +279,6 @@ Status Engine::assignLanes(Call& call, const std::string& who) {
 void Engine::enter(Call& call) {
   const core::ProgramHeader& h = *call.header;
   const core::CallBuffers& b = call.buffers;
-  const auto ri = static_cast<std::size_t>(me());
   CallEntry entry;
   try {
     std::byte* scratch = t_->scratch(h.scratchBytes);
@@ -304,20 +303,10 @@ void Engine::enter(Call& call) {
     layout_ = t_->layout(h.layoutWords);
     std::fill(layout_, layout_ + h.layoutWords, 0);
     std::copy(b.layoutInit.begin(), b.layoutInit.end(), layout_);
-    call.regions.assign(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size(), Region{});
-    auto* input = static_cast<std::byte*>(const_cast<void*>(b.input));
-    call.regions[static_cast<std::size_t>(BufferId::kInput)] =
-        Region{input, h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
-    call.regions[static_cast<std::size_t>(BufferId::kOutput)] =
-        Region{static_cast<std::byte*>(b.output),
-               h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
+    call.regions = calls::userRegions(h, b, me());
     call.regions[static_cast<std::size_t>(BufferId::kScratch)] = Region{scratch, h.scratchBytes, true};
     call.regions[static_cast<std::size_t>(BufferId::kLayout)] =
         Region{reinterpret_cast<std::byte*>(layout_), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
-    for (std::size_t e = 0; e < b.extra.size(); ++e) {
-      call.regions[static_cast<std::size_t>(core::kNumBuffers) + e] =
-          Region{static_cast<std::byte*>(b.extra[e]), b.extraBytes[e], true};
-    }
   } catch (const core::Error& e) {
     call.phase = Phase::kRunning;
     failFront(Status(e.code(), call.label + ": " + e.message()), true);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "call_reports.hpp"
+#include "call_setup.hpp"
 #include "copro/core/bootstrap.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/executor.hpp"
@@ -27,12 +28,8 @@
 
 namespace copro::transport::remote {
 
-/// A buffer of this rank as published for the current call.
-struct Region {
-  std::byte* base = nullptr;
-  std::uint64_t limit = 0;  ///< bytes the Program may access
-  bool writable = true;
-};
+/// A buffer of this rank as published for the current call (call_setup.hpp).
+using calls::Region;
 
 /// Whether a peer's state of the current call can be reached yet.
 enum class Reach { kReady, kNotYet, kFailed };

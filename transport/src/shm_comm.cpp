@@ -449,23 +449,8 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
   me.state.store(2 * call->seq - 1, std::memory_order_seq_cst);
   drainAccessors(false);
 
-  const auto ri = static_cast<std::size_t>(rank_);
-  const std::size_t nregions = static_cast<std::size_t>(core::kNumBuffers) + b.extra.size();
-  struct UserBuf {
-    std::byte* ptr;
-    std::uint64_t limit;
-    bool writable;
-  };
-  std::vector<UserBuf> user(nregions, UserBuf{nullptr, 0, true});
-  user[static_cast<std::size_t>(core::BufferId::kInput)] = {
-      static_cast<std::byte*>(const_cast<void*>(b.input)),
-      h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
-  user[static_cast<std::size_t>(core::BufferId::kOutput)] = {
-      static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
-  for (std::size_t e = 0; e < b.extra.size(); ++e) {
-    user[static_cast<std::size_t>(core::kNumBuffers) + e] = {static_cast<std::byte*>(b.extra[e]), b.extraBytes[e],
-                                                             true};
-  }
+  const std::vector<Region> user = calls::userRegions(h, b, rank_);
+  const std::size_t nregions = user.size();
   // Staging mode: every user buffer that peers cannot map gets a shadow in the data segment.
   std::vector<AllocInfo> alloc(nregions);
   std::vector<bool> inAlloc(nregions, false);
@@ -475,13 +460,13 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
     if (i == static_cast<std::size_t>(core::BufferId::kScratch) ||
         i == static_cast<std::size_t>(core::BufferId::kLayout))
       continue;
-    const UserBuf& u = user[i];
-    if (u.ptr == nullptr || u.limit == 0) continue;
-    inAlloc[i] = findAllocation(u.ptr, u.limit, alloc[i]) && allocPublishable(alloc[i], prefix_);
+    const Region& u = user[i];
+    if (u.base == nullptr || u.limit == 0) continue;
+    inAlloc[i] = findAllocation(u.base, u.limit, alloc[i]) && allocPublishable(alloc[i], prefix_);
     if (inAlloc[i] || cma_) continue;
     // An exact alias (an in-place call) shares its shadow.
     for (std::size_t j = 0; j < i; ++j) {
-      if (user[j].ptr == u.ptr && shadowAt[j] != ~std::uint64_t{0} && user[j].limit >= u.limit)
+      if (user[j].base == u.base && shadowAt[j] != ~std::uint64_t{0} && user[j].limit >= u.limit)
         shadowAt[i] = shadowAt[j];
     }
     if (shadowAt[i] == ~std::uint64_t{0}) {
@@ -507,24 +492,24 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
       sr.kind = RegionKind::kData;
       sr.offset = dh->layoutOff;
     } else {
-      const UserBuf& u = user[i];
-      lr = Region{u.ptr, u.limit, u.writable};
-      if (u.ptr == nullptr || u.limit == 0) {
-        sr.kind = u.ptr == nullptr ? RegionKind::kNone : RegionKind::kUser;
+      const Region& u = user[i];
+      lr = u;
+      if (u.base == nullptr || u.limit == 0) {
+        sr.kind = u.base == nullptr ? RegionKind::kNone : RegionKind::kUser;
       } else if (inAlloc[i]) {
         sr.kind = RegionKind::kAlloc;
-        sr.offset = static_cast<std::uint64_t>(u.ptr - alloc[i].base);
+        sr.offset = static_cast<std::uint64_t>(u.base - alloc[i].base);
         std::snprintf(sr.allocName, sizeof(sr.allocName), "%s", alloc[i].name.c_str());
       } else if (cma_) {
         sr.kind = RegionKind::kUser;
       } else {
         std::byte* shadow = data_.base + dh->shadowOff + shadowAt[i];
         bool first = true;
-        for (std::size_t j = 0; j < i; ++j) first = first && !(user[j].ptr == u.ptr && shadowAt[j] == shadowAt[i]);
+        for (std::size_t j = 0; j < i; ++j) first = first && !(user[j].base == u.base && shadowAt[j] == shadowAt[i]);
         if (first) {
-          std::memcpy(shadow, u.ptr, u.limit);
+          std::memcpy(shadow, u.base, u.limit);
           if (u.writable) {
-            call->copyBack.emplace_back(u.ptr, shadow);
+            call->copyBack.emplace_back(u.base, shadow);
             call->copyBackBytes.push_back(u.limit);
           }
         }
@@ -532,7 +517,7 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
         sr.kind = RegionKind::kData;
         sr.offset = dh->shadowOff + shadowAt[i];
       }
-      sr.ownerAddr = reinterpret_cast<std::uint64_t>(u.ptr);
+      sr.ownerAddr = reinterpret_cast<std::uint64_t>(u.base);
     }
     sr.limit = lr.limit;
     sr.writable = lr.writable ? 1 : 0;
