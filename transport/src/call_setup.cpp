@@ -74,9 +74,10 @@ core::Status openCall(CallBase& call, std::shared_ptr<const core::ProgramSource>
   return {};
 }
 
-std::vector<Region> userRegions(const core::ProgramHeader& h, const core::CallBuffers& b, std::int32_t rank) {
+void userRegions(const core::ProgramHeader& h, const core::CallBuffers& b, std::int32_t rank,
+                 std::vector<Region>& out) {
   const auto ri = static_cast<std::size_t>(rank);
-  std::vector<Region> out(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size());
+  out.assign(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size(), Region{});
   out[static_cast<std::size_t>(core::BufferId::kInput)] =
       Region{static_cast<std::byte*>(const_cast<void*>(b.input)),
              h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
@@ -86,7 +87,6 @@ std::vector<Region> userRegions(const core::ProgramHeader& h, const core::CallBu
     out[static_cast<std::size_t>(core::kNumBuffers) + e] =
         Region{static_cast<std::byte*>(b.extra[e]), b.extraBytes[e], true};
   }
-  return out;
 }
 
 std::string callLabel(const std::string& name, std::uint64_t seq, std::int32_t rank) {

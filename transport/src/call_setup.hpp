@@ -31,8 +31,9 @@ struct Region {
 
 /// The user's buffers of `rank` in a call of `h` with buffers `b`, in BufferId order: the input (as many
 /// bytes as both the Program and the caller give; written only when the call is in place), the output and
-/// the extra buffers. The scratch and layout slots stay empty: the engine owns that memory.
-std::vector<Region> userRegions(const core::ProgramHeader& h, const core::CallBuffers& b, std::int32_t rank);
+/// the extra buffers, into `out` (its memory reused from call to call). The scratch and layout slots stay
+/// empty: the engine owns that memory.
+void userRegions(const core::ProgramHeader& h, const core::CallBuffers& b, std::int32_t rank, std::vector<Region>& out);
 
 /// What every engine keeps of a started call: the Program, the executing rank's ops, the buffers, the
 /// semaphore epoch advance, the sequence number and the label used in messages.

@@ -236,7 +236,7 @@ void World::enterLocked(RankState& rs, const std::shared_ptr<Call>& call) {
   std::copy(b.layoutInit.begin(), b.layoutInit.end(), rs.layoutWords.begin());
   rs.layout = rs.layoutWords.data();
 
-  rs.regions = calls::userRegions(h, b, rs.rank());
+  calls::userRegions(h, b, rs.rank(), rs.regions);
   rs.regions[static_cast<std::size_t>(core::BufferId::kScratch)] = Region{rs.scratch.data, h.scratchBytes, true};
   rs.regions[static_cast<std::size_t>(core::BufferId::kLayout)] =
       Region{reinterpret_cast<std::byte*>(rs.layout), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};

@@ -303,7 +303,7 @@ void Engine::enter(Call& call) {
     layout_ = t_->layout(h.layoutWords);
     std::fill(layout_, layout_ + h.layoutWords, 0);
     std::copy(b.layoutInit.begin(), b.layoutInit.end(), layout_);
-    call.regions = calls::userRegions(h, b, me());
+    calls::userRegions(h, b, me(), call.regions);
     call.regions[static_cast<std::size_t>(BufferId::kScratch)] = Region{scratch, h.scratchBytes, true};
     call.regions[static_cast<std::size_t>(BufferId::kLayout)] =
         Region{reinterpret_cast<std::byte*>(layout_), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};

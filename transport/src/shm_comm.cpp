@@ -449,7 +449,8 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
   me.state.store(2 * call->seq - 1, std::memory_order_seq_cst);
   drainAccessors(false);
 
-  const std::vector<Region> user = calls::userRegions(h, b, rank_);
+  std::vector<Region> user;
+  calls::userRegions(h, b, rank_, user);
   const std::size_t nregions = user.size();
   // Staging mode: every user buffer that peers cannot map gets a shadow in the data segment.
   std::vector<AllocInfo> alloc(nregions);
