@@ -42,6 +42,12 @@ using copro::collectives::CollectiveKind;
 /// square of the rank count, and past this the start-up alone takes minutes on a small host.
 constexpr int kMaxInprocRanks = 512;
 
+/// Backends whose ranks are threads of this one process: inproc, and the lane machine on host threads
+/// (lanemachine) or on this process's GPU (cuda, docs/gpu.md).
+bool threadRanks(const std::string& transport) {
+  return transport == "inproc" || transport == "lanemachine" || transport == "cuda";
+}
+
 std::string sprintfStr(const char* fmt, auto... args) {
   char buf[256];
   std::snprintf(buf, sizeof buf, fmt, args...);
@@ -342,7 +348,7 @@ void Runner::printPreamble(const std::vector<std::string>& notes) {
     std::printf(
         "# nThread %d nGpus 1 minBytes %llu maxBytes %llu step: %llu(%s) warmup iters: %d iters: %d agg iters: %d "
         "validation: %d graph: 0\n",
-        o_.transport == "inproc" ? p_ : 1, static_cast<unsigned long long>(o_.minBytes),
+        threadRanks(o_.transport) ? p_ : 1, static_cast<unsigned long long>(o_.minBytes),
         static_cast<unsigned long long>(o_.maxBytes),
         static_cast<unsigned long long>(o_.stepFactor > 1 ? o_.stepFactor : o_.stepBytes),
         o_.stepFactor > 1 ? "factor" : "bytes", o_.warmup, o_.iters, o_.aggIters, o_.check);
@@ -369,7 +375,7 @@ void Runner::probeBound() {
   // Threads: one probe with every core. Processes: every rank copies at once with its share of the
   // cores and the bandwidths add up, so the probe sees the memory system the ranks share.
   const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
-  if (o_.transport == "inproc") {
+  if (threadRanks(o_.transport)) {
     copyBw_ = copro::bench::measureCopyBandwidth();
   } else {
     const int threads = std::max(1, static_cast<int>(cores) / p_);
@@ -412,7 +418,7 @@ int Runner::run(const std::vector<std::string>& notes) {
   if (printer_ && o_.predict) setUpPredictor();
   if (printer_ && !o_.trace.empty()) trace_ = std::make_unique<PerfTrace>(o_.trace);
   // Processes wait for the printer's probe (a thread team's barrier needs every rank's thread: none here).
-  if (o_.predict && o_.transport != "inproc") team_.barrier();
+  if (o_.predict && !threadRanks(o_.transport)) team_.barrier();
   for (const auto& algo : algos) runAlgorithm(algo);
   if (printer_ && !osu_) {
     std::printf("# Collective test concluded: copro-perf %s\n",
@@ -742,8 +748,9 @@ void addCommonOptions(CLI::App& app, Cli& c) {
   app.add_option("-p,--parallel_init", c.parallelInit, "accepted; communicators are always created together");
   app.add_option("--algo", o.algo, "algorithm name, a comma list, or 'all' (default: the planner)");
   app.add_option("--transport", o.transport,
-                 "backend: inproc (ranks are threads; the default), or under mpirun shm (the default there), mpi, "
-                 "ucx, verbs, shm+ucx, shm+mpi, shm+verbs (virtual nodes, with --node-map)");
+                 "backend: inproc (ranks are threads; the default), lanemachine or cuda (threads running the lane "
+                 "machine on the CPU or on this GPU), or under mpirun shm (the default there), mpi, ucx, verbs, "
+                 "shm+ucx, shm+mpi, shm+verbs (virtual nodes, with --node-map)");
   app.add_option("--ranks", o.ranks, "ranks for inproc, default 4 (under mpirun: the process count)");
   app.add_option("--node-map", o.nodeMap, "virtual nodes, as COPRO_NODE_MAP: \"0,0,1,1\" or ranks per node \"2\"");
   app.add_option("--compare", o.compare, "also time these libraries on the same buffers (under mpirun): mpi,gloo");
@@ -948,12 +955,12 @@ int main(int argc, char** argv) {
     launched = copro::bench::underMpiLauncher();
 #endif
     if (o.transport.empty()) o.transport = launched ? "shm" : "inproc";
-    const bool multiProcess = o.transport != "inproc";
+    const bool multiProcess = !threadRanks(o.transport);
     const std::vector<std::string> notes = noteIgnored(cli, multiProcess);
     if (multiProcess && o.transport != "shm" && o.transport != "mpi" && o.transport != "ucx" &&
         o.transport != "verbs" && o.transport != "shm+ucx" && o.transport != "shm+mpi" && o.transport != "shm+verbs") {
       throw invalid("unknown --transport '" + o.transport +
-                    "' (inproc, shm, mpi, ucx, verbs, shm+ucx, shm+mpi, shm+verbs)");
+                    "' (inproc, lanemachine, cuda, shm, mpi, ucx, verbs, shm+ucx, shm+mpi, shm+verbs)");
     }
 
     if (!multiProcess) {
@@ -970,12 +977,15 @@ int main(int argc, char** argv) {
         // inproc under mpirun: only one process may run the threads, or the table prints N times.
         mpi = std::make_unique<copro::bench::MpiRun>(copro::bench::MpiRun::ThreadLevel::kFunneled);
         if (mpi->size() > 1) {
-          throw invalid("--transport inproc runs its ranks as threads of one process; under mpirun -np " +
+          throw invalid("--transport " + o.transport + " runs its ranks as threads of one process; under mpirun -np " +
                         std::to_string(mpi->size()) + " use --transport shm, mpi or ucx");
         }
       }
 #endif
-      auto comms = copro::createInproc(o.ranks, cfg);
+      copro::core::ExecutorOptions threads;
+      threads.nranks = o.ranks;
+      threads.config = cfg;
+      auto comms = copro::createCommunicators(o.transport, threads);
       auto team = copro::bench::makeThreadTeam(o.ranks);
       Runner runner(o, *team, std::move(comms), {}, cfg);
       return runner.run(notes);

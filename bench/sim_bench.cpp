@@ -60,6 +60,7 @@ struct Options {
   std::string json;
   std::string csv;
   std::uint64_t seed = 20240611;
+  bool symmetry = true;  // sim::RunOptions::symmetry (--no-symmetry: every rank, for engine throughput)
 };
 
 double secondsSince(Clock::time_point t0) {
@@ -336,13 +337,14 @@ copro::sim::SimParams simParamsFor(const copro::topo::Fabric& fabric, const Opti
 
 /// Simulates `call` on all GPUs of `fabric` through sim::Communicator, filling the simulation fields of `r`.
 void simulate(const copro::topo::Fabric& fabric, const copro::sim::SimParams& params,
-              const copro::sim::CollectiveCall& call, Record& r) {
+              const copro::sim::CollectiveCall& call, bool symmetry, Record& r) {
   const Stopwatch engine;
   copro::sim::CommunicatorOptions where;
   where.params = params;
   copro::sim::Communicator comm(fabric, where);
   const copro::sim::PreparedCall prepared = comm.prepare(call);
   copro::sim::RunOptions options;
+  options.symmetry = symmetry;
   // A line every 30 s on long runs, so a big scenario shows it is alive (stderr: the table stays clean).
   Clock::time_point lastReport = Clock::now();
   options.progress = [&](Time now, std::uint64_t events) {
@@ -357,6 +359,8 @@ void simulate(const copro::topo::Fabric& fabric, const copro::sim::SimParams& pa
   r.events = res.events;
   r.flows = res.flows;
   r.predictedSeconds = res.time.seconds();
+  // Folded runs (docs/simulator.md, "Symmetry") report the full run's events but simulate 1/k of them.
+  if (res.symmetryMultiplicity > 1) r.workload += " fold " + std::to_string(res.symmetryMultiplicity);
 }
 
 /// A forced-algorithm call of nccl-tests size `bytes` (float32) with an explicit chunk.
@@ -387,7 +391,8 @@ Job coproRing(const std::string& topo, std::int64_t p, const Options& opt) {
             const copro::sim::SimParams params = simParamsFor(fabric, opt);
             // Unchunked: one block per ring step.
             simulate(fabric, params,
-                     benchCall(CollectiveKind::kAllReduce, "ring", bytes, std::max<std::uint64_t>(bytes, 1)), r);
+                     benchCall(CollectiveKind::kAllReduce, "ring", bytes, std::max<std::uint64_t>(bytes, 1)),
+                     opt.symmetry, r);
             if (topo == "star") {
               const copro::topo::Link& l = fabric.link(0);
               r.formulaSeconds = ringFormula(p, static_cast<double>(bytes), l.bandwidth.bytesPerSecond(),
@@ -404,7 +409,7 @@ Job coproAllToAll(std::int64_t p, const Options& opt) {
             r.workload = "alltoall pairwise " + copro::core::formatBytes(bytes);
             r.endpoints = p;
             simulate(fabric, simParamsFor(fabric, opt),
-                     benchCall(CollectiveKind::kAllToAll, "pairwise", bytes, std::uint64_t{1} << 20), r);
+                     benchCall(CollectiveKind::kAllToAll, "pairwise", bytes, std::uint64_t{1} << 20), opt.symmetry, r);
             // p-1 blocks of m bytes leave every rank at once: the uplink is the bottleneck.
             const copro::topo::Link& l = fabric.link(0);
             const std::uint64_t block = bytes / 4 / static_cast<std::uint64_t>(p) * 4;  // whole float32 elements
@@ -424,7 +429,7 @@ Job coproHier(const std::string& topology, std::int64_t nodes, const Options& op
             r.endpoints = p;
             // Node map and load/store domains from the fabric (sim::Communicator).
             simulate(fabric, simParamsFor(fabric, opt),
-                     benchCall(CollectiveKind::kAllReduce, "hier", bytes, std::uint64_t{1} << 20), r);
+                     benchCall(CollectiveKind::kAllReduce, "hier", bytes, std::uint64_t{1} << 20), opt.symmetry, r);
           }};
 }
 
@@ -764,9 +769,10 @@ int runBench(const Options& optIn) {
     }
   }
   const bool haveSimgrid = copro::bench::simgridAvailable();
-  std::printf("# copro-sim-bench: %zu scenario(s); all-reduce %s/rank, link %s %s, reduce %.0f GB/s; %s\n",
+  std::printf("# copro-sim-bench: %zu scenario(s); all-reduce %s/rank, link %s %s, reduce %.0f GB/s; %s; %s\n",
               chosen.size(), opt.bytes.c_str(), opt.bw.c_str(), opt.latency.c_str(), opt.reduceGBps,
-              opt.fork ? "each measurement in a forked child" : "in-process (--no-fork)");
+              opt.fork ? "each measurement in a forked child" : "in-process (--no-fork)",
+              opt.symmetry ? "rank folding where possible" : "every rank simulated (--no-symmetry)");
   if (haveSimgrid) {
     std::string cfg;
     for (const std::string& s : copro::bench::simgridSettings()) cfg += " --cfg=" + s;
@@ -885,6 +891,9 @@ int main(int argc, char** argv) {
   app.add_option("--json", opt.json, "write every record and comparison to this JSON file");
   app.add_option("--csv", opt.csv, "write every record to this CSV file");
   bool noFork = false;
+  bool noSymmetry = false;
+  app.add_flag("--no-symmetry", noSymmetry,
+               "simulate every rank (no rank folding, docs/simulator.md \"Symmetry\"): engine throughput figures");
   app.add_flag("--no-fork", noFork, "measure in this process (peaks then accumulate; one SimGrid run at most)");
   bool table = false;
   copro::bench::ScaleTableOptions tableOpt;
@@ -898,6 +907,7 @@ int main(int argc, char** argv) {
   app.add_option("--copro-sim", tableOpt.coproSim, "table: the copro-sim binary (default: next to this program)");
   CLI11_PARSE(app, argc, argv);
   opt.fork = !noFork;
+  opt.symmetry = !noSymmetry;
   try {
     if (table) {
       tableOpt.list = opt.list;

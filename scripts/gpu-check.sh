@@ -35,7 +35,10 @@ fi
 start=$(date +%s)
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCOPRO_BUILD_BENCH=OFF -DCOPRO_TORCH=OFF \
   -DCUDAToolkit_ROOT="$(dirname "$(dirname "$nvcc")")" >> "$log" 2>&1 || { say "configure failed (see $log)"; exit 1; }
-cmake --build "$build" -j"$(nproc)" --target copro_shared copro_unit_core >> "$log" 2>&1 || { say "build failed (see $log)"; exit 1; }
+cmake --build "$build" -j"$(nproc)" --target copro_shared copro_unit_core copro_conformance >> "$log" 2>&1 ||
+  { say "build failed (see $log)"; exit 1; }
+# The CUDA plugin of the cuda backend (built where configure found nvcc >= 12; cuda_conformance needs it).
+cmake --build "$build" -j"$(nproc)" --target copro_cuda >> "$log" 2>&1 || say "no CUDA plugin built (see $log)"
 say "build: $(( $(date +%s) - start )) s"
 
 status=0

@@ -8,6 +8,7 @@
 #include "copro/core/program_json.hpp"
 #include "copro/core/units.hpp"
 #include "copro/core/validator.hpp"
+#include "copro/transport/lanemachine.hpp"
 #if COPRO_HAVE_VERBS
 #include "copro/transport/verbs.hpp"
 #endif
@@ -41,6 +42,7 @@ int printBackends() {
   for (const auto& [name, doc] : copro::core::ExecutorRegistry::instance().list()) {
     std::printf("%-10s %s\n", name.c_str(), doc.c_str());
   }
+  std::printf("\ncuda: %s\n", copro::transport::cudaStatus().c_str());
 #if COPRO_HAVE_VERBS
   std::string detail;
   const bool real = copro::transport::verbsRealDevicePresent(detail);

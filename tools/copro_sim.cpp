@@ -41,9 +41,10 @@ using copro::tools::SimOutcome;
 /// Output switches shared by the subcommands.
 struct OutputOptions {
   bool quiet = false;
-  bool noWall = false;  ///< deterministic output: no wall-clock figures (golden tests)
-  int top = 5;          ///< busiest links to list
-  double maxWall = 0;   ///< --max-wall: seconds of wall time per simulated run (0: no limit)
+  bool noWall = false;      ///< deterministic output: no wall-clock figures (golden tests)
+  int top = 5;              ///< busiest links to list
+  double maxWall = 0;       ///< --max-wall: seconds of wall time per simulated run (0: no limit)
+  bool noSymmetry = false;  ///< --no-symmetry: simulate every rank (sim::RunOptions::symmetry)
 };
 
 std::string fmt(const char* f, double v) {
@@ -146,12 +147,15 @@ void warnStopped(double maxWall, const copro::sim::Result& r) {
                maxWall, r.time.microseconds(), static_cast<unsigned long long>(r.events));
 }
 
-/// --max-wall S on a subcommand.
-void addMaxWall(CLI::App* sub, double& seconds) {
-  sub->add_option("--max-wall", seconds,
+/// --max-wall S and --no-symmetry on a subcommand.
+void addMaxWall(CLI::App* sub, OutputOptions& out) {
+  sub->add_option("--max-wall", out.maxWall,
                   "stop each simulated run cleanly after S seconds of wall time, with partial statistics (a note on "
                   "stderr says so; default 0: no limit)")
       ->check(CLI::NonNegativeNumber);
+  sub->add_flag("--no-symmetry", out.noSymmetry,
+                "simulate every rank, even where the Program and the fabric let one rank per class of identical "
+                "ranks stand for the rest (docs/simulator.md, \"Symmetry\"; same results, slower)");
 }
 
 /// Runs one case with a progress bar (when wanted) and the trace (when asked).
@@ -171,6 +175,7 @@ SimOutcome runWithProgress(copro::tools::FabricCache& fabrics, const SimCase& c,
     if (bar) bar->update(t, events);
   };
   extras.maxWallSeconds = out.maxWall;
+  extras.symmetry = !out.noSymmetry;
   SimOutcome o = copro::tools::runCase(fabrics, c, extras);
   if (bar) bar->clear();
   if (o.result.stopped) warnStopped(out.maxWall, o.result);
@@ -760,7 +765,7 @@ int runCli(int argc, char** argv) {
     sub->add_option("--set", a.sets, "topology override key=value (builder parameter or sim.key)");
     sub->add_flag("--quiet,-q", a.out.quiet, "no progress bar");
     sub->add_flag("--no-wall", a.out.noWall, "leave out wall-clock times (deterministic output)");
-    addMaxWall(sub, a.out.maxWall);
+    addMaxWall(sub, a.out);
   };
   CLI::App* runCmd = app.add_subcommand("run", "simulate one collective call (one row per size)");
   addCommon(runCmd, run, true);
@@ -809,7 +814,7 @@ int runCli(int argc, char** argv) {
   whatifCmd->add_option("--out", whatifOut, "output prefix: writes PREFIX.csv and PREFIX.svg (default out/whatif)");
   whatifCmd->add_flag("--quiet,-q", whatif.out.quiet, "no progress bar");
   whatifCmd->add_flag("--no-wall", whatif.out.noWall, "leave out wall-clock times");
-  addMaxWall(whatifCmd, whatif.out.maxWall);
+  addMaxWall(whatifCmd, whatif.out);
 
   CLI::App* listCmd = app.add_subcommand("topologies", "list the bundled topology files");
 

@@ -228,6 +228,7 @@ SimOutcome runCase(FabricCache& fabrics, const SimCase& c, const SimRunExtras& e
   sim::RunOptions opts;
   opts.progress = extras.progress;
   opts.maxWallSeconds = extras.maxWallSeconds;
+  opts.symmetry = extras.symmetry;
   std::unique_ptr<TraceRecorder> recorder;
   if (!extras.tracePath.empty()) {
     recorder = std::make_unique<TraceRecorder>(extras.tracePath, fabric, *program, p, extras.traceLinks);

@@ -72,6 +72,7 @@ struct SimRunExtras {
   std::string tracePath;         ///< empty: no trace
   std::int32_t traceLinks = 64;  ///< link counters for at most this many of the busiest channels (0: all)
   double maxWallSeconds = 0;     ///< > 0: sim::RunOptions::maxWallSeconds (the run stops, Result::stopped)
+  bool symmetry = true;          ///< sim::RunOptions::symmetry
 };
 
 /// Runs one case. Throws core::Error with an actionable message for bad input (unknown or inapplicable

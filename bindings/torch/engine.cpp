@@ -412,29 +412,63 @@ void Engine::submit(Job job, DoneCallback done) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     TORCH_CHECK(!stop_, "copro_torch: the process group was shut down (destroy_process_group or interpreter exit)");
-    queue_.push_back({std::move(job), std::move(done)});
-    wake = sleeping_;
+    lastSubmit_ = Clock::now();
+    queue_.push_back({std::move(job), std::move(done), lastSubmit_});
+    wake = sleeping_;  // a ticking worker finds the Job on its next tick: no wake-up per call
   }
   if (wake) cv_.notify_one();
+}
+
+void Engine::expedite() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (queue_.empty() || urgent_) return;
+    urgent_ = true;
+  }
+  cv_.notify_one();
 }
 
 void Engine::workerLoop() {
   const c10::AutoGradMode noGrad(false);  // results are written in place, as other backends do
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    // The worker sleeps while the queue is empty (no spinning): a synchronous call is run by the thread
-    // that waits for it (runQueuedUntil), so only asynchronous ones (DDP's buckets) need the worker.
-    sleeping_ = true;
-    cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-    sleeping_ = false;
-    if (queue_.empty()) return;  // stopped and drained
+    if (queue_.empty()) {
+      urgent_ = false;
+      if (stop_) return;  // stopped and drained
+      waitForWork(lock);
+      continue;
+    }
+    // A Job younger than kHandOff is left to the thread that will wait for it (a synchronous call runs
+    // inline, with no hand-off); an observed (expedite) or older one is the worker's.
+    const Clock::time_point due = queue_.front().submitted + kHandOff;
+    if (!stop_ && !urgent_ && Clock::now() < due) {
+      cv_.wait_until(lock, due);
+      continue;
+    }
     lock.unlock();
+    bool ran = false;
     {
-      const std::lock_guard<std::mutex> drive(driving_);
-      runNext();  // a waiter may have run the Job meanwhile; then there is nothing to do
+      const std::unique_lock<std::mutex> drive(driving_, std::try_to_lock);
+      if (drive.owns_lock()) ran = runNext();
     }
     lock.lock();
+    if (!ran && !stop_) cv_.wait_for(lock, kTick);  // a waiter is running Jobs: look again later
+    if (!ran && stop_) {
+      lock.unlock();
+      const std::lock_guard<std::mutex> drive(driving_);  // shutting down: wait for the waiter, then drain
+      lock.lock();
+    }
   }
+}
+
+void Engine::waitForWork(std::unique_lock<std::mutex>& lock) {
+  if (Clock::now() - lastSubmit_ < kHot) {
+    cv_.wait_for(lock, kTick);  // calls are coming: tick, so that submit needs no wake-up
+    return;
+  }
+  sleeping_ = true;  // idle: sleep until submit, expedite or shutdown notifies
+  cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+  sleeping_ = false;
 }
 
 bool Engine::runNext() {
@@ -457,7 +491,10 @@ bool Engine::runNext() {
 
 void Engine::runQueuedUntil(const std::function<bool()>& done) {
   std::unique_lock<std::mutex> drive(driving_, std::try_to_lock);
-  if (!drive.owns_lock()) return;  // the worker is running Jobs; Work::wait blocks as usual
+  if (!drive.owns_lock()) {
+    expedite();  // the worker is running Jobs: it goes on with ours at once; Work::wait blocks as usual
+    return;
+  }
   const c10::AutoGradMode noGrad(false);
   while (!done() && runNext()) {
   }

@@ -2,8 +2,10 @@
 /// copro_torch's engine: the part of the PyTorch backend that does not depend on torch's process-group
 /// class. It creates this process's copro Communicator through a Bootstrap over the c10d::Store torch
 /// hands the backend, turns tensor operations into Jobs (validated on the caller's thread, so an
-/// unsupported op or dtype raises at once), and runs them in order on one worker thread that issues the
-/// copro calls and waits for them (a Communicator is driven by one thread at a time). process_group.cpp
+/// unsupported op or dtype raises at once), and runs them in order, one thread at a time (a Communicator is
+/// driven by one thread at a time): a synchronous call on the thread that waits for it, an asynchronous
+/// one on the worker thread, which a call neither wakes nor hands anything to unless it is observed or
+/// left waiting (kHandOff). process_group.cpp
 /// adapts it to torch 1.13's c10d::ProcessGroup/Work; a later torch's c10d::Backend needs only that file.
 #include <ATen/core/Tensor.h>
 #include <c10/util/intrusive_ptr.h>
@@ -67,14 +69,19 @@ class Engine {
   /// freed while the group lives; storage that outlives the group stays mapped until the process exits.
   at::Tensor emptyShared(std::int64_t bytes);
 
-  /// Queues `job`; `done` runs on the worker thread when it finished (in submission order).
+  /// Queues `job`; `done` runs when it finished (in submission order), on the thread that ran it: the
+  /// thread that waits for it when it does so within kHandOff (a synchronous call: no hand-off between
+  /// threads), else the worker thread.
   void submit(Job job, DoneCallback done);
+  /// Someone observes the queued Jobs' progress without running them (Work::getFuture, as DDP does, or
+  /// is_completed): the worker takes them now instead of after kHandOff.
+  void expedite();
   /// Finishes queued jobs, stops the worker and destroys the communicator (idempotent; later submits fail).
   void shutdown();
 
   /// Called by a thread about to wait for a Job (Work::wait): when no other thread is running Jobs, runs
   /// the queued ones itself, in order, until `done()` holds or the queue is empty, so a synchronous call
-  /// costs no hand-off to the worker thread and back. Returns at once when the worker is busy.
+  /// costs no hand-off to the worker thread and back. When the worker is busy, expedites and returns.
   void runQueuedUntil(const std::function<bool()>& done);
 
   // Job builders: they check their arguments on the calling thread and throw c10::Error (NotImplementedError
@@ -109,7 +116,17 @@ class Engine {
   void checkP2P(const P2P& op, const char* name) const;
 
  private:
+  using Clock = std::chrono::steady_clock;
+  /// How long a queued Job is left to the thread about to wait for it before the worker takes it.
+  static constexpr std::chrono::microseconds kHandOff{500};
+  /// While Jobs were submitted within kHot, an idle worker wakes every kTick to look at the queue (so
+  /// submit wakes no thread); after kHot without a Job it sleeps until submit notifies it.
+  static constexpr std::chrono::milliseconds kHot{100};
+  static constexpr std::chrono::microseconds kTick{500};
+
   void workerLoop();
+  /// The worker's wait while the queue is empty (mutex_ held): a tick while hot, else until notified.
+  void waitForWork(std::unique_lock<std::mutex>& lock);
   /// Pops the next Job and runs it; the caller holds driving_ (one thread runs Jobs at a time, in
   /// queue order). False when the queue was empty.
   bool runNext();
@@ -130,13 +147,16 @@ class Engine {
   struct Task {
     Job job;
     DoneCallback done;
+    Clock::time_point submitted;
   };
   std::mutex driving_;  ///< held by the thread running Jobs (the worker or a waiter)
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Task> queue_;
-  bool sleeping_ = false;  ///< the worker waits on cv_ (submit notifies only then)
+  bool sleeping_ = false;  ///< the worker waits on cv_ without a tick (submit notifies only then)
+  bool urgent_ = false;    ///< expedite(): the worker runs queued Jobs without waiting kHandOff
   bool stop_ = false;
+  Clock::time_point lastSubmit_{};
   std::thread worker_;
 };
 

@@ -40,9 +40,19 @@ class WorkCopro final : public c10d::Work {
     if (const std::shared_ptr<Engine> engine = engine_.lock()) engine->runQueuedUntil([this] { return isCompleted(); });
     return c10d::Work::wait(timeout);
   }
-  c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return future_; }
+  /// Observing the Work without waiting (DDP chains on the future; a user polls is_completed) hands the
+  /// queued Jobs to the worker at once, so they progress without a wait().
+  c10::intrusive_ptr<c10::ivalue::Future> getFuture() override {
+    expedite();
+    return future_;
+  }
+  bool isCompleted() override {
+    if (c10d::Work::isCompleted()) return true;
+    expedite();
+    return false;
+  }
 
-  /// Marks the future and wakes wait() (on the worker thread).
+  /// Marks the future and wakes wait() (on the thread that ran the Job).
   void complete(const std::exception_ptr& error) {
     if (error) {
       future_->setError(error);
@@ -55,6 +65,10 @@ class WorkCopro final : public c10d::Work {
  private:
   std::vector<at::Tensor> outputs_;
   c10::intrusive_ptr<c10::ivalue::Future> future_;
+  void expedite() {
+    if (const std::shared_ptr<Engine> engine = engine_.lock()) engine->expedite();
+  }
+
   std::weak_ptr<Engine> engine_;
 };
 

@@ -60,7 +60,7 @@ core::OpStream flatAllReduce(SharedArgs args, std::int32_t rank) {
 }
 
 template <typename Stage>
-std::shared_ptr<const core::ProgramSource> flatAllReduceProgram(core::ProgramHeader h, const CollectiveArgs& args) {
+std::shared_ptr<core::StreamProgram> flatAllReduceProgram(core::ProgramHeader h, const CollectiveArgs& args) {
   auto shared = std::make_shared<const CollectiveArgs>(args);
   return std::make_shared<core::StreamProgram>(
       std::move(h), 1, [shared](std::int32_t rank, int) { return flatAllReduce<Stage>(shared, rank); });
@@ -92,7 +92,11 @@ std::shared_ptr<const core::ProgramSource> ringBuild(const CollectiveArgs& args)
   core::ProgramHeader h = baseHeader(args, "ring");
   h.numSemaphores = RingAllReduce::kSemaphores;
   h.scratchBytes = RingAllReduce::scratchBytes(args.count, args.nranks, chunkElemsOf(args), elemBytes(args));
-  return flatAllReduceProgram<RingAllReduce>(std::move(h), args);
+  auto program = flatAllReduceProgram<RingAllReduce>(std::move(h), args);
+  // Equal blocks: rank r + m runs rank r's ring steps on the blocks m further on, so every rank's ops are
+  // rank 0's with the ranks shifted (RingReduceScatter, RingAllGather); unequal blocks break it.
+  if (args.nranks > 1 && args.count % static_cast<std::uint64_t>(args.nranks) == 0) program->declareRotationPeriod(1);
+  return program;
 }
 
 // ---- rhd -------------------------------------------------------------------------------------------

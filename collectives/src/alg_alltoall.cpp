@@ -118,14 +118,20 @@ std::shared_ptr<const core::ProgramSource> buildAllToAllPairwise(const Collectiv
   const int lanes = n == 0 || (p == 1 && inPlace) ? 0 : 1;
   // Several channels (out of place only: in place, lane 0's flush must cover every put before its copies).
   const int channels = inPlace || lanes == 0 ? 1 : std::clamp(args.channels, 1, std::max(1, p - 1));
+  std::shared_ptr<core::StreamProgram> program;
   if (channels > 1) {
-    return std::make_shared<core::StreamProgram>(
+    program = std::make_shared<core::StreamProgram>(
         makeHeader(args, "pairwise", 1, scratch, 0, all, all), channels,
         [p, n, channels](std::int32_t r, int lane) { return pairwiseChannel(p, n, r, lane, channels); });
+  } else {
+    program = std::make_shared<core::StreamProgram>(
+        makeHeader(args, "pairwise", 1, scratch, 0, all, all), lanes,
+        [p, n, inPlace](std::int32_t r, int) { return pairwiseStream(p, n, inPlace, r); });
   }
-  return std::make_shared<core::StreamProgram>(
-      makeHeader(args, "pairwise", 1, scratch, 0, all, all), lanes,
-      [p, n, inPlace](std::int32_t r, int) { return pairwiseStream(p, n, inPlace, r); });
+  // Out of place, rank r + m puts to (r + m + s) % p what rank r puts to (r + s) % p, with the same sizes;
+  // in place, the final copies' sizes depend on r.
+  if (!inPlace && p > 1) program->declareRotationPeriod(1);
+  return program;
 }
 
 double estimateAllToAllPairwise(const CollectiveArgs& a, const CostModel& m) {

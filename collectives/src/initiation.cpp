@@ -89,6 +89,9 @@ class AssignedInitiation final : public core::ProgramSource {
     return inner_->openLane(r, lane);
   }
 
+  /// One mode for every lane keeps the inner source's symmetry; modes chosen per rank may break it.
+  [[nodiscard]] std::int32_t rotationPeriod() const override { return uniform_ ? inner_->rotationPeriod() : 0; }
+
   [[nodiscard]] Initiation laneInitiation(std::int32_t r, int lane) const override {
     checkRank(r);
     if (uniform_) {

@@ -35,15 +35,6 @@ fs::path executablePath() {
   return ec ? fs::path() : p;
 }
 
-/// The file this function was loaded from: libcopro.so, or the executable when linked statically.
-fs::path libraryPath() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<const void*>(&libraryPath), &info) == 0 || info.dli_fname == nullptr) return {};
-  std::error_code ec;
-  fs::path p = fs::canonical(info.dli_fname, ec);
-  return ec ? fs::path() : p;
-}
-
 /// COPRO_DATA_DIR, read through Config's table (no Config is at hand where the data folder is looked up).
 std::string dataDirFromEnvironment() {
   Config env;
@@ -58,11 +49,19 @@ bool isDirectory(const std::string& p) {
 
 }  // namespace
 
+std::string coproBinaryPath() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<const void*>(&coproBinaryPath), &info) == 0 || info.dli_fname == nullptr) return {};
+  std::error_code ec;
+  const fs::path p = fs::canonical(info.dli_fname, ec);
+  return ec ? std::string() : p.string();
+}
+
 std::vector<std::string> dataDirectoryCandidates() {
   std::vector<std::string> out;
   if (const std::string env = dataDirFromEnvironment(); !env.empty()) out.push_back(env);
   addPrefixesOf(executablePath(), out);
-  addPrefixesOf(libraryPath(), out);
+  addPrefixesOf(fs::path(coproBinaryPath()), out);
 #ifdef COPRO_INSTALL_DATA_DIR
   // Last: the configured install location (CMAKE_INSTALL_PREFIX), for programs linked statically elsewhere.
   out.emplace_back(COPRO_INSTALL_DATA_DIR);

@@ -14,6 +14,7 @@
 #include "index_map.hpp"
 #include "initiation_model.hpp"
 #include "network_model.hpp"
+#include "rank_fold.hpp"
 #include "switch_trees.hpp"
 
 namespace copro::sim::detail {
@@ -133,7 +134,7 @@ struct JobState {
 class Execution {
  public:
   Execution(const topo::Fabric& fabric, const SimParams& params, Router& router, const std::vector<Job>& jobs,
-            const RunOptions& options)
+            const RunOptions& options, bool tryFold)
       : fabric_(fabric),
         params_(params),
         router_(router),
@@ -141,12 +142,18 @@ class Execution {
         options_(options),
         net_(makeNetworkModel(params.network, fabric)),
         trees_(fabric),
-        tracing_(static_cast<bool>(options.trace)) {}
+        tracing_(static_cast<bool>(options.trace)),
+        tryFold_(tryFold) {}
 
   Result run();
 
  private:
   void setUp();
+  /// Folds identical rank classes (rank_fold.hpp) when the Program declares a symmetry and nothing in the
+  /// run tells the ranks of a class apart.
+  void decideFold();
+  /// Turns the folded run's counters and statistics into the full run's.
+  void unfold(std::uint64_t& events);
   void placeJob(const Job& job, JobState& state);
   /// Turns the fetched op's job-local ranks into the run's (several jobs only).
   void remapRanks(Lane& lane) const;
@@ -211,7 +218,10 @@ class Execution {
   std::vector<std::int32_t> treeChannels_;
   EventQueue queue_;
   bool tracing_;
+  bool tryFold_;
   bool recomputeScheduled_ = false;
+  RankFold fold_;
+  std::uint64_t recomputeEvents_ = 0;  ///< events shared by all ranks (not multiplied when unfolding)
 
   std::int32_t nranks_ = 0;
   std::int32_t numSems_ = 0;
@@ -291,12 +301,14 @@ void Execution::setUp() {
   waiters_.assign(sems_.size(), -1);
   result_.ranks.assign(static_cast<std::size_t>(nranks_), RankStats{});
   initiation_ = std::make_unique<InitiationModel>(params_, nranks_, fabric_.nodes().size());
+  decideFold();
   // Skip asking for lane initiation modes when all modes cost the same (sources without a cheap
   // laneInitiation would materialize every rank up front).
   const bool uniform = initiation_->uniform();
   for (std::size_t j = 0; j < jobs_.size(); ++j) {
     const JobState& job = jobs_[j];
-    for (std::int32_t r = 0; r < job.nranks; ++r) {
+    const std::int32_t simulated = fold_.on() ? fold_.period() : job.nranks;
+    for (std::int32_t r = 0; r < simulated; ++r) {
       const int nl = job.program->numLanes(r);
       for (int l = 0; l < nl; ++l) {
         Lane lane;
@@ -309,6 +321,35 @@ void Execution::setUp() {
         lanes_.push_back(std::move(lane));
       }
     }
+  }
+}
+
+void Execution::decideFold() {
+  if (!tryFold_ || jobs_.size() != 1 || tracing_ || trees_.any()) return;
+  const std::int32_t period = jobs_[0].program->rotationPeriod();
+  if (period <= 0 || nranks_ % period != 0 || nranks_ / period < 2) return;
+  for (std::int32_t r = 0; r < nranks_; ++r) {
+    if (gpuOf_[static_cast<std::size_t>(r)] != r) return;  // a placement: the shift need not map GPUs
+  }
+  // A NIC's message rate is shared by the ranks behind it, not only by a class's representative.
+  for (const InitiationCost& ic : params_.initiation) {
+    if (ic.nicMessageRate > 0.0) return;
+  }
+  fold_.enable(nranks_, period, net_->numChannels());
+}
+
+void Execution::unfold(std::uint64_t& events) {
+  const std::int32_t k = fold_.multiplicity();
+  const auto uk = static_cast<std::uint64_t>(k);
+  result_.symmetryMultiplicity = k;
+  events = (events - recomputeEvents_) * uk + recomputeEvents_;
+  result_.flows *= uk;
+  result_.ops *= uk;
+  result_.bytesPut *= uk;
+  result_.bytesDelivered *= uk;
+  result_.peakActiveFlows *= static_cast<std::size_t>(k);
+  for (std::int32_t r = fold_.period(); r < nranks_; ++r) {
+    result_.ranks[static_cast<std::size_t>(r)] = result_.ranks[static_cast<std::size_t>(fold_.rep(r))];
   }
 }
 
@@ -442,7 +483,8 @@ void Execution::drain(std::int32_t entryId) {
   releaseIfIdle(entryId);
 }
 
-void Execution::applySignal(std::int32_t rank, std::int32_t sem, std::uint64_t value) {
+void Execution::applySignal(std::int32_t target, std::int32_t sem, std::uint64_t value) {
+  const std::int32_t rank = fold_.rep(target);
   const std::size_t slot =
       static_cast<std::size_t>(rank) * static_cast<std::size_t>(numSems_) + static_cast<std::size_t>(sem);
   sems_[slot] += value;
@@ -464,7 +506,7 @@ void Execution::applySignal(std::int32_t rank, std::int32_t sem, std::uint64_t v
 void Execution::startMessage(std::int32_t msgId, std::int64_t now, std::uint64_t flowHash) {
   Message& m = msgs_[static_cast<std::size_t>(msgId)];
   m.start = now;
-  result_.ranks[static_cast<std::size_t>(m.src)].bytesSent += m.bytes;
+  result_.ranks[static_cast<std::size_t>(fold_.rep(m.src))].bytesSent += m.bytes;
   result_.bytesPut += m.bytes;
   const std::int32_t g1 = gpuOf_[static_cast<std::size_t>(m.src)];
   const std::int32_t g2 = gpuOf_[static_cast<std::size_t>(m.dst)];
@@ -482,12 +524,13 @@ void Execution::startMessage(std::int32_t msgId, std::int64_t now, std::uint64_t
     }
     if (cached == nullptr) {
       path_.clear();
-      const std::int64_t latency = router_.route(g1, g2, flowHash, net_->channelLoad().data(), path_);
+      const std::int64_t latency = fold_.on() ? fold_.route(router_, *net_, g1, g2, path_)
+                                              : router_.route(g1, g2, flowHash, net_->channelLoad().data(), path_);
       m.delay += latency;
       path = path_.data();
       pathLen = path_.size();
       nic = firstNic(path, pathLen);
-      if (router_.lastRouteFixed()) {
+      if (fold_.on() || router_.lastRouteFixed()) {
         Lane::CachedRoute& r = lane.routes[lane.routeNext];
         lane.routeNext = static_cast<std::uint8_t>(1 - lane.routeNext);
         r.from = g1;
@@ -564,7 +607,7 @@ void Execution::deliver(std::int32_t msgId, std::int64_t now) {
     std::int64_t& f = jobs_[static_cast<std::size_t>(jobOfRank_[static_cast<std::size_t>(m.dst)])].finish;
     f = std::max(f, now);
   }
-  result_.ranks[static_cast<std::size_t>(m.dst)].bytesReceived += m.bytes;
+  result_.ranks[static_cast<std::size_t>(fold_.rep(m.dst))].bytesReceived += m.bytes;
   result_.bytesDelivered += m.bytes;
   if (tracing_) {
     TraceEvent t;
@@ -1077,6 +1120,7 @@ Result Execution::run() {
         break;
       }
       case EventKind::kRecompute:
+        ++recomputeEvents_;
         recomputeScheduled_ = false;
         finishes_.clear();
         rateNow_ = now;
@@ -1097,6 +1141,7 @@ Result Execution::run() {
     }
   }
   if (!result_.stopped && doneLanes_ != lanes_.size()) deadlock(now);
+  if (fold_.on()) unfold(events);
   result_.events = events;
   result_.rateRecomputations = net_->recomputations();
   std::int64_t makespan = result_.stopped ? now : lastDelivery_;
@@ -1108,7 +1153,8 @@ Result Execution::run() {
   result_.time = core::Time::ps(makespan);
   for (const JobState& job : jobs_)
     result_.jobFinish.push_back(core::Time::ps(jobs_.size() > 1 ? job.finish : makespan));
-  const auto& totals = net_->totals();
+  std::vector<NetworkModel::ChannelTotals> totals = net_->totals();
+  if (fold_.on()) fold_.expand(totals);
   for (std::size_t c = 0; c < totals.size(); ++c) {
     if (totals[c].bytes == 0) continue;
     ChannelStats cs;
@@ -1129,7 +1175,15 @@ Result Execution::run() {
 
 Result execute(const topo::Fabric& fabric, const SimParams& params, Router& router, const std::vector<Job>& jobs,
                const RunOptions& options) {
-  Execution exec(fabric, params, router, jobs, options);
+  if (options.symmetry) {
+    try {
+      Execution folded(fabric, params, router, jobs, options, true);
+      return folded.run();
+    } catch (const RankFold::Broken&) {
+      // A route does not follow the Program's symmetry: simulate every rank.
+    }
+  }
+  Execution exec(fabric, params, router, jobs, options, false);
   return exec.run();
 }
 

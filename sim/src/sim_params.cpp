@@ -98,13 +98,35 @@ std::int32_t parseCount(std::string_view text) {
 
 /// The `initiation.preset` values: every initiation key at once (docs/simulator.md, "Initiation cost models").
 const std::vector<std::string>& presetNames() {
-  static const std::vector<std::string> names = {"none", "hopper_cx7"};
+  static const std::vector<std::string> names = {"none", "hopper_cx7", "hopper_cx7_thread"};
   return names;
+}
+
+/// hopper_cx7_thread: the bundled hardware templates' one per-message convention (docs/simulator.md, "Link
+/// rates and per-message costs"): the same hardware as hopper_cx7, but a device lane posts from one thread,
+/// so the whole 0.7 us issue is serial and one lane reaches 1.8 M/s; the proxy's 1.5 us descriptor write.
+void applyThreadPreset(SimParams& p) {
+  InitiationCost& device = p.initiation[static_cast<int>(core::Initiation::kDevice)];
+  device.issue = core::Time::ns(700);
+  device.messageRate = 1.8e6;
+  device.nicMessageRate = 260e6;
+  InitiationCost& proxy = p.initiation[static_cast<int>(core::Initiation::kProxy)];
+  proxy.issue = core::Time::ns(1500);
+  proxy.extraLatency = core::Time::us(1.0);
+  proxy.rankMessageRate = 2e6;
+  proxy.nicMessageRate = 260e6;
+  InitiationCost& offload = p.initiation[static_cast<int>(core::Initiation::kOffload)];
+  offload.rankMessageRate = 260e6;
+  offload.nicMessageRate = 260e6;
 }
 
 void applyPreset(const std::string& name, SimParams& p) {
   for (InitiationCost& c : p.initiation) c = InitiationCost{};
   if (name == "none") return;
+  if (name == "hopper_cx7_thread") {
+    applyThreadPreset(p);
+    return;
+  }
   // hopper_cx7: H100/H800-class GPU with ConnectX-7 (docs/design.md, "Reference figures"; docs/simulator.md).
   InitiationCost& device = p.initiation[static_cast<int>(core::Initiation::kDevice)];
   device.messageRate = 21.6e6;                           // one warp per lane on one queue
@@ -244,9 +266,10 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
     for (const std::string& n : presetNames()) found = found || n == name;
     if (!found) {
       const std::string hint = core::nearestName(name, presetNames());
-      throw Error(ErrorCode::kInvalidArgument,
-                  whereOf(it->first) + ": sim key 'initiation.preset': unknown preset '" + name + "'" +
-                      (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; use none or hopper_cx7");
+      throw Error(ErrorCode::kInvalidArgument, whereOf(it->first) + ": sim key 'initiation.preset': unknown preset '" +
+                                                   name + "'" +
+                                                   (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                                                   "; use none, hopper_cx7 or hopper_cx7_thread");
     }
     applyPreset(name, p);
   }

@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "conformance/harness.hpp"
+#include "copro/transport/lanemachine.hpp"
 
 namespace copro::test {
 namespace {
@@ -51,6 +54,37 @@ std::vector<Case> laneMachineCases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(LaneMachine, PairwiseCase, ::testing::ValuesIn(laneMachineCases()), caseName);
+
+}  // namespace
+}  // namespace copro::test
+
+namespace copro::test {
+namespace {
+
+/// The same matrix on the `cuda` backend (one kernel per call, docs/gpu.md): only in the ctest entry
+/// cuda_conformance (label gpu), which sets CUDA_CONFORMANCE=1, and only where a GPU is visible.
+bool cudaRequested() {
+  return std::getenv("CUDA_CONFORMANCE") != nullptr;
+}
+bool gpuVisible() {
+  const std::string s = transport::cudaStatus();
+  return s.rfind("compiled, ", 0) == 0 && s.find("no device") == std::string::npos;
+}
+
+std::vector<Case> cudaCases() {
+  if (!cudaRequested() || !gpuVisible()) return {};
+  std::vector<Case> cases = pairwiseCases(kRanks, kCounts);
+  for (Case& c : cases) c.backend = "cuda";
+  return cases;
+}
+
+TEST(CudaConformance, HasAGpu) {
+  if (!cudaRequested()) GTEST_SKIP() << "the cuda matrix runs in the ctest entry cuda_conformance (label gpu)";
+  if (!gpuVisible()) GTEST_SKIP() << "no cuda matrix: " << transport::cudaStatus();
+  EXPECT_GT(cudaCases().size(), 100U);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, PairwiseCase, ::testing::ValuesIn(cudaCases()), caseName);
 
 }  // namespace
 }  // namespace copro::test

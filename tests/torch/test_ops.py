@@ -17,6 +17,7 @@ import datetime
 import os
 import sys
 import tempfile
+import time
 import warnings
 
 import torch
@@ -251,6 +252,23 @@ def test_p2p_and_misc(rank, world, gloo):
         w.wait()
     for i, t in enumerate(ts):
         check_equal(t, reference_reduce(world, 1000 + i, torch.float32, 90 + i, "sum"), f"in flight {i}")
+    # A call nobody waits for or observes still runs (the worker takes it after its hand-off delay): the
+    # tensor is written without wait(), is_completed() or get_future().
+    t = values(rank, 500, torch.float32, 95)
+    want = reference_reduce(world, 500, torch.float32, 95, "sum")
+    work = dist.all_reduce(t, async_op=True)
+    deadline = time.monotonic() + 30
+    while not torch.equal(t, want) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert torch.equal(t, want), "an async all_reduce nobody waited for did not complete within 30 s"
+    work.wait()
+    # Polling is_completed() alone finishes a call.
+    t = values(rank, 700, torch.float32, 96)
+    work = dist.all_reduce(t, async_op=True)
+    deadline = time.monotonic() + 30
+    while not work.is_completed():
+        assert time.monotonic() < deadline, "is_completed() polling did not see the call finish within 30 s"
+    check_equal(t, reference_reduce(world, 700, torch.float32, 96, "sum"), "is_completed polling")
 
 
 def shm_mappings():

@@ -62,13 +62,17 @@ struct TemplateDefaults {
 // Latencies are calibrated (docs/topologies.md, "Latency calibration") so that, with the 0.7 us device
 // issue cost of deepseek-v3.yaml, a 64-B write takes 2.8 us to a NIC on the same IB leaf and 3.7 us across
 // leaves (DeepSeek-V3 paper); NVLink paths stay shorter in latency than PCIe paths between the same GPUs.
+// Rates are achievable, not nominal (docs/simulator.md, "Link rates and per-message costs"): NVLink is its
+// nominal rate x 0.8, the ratio the DeepSeek-V3 report measures on H800 (160 of 200 GB/s per direction):
+// H100 450 -> 360 GB/s, GB200 (NVLink 5, the same ratio assumed) 900 -> 720 GB/s; NICs and PCIe keep their
+// nominal rates (DeepEP reaches ~50 GB/s on a 400 Gb/s CX7; PCIe never bounds a template's paths).
 constexpr TemplateDefaults kTemplates[] = {
     {"h800", "HGX H800: 8 GPUs x 132 SMs, NVSwitch at 160 GB/s achievable per direction, 8 CX7 400 Gb/s NICs", "8",
      "132", "3.35TB/s", "160GB/s", "150ns", "100ns", "true", "8", "64GB/s", "200ns", "150ns", "400Gb/s", "400ns"},
-    {"h100", "HGX H100: 8 GPUs x 132 SMs, NVSwitch at 450 GB/s per direction, 8 CX7 400 Gb/s NICs", "8", "132",
-     "3.35TB/s", "450GB/s", "150ns", "100ns", "true", "8", "64GB/s", "200ns", "150ns", "400Gb/s", "400ns"},
-    {"gb200", "GB200 compute tray: 4 GPUs x 148 SMs (NVLink to the rack's switch at 900 GB/s), 4 CX7 NICs", "4", "148",
-     "8TB/s", "900GB/s", "150ns", "100ns", "true", "4", "64GB/s", "200ns", "150ns", "400Gb/s", "400ns"},
+    {"h100", "HGX H100: 8 GPUs x 132 SMs, NVSwitch at 360 GB/s achievable per direction, 8 CX7 400 Gb/s NICs", "8",
+     "132", "3.35TB/s", "360GB/s", "150ns", "100ns", "true", "8", "64GB/s", "200ns", "150ns", "400Gb/s", "400ns"},
+    {"gb200", "GB200 compute tray: 4 GPUs x 148 SMs (NVLink to the rack's switch at 720 GB/s achievable), 4 CX7 NICs",
+     "4", "148", "8TB/s", "720GB/s", "150ns", "100ns", "true", "4", "64GB/s", "200ns", "150ns", "400Gb/s", "400ns"},
     {"gpu", "one GPU with its own 400 Gb/s NIC on a PCIe link (1 GPU per host)", "1", "132", "3.35TB/s", "160GB/s",
      "150ns", "100ns", "false", "0", "64GB/s", "200ns", "150ns", "400Gb/s", "400ns"},
 };
@@ -413,7 +417,7 @@ void buildH100Node(Fabric& f, const Params& p) {
 }
 
 /// One rack's NVLink switch domain: every GPU of its trays on one logical NVSwitch (the rack's 18 switch
-/// chips act as one non-blocking stage at 900 GB/s per GPU per direction). Returns the trays' NICs.
+/// chips act as one non-blocking stage at the template's NVLink rate per GPU per direction). Returns the trays' NICs.
 std::vector<std::vector<std::int32_t>> addGb200Rack(Fabric& f, const ServerSpec& s, std::int32_t rack,
                                                     std::int32_t trays, bool onlyRack) {
   Node sw;
@@ -742,13 +746,15 @@ std::vector<BuilderEntry> makeRegistry() {
                 "GPU/NIC pair under the host root complex, 8 CX7 400 Gb/s NICs on rails 0..7 (no network)",
                 serverParams(false, "h800")},
                buildH800Node});
-  r.push_back({{"h100_node", "one HGX H100 server: as h800_node with NVLink at 450 GB/s per direction",
-                serverParams(false, "h100")},
-               buildH100Node});
+  r.push_back(
+      {{"h100_node", "one HGX H100 server: as h800_node with NVLink at 360 GB/s achievable per direction (450 nominal)",
+        serverParams(false, "h100")},
+       buildH100Node});
   r.push_back(
       {{"gb200_nvl72",
-        "GB200 NVL72 racks: per rack 18 trays x 4 GPUs on one NVLink switch domain (900 GB/s per GPU per "
-        "direction), each tray with its Grace host and 4 NICs; several racks joined by a scale-out network of the "
+        "GB200 NVL72 racks: per rack 18 trays x 4 GPUs on one NVLink switch domain (720 GB/s achievable per GPU per "
+        "direction, 900 nominal), each tray with its Grace host and 4 NICs; several racks joined by a scale-out "
+        "network of the "
         "trays' NICs (fat_tree or rail)",
         concat(concat({{"racks", "1", "racks (NVLink domains); more than one needs a scale-out network"},
                        {"trays", "18", "compute trays per rack (4 GPUs each): 18 makes the 72-GPU rack"},

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "copro/core/reduce.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/units.hpp"
 #include "copro/topologies/topology.hpp"
@@ -86,26 +87,35 @@ double copyRate(int threads, std::size_t bytes, int reps) {
   return static_cast<double>(dst.front()->size) * threads / sec;
 }
 
-/// Output bytes per second of out[i] = a[i] + b[i] (float), summed over `threads` threads.
-double reduceRate(int threads, std::size_t bytes, int reps) {
-  std::vector<std::unique_ptr<Block>> a;
-  std::vector<std::unique_ptr<Block>> b;
-  std::vector<std::unique_ptr<Block>> out;
-  for (int t = 0; t < threads; ++t) {
-    a.push_back(std::make_unique<Block>(bytes));
-    b.push_back(std::make_unique<Block>(bytes));
-    out.push_back(std::make_unique<Block>(bytes));
+/// One thread's buffers of the fused pass: `fanout` inputs and `fanout` outputs, apart (out of place).
+struct FusedBuffers {
+  FusedBuffers(int fanout, std::size_t bytes) {
+    for (int k = 0; k < fanout; ++k) {
+      in.push_back(std::make_unique<Block>(bytes));
+      out.push_back(std::make_unique<Block>(bytes));
+      srcs.push_back(in.back()->data);
+      dsts.push_back(out.back()->data);
+    }
   }
-  const std::size_t n = out.front()->size / sizeof(float);
+  std::vector<std::unique_ptr<Block>> in, out;
+  std::vector<const void*> srcs;
+  std::vector<void*> dsts;
+};
+
+/// Output bytes per second, summed over `threads` threads, of the CPU executors' fused reduce + multicast
+/// (core::reduceToMany: `fanout` float inputs summed and written to `fanout` outputs in one pass, as a
+/// load/store all-reduce runs it); each thread's working set (inputs and outputs) is `bytes`.
+double fusedReduceRate(int threads, std::size_t bytes, int reps, int fanout) {
+  const std::size_t part = std::max<std::size_t>(4096, bytes / (2 * static_cast<std::size_t>(fanout)));
+  std::vector<std::unique_ptr<FusedBuffers>> bufs;
+  for (int t = 0; t < threads; ++t) bufs.push_back(std::make_unique<FusedBuffers>(fanout, part));
+  const std::size_t n = bufs.front()->out.front()->size / sizeof(float);
   const double sec = bestConcurrent(threads, reps, [&](int t) {
-    auto i = static_cast<std::size_t>(t);
-    const auto* x = reinterpret_cast<const float*>(a[i]->data);
-    const auto* y = reinterpret_cast<const float*>(b[i]->data);
-    auto* z = reinterpret_cast<float*>(out[i]->data);
-    for (std::size_t k = 0; k < n; ++k) z[k] = x[k] + y[k];
-    asm volatile("" : : "r"(z) : "memory");
+    FusedBuffers& b = *bufs[static_cast<std::size_t>(t)];
+    core::reduceToMany(b.dsts.data(), fanout, b.srcs.data(), fanout, n, core::DataType::kFloat32, core::ReduceOp::kSum);
+    asm volatile("" : : "r"(b.dsts.front()) : "memory");
   });
-  return static_cast<double>(out.front()->size) * threads / sec;
+  return static_cast<double>(n * sizeof(float)) * threads / sec;
 }
 
 /// Two flags on their own cache lines; one side signals, the other answers.
@@ -252,8 +262,10 @@ ProbeResult probeHost(const ProbeOptions& options) {
   const auto bytes = static_cast<std::size_t>(options.bytesPerThread);
   r.copyOneCore = copyRate(1, bytes, reps);
   r.copyAllRanks = copyRate(r.ranks, bytes, reps);
-  r.reduceOneCore = reduceRate(1, bytes, reps);
-  r.reduceAllRanks = reduceRate(r.ranks, bytes, reps);
+  // The executors' own pass, with as many inputs and outputs as ranks (the lsa all-reduce's fan-out).
+  const int fanout = std::max(2, static_cast<int>(r.ranks));
+  r.reduceOneCore = fusedReduceRate(1, bytes, reps, fanout);
+  r.reduceAllRanks = fusedReduceRate(r.ranks, bytes, reps, fanout);
   const auto perBatch = static_cast<std::uint64_t>(std::max(1, options.roundTrips / 5));
   r.threadRoundTripNs = threadRoundTrip(perBatch);
   if (options.crossProcess) r.processRoundTripNs = processRoundTrip(perBatch);
@@ -272,9 +284,9 @@ std::string probeTopologyYaml(const ProbeResult& p, std::uint64_t chunkBytes) {
   std::snprintf(line, sizeof line, "#   copy, %3d threads at once:     %.2f GB/s in all\n", p.ranks,
                 p.copyAllRanks / 1e9);
   y << line;
-  std::snprintf(line, sizeof line, "#   reduce (float a+b), one core:  %.2f GB/s of output\n", p.reduceOneCore / 1e9);
+  std::snprintf(line, sizeof line, "#   fused reduce, one core:        %.2f GB/s of output\n", p.reduceOneCore / 1e9);
   y << line;
-  std::snprintf(line, sizeof line, "#   reduce, %3d threads at once:   %.2f GB/s in all\n", p.ranks,
+  std::snprintf(line, sizeof line, "#   fused reduce, %3d at once:     %.2f GB/s in all\n", p.ranks,
                 p.reduceAllRanks / 1e9);
   y << line;
   std::snprintf(line, sizeof line, "#   signal round trip, threads:    %.0f ns\n", p.threadRoundTripNs);

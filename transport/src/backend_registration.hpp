@@ -4,9 +4,11 @@
 /// load/store domain of the backends in which every rank reaches every other's memory (inproc, shm).
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "copro/core/executor.hpp"
@@ -31,6 +33,25 @@ class LoadStoreDomainExecutor : public core::Executor {
   }
   core::Status registerBuffer(void* /*ptr*/, std::size_t /*bytes*/) override { return {}; }
   core::Status deregisterBuffer(void* /*ptr*/) override { return {}; }
+};
+
+/// The Executor base of a load/store backend whose ranks are threads of this process sharing one `World`
+/// (inproc, lanemachine): the rank's index into the World, which answers size, abort and the Config, and
+/// buffers from the C heap.
+template <typename World>
+class SharedWorldExecutor : public LoadStoreDomainExecutor {
+ public:
+  [[nodiscard]] int rank() const override { return rank_; }
+  [[nodiscard]] int size() const override { return world_->size(); }
+  void deallocate(void* ptr) override { std::free(ptr); }
+  void abort() override { world_->abort(rank_); }
+  [[nodiscard]] const core::Config& config() const override { return world_->config(); }
+
+ protected:
+  SharedWorldExecutor(std::shared_ptr<World> world, int rank) : world_(std::move(world)), rank_(rank) {}
+
+  std::shared_ptr<World> world_;
+  int rank_;
 };
 
 }  // namespace copro::transport

@@ -22,6 +22,10 @@ std::string formatSeconds(double s) {
   return os.str();
 }
 
+core::Status timeoutStatus(const std::string& label, double timeoutSec, const std::string& report) {
+  return {core::ErrorCode::kTimeout, label + ": timed out after " + formatSeconds(timeoutSec) + " s: " + report};
+}
+
 std::string laneWaitText(const core::Op& op, bool semKnown, std::uint64_t semProgress, std::int32_t blockedOnRank) {
   if (semKnown) {
     return " waits for semaphore " + std::to_string(op.sem) + " >= " + std::to_string(op.value) + " (it is " +

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <utility>
 
 namespace copro::transport::calls {
 
@@ -55,6 +56,49 @@ core::Status prepareCall(CallBase& call, const std::shared_ptr<const core::Progr
   }
   call.advance = std::move(prepared.advance);
   call.flat = std::move(prepared.flat);
+  return {};
+}
+
+core::Status openCall(CallBase& call, std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
+                      std::int32_t rank, int size, PreparedRankCache& cache, std::mutex* mutex, const std::string& who,
+                      std::string& name) {
+  if (!program) return {core::ErrorCode::kInvalidArgument, who + "start() was given no Program"};
+  const core::ProgramHeader& h = program->header();
+  name = h.name.empty() ? std::string("unnamed program") : h.name;
+  COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, rank, size, who));
+  COPRO_RETURN_IF_ERROR(rankProgramOf(*program, rank, who, name, call.rankProgram));
+  COPRO_RETURN_IF_ERROR(prepareCall(call, program, cache, mutex, who));
+  call.program = std::move(program);
+  call.header = &h;
+  call.buffers = b;
+  return {};
+}
+
+std::vector<Region> userRegions(const core::ProgramHeader& h, const core::CallBuffers& b, std::int32_t rank) {
+  const auto ri = static_cast<std::size_t>(rank);
+  std::vector<Region> out(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size());
+  out[static_cast<std::size_t>(core::BufferId::kInput)] =
+      Region{static_cast<std::byte*>(const_cast<void*>(b.input)),
+             h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
+  out[static_cast<std::size_t>(core::BufferId::kOutput)] = Region{
+      static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
+  for (std::size_t e = 0; e < b.extra.size(); ++e) {
+    out[static_cast<std::size_t>(core::kNumBuffers) + e] =
+        Region{static_cast<std::byte*>(b.extra[e]), b.extraBytes[e], true};
+  }
+  return out;
+}
+
+std::string callLabel(const std::string& name, std::uint64_t seq, std::int32_t rank) {
+  return name + " (call " + std::to_string(seq) + ") on rank " + std::to_string(rank);
+}
+
+core::Status refusal(const std::string& label, bool aborted, bool broken, const core::Status& brokenStatus) {
+  if (aborted) return {core::ErrorCode::kAborted, label + ": the communicator was aborted (Executor::abort())"};
+  if (broken) {
+    return {brokenStatus.code(),
+            label + ": the communicator is unusable after an earlier failure: " + brokenStatus.message()};
+  }
   return {};
 }
 

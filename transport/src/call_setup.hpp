@@ -21,6 +21,19 @@
 
 namespace copro::transport::calls {
 
+/// A rank's buffer in its current call, as every engine indexes them (BufferId order, extra buffers after
+/// kNumBuffers) and publishes them to peers.
+struct Region {
+  std::byte* base = nullptr;
+  std::uint64_t limit = 0;  ///< bytes the Program may access
+  bool writable = true;
+};
+
+/// The user's buffers of `rank` in a call of `h` with buffers `b`, in BufferId order: the input (as many
+/// bytes as both the Program and the caller give; written only when the call is in place), the output and
+/// the extra buffers. The scratch and layout slots stay empty: the engine owns that memory.
+std::vector<Region> userRegions(const core::ProgramHeader& h, const core::CallBuffers& b, std::int32_t rank);
+
 /// What every engine keeps of a started call: the Program, the executing rank's ops, the buffers, the
 /// semaphore epoch advance, the sequence number and the label used in messages.
 struct CallBase {
@@ -32,6 +45,11 @@ struct CallBase {
   std::shared_ptr<const core::FlatRankProgram> flat;          ///< the rank's ops, flat (what lanes interpret)
   std::uint64_t seq = 0;
   std::string label;  ///< "allreduce.ring (call 3) on rank 0"
+
+  /// Moves the executing rank's semaphore epoch bases past this call, once it completed.
+  void advanceEpochs(std::vector<std::uint64_t>& semBase) const {
+    for (std::size_t s = 0; s < advance->size() && s < semBase.size(); ++s) semBase[s] += (*advance)[s];
+  }
 };
 
 /// The ops of `rank` in `program` (named `name`), or a Status prefixed with `who` when generating them failed.
@@ -64,6 +82,41 @@ class PreparedRankCache {
 /// preparing them on a miss; a Status prefixed with `who` when the ops cannot be flattened.
 core::Status prepareCall(CallBase& call, const std::shared_ptr<const core::ProgramSource>& program,
                          PreparedRankCache& cache, std::mutex* mutex, const std::string& who);
+
+/// The first step of every engine's start(): checks that there is a Program and that the buffers fit it
+/// for `rank` of `size` ranks, then fills `call` (the Program, its header, the rank's ops, the buffers, and
+/// the epoch advance and flat ops prepared through `cache`, locked with `mutex` when given). `name`
+/// receives the Program's name for the call's label. Errors are prefixed with `who` ("shm rank 2: ").
+core::Status openCall(CallBase& call, std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
+                      std::int32_t rank, int size, PreparedRankCache& cache, std::mutex* mutex, const std::string& who,
+                      std::string& name);
+
+/// The label of call `seq` of `rank` in every message about it: "allreduce.ring (call 3) on rank 0".
+std::string callLabel(const std::string& name, std::uint64_t seq, std::int32_t rank);
+
+/// Why a communicator takes no new call (labelled `label`): it was aborted, or it is unusable after the
+/// failure `brokenStatus` (`broken`); ok when it takes the call.
+core::Status refusal(const std::string& label, bool aborted, bool broken, const core::Status& brokenStatus);
+
+/// Fails every unfinished call of `queue` (an engine's calls, oldest first) and empties it: `which` gets
+/// `whichStatus`, every other call `code` with "<its label>: <reason>". `each(call)` runs for each failed call
+/// once its status and its phase (`failed`) are set. Returns the status of the first call failed, or `code`
+/// with "rank <rank>: <reason>" when there was none.
+template <typename Queue, typename CallT, typename Phase, typename Each>
+core::Status failQueued(Queue& queue, const CallT* which, const core::Status& whichStatus, core::ErrorCode code,
+                        const std::string& reason, std::int32_t rank, Phase failed, Each each) {
+  core::Status first;
+  for (const auto& c : queue) {
+    if (c->finished()) continue;
+    c->status = c.get() == which ? whichStatus : core::Status(code, c->label + ": " + reason);
+    if (first.ok()) first = c->status;
+    c->phase = failed;
+    each(*c);
+  }
+  queue.clear();
+  if (first.ok()) first = core::Status(code, "rank " + std::to_string(rank) + ": " + reason);
+  return first;
+}
 
 /// Whether `device` lanes run as `proxy`: COPRO_INITIATION=proxy without per-scale modes. The one rule
 /// by which the Config changes a lane's mode, on every backend: a hand-written Program that chose no modes

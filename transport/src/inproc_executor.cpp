@@ -16,16 +16,14 @@ namespace {
 
 using core::Status;
 
-class InprocExecutor final : public LoadStoreDomainExecutor {
+class InprocExecutor final : public SharedWorldExecutor<World> {
  public:
-  InprocExecutor(std::shared_ptr<World> world, int rank) : world_(std::move(world)), rank_(rank) {}
+  InprocExecutor(std::shared_ptr<World> world, int rank) : SharedWorldExecutor(std::move(world), rank) {}
   ~InprocExecutor() override { world_->retire(rank_); }
   InprocExecutor(const InprocExecutor&) = delete;
   InprocExecutor& operator=(const InprocExecutor&) = delete;
 
   [[nodiscard]] std::string_view backend() const override { return "inproc"; }
-  [[nodiscard]] int rank() const override { return rank_; }
-  [[nodiscard]] int size() const override { return world_->size(); }
   [[nodiscard]] std::vector<int> nodeOfRank() const override { return world_->nodeOfRank(); }
 
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
@@ -41,14 +39,6 @@ class InprocExecutor final : public LoadStoreDomainExecutor {
   std::unique_ptr<core::Executor> split(int color, int key) override { return world_->split(rank_, color, key); }
 
   void* allocate(std::size_t bytes) override { return allocateAligned(bytes).data; }
-  void deallocate(void* ptr) override { std::free(ptr); }
-
-  void abort() override { world_->abort(rank_); }
-  [[nodiscard]] const core::Config& config() const override { return world_->config(); }
-
- private:
-  std::shared_ptr<World> world_;
-  int rank_;
 };
 
 }  // namespace

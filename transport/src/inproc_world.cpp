@@ -174,30 +174,17 @@ Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, c
                     std::shared_ptr<Call>& out) {
   RankState& rs = rank(r);
   const std::string who = "inproc rank " + std::to_string(r) + ": ";
-  if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
-  const core::ProgramHeader& h = program->header();
-  const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
-  COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, r, size(), who));
-
   auto call = std::make_shared<Call>();
-  COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, r, who, name, call->rankProgram));
-  COPRO_RETURN_IF_ERROR(calls::prepareCall(*call, program, rs.advanceCache, &rs.mutex, who));
-  call->program = std::move(program);
-  call->header = &h;
-  call->buffers = b;
+  std::string name;
+  COPRO_RETURN_IF_ERROR(
+      calls::openCall(*call, std::move(program), b, r, size(), rs.advanceCache, &rs.mutex, who, name));
   call->rank = &rs;
   calls::initLanes(*call, proxyDefault_);
   COPRO_RETURN_IF_ERROR(calls::startProgressThreads(*call, who, [this](int k) { ensurePool(k); }));
 
   std::lock_guard<std::mutex> lock(rs.mutex);
-  const std::string label = name + " (call " + std::to_string(rs.nextSeq) + ") on rank " + std::to_string(r);
-  if (rs.aborted.load(std::memory_order_acquire)) {
-    return {ErrorCode::kAborted, label + ": the communicator was aborted (Executor::abort())"};
-  }
-  if (rs.broken) {
-    return {rs.brokenStatus.code(),
-            label + ": the communicator is unusable after an earlier failure: " + rs.brokenStatus.message()};
-  }
+  const std::string label = calls::callLabel(name, rs.nextSeq, r);
+  COPRO_RETURN_IF_ERROR(calls::refusal(label, rs.aborted.load(std::memory_order_acquire), rs.broken, rs.brokenStatus));
   call->seq = rs.nextSeq++;
   call->label = label;
   rs.queue.push_back(call);
@@ -213,9 +200,7 @@ void World::enterQueuedLocked(RankState& rs) {
     enterLocked(rs, front);
     if (front->lanesLeft.load(std::memory_order_acquire) > 0) return;
     // No ops on this rank: the call is complete as soon as it is entered.
-    for (std::size_t s = 0; s < front->advance->size() && s < rs.semBase.size(); ++s) {
-      rs.semBase[s] += (*front->advance)[s];
-    }
+    front->advanceEpochs(rs.semBase);
     front->status = Status();
     front->phase.store(Phase::kDone, std::memory_order_seq_cst);
     rs.queue.pop_front();
@@ -251,20 +236,10 @@ void World::enterLocked(RankState& rs, const std::shared_ptr<Call>& call) {
   std::copy(b.layoutInit.begin(), b.layoutInit.end(), rs.layoutWords.begin());
   rs.layout = rs.layoutWords.data();
 
-  const auto ri = static_cast<std::size_t>(rs.rank());
-  rs.regions.assign(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size(), Region{});
-  auto* input = static_cast<std::byte*>(const_cast<void*>(b.input));
-  rs.regions[static_cast<std::size_t>(core::BufferId::kInput)] =
-      Region{input, h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
-  rs.regions[static_cast<std::size_t>(core::BufferId::kOutput)] = Region{
-      static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
+  rs.regions = calls::userRegions(h, b, rs.rank());
   rs.regions[static_cast<std::size_t>(core::BufferId::kScratch)] = Region{rs.scratch.data, h.scratchBytes, true};
   rs.regions[static_cast<std::size_t>(core::BufferId::kLayout)] =
       Region{reinterpret_cast<std::byte*>(rs.layout), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
-  for (std::size_t e = 0; e < b.extra.size(); ++e) {
-    rs.regions[static_cast<std::size_t>(core::kNumBuffers) + e] =
-        Region{static_cast<std::byte*>(b.extra[e]), b.extraBytes[e], true};
-  }
   rs.header = &h;
 
   call->phase.store(Phase::kRunning, std::memory_order_seq_cst);
@@ -286,9 +261,7 @@ void World::completeCall(RankState& rs, Call& call) {
   {
     std::lock_guard<std::mutex> lock(rs.mutex);
     if (call.phase.load(std::memory_order_acquire) != Phase::kRunning) return;
-    for (std::size_t s = 0; s < call.advance->size() && s < rs.semBase.size(); ++s) {
-      rs.semBase[s] += (*call.advance)[s];
-    }
+    call.advanceEpochs(rs.semBase);
     call.status = Status();
     call.phase.store(Phase::kDone, std::memory_order_seq_cst);
     for (int k = 0; k < 2; ++k) {
@@ -311,17 +284,12 @@ bool World::failCalls(RankState& rs, const Call* which, const std::function<Stat
         return false;
       }
     }
-    for (const std::shared_ptr<Call>& c : rs.queue) {
-      if (c->finished()) continue;
-      c->status = (c.get() == which) ? statusOf(*c) : Status(code, c->label + ": " + reason);
-      if (first.ok()) first = c->status;
-      c->phase.store(Phase::kFailed, std::memory_order_seq_cst);
+    const Status whichStatus = which != nullptr ? statusOf(*which) : Status();
+    first = calls::failQueued(rs.queue, which, whichStatus, code, reason, rs.rank(), Phase::kFailed, [this](Call& c) {
       for (int k = 0; k < 2; ++k) {
-        if (c->pooled[k]) pool(k)->deactivate(c.get());
+        if (c.pooled[k]) pool(k)->deactivate(&c);
       }
-    }
-    rs.queue.clear();
-    if (first.ok()) first = Status(code, "rank " + std::to_string(rs.rank()) + ": " + reason);
+    });
     if (!rs.broken) {
       rs.broken = true;
       rs.brokenStatus = first;
@@ -408,11 +376,7 @@ bool World::checkStall(RankState& rs, const std::shared_ptr<Call>& front, double
   const double timeout = config_.timeoutSec;
   if (timeout > 0 && stalledSec >= timeout) {
     return failCalls(
-        rs, front.get(),
-        [&](const Call& c) {
-          return Status(ErrorCode::kTimeout,
-                        c.label + ": timed out after " + formatSeconds(timeout) + " s: " + stallReport(c));
-        },
+        rs, front.get(), [&](const Call& c) { return calls::timeoutStatus(c.label, timeout, stallReport(c)); },
         ErrorCode::kTimeout, "not run: an earlier call timed out", false);
   }
   return false;

@@ -73,12 +73,7 @@ struct AlignedBlock {
 AlignedBlock allocateAligned(std::size_t bytes);  ///< throws Error(kOutOfMemory)
 void freeAligned(AlignedBlock& block) noexcept;
 
-/// A buffer of one rank as published for its current call.
-struct Region {
-  std::byte* base = nullptr;
-  std::uint64_t limit = 0;  ///< bytes the Program may access
-  bool writable = true;
-};
+using calls::Region;
 
 /// States of a call.
 enum class Phase : int { kQueued = 0, kRunning = 1, kDone = 2, kFailed = 3 };

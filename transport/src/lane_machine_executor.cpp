@@ -4,7 +4,8 @@
 /// as a kernel launch would: once every rank has started it, all lanes of all ranks run to completion on
 /// a few worker threads, each interleaving its lanes; the next call starts after it. It exists so that CI
 /// checks the GPU lanes' op meaning, ordering and semaphore rules on the CPU (the conformance suite runs
-/// on it); it is not a fast backend.
+/// on it); it is not a fast backend. The `cuda` backend is the same world with each call run by the CUDA
+/// plugin instead (cuda_plugin.hpp): one kernel per call, a thread block per lane, the same lane machine.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -23,6 +24,8 @@
 #include "copro/core/lane_machine.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
+#include "copro/transport/lanemachine.hpp"
+#include "cuda_plugin.hpp"
 
 namespace copro::transport {
 
@@ -94,7 +97,9 @@ std::string faultText(const core::LmFaultInfo& f) {
 
 class World {
  public:
-  World(int n, core::Config config) : n_(n), config_(std::move(config)), next_(static_cast<std::size_t>(n), 0) {
+  /// `device`: the CUDA plugin that runs each call (the `cuda` backend); null runs lanes on host threads.
+  World(int n, core::Config config, const CudaPlugin* device)
+      : n_(n), config_(std::move(config)), device_(device), next_(static_cast<std::size_t>(n), 0) {
     runner_ = std::thread([this] { runnerMain(); });
   }
   ~World() {
@@ -110,11 +115,13 @@ class World {
 
   [[nodiscard]] int size() const { return n_; }
   [[nodiscard]] const core::Config& config() const { return config_; }
+  [[nodiscard]] const CudaPlugin* device() const { return device_; }
 
   /// Rank `r` starts its next call.
   Status join(int r, std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
               std::shared_ptr<WorldCall>& out) {
-    const std::string who = "lanemachine rank " + std::to_string(r) + ": ";
+    const std::string who =
+        std::string(device_ != nullptr ? "cuda" : "lanemachine") + " rank " + std::to_string(r) + ": ";
     if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
     COPRO_RETURN_IF_ERROR(core::checkCallBuffers(program->header(), b, r, n_, who));
     std::lock_guard<std::mutex> lock(mu_);
@@ -162,7 +169,8 @@ class World {
 
   void abort(int r) {
     std::lock_guard<std::mutex> lock(mu_);
-    const Status s(ErrorCode::kAborted, "lanemachine: Executor::abort() was called on rank " + std::to_string(r));
+    const Status s(ErrorCode::kAborted, std::string(device_ != nullptr ? "cuda" : "lanemachine") +
+                                            ": Executor::abort() was called on rank " + std::to_string(r));
     for (auto& [seq, call] : calls_) {
       if (!call->done && call->joined < n_) failLocked(*call, s);
     }
@@ -209,7 +217,7 @@ class World {
       ++seq;
       if (call->done) continue;  // failed before every rank joined
       lock.unlock();
-      Status s = run(*call);
+      Status s = device_ != nullptr ? runOnDevice(*call) : run(*call);
       lock.lock();
       call->status = s;
       call->done = true;
@@ -293,6 +301,68 @@ class World {
     return error;
   }
 
+  /// Runs every lane of the call on the GPU through the plugin, then turns the lanes' ends into a Status.
+  Status runOnDevice(WorldCall& call) {
+    const core::ProgramHeader& h = call.program->header();
+    std::vector<CoproCudaRank> ranks(static_cast<std::size_t>(n_));
+    std::size_t numLanes = 0;
+    try {
+      for (int r = 0; r < n_; ++r) {
+        describeForDevice(call, h, r, ranks[static_cast<std::size_t>(r)]);
+        numLanes += call.parts[static_cast<std::size_t>(r)].flat.lanes.size();
+      }
+    } catch (const core::Error& e) {
+      return {e.code(), h.name + ": " + e.message()};
+    }
+    std::vector<CoproCudaLaneResult> results(numLanes, CoproCudaLaneResult{0, 0, {}});
+    COPRO_RETURN_IF_ERROR(device_->run(ranks, config_.timeoutSec, results));
+    std::string blocked;
+    int shown = 0;
+    std::size_t i = 0;
+    for (int r = 0; r < n_; ++r) {
+      const core::FlatRankProgram& f = call.parts[static_cast<std::size_t>(r)].flat;
+      for (std::size_t l = 0; l < f.lanes.size(); ++l, ++i) {
+        const CoproCudaLaneResult& res = results[i];
+        const std::string where = opLabel(h, r, static_cast<int>(l), res.pc, f.lane(l));
+        if (res.state == 2) return {ErrorCode::kInvalidProgram, where + ": " + faultText(res.fault)};
+        if (res.state != 1 && res.pc < f.lanes[l].numOps && shown < 4) blocked += (shown++ ? "; " : "") + where;
+      }
+    }
+    if (blocked.empty()) return {};
+    return {ErrorCode::kTimeout,
+            h.name + ": no lane progressed for " + std::to_string(config_.timeoutSec) + " s; blocked: " + blocked};
+  }
+
+  /// Rank r's flat program and buffers as the plugin takes them (pointers into the call's RankPart).
+  void describeForDevice(WorldCall& call, const core::ProgramHeader& h, int r, CoproCudaRank& out) {
+    RankPart& p = call.parts[static_cast<std::size_t>(r)];
+    const core::CallBuffers& b = p.user;
+    const auto ri = static_cast<std::size_t>(r);
+    p.flat = core::flatten(p.program->rank(r));
+    const std::uint64_t inLimit = h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes);
+    const std::uint64_t outLimit = h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes);
+    out = CoproCudaRank{b.input,
+                        b.input == nullptr ? 0 : inLimit,
+                        b.output,
+                        b.output == nullptr ? 0 : outLimit,
+                        b.extra.data(),
+                        b.extraBytes.data(),
+                        static_cast<std::uint32_t>(b.extra.size()),
+                        h.scratchBytes,
+                        b.layoutInit.data(),
+                        b.layoutInit.size(),
+                        h.layoutWords,
+                        h.numSemaphores,
+                        p.flat.ops.data(),
+                        static_cast<std::uint32_t>(p.flat.ops.size()),
+                        p.flat.addrs.data(),
+                        static_cast<std::uint32_t>(p.flat.addrs.size()),
+                        p.flat.ranks.data(),
+                        static_cast<std::uint32_t>(p.flat.ranks.size()),
+                        p.flat.lanes.data(),
+                        static_cast<std::uint32_t>(p.flat.lanes.size())};
+  }
+
   template <typename Lanes>
   static std::string blockedList(const Lanes& lanes, int w, int workers, const core::ProgramHeader& h) {
     std::string out;
@@ -345,6 +415,7 @@ class World {
 
   const int n_;
   const core::Config config_;
+  const CudaPlugin* device_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::uint64_t, std::shared_ptr<WorldCall>> calls_;
@@ -370,14 +441,14 @@ class Handle final : public core::CallHandle {
   std::shared_ptr<WorldCall> call_;
 };
 
-class LaneMachineExecutor final : public LoadStoreDomainExecutor {
+class LaneMachineExecutor final : public SharedWorldExecutor<World> {
  public:
   LaneMachineExecutor(std::shared_ptr<World> world, int rank, std::vector<int> nodes)
-      : world_(std::move(world)), rank_(rank), nodes_(std::move(nodes)) {}
+      : SharedWorldExecutor(std::move(world), rank), nodes_(std::move(nodes)) {}
 
-  [[nodiscard]] std::string_view backend() const override { return "lanemachine"; }
-  [[nodiscard]] int rank() const override { return rank_; }
-  [[nodiscard]] int size() const override { return world_->size(); }
+  [[nodiscard]] std::string_view backend() const override {
+    return world_->device() != nullptr ? "cuda" : "lanemachine";
+  }
   [[nodiscard]] std::vector<int> nodeOfRank() const override { return nodes_; }
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
                std::unique_ptr<core::CallHandle>& handle) override {
@@ -388,36 +459,62 @@ class LaneMachineExecutor final : public LoadStoreDomainExecutor {
   }
   std::unique_ptr<core::Executor> split(int color, int /*key*/) override {
     if (color < 0) return nullptr;
-    throw core::Error(ErrorCode::kUnsupported,
-                      "lanemachine: split is not supported (it exists to run Programs through the portable lane "
-                      "machine; create a communicator of the size you need)");
+    throw core::Error(ErrorCode::kUnsupported, std::string(backend()) +
+                                                   ": split is not supported (create a communicator of the size "
+                                                   "you need)");
   }
-  void* allocate(std::size_t bytes) override { return std::malloc(std::max<std::size_t>(bytes, 1)); }
-  void deallocate(void* ptr) override { std::free(ptr); }
-  void abort() override { world_->abort(rank_); }
-  [[nodiscard]] const core::Config& config() const override { return world_->config(); }
+  /// Host memory (lanemachine), or managed memory the GPU uses in place (cuda).
+  void* allocate(std::size_t bytes) override {
+    const CudaPlugin* d = world_->device();
+    return d != nullptr ? d->allocate(bytes) : std::malloc(std::max<std::size_t>(bytes, 1));
+  }
+  void deallocate(void* ptr) override {
+    if (const CudaPlugin* d = world_->device()) {
+      d->release(ptr);
+    } else {
+      std::free(ptr);
+    }
+  }
 
  private:
-  std::shared_ptr<World> world_;
-  int rank_;
   std::vector<int> nodes_;
 };
 
-std::vector<std::unique_ptr<core::Executor>> createAll(const core::ExecutorOptions& o) {
+std::vector<std::unique_ptr<core::Executor>> createWorld(const core::ExecutorOptions& o, const CudaPlugin* device) {
+  const char* name = device != nullptr ? "cuda" : "lanemachine";
   if (o.nranks < 1 || o.nranks > 4096) {
     throw core::Error(ErrorCode::kInvalidArgument,
-                      "lanemachine: nranks " + std::to_string(o.nranks) + " is outside 1..4096");
+                      std::string(name) + ": nranks " + std::to_string(o.nranks) + " is outside 1..4096");
   }
   std::vector<int> nodes = o.nodeOfRank;
   if (nodes.empty()) nodes.assign(static_cast<std::size_t>(o.nranks), 0);
   if (nodes.size() != static_cast<std::size_t>(o.nranks)) {
-    throw core::Error(ErrorCode::kInvalidArgument, "lanemachine: nodeOfRank has " + std::to_string(nodes.size()) +
-                                                       " entries for " + std::to_string(o.nranks) + " ranks");
+    throw core::Error(ErrorCode::kInvalidArgument, std::string(name) + ": nodeOfRank has " +
+                                                       std::to_string(nodes.size()) + " entries for " +
+                                                       std::to_string(o.nranks) + " ranks");
   }
-  auto world = std::make_shared<World>(o.nranks, o.config);
+  auto world = std::make_shared<World>(o.nranks, o.config, device);
   std::vector<std::unique_ptr<core::Executor>> out;
   for (int r = 0; r < o.nranks; ++r) out.push_back(std::make_unique<LaneMachineExecutor>(world, r, nodes));
   return out;
+}
+
+std::vector<std::unique_ptr<core::Executor>> createAll(const core::ExecutorOptions& o) {
+  return createWorld(o, nullptr);
+}
+
+/// The `cuda` backend: fails, saying what is missing, without the plugin or a visible GPU.
+std::vector<std::unique_ptr<core::Executor>> createCuda(const core::ExecutorOptions& o) {
+  std::string why;
+  const CudaPlugin* plugin = CudaPlugin::load(why);
+  if (plugin == nullptr) throw core::Error(ErrorCode::kUnsupported, "cuda: " + why);
+  if (plugin->deviceCount(why) == 0) {
+    throw core::Error(ErrorCode::kUnsupported,
+                      "cuda: no GPU is visible (" + why +
+                          "); run on a machine with an NVIDIA GPU, or use the lanemachine backend to run the same "
+                          "device lanes on the CPU");
+  }
+  return createWorld(o, plugin);
 }
 
 }  // namespace
@@ -427,6 +524,13 @@ void registerLaneMachine(core::ExecutorRegistry& registry) {
   registry.add("lanemachine", lanemachine::createAll,
                "ranks are threads of this process; every lane runs on the portable lane machine the GPU kernels "
                "run (docs/gpu.md): a CPU check of the device lanes, not a fast backend");
+  registry.add("cuda", lanemachine::createCuda,
+               "ranks share this process's GPU; each call is one kernel, a thread block per lane running the "
+               "portable lane machine (docs/gpu.md); needs the CUDA plugin (COPRO_CUDA) and a GPU");
+}
+
+std::string cudaStatus() {
+  return describeCuda();
 }
 
 }  // namespace copro::transport

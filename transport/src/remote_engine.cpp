@@ -224,26 +224,15 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
                      std::shared_ptr<Call>& out) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string who = std::string(t_->backend()) + " rank " + std::to_string(me()) + ": ";
-  if (retired_.load(std::memory_order_acquire) || aborted_.load(std::memory_order_acquire)) {
-    return {ErrorCode::kAborted, who + "the communicator was aborted"};
-  }
-  if (broken_) {
-    return {brokenStatus_.code(),
-            who + "the communicator is unusable after an earlier failure: " + brokenStatus_.message()};
-  }
-  if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
-  const core::ProgramHeader& h = program->header();
-  const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
-  const int n = t_->size();
-  COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, me(), n, who));
   auto call = std::make_shared<Call>();
-  COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, me(), who, name, call->rankProgram));
-  COPRO_RETURN_IF_ERROR(calls::prepareCall(*call, program, advanceCache_, nullptr, who));
-  call->program = std::move(program);
-  call->header = &call->program->header();
-  call->buffers = b;
+  std::string name;
+  COPRO_RETURN_IF_ERROR(
+      calls::openCall(*call, std::move(program), b, me(), t_->size(), advanceCache_, nullptr, who, name));
+  const std::string label = calls::callLabel(name, nextSeq_, me());
+  const bool aborted = retired_.load(std::memory_order_acquire) || aborted_.load(std::memory_order_acquire);
+  COPRO_RETURN_IF_ERROR(calls::refusal(label, aborted, broken_, brokenStatus_));
   call->seq = nextSeq_++;
-  call->label = name + " (call " + std::to_string(call->seq) + ") on rank " + std::to_string(me());
+  call->label = label;
   call->lanes.resize(call->rankProgram->lanes.size());
   for (std::size_t i = 0; i < call->lanes.size(); ++i) {
     call->lanes[i].ops = &call->rankProgram->lanes[i].ops;
@@ -290,7 +279,6 @@ Status Engine::assignLanes(Call& call, const std::string& who) {
 void Engine::enter(Call& call) {
   const core::ProgramHeader& h = *call.header;
   const core::CallBuffers& b = call.buffers;
-  const auto ri = static_cast<std::size_t>(me());
   CallEntry entry;
   try {
     std::byte* scratch = t_->scratch(h.scratchBytes);
@@ -315,20 +303,10 @@ void Engine::enter(Call& call) {
     layout_ = t_->layout(h.layoutWords);
     std::fill(layout_, layout_ + h.layoutWords, 0);
     std::copy(b.layoutInit.begin(), b.layoutInit.end(), layout_);
-    call.regions.assign(static_cast<std::size_t>(core::kNumBuffers) + b.extra.size(), Region{});
-    auto* input = static_cast<std::byte*>(const_cast<void*>(b.input));
-    call.regions[static_cast<std::size_t>(BufferId::kInput)] =
-        Region{input, h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
-    call.regions[static_cast<std::size_t>(BufferId::kOutput)] =
-        Region{static_cast<std::byte*>(b.output),
-               h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
+    call.regions = calls::userRegions(h, b, me());
     call.regions[static_cast<std::size_t>(BufferId::kScratch)] = Region{scratch, h.scratchBytes, true};
     call.regions[static_cast<std::size_t>(BufferId::kLayout)] =
         Region{reinterpret_cast<std::byte*>(layout_), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
-    for (std::size_t e = 0; e < b.extra.size(); ++e) {
-      call.regions[static_cast<std::size_t>(core::kNumBuffers) + e] =
-          Region{static_cast<std::byte*>(b.extra[e]), b.extraBytes[e], true};
-    }
   } catch (const core::Error& e) {
     call.phase = Phase::kRunning;
     failFront(Status(e.code(), call.label + ": " + e.message()), true);
@@ -352,7 +330,7 @@ void Engine::enter(Call& call) {
 }
 
 void Engine::complete(Call& call) {
-  for (std::size_t s = 0; s < call.advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*call.advance)[s];
+  call.advanceEpochs(semBase_);
   t_->leave();
   call.status = Status();
   call.phase = Phase::kDone;
@@ -371,15 +349,10 @@ void Engine::failFront(const Status& statusSeen, bool poison) {
           Status(status.code(), front->label + ": " + stopped + " (what this rank saw: " + statusSeen.message() + ")");
     }
   }
-  queue_.pop_front();
   if (front->phase == Phase::kRunning) t_->leave();
-  front->status = status;
-  front->phase = Phase::kFailed;
-  for (auto& c : queue_) {
-    c->status = Status(status.code(), c->label + ": not run: an earlier call failed (" + status.message() + ")");
-    c->phase = Phase::kFailed;
-  }
-  queue_.clear();
+  (void)calls::failQueued(queue_, front.get(), status, status.code(),
+                          "not run: an earlier call failed (" + status.message() + ")", me(), Phase::kFailed,
+                          [](Call&) {});
   broken_ = true;
   brokenStatus_ = status;
   t_->markBroken();
@@ -393,21 +366,17 @@ std::string Engine::opLabel(const Call& call, int lane, std::uint32_t pc) const 
 
 std::string Engine::stallReport(const Call& call) {
   std::string out = t_->stallReport();
-  std::string lanes;
-  int listed = 0;
-  for (std::size_t i = 0; i < call.lanes.size() && listed < 16; ++i) {
-    const LaneRt& l = call.lanes[i];
-    if (l.done) continue;
-    lanes += (listed++ == 0 ? " " : "; ") + opLabel(call, static_cast<int>(i), l.pc).substr(call.label.size() + 1);
-    if (l.pc >= l.ops->size()) {
-      lanes += " waits for its last operations to complete";
-      continue;
-    }
-    const Op& op = (*l.ops)[l.pc];
-    const bool known = op.code == OpCode::kWait && op.sem >= 0 && op.sem < numSems_;
-    const std::uint64_t progress = known ? semValue(op.sem) - semBase_[static_cast<std::size_t>(op.sem)] : 0;
-    lanes += calls::laneWaitText(op, known, progress, l.blockedOnRank);
-  }
+  const auto laneAt = [&call](int i) {
+    const LaneRt& l = call.lanes[static_cast<std::size_t>(i)];
+    return calls::LaneSnapshot{l.done, l.pc, l.blockedOnRank, l.ops};
+  };
+  const auto semProgress = [this](std::int32_t sem, std::uint64_t& progress) {
+    if (sem < 0 || sem >= numSems_) return false;
+    progress = semValue(sem) - semBase_[static_cast<std::size_t>(sem)];
+    return true;
+  };
+  const std::string lanes = calls::blockedLanes(call, static_cast<int>(call.lanes.size()), laneAt, semProgress,
+                                                " waits for its last operations to complete");
   if (!lanes.empty()) out += (out.empty() ? "" : "; ") + std::string("blocked lanes:") + lanes;
   return out;
 }
@@ -465,9 +434,7 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
     }
     const double idle = std::chrono::duration<double>(now - lastProgress_).count();
     if (idle > timeout) {
-      failFront(Status(ErrorCode::kTimeout,
-                       call.label + ": timed out after " + formatSeconds(timeout) + " s: " + stallReport(call)),
-                false);
+      failFront(calls::timeoutStatus(call.label, timeout, stallReport(call)), false);
       continue;
     }
     if (!block) {

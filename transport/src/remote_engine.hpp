@@ -8,15 +8,18 @@
 /// A transport implements one-sided access to the peers' buffers of the *same* call: put (with a signal
 /// ordered after the data), get, signal, a per-lane flush, and progress. Each rank is its own load/store
 /// domain, so reduce and copy addresses are always local.
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "call_reports.hpp"
+#include "call_setup.hpp"
 #include "copro/core/bootstrap.hpp"
 #include "copro/core/config.hpp"
 #include "copro/core/executor.hpp"
@@ -25,15 +28,42 @@
 
 namespace copro::transport::remote {
 
-/// A buffer of this rank as published for the current call.
-struct Region {
-  std::byte* base = nullptr;
-  std::uint64_t limit = 0;  ///< bytes the Program may access
-  bool writable = true;
-};
+/// A buffer of this rank as published for the current call (call_setup.hpp).
+using calls::Region;
 
 /// Whether a peer's state of the current call can be reached yet.
 enum class Reach { kReady, kNotYet, kFailed };
+
+/// A range of this rank's memory that a transport registered (the base of its registration records).
+struct RegisteredRange {
+  std::byte* base = nullptr;
+  std::size_t bytes = 0;
+  /// Whether [ptr, ptr+n) lies inside the range.
+  [[nodiscard]] bool contains(const std::byte* ptr, std::size_t n) const {
+    return ptr >= base && ptr + n <= base + bytes;
+  }
+};
+
+/// Releases (`release`) and erases the first record of `regs` (owning pointers to RegisteredRange records)
+/// that starts at `ptr` and satisfies `match`; false when there is none.
+template <typename List, typename Match, typename Release>
+bool dropRegistration(List& regs, const void* ptr, Match match, Release release) {
+  const auto it =
+      std::find_if(regs.begin(), regs.end(), [&](const auto& reg) { return reg->base == ptr && match(*reg); });
+  if (it == regs.end()) return false;
+  release(**it);
+  regs.erase(it);
+  return true;
+}
+
+/// The head of a call descriptor, the record a transport publishes for its peers when it enters a call
+/// (ucx, verbs): `numRegions` region records follow (the call's buffers in BufferId order, the semaphore
+/// array last), then whatever the transport appends (packed rkeys); `totalBytes` counts it all.
+struct DescHeader {
+  std::uint64_t seq = 0;
+  std::uint32_t numRegions = 0;
+  std::uint32_t totalBytes = 0;
+};
 
 /// The names every transport below the engine uses (mpi, ucx and the virtual-node pair import them with
 /// one using-directive).
@@ -41,8 +71,11 @@ namespace transport_names {
 using core::BufferId;
 using core::ErrorCode;
 using core::Status;
+using remote::DescHeader;
+using remote::dropRegistration;
 using remote::Reach;
 using remote::Region;
+using remote::RegisteredRange;
 }  // namespace transport_names
 
 /// What the engine tells a transport when this rank enters a call.
@@ -126,6 +159,30 @@ class RemoteTransport {
   /// Collective: a transport for the ranks with the same color ordered by (key, rank); nullptr for
   /// color < 0. `members` receives the old ranks of the new communicator in new-rank order.
   virtual std::unique_ptr<RemoteTransport> split(int color, int key, std::vector<int>& members) = 0;
+};
+
+/// Bytes of `count` 64-bit words (at least one): the size of a transport-owned semaphore or layout array.
+inline std::size_t wordBytes(std::int64_t count) {
+  return static_cast<std::size_t>(count < 1 ? 1 : count) * sizeof(std::uint64_t);
+}
+
+/// The identity every network transport reports, kept once: its name (what backend() says; a sub-transport
+/// of a composite names its role), its rank and the communicator's size. Not copyable.
+class NamedTransport : public RemoteTransport {
+ public:
+  NamedTransport(const NamedTransport&) = delete;
+  NamedTransport& operator=(const NamedTransport&) = delete;
+  [[nodiscard]] std::string_view backend() const final { return name_; }
+  [[nodiscard]] int rank() const final { return rank_; }
+  [[nodiscard]] int size() const final { return size_; }
+
+ protected:
+  NamedTransport(std::string name, int rank, int size) : name_(std::move(name)), rank_(rank), size_(size) {}
+  ~NamedTransport() override = default;
+
+  std::string name_;
+  int rank_ = 0;
+  int size_ = 0;
 };
 
 /// An Executor over `transport` (this process's rank). `nodeOfRank` empty: one node.

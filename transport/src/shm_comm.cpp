@@ -350,28 +350,15 @@ std::shared_ptr<Call> ShmComm::frontCall() {
 Status ShmComm::start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
                       std::shared_ptr<Call>& out) {
   const std::string who = "shm rank " + std::to_string(rank_) + ": ";
-  if (!program) return {ErrorCode::kInvalidArgument, who + "start() was given no Program"};
-  const core::ProgramHeader& h = program->header();
-  const std::string name = h.name.empty() ? std::string("unnamed program") : h.name;
-  COPRO_RETURN_IF_ERROR(core::checkCallBuffers(h, b, rank_, size_, who));
   auto call = std::make_shared<Call>();
-  COPRO_RETURN_IF_ERROR(calls::rankProgramOf(*program, rank_, who, name, call->rankProgram));
-  COPRO_RETURN_IF_ERROR(calls::prepareCall(*call, program, advanceCache_, &mutex_, who));
-  call->program = std::move(program);
-  call->header = &h;
-  call->buffers = b;
+  std::string name;
+  COPRO_RETURN_IF_ERROR(calls::openCall(*call, std::move(program), b, rank_, size_, advanceCache_, &mutex_, who, name));
   calls::initLanes(*call, proxyDefault_);
   COPRO_RETURN_IF_ERROR(calls::startProgressThreads(*call, who, [this](int k) { ensureProgressThread(k); }));
 
   std::lock_guard<std::mutex> lock(mutex_);
-  const std::string label = name + " (call " + std::to_string(nextSeq_) + ") on rank " + std::to_string(rank_);
-  if (aborted_.load(std::memory_order_acquire)) {
-    return {ErrorCode::kAborted, label + ": the communicator was aborted (Executor::abort())"};
-  }
-  if (broken_) {
-    return {brokenStatus_.code(),
-            label + ": the communicator is unusable after an earlier failure: " + brokenStatus_.message()};
-  }
+  const std::string label = calls::callLabel(name, nextSeq_, rank_);
+  COPRO_RETURN_IF_ERROR(calls::refusal(label, aborted_.load(std::memory_order_acquire), broken_, brokenStatus_));
   call->seq = nextSeq_++;
   call->label = label;
   queue_.push_back(call);
@@ -398,7 +385,7 @@ void ShmComm::enterQueuedLocked() {
     if (front->phase.load(std::memory_order_acquire) != Phase::kQueued) return;
     enterLocked(front);
     if (front->lanesLeft.load(std::memory_order_acquire) > 0) return;
-    for (std::size_t s = 0; s < front->advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*front->advance)[s];
+    front->advanceEpochs(semBase_);
     for (std::size_t i = 0; i < front->copyBack.size(); ++i) {
       std::memcpy(front->copyBack[i].first, front->copyBack[i].second, front->copyBackBytes[i]);
     }
@@ -462,23 +449,8 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
   me.state.store(2 * call->seq - 1, std::memory_order_seq_cst);
   drainAccessors(false);
 
-  const auto ri = static_cast<std::size_t>(rank_);
-  const std::size_t nregions = static_cast<std::size_t>(core::kNumBuffers) + b.extra.size();
-  struct UserBuf {
-    std::byte* ptr;
-    std::uint64_t limit;
-    bool writable;
-  };
-  std::vector<UserBuf> user(nregions, UserBuf{nullptr, 0, true});
-  user[static_cast<std::size_t>(core::BufferId::kInput)] = {
-      static_cast<std::byte*>(const_cast<void*>(b.input)),
-      h.inputBytes.empty() ? 0 : std::min(h.inputBytes[ri], b.inputBytes), b.input == b.output};
-  user[static_cast<std::size_t>(core::BufferId::kOutput)] = {
-      static_cast<std::byte*>(b.output), h.outputBytes.empty() ? 0 : std::min(h.outputBytes[ri], b.outputBytes), true};
-  for (std::size_t e = 0; e < b.extra.size(); ++e) {
-    user[static_cast<std::size_t>(core::kNumBuffers) + e] = {static_cast<std::byte*>(b.extra[e]), b.extraBytes[e],
-                                                             true};
-  }
+  const std::vector<Region> user = calls::userRegions(h, b, rank_);
+  const std::size_t nregions = user.size();
   // Staging mode: every user buffer that peers cannot map gets a shadow in the data segment.
   std::vector<AllocInfo> alloc(nregions);
   std::vector<bool> inAlloc(nregions, false);
@@ -488,13 +460,13 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
     if (i == static_cast<std::size_t>(core::BufferId::kScratch) ||
         i == static_cast<std::size_t>(core::BufferId::kLayout))
       continue;
-    const UserBuf& u = user[i];
-    if (u.ptr == nullptr || u.limit == 0) continue;
-    inAlloc[i] = findAllocation(u.ptr, u.limit, alloc[i]) && allocPublishable(alloc[i], prefix_);
+    const Region& u = user[i];
+    if (u.base == nullptr || u.limit == 0) continue;
+    inAlloc[i] = findAllocation(u.base, u.limit, alloc[i]) && allocPublishable(alloc[i], prefix_);
     if (inAlloc[i] || cma_) continue;
     // An exact alias (an in-place call) shares its shadow.
     for (std::size_t j = 0; j < i; ++j) {
-      if (user[j].ptr == u.ptr && shadowAt[j] != ~std::uint64_t{0} && user[j].limit >= u.limit)
+      if (user[j].base == u.base && shadowAt[j] != ~std::uint64_t{0} && user[j].limit >= u.limit)
         shadowAt[i] = shadowAt[j];
     }
     if (shadowAt[i] == ~std::uint64_t{0}) {
@@ -520,24 +492,24 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
       sr.kind = RegionKind::kData;
       sr.offset = dh->layoutOff;
     } else {
-      const UserBuf& u = user[i];
-      lr = Region{u.ptr, u.limit, u.writable};
-      if (u.ptr == nullptr || u.limit == 0) {
-        sr.kind = u.ptr == nullptr ? RegionKind::kNone : RegionKind::kUser;
+      const Region& u = user[i];
+      lr = u;
+      if (u.base == nullptr || u.limit == 0) {
+        sr.kind = u.base == nullptr ? RegionKind::kNone : RegionKind::kUser;
       } else if (inAlloc[i]) {
         sr.kind = RegionKind::kAlloc;
-        sr.offset = static_cast<std::uint64_t>(u.ptr - alloc[i].base);
+        sr.offset = static_cast<std::uint64_t>(u.base - alloc[i].base);
         std::snprintf(sr.allocName, sizeof(sr.allocName), "%s", alloc[i].name.c_str());
       } else if (cma_) {
         sr.kind = RegionKind::kUser;
       } else {
         std::byte* shadow = data_.base + dh->shadowOff + shadowAt[i];
         bool first = true;
-        for (std::size_t j = 0; j < i; ++j) first = first && !(user[j].ptr == u.ptr && shadowAt[j] == shadowAt[i]);
+        for (std::size_t j = 0; j < i; ++j) first = first && !(user[j].base == u.base && shadowAt[j] == shadowAt[i]);
         if (first) {
-          std::memcpy(shadow, u.ptr, u.limit);
+          std::memcpy(shadow, u.base, u.limit);
           if (u.writable) {
-            call->copyBack.emplace_back(u.ptr, shadow);
+            call->copyBack.emplace_back(u.base, shadow);
             call->copyBackBytes.push_back(u.limit);
           }
         }
@@ -545,7 +517,7 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
         sr.kind = RegionKind::kData;
         sr.offset = dh->shadowOff + shadowAt[i];
       }
-      sr.ownerAddr = reinterpret_cast<std::uint64_t>(u.ptr);
+      sr.ownerAddr = reinterpret_cast<std::uint64_t>(u.base);
     }
     sr.limit = lr.limit;
     sr.writable = lr.writable ? 1 : 0;
@@ -571,7 +543,7 @@ void ShmComm::completeCall(Call& call) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (call.phase.load(std::memory_order_acquire) != Phase::kRunning) return;
-    for (std::size_t s = 0; s < call.advance->size() && s < semBase_.size(); ++s) semBase_[s] += (*call.advance)[s];
+    call.advanceEpochs(semBase_);
     for (std::size_t i = 0; i < call.copyBack.size(); ++i) {
       std::memcpy(call.copyBack[i].first, call.copyBack[i].second, call.copyBackBytes[i]);
     }
@@ -607,14 +579,7 @@ bool ShmComm::failCalls(const Call* which, const Status& whichStatus, ErrorCode 
         return false;
       }
     }
-    for (const std::shared_ptr<Call>& c : queue_) {
-      if (c->finished()) continue;
-      c->status = (c.get() == which) ? whichStatus : Status(code, c->label + ": " + reason);
-      if (first.ok()) first = c->status;
-      c->phase.store(Phase::kFailed, std::memory_order_seq_cst);
-    }
-    queue_.clear();
-    if (first.ok()) first = Status(code, "rank " + std::to_string(rank_) + ": " + reason);
+    first = calls::failQueued(queue_, which, whichStatus, code, reason, rank_, Phase::kFailed, [](Call&) {});
     if (!broken_) {
       broken_ = true;
       brokenStatus_ = first;
@@ -785,10 +750,8 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
       return failCalls(front.get(), Status(ErrorCode::kTimeout, front->label + ": " + why), ErrorCode::kTimeout,
                        "not run: " + why, true, stopped);
     }
-    return failCalls(front.get(),
-                     Status(ErrorCode::kTimeout, front->label + ": timed out after " + formatSeconds(timeout) +
-                                                     " s: " + stallReport(*front)),
-                     ErrorCode::kTimeout, "not run: an earlier call timed out", false);
+    return failCalls(front.get(), calls::timeoutStatus(front->label, timeout, stallReport(*front)), ErrorCode::kTimeout,
+                     "not run: an earlier call timed out", false);
   }
   return false;
 }

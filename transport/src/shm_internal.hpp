@@ -151,12 +151,7 @@ bool takeAllocation(void* base, AllocInfo& out);
 /// The allocation containing [p, p+bytes), if any.
 bool findAllocation(const void* p, std::uint64_t bytes, AllocInfo& out);
 
-/// A buffer of this rank as published for its current call (direct pointers in this process).
-struct Region {
-  std::byte* base = nullptr;
-  std::uint64_t limit = 0;
-  bool writable = true;
-};
+using calls::Region;
 
 enum class Phase : int { kQueued = 0, kRunning = 1, kDone = 2, kFailed = 3 };
 

@@ -50,7 +50,7 @@ TEST(InSwitch, NvlsOnOneNvSwitchMatchesItsBandwidthTerm) {
   const topo::Fabric f = topo::loadTopology("h100-node", kNoLatency);
   EXPECT_TRUE(Communicator(f).inNetworkReduction());
   const double rate = gpuLinkRate(f, topo::LinkKind::kNvLink);
-  EXPECT_DOUBLE_EQ(rate, 450e9);  // the h100 template's NVLink per direction
+  EXPECT_DOUBLE_EQ(rate, 360e9);  // the h100 template's NVLink per direction (achievable)
   const double want = formulaUs(8, rate);
   EXPECT_NEAR(slopeUs(f, "nvls"), want, want * 1e-3);
 }

@@ -253,7 +253,7 @@ TEST(TopologyOutput, Describe) {
   EXPECT_HAS(d, "planes      8 (0..7)");
   EXPECT_HAS(d, "nvlink       2048 x 160GB/s");
   EXPECT_HAS(d, "bisection   51.2TB/s per direction");
-  EXPECT_HAS(d, "initiation.device.issue = 0.7us");
+  EXPECT_HAS(d, "initiation.preset = hopper_cx7_thread");
 }
 
 TEST(TopologyOutput, Dot) {

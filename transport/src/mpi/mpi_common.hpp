@@ -1,13 +1,6 @@
 #pragma once
 /// Internals shared by the MPI bootstrap and the `mpi` backend.
-// copro uses MPI's C API only; keep Open MPI's and MPICH's deprecated C++ bindings out.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
-#include <mpi.h>
+#include "copro/transport/mpi.hpp"  // <mpi.h>, C API only
 
 #include <string>
 

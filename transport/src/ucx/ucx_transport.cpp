@@ -116,12 +116,7 @@ struct ControlLayout {
   [[nodiscard]] std::size_t bytes() const { return mailbox(n); }
 };
 
-/// Descriptor wire format: header, `numRegions` region records, then the packed rkeys.
-struct DescHeader {
-  std::uint64_t seq = 0;
-  std::uint32_t numRegions = 0;  ///< BufferIds 0..numRegions-1, then the semaphore array
-  std::uint32_t totalBytes = 0;
-};
+/// Descriptor wire format: DescHeader (remote_engine.hpp), `numRegions` of these, then the packed rkeys.
 struct DescRegion {
   std::uint64_t addr = 0;
   std::uint64_t limit = 0;
@@ -133,9 +128,7 @@ struct DescRegion {
 };
 
 /// Registered memory of this rank.
-struct Registration {
-  std::byte* base = nullptr;
-  std::size_t bytes = 0;
+struct Registration : RegisteredRange {
   ucp_mem_h memh = nullptr;
   std::vector<std::byte> packed;
   std::uint64_t id = 0;
@@ -206,35 +199,25 @@ FailedEndpoints& failedEndpoints() {
   return *set;
 }
 
-class UcxTransport final : public remote::RemoteTransport {
+class UcxTransport final : public remote::NamedTransport {
  public:
   /// `tls` non-empty: this context's UCX_TLS (set with ucp_config_modify, whatever the environment says);
   /// `name`: what backend() reports (a sub-transport of a composite names its role).
   explicit UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::string tls = {}, std::string name = "ucx");
   ~UcxTransport() override;
-  UcxTransport(const UcxTransport&) = delete;
-  UcxTransport& operator=(const UcxTransport&) = delete;
 
-  [[nodiscard]] std::string_view backend() const override { return name_; }
   /// The worker is UCS_THREAD_MODE_SERIALIZED and only copro uses it: any thread may drive it under the
   /// engine's lock.
   [[nodiscard]] bool progressFromAnyThread() const override { return true; }
-  [[nodiscard]] int rank() const override { return rank_; }
-  [[nodiscard]] int size() const override { return size_; }
 
   std::byte* scratch(std::uint64_t bytes) override {
-    if (scratch_ == nullptr || scratch_->bytes < bytes) replaceOwned(scratch_, std::max<std::uint64_t>(bytes, 64));
-    return scratch_->base;
+    return ownedAtLeast(scratch_, std::max<std::uint64_t>(bytes, 64));
   }
   std::atomic<std::uint64_t>* semaphores(std::int32_t count) override {
-    const std::size_t want = static_cast<std::size_t>(std::max(count, 1)) * sizeof(std::uint64_t);
-    if (sems_ == nullptr || sems_->bytes < want) replaceOwned(sems_, want);
-    return reinterpret_cast<std::atomic<std::uint64_t>*>(sems_->base);
+    return reinterpret_cast<std::atomic<std::uint64_t>*>(ownedAtLeast(sems_, remote::wordBytes(count)));
   }
   std::uint64_t* layout(std::uint32_t words) override {
-    const std::size_t want = std::max<std::size_t>(words, 1) * sizeof(std::uint64_t);
-    if (layout_ == nullptr || layout_->bytes < want) replaceOwned(layout_, want);
-    return reinterpret_cast<std::uint64_t*>(layout_->base);
+    return reinterpret_cast<std::uint64_t*>(ownedAtLeast(layout_, remote::wordBytes(words)));
   }
 
   Status enter(const remote::CallEntry& entry) override;
@@ -298,7 +281,8 @@ class UcxTransport final : public remote::RemoteTransport {
   void markDead(int peer, const std::string& reason);
   std::unique_ptr<Registration> mapMemory(void* address, std::size_t bytes, bool allocate);
   void unmap(Registration& reg);
-  void replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes);
+  /// The base of the owned region in `slot`, replaced by a larger zeroed one when it has fewer than `bytes`.
+  std::byte* ownedAtLeast(std::unique_ptr<Registration>& slot, std::size_t bytes);
   /// The registration covering [ptr, ptr+bytes), registering it on demand.
   Registration& registrationFor(std::byte* ptr, std::size_t bytes);
   Status track(LaneState& l, ucs_status_ptr_t r, int peer, const char* what);
@@ -324,9 +308,6 @@ class UcxTransport final : public remote::RemoteTransport {
 
   std::shared_ptr<core::Bootstrap> bootstrap_;
   std::string tls_;
-  std::string name_;
-  int rank_ = 0;
-  int size_ = 0;
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   std::vector<Peer> peers_;
@@ -385,9 +366,9 @@ void epErrorCallback(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
 }
 
 UcxTransport::UcxTransport(std::shared_ptr<core::Bootstrap> bootstrap, std::string tls, std::string name)
-    : bootstrap_(std::move(bootstrap)), tls_(std::move(tls)), name_(std::move(name)) {
-  rank_ = bootstrap_->rank();
-  size_ = bootstrap_->size();
+    : NamedTransport(std::move(name), bootstrap->rank(), bootstrap->size()),
+      bootstrap_(std::move(bootstrap)),
+      tls_(std::move(tls)) {
   peers_.resize(static_cast<std::size_t>(size_));
   ctl_.n = size_;
 
@@ -616,21 +597,23 @@ void UcxTransport::unmap(Registration& reg) {
   reg.memh = nullptr;
 }
 
-void UcxTransport::replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes) {
+std::byte* UcxTransport::ownedAtLeast(std::unique_ptr<Registration>& slot, std::size_t bytes) {
+  if (slot != nullptr && slot->bytes >= bytes) return slot->base;
   // Called only when entering a call: no peer can still write the old memory (every access of the
   // earlier calls happened before this rank completed them), and the new descriptor names the new one.
   auto fresh = mapMemory(nullptr, bytes, true);
   std::memset(fresh->base, 0, bytes);
   if (slot) unmap(*slot);
   slot = std::move(fresh);
+  return slot->base;
 }
 
 Registration& UcxTransport::registrationFor(std::byte* ptr, std::size_t bytes) {
   for (auto* owned : {&scratch_, &sems_, &layout_}) {
-    if (*owned && ptr >= (*owned)->base && ptr + bytes <= (*owned)->base + (*owned)->bytes) return **owned;
+    if (*owned && (*owned)->contains(ptr, bytes)) return **owned;
   }
   for (auto& reg : userRegs_) {
-    if (ptr >= reg->base && ptr + bytes <= reg->base + reg->bytes) return *reg;
+    if (reg->contains(ptr, bytes)) return *reg;
   }
   userRegs_.push_back(mapMemory(ptr, bytes, false));
   COPRO_LOG(Trace, Alloc, "ucx: registered " << bytes << " bytes at " << static_cast<const void*>(ptr) << " on demand");
@@ -1091,12 +1074,9 @@ Status UcxTransport::registerBuffer(void* ptr, std::size_t bytes) {
 }
 
 Status UcxTransport::deregisterBuffer(void* ptr) {
-  for (auto it = userRegs_.begin(); it != userRegs_.end(); ++it) {
-    if ((*it)->base == ptr && !(*it)->allocated) {
-      unmap(**it);
-      userRegs_.erase(it);
-      return {};
-    }
+  if (dropRegistration(
+          userRegs_, ptr, [](const Registration& r) { return !r.allocated; }, [this](Registration& r) { unmap(r); })) {
+    return {};
   }
   return {ErrorCode::kInvalidArgument, "ucx deregisterBuffer: no registration starts at this address"};
 }
@@ -1107,13 +1087,8 @@ void* UcxTransport::allocate(std::size_t bytes) {
 }
 
 void UcxTransport::deallocate(void* ptr) {
-  for (auto it = userRegs_.begin(); it != userRegs_.end(); ++it) {
-    if ((*it)->base == ptr && (*it)->allocated) {
-      unmap(**it);
-      userRegs_.erase(it);
-      return;
-    }
-  }
+  dropRegistration(
+      userRegs_, ptr, [](const Registration& r) { return r.allocated; }, [this](Registration& r) { unmap(r); });
 }
 
 std::unique_ptr<remote::RemoteTransport> UcxTransport::split(int color, int key, std::vector<int>& members) {

@@ -71,11 +71,7 @@ struct ControlLayout {
 };
 enum Counter { kEntered = 0, kFailed = 1, kLeaving = 2 };
 
-struct DescHeader {
-  std::uint64_t seq = 0;
-  std::uint32_t numRegions = 0;  ///< BufferIds 0..numRegions-2, then the semaphore array
-  std::uint32_t totalBytes = 0;
-};
+/// Descriptor wire format: DescHeader (remote_engine.hpp), then `numRegions` of these.
 struct DescRegion {
   std::uint64_t addr = 0;
   std::uint64_t limit = 0;
@@ -84,9 +80,7 @@ struct DescRegion {
 };
 
 /// Memory registered with the device; `owned` memory was allocated here.
-struct Registration {
-  std::byte* base = nullptr;
-  std::size_t bytes = 0;
+struct Registration : RegisteredRange {
   ibv_mr* mr = nullptr;
   bool owned = false;
   bool pinned = false;  ///< registerBuffer()/allocate(): never evicted
@@ -141,24 +135,18 @@ struct ConnHeader {
   std::uint32_t pad2 = 0;
 };
 
-class VerbsTransport final : public remote::RemoteTransport {
+class VerbsTransport final : public remote::NamedTransport {
  public:
   /// `splitSemaphores`: local signals and the peers' immediates land in two arrays (the engine sums them);
   /// false when a composite (shm+verbs) owns the local array.
   VerbsTransport(std::shared_ptr<core::Bootstrap> bootstrap, const core::Config& config, bool splitSemaphores,
                  std::string name);
   ~VerbsTransport() override;
-  VerbsTransport(const VerbsTransport&) = delete;
-  VerbsTransport& operator=(const VerbsTransport&) = delete;
 
-  [[nodiscard]] std::string_view backend() const override { return name_; }
   [[nodiscard]] bool progressFromAnyThread() const override { return true; }
-  [[nodiscard]] int rank() const override { return rank_; }
-  [[nodiscard]] int size() const override { return size_; }
 
   std::byte* scratch(std::uint64_t bytes) override {
-    if (!scratch_ || scratch_->bytes < bytes) replaceOwned(scratch_, std::max<std::uint64_t>(bytes, 64));
-    return scratch_->base;
+    return ownedAtLeast(scratch_, std::max<std::uint64_t>(bytes, 64));
   }
   std::atomic<std::uint64_t>* semaphores(std::int32_t count) override {
     if (!split_) return nicSemaphores(count);
@@ -173,9 +161,7 @@ class VerbsTransport final : public remote::RemoteTransport {
     return split_ ? nicSemaphores(count) : nullptr;
   }
   std::uint64_t* layout(std::uint32_t words) override {
-    const std::size_t want = std::max<std::size_t>(words, 1) * 8;
-    if (!layout_ || layout_->bytes < want) replaceOwned(layout_, want);
-    return reinterpret_cast<std::uint64_t*>(layout_->base);
+    return reinterpret_cast<std::uint64_t*>(ownedAtLeast(layout_, remote::wordBytes(words)));
   }
 
   Status enter(const remote::CallEntry& entry) override;
@@ -211,7 +197,8 @@ class VerbsTransport final : public remote::RemoteTransport {
   void connectQp(ibv_qp* qp, const ConnHeader& remote, std::uint32_t remoteQpn);
   std::unique_ptr<Registration> registerMemory(std::byte* base, std::size_t bytes, bool owned);
   void release(Registration& reg);
-  void replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes);
+  /// The base of the owned region in `slot`, replaced by a larger zeroed one when it has fewer than `bytes`.
+  std::byte* ownedAtLeast(std::unique_ptr<Registration>& slot, std::size_t bytes);
   std::atomic<std::uint64_t>* nicSemaphores(std::int32_t count);
   Registration& registrationFor(const std::byte* ptr, std::size_t bytes);
   void dropOnDemand();
@@ -244,9 +231,6 @@ class VerbsTransport final : public remote::RemoteTransport {
   std::shared_ptr<core::Bootstrap> bootstrap_;
   core::Config config_;
   bool split_ = true;
-  std::string name_;
-  int rank_ = 0;
-  int size_ = 0;
   std::size_t nch_ = 1;
   std::shared_ptr<VerbsDevice> dev_;
   const VerbsApi* api_ = nullptr;
@@ -272,9 +256,10 @@ class VerbsTransport final : public remote::RemoteTransport {
 
 VerbsTransport::VerbsTransport(std::shared_ptr<core::Bootstrap> bootstrap, const core::Config& config,
                                bool splitSemaphores, std::string name)
-    : bootstrap_(std::move(bootstrap)), config_(config), split_(splitSemaphores), name_(std::move(name)) {
-  rank_ = bootstrap_->rank();
-  size_ = bootstrap_->size();
+    : NamedTransport(std::move(name), bootstrap->rank(), bootstrap->size()),
+      bootstrap_(std::move(bootstrap)),
+      config_(config),
+      split_(splitSemaphores) {
   nch_ = static_cast<std::size_t>(std::max(config_.ibChannels, 1));
   dev_ = VerbsDevice::open(config_, railNic());
   api_ = &dev_->api();
@@ -492,25 +477,25 @@ void VerbsTransport::release(Registration& reg) {
   reg.base = nullptr;
 }
 
-void VerbsTransport::replaceOwned(std::unique_ptr<Registration>& slot, std::size_t bytes) {
+std::byte* VerbsTransport::ownedAtLeast(std::unique_ptr<Registration>& slot, std::size_t bytes) {
+  if (slot && slot->bytes >= bytes) return slot->base;
   // Only when entering a call: no peer still accesses the old memory, the new descriptor names the new one.
   auto fresh = registerMemory(nullptr, bytes, true);  // anonymous memory starts zeroed
   if (slot) release(*slot);
   slot = std::move(fresh);
+  return slot->base;
 }
 
 std::atomic<std::uint64_t>* VerbsTransport::nicSemaphores(std::int32_t count) {
-  const std::size_t want = static_cast<std::size_t>(std::max(count, 1)) * 8;
-  if (!nicSems_ || nicSems_->bytes < want) replaceOwned(nicSems_, want);
-  return reinterpret_cast<std::atomic<std::uint64_t>*>(nicSems_->base);
+  return reinterpret_cast<std::atomic<std::uint64_t>*>(ownedAtLeast(nicSems_, remote::wordBytes(count)));
 }
 
 Registration& VerbsTransport::registrationFor(const std::byte* ptr, std::size_t bytes) {
   for (auto* owned : {&scratch_, &nicSems_, &layout_}) {
-    if (*owned && ptr >= (*owned)->base && ptr + bytes <= (*owned)->base + (*owned)->bytes) return **owned;
+    if (*owned && (*owned)->contains(ptr, bytes)) return **owned;
   }
   for (auto it = cache_.begin(); it != cache_.end(); ++it) {
-    if (ptr >= (*it)->base && ptr + bytes <= (*it)->base + (*it)->bytes) {
+    if ((*it)->contains(ptr, bytes)) {
       (*it)->lastUse = seq_;
       cache_.splice(cache_.begin(), cache_, it);  // most recently used first
       return *cache_.front();
@@ -574,13 +559,8 @@ void* VerbsTransport::allocate(std::size_t bytes) {
 }
 
 void VerbsTransport::deallocate(void* ptr) {
-  for (auto it = cache_.begin(); it != cache_.end(); ++it) {
-    if ((*it)->base == ptr && (*it)->owned) {
-      release(**it);
-      cache_.erase(it);
-      return;
-    }
-  }
+  dropRegistration(
+      cache_, ptr, [](const Registration& r) { return r.owned; }, [this](Registration& r) { release(r); });
 }
 
 // ---- calls ----

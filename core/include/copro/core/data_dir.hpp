@@ -12,6 +12,10 @@
 
 namespace copro::core {
 
+/// The file copro's code was loaded from: libcopro.so, or the executable when linked statically (empty when
+/// the loader cannot say). Data folders and plugins (the CUDA plugin) are looked for relative to it.
+std::string coproBinaryPath();
+
 /// The folders dataDirectory() tries, in order (existing or not).
 std::vector<std::string> dataDirectoryCandidates();
 

@@ -135,6 +135,10 @@ class StreamProgram final : public ProgramSource {
   [[nodiscard]] OpStream stream(std::int32_t r, int lane) const;
   /// How many ranks `rank()` has materialized so far (tests check that streaming caches nothing).
   [[nodiscard]] std::size_t materializedRanks() const noexcept { return materialized_.load(); }
+  /// Declares the source's rotation symmetry (ProgramSource::rotationPeriod); the algorithm that builds
+  /// the streams vouches for it.
+  void declareRotationPeriod(std::int32_t period) noexcept { rotationPeriod_ = period > 0 ? period : 0; }
+  [[nodiscard]] std::int32_t rotationPeriod() const override { return rotationPeriod_; }
 
  private:
   struct Functions {
@@ -151,6 +155,7 @@ class StreamProgram final : public ProgramSource {
   std::shared_ptr<const Functions> fns_;  ///< shared with open cursors
   std::unique_ptr<Slot[]> slots_;
   mutable std::atomic<std::size_t> materialized_{0};
+  std::int32_t rotationPeriod_ = 0;
 };
 
 }  // namespace copro::core

@@ -167,6 +167,12 @@ class ProgramSource {
   [[nodiscard]] virtual Initiation laneInitiation(std::int32_t r, int lane) const {
     return rank(r).lanes.at(static_cast<std::size_t>(lane)).initiation;
   }
+  /// A rotation symmetry the source guarantees (0: none). A period k > 0 promises, for every rank r and
+  /// every multiple m of k: rank (r + m) % nranks has the lanes, initiations and ops of rank r, op for op
+  /// with the same codes, bytes, semaphores and values, every rank field shifted by m (mod nranks); only
+  /// buffer offsets may differ. The simulator then simulates one rank per class (docs/simulator.md,
+  /// "Symmetry").
+  [[nodiscard]] virtual std::int32_t rotationPeriod() const { return 0; }
 };
 
 /// A fully materialized Program (all ranks). Used for JSON, tests and user-written plans.

@@ -119,6 +119,10 @@ struct RunOptions {
   double maxWallSeconds = 0.0;
   /// rank -> GPU index of the fabric (empty: rank r on gpus()[r]).
   std::vector<std::int32_t> placement;
+  /// Simulate one rank per class of identical ranks when the Program declares a rotation symmetry and the
+  /// fabric's routes follow it (docs/simulator.md, "Symmetry"); the results are those of the full run. The
+  /// run falls back to every rank by itself when a route breaks the symmetry. false: always every rank.
+  bool symmetry = true;
 };
 
 struct Result {
@@ -139,6 +143,9 @@ struct Result {
   /// Per job of runConcurrently (one entry for run): when its last lane finished or its last transfer
   /// landed, from time 0 (not from the job's start).
   std::vector<core::Time> jobFinish;
+  /// Ranks each simulated rank stood for (RunOptions::symmetry): 1 when every rank was simulated. The
+  /// counters and statistics are those of every rank either way.
+  std::int32_t symmetryMultiplicity = 1;
 };
 
 /// One Program of a concurrent run (Simulator::runConcurrently): its ranks follow the previous jobs' in

@@ -25,9 +25,11 @@ struct ProbeResult {
   std::string hostName;
   std::int32_t cores = 0;
   std::int32_t ranks = 0;
-  double copyOneCore = 0;    ///< B/s: one thread copying alone
-  double copyAllRanks = 0;   ///< B/s: the sum over `ranks` threads copying at once
-  double reduceOneCore = 0;  ///< output B/s of a two-input float sum, one thread alone
+  double copyOneCore = 0;   ///< B/s: one thread copying alone
+  double copyAllRanks = 0;  ///< B/s: the sum over `ranks` threads copying at once
+  /// Output B/s of the CPU executors' fused reduce + multicast pass (core::reduceToMany over max(2, ranks)
+  /// float inputs into as many outputs, out of place), one thread alone; then all ranks' threads at once.
+  double reduceOneCore = 0;
   double reduceAllRanks = 0;
   double threadRoundTripNs = 0;   ///< signal and answer between two threads (atomics, spinning)
   double processRoundTripNs = 0;  ///< the same between two processes over shared memory; 0 when not measured
