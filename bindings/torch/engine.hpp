@@ -120,9 +120,11 @@ class Engine {
   /// How long a queued Job is left to the thread about to wait for it before the worker takes it.
   static constexpr std::chrono::microseconds kHandOff{500};
   /// While Jobs were submitted within kHot, an idle worker wakes every kTick to look at the queue (so
-  /// submit wakes no thread); after kHot without a Job it sleeps until submit notifies it.
-  static constexpr std::chrono::milliseconds kHot{100};
-  static constexpr std::chrono::microseconds kTick{500};
+  /// submit wakes no thread); after kHot without a Job it sleeps until submit notifies it. The tick is
+  /// long because each wake-up preempts a rank that is copying or spinning on a busy host: at 500 µs it
+  /// cost a 1 MiB all_reduce of 2 processes on 2 cores about 30% (docs/torch.md).
+  static constexpr std::chrono::milliseconds kHot{1000};
+  static constexpr std::chrono::milliseconds kTick{10};
 
   void workerLoop();
   /// The worker's wait while the queue is empty (mutex_ held): a tick while hot, else until notified.
