@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <type_traits>
+
+#include <unistd.h>
 
 #include "copro/core/narrow_float.hpp"
 
@@ -34,8 +37,10 @@ namespace copro::core {
 
 namespace {
 
-/// Above this many bytes a copy bypasses the cache (it will not fit there anyway).
+/// Above this many bytes a reduction's output bypasses the cache, and streamCopy's least threshold.
 constexpr std::size_t kStreamThresholdBytes = 256 * 1024;
+/// streamCopy's greatest threshold.
+constexpr std::size_t kStreamCopyMaxThresholdBytes = 16 << 20;
 /// Output bytes reduced per cache block: the block is re-read by multi-pass reductions and by the
 /// fan-out to several destinations, so it must stay in L1. Small blocks also keep the phases of
 /// reduceToMany (load sources, stream destinations) short enough that the hardware prefetchers stay
@@ -585,9 +590,38 @@ void reduceInto(void* dst, const void* const* srcs, int nsrcs, std::size_t count
   }
 }
 
+namespace {
+
+/// Bytes of one last-level cache as Linux describes this CPU's (sysfs: the size of one instance, as
+/// lscpu shows it), else as the C library reports it (which on some VMs is the whole package's); 0 when
+/// neither says.
+std::size_t lastLevelCacheBytes() noexcept {
+  if (std::FILE* f = std::fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r")) {
+    unsigned long kib = 0;
+    char unit = 0;
+    const int got = std::fscanf(f, "%lu%c", &kib, &unit);
+    std::fclose(f);
+    if (got == 2 && (unit == 'K' || unit == 'k')) return static_cast<std::size_t>(kib) << 10;
+    if (got == 2 && (unit == 'M' || unit == 'm')) return static_cast<std::size_t>(kib) << 20;
+  }
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return l3 > 0 ? static_cast<std::size_t>(l3) : 0;
+}
+
+}  // namespace
+
+std::size_t streamCopyThreshold() noexcept {
+  static const std::size_t threshold = [] {
+    const std::size_t l3 = lastLevelCacheBytes();
+    if (l3 == 0) return kStreamThresholdBytes;
+    return std::clamp(l3 / 8, kStreamThresholdBytes, kStreamCopyMaxThresholdBytes);
+  }();
+  return threshold;
+}
+
 void streamCopy(void* dst, const void* src, std::size_t bytes) noexcept {
   if (bytes == 0 || dst == src) return;
-  if (bytes < kStreamThresholdBytes) {
+  if (bytes < streamCopyThreshold()) {
     std::memcpy(dst, src, bytes);
     return;
   }

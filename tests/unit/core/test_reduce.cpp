@@ -674,11 +674,23 @@ TEST(ReduceToMany, SmallInPlaceDestinations) {
 
 // ---------------------------------------------------------------------------------------------
 
+TEST(StreamCopy, ThresholdIsWithinItsBounds) {
+  const std::size_t t = streamCopyThreshold();
+  EXPECT_GE(t, std::size_t{256} << 10);
+  EXPECT_LE(t, std::size_t{16} << 20);
+  EXPECT_EQ(t, streamCopyThreshold()) << "decided once";
+}
+
 TEST(StreamCopy, SizesAndAlignments) {
   const std::uint64_t seed = 2718;
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  const std::size_t sizes[] = {0, 1, 15, 16, 17, 63, 64, 65, 4095, 262143, 262144, 262144 + 13, 1 << 20, (3 << 20) + 7};
+  const std::size_t t = streamCopyThreshold();
+  ASSERT_GE(t, 256U << 10);
+  ASSERT_LE(t, 16U << 20);
+  // Both sides of the threshold (plain and non-temporal stores), and the smallest threshold.
+  const std::size_t sizes[] = {
+      0, 1, 15, 16, 17, 63, 64, 65, 4095, 262143, 262144, 262144 + 13, 1 << 20, (3 << 20) + 7, t - 1, t, t + 13};
   const std::pair<std::size_t, std::size_t> offsets[] = {{0, 0}, {1, 0}, {0, 3}, {5, 11}, {8, 8}, {15, 1}};
   for (const std::size_t bytes : sizes) {
     for (const auto& [srcOff, dstOff] : offsets) {

@@ -20,9 +20,15 @@ bool reduceSupported(DataType type, ReduceOp op) noexcept;
 void reduceInto(void* dst, const void* const* srcs, int nsrcs, std::size_t count, DataType type, ReduceOp op,
                 std::uint32_t divisor = 0) noexcept;
 
-/// Copies with non-temporal stores where the size makes that worthwhile (bypasses the cache so a copy
-/// to memory nobody reads soon does not pay for a read-for-ownership). Falls back to memcpy.
+/// Copies with non-temporal stores from streamCopyThreshold() bytes up (bypasses the cache so a copy to
+/// memory nobody reads soon does not pay for a read-for-ownership), with memcpy below.
 void streamCopy(void* dst, const void* src, std::size_t bytes) noexcept;
+
+/// An eighth of one last-level cache (sysfs cpu0/cache/index3, else sysconf(_SC_LEVEL3_CACHE_SIZE)), within
+/// [256 KiB, 16 MiB]; 256 KiB where the cache size is unknown. Below it a copy, its source and the peer's reads of it
+/// fit in the cache, where plain stores are faster than a trip to memory (docs/kernels.md: 2-rank all-to-all of 1-4
+/// MiB, 1.5-2.2x faster than with the old fixed 256 KiB on a 32 MiB L3).
+std::size_t streamCopyThreshold() noexcept;
 
 /// Reduces and writes the result to several destinations at once, cache block by cache block:
 /// each dsts[j][i] = op(srcs[0][i], ...) (then / divisor). Reads every source once and writes every
