@@ -4,9 +4,11 @@
 // naming a peer rank, within COPRO_TIMEOUT, and no /dev/shm entry may be left behind. Also: with
 // libibverbs.so.1 hidden (the VERBS_TEST_HIDE_LIBIBVERBS hook) copro still runs other backends, and `verbs`
 // without a device fails naming COPRO_VERBS_PROVIDER. ctest runs each fault 3 times (label mp) and 20
-// times (label fault) with --gtest_repeat.
+// times (label fault) with --gtest_repeat. A child that dies of a signal reports which one, with a
+// backtrace (fatal signals, std::terminate), so that a rare crash names its cause in the test's output.
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <execinfo.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -17,6 +19,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <exception>
 #include <functional>
 #include <set>
 #include <string>
@@ -57,9 +61,71 @@ std::set<std::string> shmEntries() {
   return out;
 }
 
+/// The pipe a forked rank reports through; the fatal-signal handler writes there too.
+int gReportFd = -1;
+
+void writeAll(int fd, const char* text) {
+  (void)!write(fd, text, std::strlen(text));
+}
+
+/// A fatal signal in a rank: its name and a backtrace go to the report pipe and stderr, then the signal
+/// kills the process as it would have (SA_RESETHAND restored the default action).
+void reportFatalSignal(int sig) {
+  void* frames[64];
+  const int n = backtrace(frames, 64);
+  for (const int fd : {gReportFd, static_cast<int>(STDERR_FILENO)}) {
+    writeAll(fd, "\nfatal signal ");
+    writeAll(fd, sigabbrev_np(sig) != nullptr ? sigabbrev_np(sig) : "?");
+    writeAll(fd, " in a rank, backtrace:\n");
+    backtrace_symbols_fd(frames, n, fd);
+  }
+  raise(sig);
+}
+
+/// In a forked rank: report fatal signals and std::terminate (an exception escaping a thread) through
+/// `reportFd` (on an alternate stack, so a stack overflow is reported too).
+void installCrashReporter(int reportFd) {
+  gReportFd = reportFd;
+  void* warm[1];
+  (void)backtrace(warm, 1);  // loads the unwinder now: the handler must not allocate
+  static std::byte altStack[64 * 1024];
+  stack_t ss{};
+  ss.ss_sp = altStack;
+  ss.ss_size = sizeof(altStack);
+  sigaltstack(&ss, nullptr);
+  struct sigaction sa {};
+  sa.sa_handler = reportFatalSignal;
+  sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  for (const int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGPIPE}) sigaction(sig, &sa, nullptr);
+  std::set_terminate([] {
+    std::string what = "std::terminate";
+    try {
+      if (auto e = std::current_exception()) std::rethrow_exception(e);
+    } catch (const std::exception& e) {
+      what += std::string(" (uncaught exception: ") + e.what() + ")";
+    } catch (...) {
+      what += " (uncaught non-standard exception)";
+    }
+    writeAll(gReportFd, ("\n" + what).c_str());
+    std::abort();
+  });
+}
+
+/// How a child ended, for the report: "killed by signal 11 (SIGSEGV, Segmentation fault)".
+std::string describeStatus(int status) {
+  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+  if (!WIFSIGNALED(status)) return "status " + std::to_string(status);
+  const int sig = WTERMSIG(status);
+  const char* abbrev = sigabbrev_np(sig);
+  return "killed by signal " + std::to_string(sig) + " (SIG" + (abbrev != nullptr ? abbrev : "?") + ", " +
+         strsignal(sig) + ")";
+}
+
 struct Outcome {
   int exitCode = -1;  ///< -1: killed by a signal or by the watchdog
-  std::string text;   ///< what the rank reported
+  int signal = 0;     ///< the signal that killed it (SIGKILL from the watchdog too)
+  std::string text;   ///< what the rank reported, then how it ended when it did not exit
 };
 
 using RankBody = std::function<int(int rank, Communicator& comm, std::string& text)>;
@@ -77,6 +143,7 @@ std::vector<Outcome> runRanks(int faultRank, const std::string& fault, double li
     pids[static_cast<std::size_t>(r)] = fork();
     if (pids[static_cast<std::size_t>(r)] == 0) {
       close(fds[0]);
+      installCrashReporter(fds[1]);
       std::string text;
       int code = 0;
       try {
@@ -117,10 +184,12 @@ std::vector<Outcome> runRanks(int faultRank, const std::string& fault, double li
       out[i].text = "still running after " + std::to_string(limitSec) + " s (killed): ";
     }
     if (got != 0 && WIFEXITED(status)) out[i].exitCode = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) out[i].signal = WTERMSIG(status);
     char buf[2048];
     for (ssize_t n = 0; (n = read(pipes[i], buf, sizeof(buf))) > 0;)
       out[i].text.append(buf, static_cast<std::size_t>(n));
     close(pipes[i]);
+    if (out[i].exitCode == -1) out[i].text += " [rank " + std::to_string(r) + ": " + describeStatus(status) + "]";
   }
   return out;
 }
@@ -150,7 +219,7 @@ void expectEveryRankFailsNamingAPeer(const std::string& fault, int faultRank, bo
   for (int r = 0; r < kRanks; ++r) {
     const Outcome& o = results[static_cast<std::size_t>(r)];
     if (r == faultRank && faultRankDies) {
-      EXPECT_EQ(o.exitCode, -1) << "the killed rank exited normally: " << o.text;
+      EXPECT_EQ(o.signal, SIGKILL) << "the killed rank did not die of its SIGKILL: " << o.text;
       continue;
     }
     EXPECT_EQ(o.exitCode, 0) << fault << ", rank " << r << ": " << o.text;
