@@ -7,6 +7,9 @@
 
 #if COPRO_HAVE_VERBS
 
+#include <sys/mman.h>
+
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -51,18 +54,18 @@ class EmuLoopback : public ::testing::Test {
   void TearDown() override {
     for (ibv_mr* m : mrs_) api_.deregMr(m);
     api_.destroyQp(a_);
-    api_.destroyQp(b_);
+    if (b_ != nullptr) api_.destroyQp(b_);
     api_.destroyCq(cq_);
     api_.deallocPd(pd_);
     api_.closeDevice(ctx_);
   }
 
-  ibv_qp* makeQp() {
+  ibv_qp* makeQp(std::uint32_t depth = 64) {
     ibv_qp_init_attr a{};
     a.send_cq = cq_;
     a.recv_cq = cq_;
     a.qp_type = IBV_QPT_RC;
-    a.cap.max_send_wr = 64;
+    a.cap.max_send_wr = depth;
     a.cap.max_recv_wr = 4;
     a.cap.max_send_sge = 1;
     a.cap.max_inline_data = 64;
@@ -214,6 +217,86 @@ TEST_F(EmuLoopback, WriteBeyondTheRegionIsARemoteAccessError) {
                   reinterpret_cast<std::uint64_t>(dst_.data() + dst_.size() - 32), dstMr->rkey);
   EXPECT_EQ(wc.status, IBV_WC_REM_ACCESS_ERR);
   EXPECT_EQ(dst_[dst_.size() - 1], 0);
+}
+
+/// Posts `count` requests on `qp` at the 8-byte words of `page`, only the last one signalled:
+/// FETCH_AND_ADDs and inline 8-byte writes, alternately.
+void postBurst(const VerbsApi& api, ibv_qp* qp, std::uint64_t* page, std::uint32_t rkey, std::uint8_t* sink,
+               std::uint32_t lkey, int count) {
+  for (int i = 0; i < count; ++i) {
+    const bool add = i % 2 == 0;
+    std::uint64_t one = 1;
+    ibv_sge sge{add ? reinterpret_cast<std::uint64_t>(sink) : reinterpret_cast<std::uint64_t>(&one), 8, add ? lkey : 0};
+    ibv_send_wr wr{};
+    wr.wr_id = static_cast<std::uint64_t>(i + 1);
+    wr.opcode = add ? IBV_WR_ATOMIC_FETCH_AND_ADD : IBV_WR_RDMA_WRITE;
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+    wr.send_flags = (add ? 0 : IBV_SEND_INLINE) | (i + 1 == count ? IBV_SEND_SIGNALED : 0);
+    const auto addr = reinterpret_cast<std::uint64_t>(page + i % 64);
+    if (add) {
+      wr.wr.atomic.remote_addr = addr;
+      wr.wr.atomic.rkey = rkey;
+      wr.wr.atomic.compare_add = 1;
+    } else {
+      wr.wr.rdma.remote_addr = addr;
+      wr.wr.rdma.rkey = rkey;
+    }
+    ibv_send_wr* bad = nullptr;
+    ASSERT_EQ(api.postSend(qp, &wr, &bad), 0);
+  }
+}
+
+// ibv_dereg_mr returns once the NIC no longer touches the region, so the memory may be unmapped at once:
+// the emulated NIC used to check the key, drop its lock and then add to (or copy into) the word, so a
+// region deregistered and unmapped in between took a SIGSEGV in the NIC thread (a teardown while a peer
+// still wrote). Here the requests are executing when the region goes: the burst either completed or
+// fails with a remote access error, and nothing touches the unmapped page.
+TEST_F(EmuLoopback, DeregisteringWhileRequestsExecuteIsSafe) {
+  for (int round = 0; round < 50; ++round) {
+    ibv_qp* a = makeQp(512);
+    ibv_qp* b = makeQp(512);
+    connect(a, b->qp_num);
+    connect(b, a->qp_num);
+    void* m = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(m, MAP_FAILED);
+    auto* page = static_cast<std::uint64_t*>(m);
+    ibv_mr* mr =
+        api_.regMr(pd_, page, 4096, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC);
+    ASSERT_NE(mr, nullptr);
+    postBurst(api_, a, page, mr->rkey, src_.data(), srcMr_->lkey, 500);
+    // Unmap while the NIC thread is in the middle of the burst.
+    while (std::atomic_ref<std::uint64_t>(page[0]).load() == 0) std::this_thread::yield();
+    ASSERT_EQ(api_.deregMr(mr), 0);
+    ASSERT_EQ(munmap(m, 4096), 0);
+    const ibv_wc wc = waitFor(a->qp_num);
+    EXPECT_TRUE(wc.status == IBV_WC_SUCCESS || wc.status == IBV_WC_REM_ACCESS_ERR || wc.status == IBV_WC_WR_FLUSH_ERR)
+        << api_.wcStatusStr(wc.status);
+    api_.destroyQp(a);
+    api_.destroyQp(b);
+    others_.clear();
+  }
+}
+
+// As ibv_destroy_qp: once it returns, no asynchronous event names the QP (the transport's event thread
+// reads the QP number through the pointer). A QP whose peer's key was wrong got an access-error event;
+// destroyed before the event was read, the event goes with it.
+TEST_F(EmuLoopback, DestroyedQpLeavesNoEventBehind) {
+  ibv_mr* dstMr = reg(dst_, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+  const ibv_wc wc = run(IBV_WR_RDMA_WRITE, src_.data(), 64, srcMr_->lkey, reinterpret_cast<std::uint64_t>(dst_.data()),
+                        dstMr->rkey + 1000);
+  ASSERT_EQ(wc.status, IBV_WC_REM_ACCESS_ERR);
+  ibv_qp* gone = b_;
+  api_.destroyQp(b_);
+  b_ = nullptr;
+  ibv_async_event ev{};
+  int events = 0;
+  while (api_.getAsyncEvent(ctx_, &ev) == 0) {
+    ++events;
+    EXPECT_NE(ev.element.qp, gone) << "an event names a destroyed QP: " << api_.eventTypeStr(ev.event_type);
+    api_.ackAsyncEvent(&ev);
+  }
+  EXPECT_LE(events, 1);  // a_'s own error event, if any
 }
 
 TEST(EmuDevice, PortAttributesAndConfiguration) {

@@ -97,6 +97,8 @@ struct EmuQp {
   int peerSlot = -1;
   std::uint32_t peerGen = 0;
   std::deque<std::uint64_t> recvs;  ///< posted receives (wr_id); under ctx->mu
+  bool destroyed = false;           ///< ibv_destroy_qp was called: no more events; under ctx->mu
+  int unackedEvents = 0;            ///< events handed out by ibv_get_async_event, not yet acked; under ctx->mu
 };
 
 /// Parsed COPRO_VERBS_EMU_FAULT.
@@ -118,6 +120,10 @@ struct EmuContext {
   std::map<pid_t, RemoteDevice> remotes;
   std::deque<ibv_async_event> events;
   std::thread nic;
+  /// Held by the NIC thread while it serves requests (one pass over the QPs). ibv_dereg_mr and
+  /// ibv_destroy_qp take it after unpublishing their object, so when they return the NIC no longer touches
+  /// that memory or QP, as on an HCA: the caller may unmap the region or destroy the CQ at once.
+  std::mutex nicPass;
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> postedCount{0};
   FaultSpec fault;
@@ -130,7 +136,10 @@ bool processAlive(pid_t pid);
 void startNic(EmuContext& ctx);
 /// Stops it (device close).
 void stopNic(EmuContext& ctx);
-/// Queues an asynchronous event for `qp` (or the port when qp is null) and wakes ibv_get_async_event.
+/// Whether events of `type` name a QP (ev.element.qp) rather than the port or device.
+bool isQpEvent(ibv_event_type type);
+/// Queues an asynchronous event for `qp` (or the port when qp is null) and wakes ibv_get_async_event;
+/// dropped when the QP is being destroyed.
 void raiseAsyncEvent(EmuContext& ctx, ibv_qp* qp, ibv_event_type type);
 /// Moves `qp` and its pair to the error state with `status` as the reason.
 void qpToError(EmuQp& qp, ibv_wc_status status);

@@ -172,12 +172,17 @@ void nicLoop(EmuContext& ctx) {
   auto lastLiveness = Clock::now();
   while (!ctx.stop.load(std::memory_order_acquire)) {
     const std::uint32_t seen = ctx.seg->doorbell.load(std::memory_order_acquire);
-    const auto qps = snapshot(ctx);
     bool did = false;
-    for (const auto& qp : qps) did = serveIncoming(*qp) || did;
-    if (Clock::now() - lastLiveness > std::chrono::milliseconds(100)) {
-      lastLiveness = Clock::now();
-      checkPeersAlive(ctx, qps);
+    {
+      // One pass: the QPs that exist now (a QP destroyed since is not in the snapshot), served under
+      // nicPass so that ibv_dereg_mr/ibv_destroy_qp wait for the requests this pass is executing.
+      const std::lock_guard<std::mutex> pass(ctx.nicPass);
+      const auto qps = snapshot(ctx);
+      for (const auto& qp : qps) did = serveIncoming(*qp) || did;
+      if (Clock::now() - lastLiveness > std::chrono::milliseconds(100)) {
+        lastLiveness = Clock::now();
+        checkPeersAlive(ctx, qps);
+      }
     }
     if (did) {
       idle = 0;

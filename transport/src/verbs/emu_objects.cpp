@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "emu_device.hpp"
 #include "emu_provider.hpp"
@@ -88,7 +89,9 @@ ibv_context* openDevice(ibv_device* device) {
 int closeDevice(ibv_context* context) {
   EmuContext& c = ctxOf(context);
   stopNic(c);
-  for (auto& [pid, r] : c.remotes) munmap(r.seg, sizeof(DeviceSegment));
+  for (auto& [pid, r] : c.remotes) {
+    if (r.seg != c.seg) munmap(r.seg, sizeof(DeviceSegment));  // a loopback QP's "remote" is this segment
+  }
   munmap(c.seg, sizeof(DeviceSegment));
   close(c.memfd);
   close(c.ctx.async_fd);
@@ -180,6 +183,9 @@ int deregMr(ibv_mr* mr) {
     c.mrsByLkey.erase(mr->lkey);
     c.mrsByRkey.erase(mr->rkey);
   }
+  // A request that found the key before it went may still be copying into the region: wait for the NIC's
+  // pass, so the caller can unmap the memory as soon as this returns.
+  { const std::lock_guard<std::mutex> pass(c.nicPass); }
   delete m;
   return 0;
 }
@@ -205,6 +211,13 @@ ibv_cq* createCq(ibv_context* context, int cqe, void* cqContext, ibv_comp_channe
   return &cq->cq;
 }
 int destroyCq(ibv_cq* cq) {
+  EmuContext& c = ctxOf(cq->context);
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    for (const auto& [slot, qp] : c.qps) {
+      if (qp->qp.send_cq == cq || qp->qp.recv_cq == cq) return EBUSY;  // as libibverbs: QPs first
+    }
+  }
   delete reinterpret_cast<EmuCq*>(cq);
   return 0;
 }
@@ -250,13 +263,36 @@ ibv_qp* createQp(ibv_pd* pd, ibv_qp_init_attr* attr) {
   return &qp->qp;
 }
 
+/// Drops the queued events that name `qp`; under c.mu.
+void dropEventsOf(EmuContext& c, const ibv_qp* qp) {
+  std::erase_if(c.events, [qp](const ibv_async_event& ev) { return isQpEvent(ev.event_type) && ev.element.qp == qp; });
+}
+
+/// As libibverbs: when ibv_destroy_qp returns, the NIC serves the QP no more and no event names it (queued
+/// ones are dropped; one handed out waits for its ibv_ack_async_event), so its memory, CQs and the
+/// regions it reached may go.
 int destroyQp(ibv_qp* q) {
   EmuQp& qp = qpOf(q);
   EmuContext& c = *qp.ctx;
-  std::lock_guard<std::mutex> lock(c.mu);
-  c.seg->slots[qp.slot].h.generation.fetch_add(1, std::memory_order_release);  // the peer stops serving it
-  c.qps.erase(qp.slot);  // the NIC thread may hold the last reference for a moment
-  return 0;
+  const std::shared_ptr<EmuQp> keep = [&] {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.seg->slots[qp.slot].h.generation.fetch_add(1, std::memory_order_release);  // the peer stops serving it
+    qp.destroyed = true;
+    dropEventsOf(c, q);
+    auto it = c.qps.find(qp.slot);
+    std::shared_ptr<EmuQp> owner = it != c.qps.end() ? it->second : nullptr;
+    if (it != c.qps.end()) c.qps.erase(it);
+    return owner;
+  }();
+  { const std::lock_guard<std::mutex> pass(c.nicPass); }  // the pass serving it, if any, is over
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(c.mu);
+      if (qp.unackedEvents == 0) break;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));  // the event thread acks right after reading
+  }
+  return 0;  // `keep` frees the QP here unless a NIC snapshot still holds it
 }
 
 /// Maps the device segment the GID names (another process's memfd, through /proc).
@@ -489,9 +525,15 @@ int getAsyncEvent(ibv_context* context, ibv_async_event* event) {
   }
   *event = c.events.front();
   c.events.pop_front();
+  if (isQpEvent(event->event_type)) ++qpOf(event->element.qp).unackedEvents;
   return 0;
 }
-void ackAsyncEvent(ibv_async_event* /*event*/) {}
+void ackAsyncEvent(ibv_async_event* event) {
+  if (event == nullptr || !isQpEvent(event->event_type)) return;
+  EmuQp& qp = qpOf(event->element.qp);
+  std::lock_guard<std::mutex> lock(qp.ctx->mu);
+  if (qp.unackedEvents > 0) --qp.unackedEvents;
+}
 int forkInit() {
   return 0;  // nothing is pinned: fork is safe
 }
@@ -563,6 +605,22 @@ void qpToError(EmuQp& qp, ibv_wc_status status) {
   }
 }
 
+bool isQpEvent(ibv_event_type type) {
+  switch (type) {
+    case IBV_EVENT_QP_FATAL:
+    case IBV_EVENT_QP_REQ_ERR:
+    case IBV_EVENT_QP_ACCESS_ERR:
+    case IBV_EVENT_COMM_EST:
+    case IBV_EVENT_SQ_DRAINED:
+    case IBV_EVENT_PATH_MIG:
+    case IBV_EVENT_PATH_MIG_ERR:
+    case IBV_EVENT_QP_LAST_WQE_REACHED:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void raiseAsyncEvent(EmuContext& ctx, ibv_qp* qp, ibv_event_type type) {
   ibv_async_event ev{};
   ev.event_type = type;
@@ -573,6 +631,7 @@ void raiseAsyncEvent(EmuContext& ctx, ibv_qp* qp, ibv_event_type type) {
   }
   {
     std::lock_guard<std::mutex> lock(ctx.mu);
+    if (qp != nullptr && qpOf(qp).destroyed) return;  // the NIC's pass found it before ibv_destroy_qp
     ctx.events.push_back(ev);
   }
   const std::uint64_t one = 1;

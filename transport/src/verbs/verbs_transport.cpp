@@ -421,8 +421,9 @@ VerbsTransport::~VerbsTransport() {
   for (Peer& p : peers_) {
     for (Channel& c : p.ch) {
       if (c.qp == nullptr) continue;
-      dev_->forgetQp(c.qp->qp_num);
-      api_->destroyQp(c.qp);
+      const std::uint32_t qpn = c.qp->qp_num;
+      api_->destroyQp(c.qp);  // after it, no event names the QP: forget its errors (a new QP may reuse qpn)
+      dev_->forgetQp(qpn);
     }
   }
   for (auto* slot : {&scratch_, &nicSems_, &layout_, &control_, &desc_}) {
