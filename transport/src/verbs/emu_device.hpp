@@ -73,6 +73,7 @@ struct EmuContext;
 struct EmuMr {
   ibv_mr mr{};
   int access = 0;
+  int users = 0;  ///< NIC accesses in progress (MrUse); ibv_dereg_mr waits for 0; under ctx->mu
 };
 
 struct EmuCq {
@@ -120,9 +121,9 @@ struct EmuContext {
   std::map<pid_t, RemoteDevice> remotes;
   std::deque<ibv_async_event> events;
   std::thread nic;
-  /// Held by the NIC thread while it serves requests (one pass over the QPs). ibv_dereg_mr and
-  /// ibv_destroy_qp take it after unpublishing their object, so when they return the NIC no longer touches
-  /// that memory or QP, as on an HCA: the caller may unmap the region or destroy the CQ at once.
+  /// Held by the NIC thread while it serves requests (one pass over the QPs). ibv_destroy_qp takes it
+  /// after unpublishing the QP, so when it returns the NIC no longer serves that QP, as on an HCA: the
+  /// caller may destroy its CQs and unmap what it reached at once.
   std::mutex nicPass;
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> postedCount{0};
@@ -145,7 +146,20 @@ void raiseAsyncEvent(EmuContext& ctx, ibv_qp* qp, ibv_event_type type);
 void qpToError(EmuQp& qp, ibv_wc_status status);
 /// Wakes the NIC thread that serves `seg` (after a post).
 void ringDoorbell(DeviceSegment& seg);
-/// The local memory region `rkey` names when it covers [addr, addr+len) with `access`, else nullptr.
-EmuMr* findMr(EmuContext& ctx, std::uint32_t rkey, std::uint64_t addr, std::uint64_t len, int access);
+/// The NIC's use of the local memory region `rkey` names, when it covers [addr, addr+len) with `access`
+/// (else false), for as long as the NIC copies into or out of it: ibv_dereg_mr waits until it ends, so its
+/// caller may unmap the memory at once (as an HCA's deregistration waits for the DMA in flight).
+class MrUse {
+ public:
+  MrUse(EmuContext& ctx, std::uint32_t rkey, std::uint64_t addr, std::uint64_t len, int access);
+  ~MrUse();
+  MrUse(const MrUse&) = delete;
+  MrUse& operator=(const MrUse&) = delete;
+  explicit operator bool() const { return mr_ != nullptr; }
+
+ private:
+  EmuContext& ctx_;
+  EmuMr* mr_ = nullptr;
+};
 
 }  // namespace copro::transport::verbs::emu

@@ -45,15 +45,16 @@ ibv_wc_status executeWrite(EmuQp& qp, WireWr& w) {
   if (w.opcode == IBV_WR_RDMA_WRITE_WITH_IMM && qp.rnrRetry >= 7 && !receivePosted(qp)) {
     return static_cast<ibv_wc_status>(kWaitForReceive);
   }
-  if (w.length > 0 && findMr(*qp.ctx, w.rkey, w.remoteAddr, w.length, IBV_ACCESS_REMOTE_WRITE) == nullptr) {
-    return IBV_WC_REM_ACCESS_ERR;
-  }
-  auto* dst = reinterpret_cast<void*>(w.remoteAddr);
-  if ((w.flags & IBV_SEND_INLINE) != 0) {
-    if (w.length > 0) std::memcpy(dst, w.inlineData, w.length);
-  } else if (w.length > 0) {
-    const ibv_wc_status st = crossCopy(qp.peer.pid, dst, w.localAddr, w.length, false);
-    if (st != IBV_WC_SUCCESS) return st;
+  if (w.length > 0) {
+    const MrUse use(*qp.ctx, w.rkey, w.remoteAddr, w.length, IBV_ACCESS_REMOTE_WRITE);
+    if (!use) return IBV_WC_REM_ACCESS_ERR;
+    auto* dst = reinterpret_cast<void*>(w.remoteAddr);
+    if ((w.flags & IBV_SEND_INLINE) != 0) {
+      std::memcpy(dst, w.inlineData, w.length);
+    } else {
+      const ibv_wc_status st = crossCopy(qp.peer.pid, dst, w.localAddr, w.length, false);
+      if (st != IBV_WC_SUCCESS) return st;
+    }
   }
   if (w.opcode != IBV_WR_RDMA_WRITE_WITH_IMM) return IBV_WC_SUCCESS;
   std::uint64_t recvId = 0;
@@ -84,17 +85,20 @@ ibv_wc_status executeWrite(EmuQp& qp, WireWr& w) {
 ibv_wc_status executeRead(EmuQp& qp, WireWr& w) {
   if ((qp.accessFlags & IBV_ACCESS_REMOTE_READ) == 0) return IBV_WC_REM_ACCESS_ERR;
   if (w.length == 0) return IBV_WC_SUCCESS;
-  if (findMr(*qp.ctx, w.rkey, w.remoteAddr, w.length, IBV_ACCESS_REMOTE_READ) == nullptr) {
-    return IBV_WC_REM_ACCESS_ERR;
-  }
+  const MrUse use(*qp.ctx, w.rkey, w.remoteAddr, w.length, IBV_ACCESS_REMOTE_READ);
+  if (!use) return IBV_WC_REM_ACCESS_ERR;
   return crossCopy(qp.peer.pid, reinterpret_cast<void*>(w.remoteAddr), w.localAddr, w.length, true);
 }
 
 ibv_wc_status executeFetchAdd(EmuQp& qp, WireWr& w) {
   if ((qp.accessFlags & IBV_ACCESS_REMOTE_ATOMIC) == 0 || w.remoteAddr % 8 != 0) return IBV_WC_REM_ACCESS_ERR;
-  if (findMr(*qp.ctx, w.rkey, w.remoteAddr, 8, IBV_ACCESS_REMOTE_ATOMIC) == nullptr) return IBV_WC_REM_ACCESS_ERR;
-  std::atomic_ref<std::uint64_t> word(*reinterpret_cast<std::uint64_t*>(w.remoteAddr));
-  std::uint64_t old = word.fetch_add(w.add, std::memory_order_acq_rel);
+  std::uint64_t old = 0;
+  {
+    const MrUse use(*qp.ctx, w.rkey, w.remoteAddr, 8, IBV_ACCESS_REMOTE_ATOMIC);
+    if (!use) return IBV_WC_REM_ACCESS_ERR;
+    std::atomic_ref<std::uint64_t> word(*reinterpret_cast<std::uint64_t*>(w.remoteAddr));
+    old = word.fetch_add(w.add, std::memory_order_acq_rel);
+  }
   return crossCopy(qp.peer.pid, &old, w.localAddr, 8, true);
 }
 

@@ -178,14 +178,17 @@ ibv_mr* regMr(ibv_pd* pd, void* addr, std::size_t length, int access) {
 int deregMr(ibv_mr* mr) {
   EmuContext& c = ctxOf(mr->context);
   auto* m = reinterpret_cast<EmuMr*>(mr);
-  {
-    std::lock_guard<std::mutex> lock(c.mu);
-    c.mrsByLkey.erase(mr->lkey);
-    c.mrsByRkey.erase(mr->rkey);
+  std::unique_lock<std::mutex> lock(c.mu);
+  c.mrsByLkey.erase(mr->lkey);
+  c.mrsByRkey.erase(mr->rkey);
+  // A request that found the key before it went may still be copying into the region (MrUse): wait for
+  // it, so that the caller can unmap the memory as soon as this returns.
+  while (m->users > 0) {
+    lock.unlock();
+    std::this_thread::yield();
+    lock.lock();
   }
-  // A request that found the key before it went may still be copying into the region: wait for the NIC's
-  // pass, so the caller can unmap the memory as soon as this returns.
-  { const std::lock_guard<std::mutex> pass(c.nicPass); }
+  lock.unlock();
   delete m;
   return 0;
 }
@@ -587,10 +590,18 @@ FaultSpec parseFault(const std::string& text) {
 
 }  // namespace
 
-EmuMr* findMr(EmuContext& ctx, std::uint32_t rkey, std::uint64_t addr, std::uint64_t len, int access) {
+MrUse::MrUse(EmuContext& ctx, std::uint32_t rkey, std::uint64_t addr, std::uint64_t len, int access) : ctx_(ctx) {
   std::lock_guard<std::mutex> lock(ctx.mu);
   auto it = ctx.mrsByRkey.find(rkey);
-  return it != ctx.mrsByRkey.end() && covers(*it->second, addr, len, access) ? it->second : nullptr;
+  if (it == ctx.mrsByRkey.end() || !covers(*it->second, addr, len, access)) return;
+  mr_ = it->second;
+  ++mr_->users;
+}
+
+MrUse::~MrUse() {
+  if (mr_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(ctx_.mu);
+  --mr_->users;
 }
 
 void qpToError(EmuQp& qp, ibv_wc_status status) {
