@@ -75,6 +75,7 @@ class VerbsDevice {
   ibv_gid gid_{};
   std::thread events_;
   std::atomic<bool> stop_{false};
+  int wakeFd_ = -1;  ///< eventfd the destructor writes so the event thread leaves its poll at once
   std::atomic<std::uint64_t> errorEpoch_{0};
   std::mutex mu_;
   std::map<std::uint32_t, std::string> qpErrors_;
