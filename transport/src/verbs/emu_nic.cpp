@@ -178,8 +178,8 @@ void nicLoop(EmuContext& ctx) {
     const std::uint32_t seen = ctx.seg->doorbell.load(std::memory_order_acquire);
     bool did = false;
     {
-      // One pass: the QPs that exist now (a QP destroyed since is not in the snapshot), served under
-      // nicPass so that ibv_dereg_mr/ibv_destroy_qp wait for the requests this pass is executing.
+      // One pass over the QPs that exist now, under nicPass: ibv_destroy_qp waits for it to end, and the
+      // snapshot (the last owner of a QP destroyed meanwhile) goes before the lock does.
       const std::lock_guard<std::mutex> pass(ctx.nicPass);
       const auto qps = snapshot(ctx);
       for (const auto& qp : qps) did = serveIncoming(*qp) || did;

@@ -295,7 +295,7 @@ int destroyQp(ibv_qp* q) {
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));  // the event thread acks right after reading
   }
-  return 0;  // `keep` frees the QP here unless a NIC snapshot still holds it
+  return 0;  // `keep`, the last owner (the NIC's snapshot went with its pass), frees the QP
 }
 
 /// Maps the device segment the GID names (another process's memfd, through /proc).
