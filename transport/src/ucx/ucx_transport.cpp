@@ -1082,6 +1082,10 @@ std::string UcxTransport::laneInFlight(const LaneState& l) const {
     out += (out.empty() ? "" : ", ") + std::to_string(n) + (n == 1 ? " request" : " requests") + " to rank " +
            std::to_string(peer);
   }
+  for (std::size_t q = 0; q < l.dirty.size(); ++q) {
+    if (l.dirty[q])
+      out += (out.empty() ? "" : ", ") + std::string("puts to rank ") + std::to_string(q) + " not flushed";
+  }
   for (const PendingSignal& s : l.signals) {
     out += (out.empty() ? "" : ", ") + std::string("a signal to rank ") + std::to_string(s.peer) + " (semaphore " +
            std::to_string(s.sem) + ")" + (s.flushReq != nullptr ? " waits for its endpoint flush" : " not issued yet");
