@@ -318,6 +318,73 @@ TEST(ProxyLanes, HandWrittenDeviceLanesFollowTheConfigOnUcx) {
   expectMpiOnCallerUcxOnProgressThread(handWrittenLaneThreads);
 }
 
+#if COPRO_HAVE_UCX
+/// Sets an environment variable for the lifetime of the object, then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (old_.empty()) {
+      unsetenv(name_.c_str());
+    } else {
+      setenv(name_.c_str(), old_.c_str(), 1);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::string old_;
+};
+
+/// A Program whose ranks need no peer: one lane without ops each.
+std::shared_ptr<copro::core::Program> programWithoutPeers(int n) {
+  copro::core::ProgramHeader h;
+  h.name = "test.no_peers";
+  h.nranks = n;
+  h.inputBytes.assign(static_cast<std::size_t>(n), 0);
+  h.outputBytes.assign(static_cast<std::size_t>(n), 0);
+  std::vector<copro::core::RankProgram> ranks(static_cast<std::size_t>(n));
+  for (copro::core::RankProgram& rp : ranks) rp.addLane();
+  return std::make_shared<copro::core::Program>(h, std::move(ranks));
+}
+
+// docs/ucx.md, "Entering a call": over tcp, a rank's entry notice to a peer (descriptor put, endpoint
+// flush, `entered` add) needs that peer's acknowledgement, so a call must not wait for it. Rank 0 enters
+// three calls it takes no part in and stays in MPI, away from its UCX worker, while the others complete
+// theirs (before the fix they waited for rank 0 until the timeout: the CI hang of a 3-rank broadcast and
+// send/recv ring); then an all-reduce needs every rank's notices, in order, merged ones included.
+TEST(UcxTcp, CallsCompleteWhileAPeerTheyDoNotNeedIsAway) {
+  const ScopedEnv tls("UCX_TLS", "tcp,self");
+  copro::Config config = copro::Config::fromEnvironment();
+  config.timeoutSec = 5;
+  Communicator comm = copro::createFromMpi(MPI_COMM_WORLD, "ucx", config);
+  std::int32_t one = 1;
+  std::int32_t sum = 0;
+  ASSERT_TRUE(comm.allReduce(&one, &sum, 1, DataType::kInt32, ReduceOp::kSum).wait().ok());  // connections up
+  const auto program = programWithoutPeers(comm.size());
+  constexpr int kCalls = 3;
+  std::vector<copro::Request> away;
+  if (comm.rank() == 0) away.push_back(comm.runProgram(program, {}));  // entered, then left alone
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (int i = 0; i < kCalls && comm.rank() != 0; ++i) {
+    const copro::Status st = comm.runProgram(program, {}).wait();
+    ASSERT_TRUE(st.ok()) << "call " << i << ": " << st.toString();
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (copro::Request& r : away) ASSERT_TRUE(r.wait().ok());
+  for (int i = 1; i < kCalls && comm.rank() == 0; ++i) ASSERT_TRUE(comm.runProgram(program, {}).wait().ok());
+  sum = 0;
+  const copro::Status st = comm.allReduce(&one, &sum, 1, DataType::kInt32, ReduceOp::kSum).wait();
+  ASSERT_TRUE(st.ok()) << st.toString();
+  EXPECT_EQ(sum, comm.size());
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -378,6 +378,12 @@ std::string Engine::stallReport(const Call& call) {
   const std::string lanes = calls::blockedLanes(call, static_cast<int>(call.lanes.size()), laneAt, semProgress,
                                                 " waits for its last operations to complete");
   if (!lanes.empty()) out += (out.empty() ? "" : "; ") + std::string("blocked lanes:") + lanes;
+  if (call.pooledLanes > 0) {
+    // Proxy and offload lanes run on the progress thread: say whether it still runs (docs/initiation.md).
+    const bool running = progressThread_.joinable() && !stopProgress_.load(std::memory_order_acquire);
+    out += "; " + std::to_string(call.pooledLanes) + " of the lanes run on the progress thread, which " +
+           (running ? "is running" : "has stopped");
+  }
   return out;
 }
 

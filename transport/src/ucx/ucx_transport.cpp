@@ -49,6 +49,7 @@
 #include "../vnode_transport.hpp"
 #include "copro/core/log.hpp"
 #include "copro/transport/ucx.hpp"
+#include "ucx_entry_notices.hpp"
 
 namespace copro::transport {
 
@@ -154,6 +155,7 @@ struct Peer {
   std::map<std::uint64_t, ucp_rkey_h> rkeys;  ///< unpacked rkeys by registration id
   std::uint64_t descSeq = 0;                  ///< call whose descriptor `regions` holds
   std::vector<RemoteRegion> regions;          ///< BufferId order, semaphores last
+  EntryNotices notices;                       ///< this rank's entry notices to the peer, in the background
 };
 
 struct PendingSignal {
@@ -292,6 +294,11 @@ class UcxTransport final : public remote::NamedTransport {
   /// (its `failed` word says which), that rank is named as the cause.
   Status peerFailure(int peer);
   Status checkPeers();
+  /// Moves the entry notices to every live peer on (ucx_entry_notices.hpp).
+  Status advanceNotices(bool& progressed);
+  /// What is in flight (requests not completed, signals waiting for their endpoint flush), for timeouts.
+  std::string inFlightReport();
+  [[nodiscard]] std::string laneInFlight(const LaneState& l) const;
   std::atomic<std::uint64_t>& controlWord(std::size_t offset) {
     return *reinterpret_cast<std::atomic<std::uint64_t>*>(control_->base + offset);
   }
@@ -321,9 +328,7 @@ class UcxTransport final : public remote::NamedTransport {
   std::uint64_t nextRegId_ = 1;
   std::uint64_t seq_ = 0;
   std::vector<LaneState> lanes_;
-  LaneState entryOps_;           ///< descriptor puts and `entered` adds of the current call
-  LaneState background_;         ///< endpoint flushes left by finished lanes
-  std::vector<std::byte> desc_;  ///< this rank's descriptor of the current call
+  LaneState background_;  ///< endpoint flushes left by finished lanes
   std::vector<std::vector<std::byte>> peerDescCopy_;
   bool failed_ = false;     ///< this rank failed or aborted, or saw a peer fail
   bool announced_ = false;  ///< announceFailure ran
@@ -507,6 +512,7 @@ UcxTransport::~UcxTransport() {
       ucp_request_free(req);
     }
   }
+  for (Peer& p : peers_) p.notices.cancel(worker_);
   for (Peer& p : peers_) {
     // Closing: nothing more goes to the peer, acknowledgements of its late messages included.
     if (p.ep != nullptr) failedEndpoints().note(p.ep);
@@ -668,34 +674,38 @@ Status UcxTransport::enter(const remote::CallEntry& entry) {
                                          " bytes, more than a mailbox holds (" + std::to_string(kMailboxBytes) +
                                          "); use fewer extra buffers per call"};
   }
-  desc_.assign(bytes, std::byte{0});
+  auto desc = std::make_shared<std::vector<std::byte>>(bytes, std::byte{0});
   DescHeader h;
   h.seq = seq_;
   h.numRegions = static_cast<std::uint32_t>(nregions);
   h.totalBytes = static_cast<std::uint32_t>(bytes);
-  std::memcpy(desc_.data(), &h, sizeof(h));
-  std::memcpy(desc_.data() + sizeof(h), recs.data(), nregions * sizeof(DescRegion));
+  std::memcpy(desc->data(), &h, sizeof(h));
+  std::memcpy(desc->data() + sizeof(h), recs.data(), nregions * sizeof(DescRegion));
   for (std::size_t i = 0; i < nregions; ++i) {
-    if (regs[i] != nullptr) std::memcpy(desc_.data() + recs[i].rkeyOffset, regs[i]->packed.data(), recs[i].rkeyBytes);
+    if (regs[i] != nullptr) std::memcpy(desc->data() + recs[i].rkeyOffset, regs[i]->packed.data(), recs[i].rkeyBytes);
   }
-  // Publish: descriptor into every peer's mailbox, flush, then entered += 1 (issued by progress()).
-  entryOps_.dirty.assign(static_cast<std::size_t>(size_), false);
-  entryOps_.unflushed.assign(static_cast<std::size_t>(size_), false);
-  entryOps_.operands.clear();
+  // Publish: descriptor into every peer's mailbox, flush, then entered += 1, in the background
+  // (ucx_entry_notices.hpp): a peer that takes no part in this call need not progress for it to complete.
   for (int q = 0; q < size_; ++q) {
-    if (q == rank_) continue;
     Peer& p = peers_[static_cast<std::size_t>(q)];
-    if (p.dead) continue;
-    ucp_request_param_t prm{};
-    void* r = ucp_put_nbx(p.ep, desc_.data(), desc_.size(), p.controlAddr + ctl_.mailbox(rank_), p.controlRkey, &prm);
-    COPRO_RETURN_IF_ERROR(track(entryOps_, r, q, "ucp_put_nbx (call descriptor)"));
-    entryOps_.dirty[static_cast<std::size_t>(q)] = true;
-    void* f = ucp_ep_flush_nbx(p.ep, &prm);
-    if (UCS_PTR_IS_ERR(f)) return ucsStatus(UCS_PTR_STATUS(f), "ucx: ucp_ep_flush_nbx to rank " + std::to_string(q));
-    entryOps_.signals.push_back(PendingSignal{UCS_PTR_IS_PTR(f) ? f : nullptr, q, -1, 1});
+    if (q != rank_ && !p.dead) p.notices.push(desc, seq_);
   }
   bool progressed = false;
-  return issueSignals(entryOps_, progressed);
+  return advanceNotices(progressed);
+}
+
+Status UcxTransport::advanceNotices(bool& progressed) {
+  for (int q = 0; q < size_; ++q) {
+    Peer& p = peers_[static_cast<std::size_t>(q)];
+    if (q == rank_ || p.dead || p.notices.empty()) continue;
+    const NoticeTarget target{p.ep, p.controlAddr + ctl_.mailbox(rank_), p.controlAddr + ctl_.entered(rank_),
+                              p.controlRkey};
+    const ucs_status_t st = p.notices.advance(target, progressed);
+    if (st == UCS_OK) continue;
+    if (p.dead) return peerFailure(q);
+    return ucsStatus(st, "ucx: entry notice to rank " + std::to_string(q));
+  }
+  return {};
 }
 
 Status UcxTransport::peerFailure(int peer) {
@@ -710,6 +720,13 @@ Status UcxTransport::peerFailure(int peer) {
                                          std::to_string(peer) + " reported that failure before it left)"};
   }
   if (firstFailedPeer_ < 0) firstFailedPeer_ = peer;
+  if (p.dead && controlWord(ctl_.leaving(peer)).load(std::memory_order_acquire) != 0) {
+    // Its destructor's barrier (leavingBarrier) gave up waiting for this rank, which was still in a call.
+    return {ErrorCode::kRemoteError, "rank " + std::to_string(peer) +
+                                         " destroyed its communicator and closed its endpoints while this rank "
+                                         "was still in this call (then " +
+                                         p.deadReason + ")"};
+  }
   if (p.dead) return {ErrorCode::kRemoteError, "rank " + std::to_string(peer) + " died: " + p.deadReason};
   return {ErrorCode::kRemoteError, "rank " + std::to_string(peer) + " failed or aborted"};
 }
@@ -880,15 +897,9 @@ Status UcxTransport::issueSignals(LaneState& l, bool& progressed) {
         return ucsStatus(st, "ucx: endpoint flush to rank " + std::to_string(s.peer));
       }
     }
-    Peer& p = peers_[pi];
-    if (s.sem < 0) {
-      // Entry announcement: entered[me] += 1 in the peer's control region.
-      COPRO_RETURN_IF_ERROR(issueAtomicAdd(l, s.peer, p.controlAddr + ctl_.entered(rank_), p.controlRkey, s.value));
-    } else {
-      const RemoteRegion& semRegion = p.regions.back();
-      COPRO_RETURN_IF_ERROR(
-          issueAtomicAdd(l, s.peer, semRegion.addr + static_cast<std::uint64_t>(s.sem) * 8, semRegion.rkey, s.value));
-    }
+    const RemoteRegion& semRegion = peers_[pi].regions.back();
+    COPRO_RETURN_IF_ERROR(
+        issueAtomicAdd(l, s.peer, semRegion.addr + static_cast<std::uint64_t>(s.sem) * 8, semRegion.rkey, s.value));
     it = l.signals.erase(it);
     progressed = true;
   }
@@ -967,15 +978,19 @@ Status UcxTransport::checkPeers() {
 
 Status UcxTransport::progress(bool& progressed) {
   for (int i = 0; i < 64 && ucp_worker_progress(worker_) != 0; ++i) progressed = true;
-  COPRO_RETURN_IF_ERROR(issueSignals(entryOps_, progressed));
+  COPRO_RETURN_IF_ERROR(advanceNotices(progressed));
   for (LaneState& l : lanes_) COPRO_RETURN_IF_ERROR(issueSignals(l, progressed));
   reapBackground();
   return checkPeers();
 }
 
 Status UcxTransport::finishCall(bool& done) {
-  // The entry announcements must be out before the descriptor buffer is rebuilt for the next call.
-  return flushLaneState(entryOps_, done, true);
+  // Nothing to wait for: the entry notices go on in the background (each holds its own descriptor), since
+  // over tcp they need the acknowledgement of peers that may have completed the call and left.
+  bool progressed = false;
+  COPRO_RETURN_IF_ERROR(advanceNotices(progressed));
+  done = true;
+  return {};
 }
 
 void UcxTransport::reapBackground() {
@@ -1010,6 +1025,18 @@ void UcxTransport::leavingBarrier(double seconds) {
     if (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_request_cancel(worker_, req);
     ucp_request_free(req);
   }
+  std::vector<int> late;
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_ || peers_[static_cast<std::size_t>(q)].dead) continue;
+    if (controlWord(ctl_.leaving(q)).load(std::memory_order_acquire) == 0) late.push_back(q);
+  }
+  if (!late.empty()) {
+    COPRO_LOG(Warn, Transport,
+              name_ << ": rank " << rank_ << ": destroying the communicator after call " << seq_ << ": "
+                    << remote::rankList(late) << " did not reach their own destruction within "
+                    << calls::formatSeconds(seconds)
+                    << " s (still in a call?); closing the endpoints anyway, so their calls fail");
+  }
 }
 
 std::string UcxTransport::stallReport() {
@@ -1027,6 +1054,42 @@ std::string UcxTransport::stallReport() {
   if (!missing.empty()) out = remote::rankList(missing) + " never entered this call";
   if (!dead.empty()) out += (out.empty() ? "" : "; ") + remote::rankList(dead) + " died";
   if (out.empty()) out = "every rank entered this call";
+  return out + "; " + inFlightReport();
+}
+
+std::string UcxTransport::inFlightReport() {
+  std::string out;
+  const auto add = [this, &out](const std::string& who, const LaneState& l) {
+    const std::string part = laneInFlight(l);
+    if (!part.empty()) out += (out.empty() ? "" : ", ") + who + ": " + part;
+  };
+  for (std::size_t i = 0; i < lanes_.size(); ++i) add("lane " + std::to_string(i), lanes_[i]);
+  add("background", background_);
+  for (int q = 0; q < size_; ++q) {
+    const std::string notice = peers_[static_cast<std::size_t>(q)].notices.describe();
+    if (!notice.empty()) out += (out.empty() ? "" : ", ") + std::string("to rank ") + std::to_string(q) + ": " + notice;
+  }
+  return "ucx requests in flight: " + (out.empty() ? std::string("none") : out);
+}
+
+std::string UcxTransport::laneInFlight(const LaneState& l) const {
+  std::map<int, int> requests;  // peer -> requests not completed
+  for (const auto& [req, peer] : l.reqs) {
+    if (ucp_request_check_status(req) == UCS_INPROGRESS) ++requests[peer];
+  }
+  std::string out;
+  for (const auto& [peer, n] : requests) {
+    out += (out.empty() ? "" : ", ") + std::to_string(n) + (n == 1 ? " request" : " requests") + " to rank " +
+           std::to_string(peer);
+  }
+  for (std::size_t q = 0; q < l.dirty.size(); ++q) {
+    if (l.dirty[q])
+      out += (out.empty() ? "" : ", ") + std::string("puts to rank ") + std::to_string(q) + " not flushed";
+  }
+  for (const PendingSignal& s : l.signals) {
+    out += (out.empty() ? "" : ", ") + std::string("a signal to rank ") + std::to_string(s.peer) + " (semaphore " +
+           std::to_string(s.sem) + ")" + (s.flushReq != nullptr ? " waits for its endpoint flush" : " not issued yet");
+  }
   return out;
 }
 
