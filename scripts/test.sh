@@ -14,7 +14,8 @@ mode=${1:-default}
 # (a full sanitized build takes about 16 minutes on 2 cores). Targets this configuration lacks (no MPI,
 # no UCX) are left out by build_targets.
 mp_targets="copro_unit_transport copro-perf copro-sim copro_c_api_mp copro_conformance_mp copro_mp_test
-  copro_moe_mp_test copro_pxn_mp_test copro_vnode_test copro_nccl copro_nccl_mp copro_nccl_mp_real_header"
+  copro_moe_mp_test copro_pxn_mp_test copro_vnode_test copro_nccl copro_nccl_mp copro_nccl_mp_real_header
+  copro_fault_rank copro_ucx_fork_test copro_verbs_fault_test"
 build_targets() { # build_targets DIR cmake-args... : configures DIR and builds the mp_targets it has
   local dir=$1
   shift
