@@ -197,7 +197,19 @@ def run_mpirun(args, backend, sig, rng, tmp):
             job.kill()
             job.wait()
         for pid in pids.values():
-            kill_quietly(pid)
+            kill_if_rank(pid, args.bin)
+
+
+def kill_if_rank(pid, binary):
+    """SIGKILL a rank that mpirun may have left behind, only while `pid` is still a process running `binary`:
+    mpirun usually reaped its ranks already, and the pid may since belong to an unrelated process."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return
+    if os.path.basename(argv0) == os.path.basename(binary):
+        kill_quietly(pid)
 
 
 def first_aborter(text):
