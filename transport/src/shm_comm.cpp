@@ -19,6 +19,7 @@
 #include "call_reports.hpp"
 #include "copro/core/log.hpp"
 #include "copro/transport/bootstrap_tcp.hpp"
+#include "ll_mailbox.hpp"
 #include "process_state.hpp"
 #include "shm_internal.hpp"
 
@@ -104,7 +105,8 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   // outlive the processes whatever happens to them.
   const std::string ctlName = prefix_ + "ctl";
   const std::size_t headerBytes = roundUp(sizeof(CtlHeader), 64);
-  const std::size_t ctlBytes = headerBytes + sizeof(RankCtl) * static_cast<std::size_t>(size_);
+  const std::size_t mailboxAt = roundUp(headerBytes + sizeof(RankCtl) * static_cast<std::size_t>(size_), 64);
+  const std::size_t ctlBytes = mailboxAt + lanes::llMailboxBytes(size_);
   std::string why;
   if (rank_ == 0) {
     try {
@@ -131,6 +133,7 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   if (why.empty()) {
     ctlHeader_ = reinterpret_cast<CtlHeader*>(ctlMap_.base);
     ranks_ = reinterpret_cast<RankCtl*>(ctlMap_.base + headerBytes);
+    if (lanes::llMailboxBytes(size_) > 0) llMailbox_ = ctlMap_.base + mailboxAt;
     if (ctlHeader_->magic != kCtlMagic || ctlHeader_->nranks != size_) why = "/" + ctlName + " has a wrong header";
   }
   if (why.empty()) {
