@@ -1,5 +1,6 @@
 /// The shm communicator of one process: creation (control segment, CMA probe), calls (start, entry,
 /// completion, failure), liveness of peers, device/proxy progress, split and allocation.
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -62,7 +63,17 @@ struct RankInfo {
   std::uint64_t token;
   std::uint64_t probeAddr;
   std::uint64_t probeValue;
+  cpu_set_t cpus;  ///< the process's affinity mask (the wait policy counts the cores of all ranks)
 };
+
+/// Cores in the union of the ranks' affinity masks: a launcher that pins each rank to its own core (mpirun
+/// does for 2 ranks) gives each process one core, yet the ranks still fit the host's cores.
+int coresOfRanks(const std::vector<RankInfo>& infos) {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (const RankInfo& i : infos) CPU_OR(&all, &all, &i.cpus);
+  return CPU_COUNT(&all);
+}
 
 Status gatherOk(core::Bootstrap& bs, bool ok, bool& all) {
   std::vector<std::uint8_t> v(static_cast<std::size_t>(bs.size()));
@@ -83,7 +94,6 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   size_ = bootstrap_->size();
   if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(size_), 0);
   proxyDefault_ = calls::deviceLanesRunAsProxy(config_);
-  wait_ = calls::WaitPolicy::resolve(config_, size_);
   const std::string me = "shm rank " + std::to_string(rank_) + ": ";
 
   RankInfo mine{};
@@ -95,9 +105,12 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   probe_ = random[1] | 1;
   mine.probeAddr = reinterpret_cast<std::uint64_t>(&probe_);
   mine.probeValue = probe_;
+  CPU_ZERO(&mine.cpus);
+  if (sched_getaffinity(0, sizeof(mine.cpus), &mine.cpus) != 0) CPU_ZERO(&mine.cpus);
   std::vector<RankInfo> infos(static_cast<std::size_t>(size_));
   bootstrap_->allGather(&mine, infos.data(), sizeof(RankInfo)).throwIfError();
   prefix_ = "copro-" + std::to_string(infos[0].pid) + "-" + hex64(infos[0].token) + "-";
+  wait_ = calls::WaitPolicy::resolve(config_, size_, coresOfRanks(infos));
   pids_.resize(static_cast<std::size_t>(size_));
   for (int r = 0; r < size_; ++r) pids_[static_cast<std::size_t>(r)] = infos[static_cast<std::size_t>(r)].pid;
 
