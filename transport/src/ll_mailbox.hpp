@@ -45,7 +45,8 @@ inline void llWrite(std::byte* slot, const std::byte* src, std::uint64_t bytes, 
   for (std::uint64_t i = 0; i < lines; ++i) {
     std::byte* line = slot + i * core::kLLLineBytes;
     const std::uint64_t off = i * core::kLLLineData;
-    std::memcpy(line, src + off, bytes - off < core::kLLLineData ? bytes - off : core::kLLLineData);
+    const std::uint64_t n = bytes - off < core::kLLLineData ? bytes - off : core::kLLLineData;
+    if (n > 0) std::memcpy(line, src + off, n);  // an empty payload may have no source at all
     llFlag(line).store(seq, std::memory_order_release);
   }
 }
@@ -64,8 +65,8 @@ inline void llRead(std::byte* dst, const std::byte* slot, std::uint64_t bytes) {
   const std::uint64_t lines = core::llLines(bytes);
   for (std::uint64_t i = 0; i < lines; ++i) {
     const std::uint64_t off = i * core::kLLLineData;
-    std::memcpy(dst + off, slot + i * core::kLLLineBytes,
-                bytes - off < core::kLLLineData ? bytes - off : core::kLLLineData);
+    const std::uint64_t n = bytes - off < core::kLLLineData ? bytes - off : core::kLLLineData;
+    if (n > 0) std::memcpy(dst + off, slot + i * core::kLLLineBytes, n);
   }
 }
 
