@@ -273,6 +273,28 @@ double oneshotEstimate(const CollectiveArgs& args, const CostModel& cm) {
   return l.alpha + (p - 1) * n * l.beta + (p - 1) * n * gammaUsPerByte(cm);
 }
 
+/// The tail of oneshot and oneshot_ll: every peer's vector is in scratch slot q; reduce them with ours.
+void emitOneshotReduce(const CollectiveArgs& args, std::int32_t rank, std::uint64_t bytes, RankProgram& out) {
+  const std::int32_t p = args.nranks;
+  const std::uint64_t es = elemBytes(args);
+  const BufferId inBuf = args.inPlace ? BufferId::kOutput : BufferId::kInput;
+  // In place the reduction overwrites the input our puts read: make sure they have.
+  if (args.inPlace) out.emit(0, Op::flush());
+  // Every rank reduces the same sources in the same (rank) order, so all results agree bit for bit.
+  const std::uint64_t ch = chunkElemsOf(args);
+  for (std::uint64_t e = 0; e < args.count; e += ch) {
+    const std::uint64_t n = std::min(ch, args.count - e);
+    std::vector<Addr> srcs;
+    srcs.reserve(static_cast<std::size_t>(p));
+    for (std::int32_t q = 0; q < p; ++q) {
+      srcs.push_back(q == rank ? Addr{kSelf, inBuf, e * es}
+                               : Addr{kSelf, BufferId::kScratch, static_cast<std::uint64_t>(q) * bytes + e * es});
+    }
+    out.emit(0, Op::reduce(Addr{kSelf, BufferId::kOutput, e * es}, std::move(srcs), n, args.dtype, args.op,
+                           finalDivisor(args.op, p)));
+  }
+}
+
 std::shared_ptr<const core::ProgramSource> oneshotBuild(const CollectiveArgs& args) {
   core::ProgramHeader h = baseHeader(args, "oneshot");
   const std::uint64_t bytes = args.count * elemBytes(args);
@@ -283,7 +305,6 @@ std::shared_ptr<const core::ProgramSource> oneshotBuild(const CollectiveArgs& ar
     out.addLane();
     if (bytes == 0) return;
     const std::int32_t p = args.nranks;
-    const std::uint64_t es = elemBytes(args);
     const BufferId inBuf = args.inPlace ? BufferId::kOutput : BufferId::kInput;
     for (std::int32_t q = 0; q < p; ++q) {
       if (q == rank) continue;
@@ -291,21 +312,7 @@ std::shared_ptr<const core::ProgramSource> oneshotBuild(const CollectiveArgs& ar
                           Addr{kSelf, inBuf, 0}, bytes, 0));
     }
     out.emit(0, Op::wait(0, static_cast<std::uint64_t>(p - 1)));
-    // In place the reduction overwrites the input our puts read: make sure they have.
-    if (args.inPlace) out.emit(0, Op::flush());
-    // Every rank reduces the same sources in the same (rank) order, so all results agree bit for bit.
-    const std::uint64_t ch = chunkElemsOf(args);
-    for (std::uint64_t e = 0; e < args.count; e += ch) {
-      const std::uint64_t n = std::min(ch, args.count - e);
-      std::vector<Addr> srcs;
-      srcs.reserve(static_cast<std::size_t>(p));
-      for (std::int32_t q = 0; q < p; ++q) {
-        srcs.push_back(q == rank ? Addr{kSelf, inBuf, e * es}
-                                 : Addr{kSelf, BufferId::kScratch, static_cast<std::uint64_t>(q) * bytes + e * es});
-      }
-      out.emit(0, Op::reduce(Addr{kSelf, BufferId::kOutput, e * es}, std::move(srcs), n, args.dtype, args.op,
-                             finalDivisor(args.op, p)));
-    }
+    emitOneshotReduce(args, rank, bytes, out);
   });
 }
 
@@ -331,6 +338,51 @@ double lsaEstimate(const CollectiveArgs& args, const CostModel& cm) {
   const double p = args.nranks;
   // Every input byte is read once and every output byte written once, through memory the domain shares.
   return 2 * l.alpha + 2 * p * n / (cm.memoryGBps * 1e3) + (p - 1) / p * n * gammaUsPerByte(cm);
+}
+
+// ---- oneshot_ll: oneshot over the LL protocol ---------------------------------------------------
+
+std::string oneshotLLProblem(const CollectiveArgs& args) {
+  if (std::string why = lsaProblem(args); !why.empty()) return why;
+  const std::uint64_t bytes = bytesOf(args);
+  if (args.nranks > 1 && bytes > args.llMaxBytes) {
+    return "sends " + std::to_string(bytes) + " bytes per peer with the LL protocol, above the limit of " +
+           std::to_string(args.llMaxBytes) +
+           " (COPRO_LL_MAX_BYTES, capped by the backend's mailboxes; 0: the backend has none)";
+  }
+  return {};
+}
+
+double oneshotLLEstimate(const CollectiveArgs& args, const CostModel& cm) {
+  if (args.nranks <= 1) return singleRankUs(args, cm);
+  const LinkCost l = intraLinkCost(cm);
+  const double n = bytesOf(args);
+  const double p = args.nranks;
+  // No separate signal (half the step latency), but the flags halve the effective bandwidth.
+  return 0.5 * l.alpha + (p - 1) * n * 2 * l.beta + (p - 1) * n * gammaUsPerByte(cm);
+}
+
+std::shared_ptr<const core::ProgramSource> oneshotLLBuild(const CollectiveArgs& args) {
+  core::ProgramHeader h = baseHeader(args, "oneshot_ll");
+  const std::uint64_t bytes = args.count * elemBytes(args);
+  // Semaphore q pairs rank q's LL put with our LL wait for it (one pair per semaphore).
+  h.numSemaphores = args.nranks > 1 ? args.nranks : 0;
+  h.scratchBytes = args.nranks > 1 ? bytes * static_cast<std::uint64_t>(args.nranks) : 0;
+  return std::make_shared<core::LazyProgram>(std::move(h), [args, bytes](std::int32_t rank, RankProgram& out) {
+    if (args.nranks == 1) return emitCopyIfNeeded(args, out);
+    out.addLane();
+    const std::int32_t p = args.nranks;
+    const BufferId inBuf = args.inPlace ? BufferId::kOutput : BufferId::kInput;
+    const auto at = [bytes](std::int32_t q) { return static_cast<std::uint64_t>(q) * bytes; };
+    for (std::int32_t q = 0; q < p; ++q) {
+      if (q != rank)
+        out.emit(0, Op::putLL(q, Addr{q, BufferId::kScratch, at(rank)}, Addr{kSelf, inBuf, 0}, bytes, rank));
+    }
+    for (std::int32_t q = 0; q < p; ++q) {
+      if (q != rank) out.emit(0, Op::waitLL(q, Addr{kSelf, BufferId::kScratch, at(q)}, bytes, q, 1));
+    }
+    emitOneshotReduce(args, rank, bytes, out);
+  });
 }
 
 /// The reduce + multicast Program of `lsa`, `nvls` and `sharp` under the algorithm's name. `anyDomain`: the
@@ -441,6 +493,10 @@ void addAllReduceAlgorithms(std::vector<Algorithm>& out) {
                           "every rank sends its whole input to every peer and reduces locally; one step of "
                           "latency, for small messages",
                           basicProblem, oneshotEstimate, oneshotBuild});
+  out.push_back(Algorithm{"oneshot_ll", kKind,
+                          "oneshot over the LL protocol: each rank's vector and its arrival flags travel together "
+                          "through per-peer mailboxes, no separate signal; load/store backends, small messages",
+                          oneshotLLProblem, oneshotLLEstimate, oneshotLLBuild});
   out.push_back(Algorithm{"lsa", kKind,
                           "load/store domain: rank r reduces block r reading every input directly and writes it "
                           "to every output (reduce + multicast); memory-traffic bound",

@@ -1,6 +1,7 @@
 #include "copro/collectives/communicator.hpp"
 #include "copro/collectives/transform.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <list>
 #include <mutex>
@@ -143,6 +144,7 @@ struct Communicator::Impl {
   std::vector<Captured> captured;
   /// exec->loadStoreDomains(), asked once: it does not change while the executor lives.
   std::vector<std::vector<std::int32_t>> domains;
+  std::uint64_t llCapacity = 0;  ///< exec->llMaxBytes(), asked once
 
   bool inGroup = false;
   std::vector<P2POp> groupOps;
@@ -155,6 +157,7 @@ struct Communicator::Impl {
     a.nranks = exec->size();
     a.nodeOfRank = nodeOfRank;
     a.chunkBytes = config.chunkBytes;
+    a.llMaxBytes = std::min(config.llMaxBytes, llCapacity);
     a.pxnLevel = config.pxn;
     a.scaleUpInitiation = scaleUpInitiation;
     a.scaleOutInitiation = scaleOutInitiation;
@@ -384,6 +387,7 @@ Communicator::Communicator(std::unique_ptr<core::Executor> executor) : impl_(std
     }
   }
   impl_->domains = executor->loadStoreDomains();
+  impl_->llCapacity = executor->llMaxBytes();
   impl_->exec = std::move(executor);
 }
 

@@ -58,6 +58,7 @@ std::size_t hashArgs(const CollectiveArgs& a) noexcept {
   }
   mix(a.inNetworkReduction ? 3 : 4);
   mix(a.chunkBytes);
+  mix(a.llMaxBytes);
   mix(static_cast<std::uint64_t>(a.channels));
   mix(static_cast<std::uint64_t>(a.pxnLevel));
   mix(static_cast<std::uint64_t>(a.scaleUpInitiation) * 4 + static_cast<std::uint64_t>(a.scaleOutInitiation));

@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "copro/core/log.hpp"
+#include "copro/core/program.hpp"
 #include "copro/core/status.hpp"
 #include "copro/core/text.hpp"
 #include "copro/core/units.hpp"
@@ -222,6 +223,15 @@ const std::vector<Entry>& entries() {
          c.chunkBytes = b;
        },
        [](const Config& c) { return formatBytes(c.chunkBytes); }},
+      {{"COPRO_LL_MAX_BYTES", "4K",
+        "Largest per-rank payload the planner sends with the LL protocol on load/store backends (inproc, shm): "
+        "data and flags in the same cache lines, no separate signal (bytes; K suffix; at most 16K; 0 turns LL off)."},
+       [](Config& c, std::string_view v) {
+         const std::uint64_t b = parseBytes(v);
+         if (b > kLLSlotBytes) badValue("COPRO_LL_MAX_BYTES", v, "a size of at most 16K (an LL mailbox slot)");
+         c.llMaxBytes = b;
+       },
+       [](const Config& c) { return formatBytes(c.llMaxBytes); }},
       {{"COPRO_NODE_MAP", "",
         "Rank -> node map for hierarchical algorithms: a list '0,0,1,1' or ranks per node '4'. Empty: one node."},
        [](Config& c, std::string_view v) { c.nodeMap = trimmed(v); },

@@ -35,6 +35,7 @@ FlatOp flatRecord(const Op& op) {
   f.sem = op.sem;
   f.divisor = op.divisor;
   f.indirect = op.indirect;
+  f.protocol = op.protocol;
   return f;
 }
 
@@ -84,6 +85,7 @@ Op toOp(const FlatOpView& view) {
   op.sem = f.sem;
   op.divisor = f.divisor;
   op.indirect = f.indirect;
+  op.protocol = f.protocol;
   op.srcs.assign(view.srcs, view.srcs + f.numSrcs);
   op.ranks.assign(view.ranks, view.ranks + f.numRanks);
   return op;

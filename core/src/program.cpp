@@ -108,6 +108,36 @@ Op Op::signal(std::int32_t peer, std::int32_t sem, std::uint64_t add) {
   return op;
 }
 
+Op Op::putLL(std::int32_t peer, Addr dst, Addr src, std::uint64_t bytes, std::int32_t signalSem) {
+  Op op = put(peer, dst, src, bytes, signalSem, 1);
+  op.protocol = Protocol::kLL;
+  return op;
+}
+
+Op Op::waitLL(std::int32_t from, Addr dst, std::uint64_t bytes, std::int32_t sem, std::uint64_t atLeast) {
+  Op op = wait(sem, atLeast);
+  op.peer = from;
+  op.dst = dst;
+  op.bytes = bytes;
+  op.protocol = Protocol::kLL;
+  return op;
+}
+
+std::string_view protocolName(Protocol p) noexcept {
+  return p == Protocol::kLL ? "ll" : "simple";
+}
+
+bool parseProtocol(std::string_view text, Protocol& out) noexcept {
+  if (text == "simple") {
+    out = Protocol::kSimple;
+  } else if (text == "ll") {
+    out = Protocol::kLL;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 Op Op::wait(std::int32_t sem, std::uint64_t atLeast) {
   Op op;
   op.code = OpCode::kWait;

@@ -108,6 +108,7 @@ json opToJson(const Op& op) {
     if (op.indirect.bytesScale != di.bytesScale) ind["bytesScale"] = op.indirect.bytesScale;
     j["indirect"] = std::move(ind);
   }
+  if (op.protocol != d.protocol) j["protocol"] = std::string(protocolName(op.protocol));
   return j;
 }
 
@@ -250,9 +251,9 @@ std::vector<std::string> opNames() {
 }
 
 Op parseOp(const json& j, const std::string& path) {
-  const Obj o(
-      j, path,
-      {"op", "peer", "ranks", "dst", "src", "srcs", "bytes", "dtype", "redop", "divisor", "sem", "value", "indirect"});
+  const Obj o(j, path,
+              {"op", "peer", "ranks", "dst", "src", "srcs", "bytes", "dtype", "redop", "divisor", "sem", "value",
+               "indirect", "protocol"});
   Op op;
   const std::string name = readString(o.at("op"), o.sub("op"));
   static const std::vector<std::string> kOps = opNames();
@@ -305,6 +306,12 @@ Op parseOp(const json& j, const std::string& path) {
     readIntField(ind, "srcOffsetSlot", op.indirect.srcOffsetSlot);
     readIntField(ind, "dstOffsetSlot", op.indirect.dstOffsetSlot);
     readIntField(ind, "bytesScale", op.indirect.bytesScale);
+  }
+  if (o.has("protocol")) {
+    const std::string s = readString(o.at("protocol"), o.sub("protocol"));
+    if (!parseProtocol(s, op.protocol)) {
+      parseFail(o.sub("protocol"), "unknown protocol '" + s + "'" + didYouMean(s, {"simple", "ll"}));
+    }
   }
   return op;
 }

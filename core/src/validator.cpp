@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "program_access.hpp"
+#include "validator_ll.hpp"
 
 namespace copro::core {
 namespace {
@@ -100,6 +101,9 @@ class Validator {
     }
 
     for (std::uint32_t id = 0; id < lanes_.size(); ++id) checkLane(id);
+    for (detail::LLIssue& i : detail::llProtocolIssues(program_, *domains_)) {
+      addIssue(Kind::kMalformed, i.rank, i.lane, i.op, std::move(i.message));
+    }
     if (raceCheck_ && malformed_) {
       raceCheck_ = false;
       addNote("race check skipped: malformed ops");

@@ -808,7 +808,8 @@ std::int32_t Execution::newDataMessage(std::int32_t laneId, std::int32_t peer, M
   m.op = op.code;
   m.lane = laneId;
   m.bytes = op.bytes;
-  m.wire = op.bytes;
+  // An LL put carries a flag beside every data word: NCCL's LL lines are half data (docs/simulator.md).
+  m.wire = op.protocol == core::Protocol::kLL ? 2 * op.bytes : op.bytes;
   m.src = kind == MsgKind::kGet ? peer : lane.rank;
   m.dst = kind == MsgKind::kGet ? lane.rank : peer;
   if (kind == MsgKind::kData) {

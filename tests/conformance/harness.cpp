@@ -9,6 +9,9 @@
 #include <sstream>
 #include <thread>
 
+#include "copro/core/config.hpp"
+#include "copro/core/program.hpp"
+
 namespace copro::test {
 
 using collectives::CollectiveKind;
@@ -149,7 +152,8 @@ std::vector<Communicator>& commsFor(const Case& c) {
   if (it != gComms.end()) return it->second;
   Config cfg;
   cfg.timeoutSec = 60;
-  cfg.validate = true;  // every new Program goes through the validator first
+  cfg.validate = true;                          // every new Program goes through the validator first
+  cfg.readEnvironment({"COPRO_LL_MAX_BYTES"});  // copro_conformance_ll_slot raises it to the mailbox slot
   core::ExecutorOptions options;
   options.nranks = c.ranks;
   options.config = cfg;
@@ -189,6 +193,18 @@ std::vector<std::pair<CollectiveKind, std::string>> collectiveAlgorithms() {
   return out;
 }
 
+/// What the Communicator passes as CollectiveArgs::llMaxBytes: COPRO_LL_MAX_BYTES, capped by the LL
+/// mailboxes, which inproc and shm have up to 16 ranks (Executor::llMaxBytes).
+std::uint64_t caseLLMaxBytes(const Case& c) {
+  if ((c.backend != "inproc" && c.backend != "shm") || c.ranks > 16) return 0;
+  static const std::uint64_t configured = [] {
+    Config cfg;
+    cfg.readEnvironment({"COPRO_LL_MAX_BYTES"});
+    return cfg.llMaxBytes;
+  }();
+  return std::min(configured, core::kLLSlotBytes);
+}
+
 bool caseSupported(const Case& c) {
   if (c.inPlace && !supportsInPlace(c.kind)) return false;
   if (c.algo.empty()) return true;  // the planner picks an algorithm that can run the call
@@ -204,6 +220,7 @@ bool caseSupported(const Case& c) {
   if (c.loadStoreDomains.size() > 1) a.loadStoreDomains = c.loadStoreDomains;
   if (c.kind == CollectiveKind::kReduceScatterV || c.kind == CollectiveKind::kAllGatherV) a.counts = vCounts(c);
   if (c.kind == CollectiveKind::kSendRecv) a.rank = 0;
+  a.llMaxBytes = caseLLMaxBytes(c);
   const auto* alg = collectives::findAlgorithm(c.kind, c.algo);
   return alg != nullptr && alg->unsupportedReason(a).empty();
 }

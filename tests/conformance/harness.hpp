@@ -65,6 +65,9 @@ std::vector<std::string> uncoveredPairs(const std::vector<Case>& cases, const st
 /// Whether the case can run at all (algorithm restrictions, including c.loadStoreDomains), adjusting
 /// nothing. runCaseOnRank expects an unsupported case to fail with kUnsupported on every rank.
 bool caseSupported(const Case& c);
+/// CollectiveArgs::llMaxBytes of the case's backend: what the Communicator passes (COPRO_LL_MAX_BYTES,
+/// capped by the LL mailboxes that inproc and shm have up to 16 ranks).
+std::uint64_t caseLLMaxBytes(const Case& c);
 bool isReduction(collectives::CollectiveKind k);
 bool supportsInPlace(collectives::CollectiveKind k);
 

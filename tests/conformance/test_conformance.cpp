@@ -4,6 +4,7 @@
 // same matrix under mpirun: mp_conformance.cpp (docs/conformance.md).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -54,6 +55,42 @@ std::vector<Case> laneMachineCases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(LaneMachine, PairwiseCase, ::testing::ValuesIn(laneMachineCases()), caseName);
+
+/// The LL all-reduce (oneshot_ll) for every data type and op, at 2-4 ranks, from one element up to the LL
+/// limit (COPRO_LL_MAX_BYTES; the ctest entry copro_conformance_ll_slot raises it to the mailbox slot), in
+/// and out of place, on inproc. Every case must be one the planner lets LL run.
+std::vector<Case> llCases() {
+  Case probe;
+  const std::uint64_t limit = caseLLMaxBytes(probe);
+  std::vector<Case> out;
+  for (int t = 0; t < core::kNumDataTypes; ++t) {
+    for (int o = 0; o < core::kNumReduceOps; ++o) {
+      for (int ranks : {2, 3, 4}) {
+        Case c;
+        c.algo = "oneshot_ll";
+        c.dtype = static_cast<DataType>(t);
+        c.op = static_cast<ReduceOp>(o);
+        c.ranks = ranks;
+        c.inPlace = (t + o + ranks) % 2 == 0;
+        for (std::uint64_t count : {std::uint64_t{1}, limit / core::dataTypeSize(c.dtype)}) {
+          c.count = count;
+          if (caseSupported(c)) out.push_back(c);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+TEST(LLConformance, CoversEveryDataTypeUpToTheLimit) {
+  const std::vector<Case> cases = llCases();
+  EXPECT_GE(cases.size(), static_cast<std::size_t>(core::kNumDataTypes) * 3 * 2);
+  std::uint64_t largest = 0;
+  for (const Case& c : cases) largest = std::max(largest, c.count * core::dataTypeSize(c.dtype));
+  EXPECT_EQ(largest, caseLLMaxBytes(Case{}));
+}
+
+INSTANTIATE_TEST_SUITE_P(LL, PairwiseCase, ::testing::ValuesIn(llCases()), caseName);
 
 }  // namespace
 }  // namespace copro::test

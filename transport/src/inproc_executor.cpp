@@ -25,6 +25,9 @@ class InprocExecutor final : public SharedWorldExecutor<World> {
 
   [[nodiscard]] std::string_view backend() const override { return "inproc"; }
   [[nodiscard]] std::vector<int> nodeOfRank() const override { return world_->nodeOfRank(); }
+  [[nodiscard]] std::uint64_t llMaxBytes() const override {
+    return world_->llMailbox() != nullptr ? core::kLLSlotBytes : 0;
+  }
 
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
                std::unique_ptr<core::CallHandle>& handle) override {

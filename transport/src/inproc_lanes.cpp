@@ -124,6 +124,10 @@ class InprocPort final : public lanes::LoadStoreLane<InprocPort, lanes::DirectLo
   }
   void unlockTarget(std::int32_t r) { world_.rank(r).putReduceMutex.unlock(); }
   void notify(std::int32_t r) { world_.notifyRank(world_.rank(r)); }
+  [[nodiscard]] std::byte* llSlot(std::int32_t from, std::int32_t to, std::uint64_t seq) const {
+    std::byte* base = world_.llMailbox();
+    return base == nullptr ? nullptr : lanes::llSlot(base, world_.size(), from, to, seq);
+  }
 
   static bool clash(const lanes::DirectLoc& a, const lanes::DirectLoc& b, std::uint64_t bytes, bool equalOk) {
     return !(equalOk && a.ptr == b.ptr) && lanes::overlaps(a.ptr, b.ptr, bytes);

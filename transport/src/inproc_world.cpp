@@ -12,9 +12,11 @@
 #include "call_reports.hpp"
 #include "copro/core/log.hpp"
 #include "inproc_world.hpp"
+#include "ll_mailbox.hpp"
 
 #ifdef __linux__
 #include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -125,6 +127,15 @@ World::World(int nranks, core::Config config, std::vector<int> nodeOfRank)
       wait_(calls::WaitPolicy::resolve(config_, nranks)) {
   ranks_.reserve(static_cast<std::size_t>(nranks));
   for (int r = 0; r < nranks; ++r) ranks_.push_back(std::make_unique<RankState>(*this, r));
+  llMailboxBytes_ = lanes::llMailboxBytes(nranks);
+  if (llMailboxBytes_ > 0) {
+    void* m = mmap(nullptr, llMailboxBytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+      llMailboxBytes_ = 0;  // LL ops then run as simple ones
+    } else {
+      llMailbox_ = static_cast<std::byte*>(m);
+    }
+  }
   // Keep the old behaviour of COPRO_INITIATION=proxy: its threads exist from the start.
   if (proxyDefault_) ensurePool(0);
 }
@@ -132,6 +143,7 @@ World::World(int nranks, core::Config config, std::vector<int> nodeOfRank)
 World::~World() {
   // The progress threads run lanes of these ranks: stop them first.
   for (auto& p : pools_) p.reset();
+  if (llMailbox_ != nullptr) munmap(llMailbox_, llMailboxBytes_);
 }
 
 ProgressPool& World::ensurePool(int which) {

@@ -236,6 +236,9 @@ class World {
 
   std::atomic<int> sleepingRanks{0};  ///< ranks' own threads asleep (entry notifies them)
 
+  /// The LL mailboxes of this world (ll_mailbox.hpp), nullptr when it has none.
+  [[nodiscard]] std::byte* llMailbox() const noexcept { return llMailbox_; }
+
  private:
   void enterQueuedLocked(RankState& rs);  ///< enters the queue's front calls (rs.mutex held)
   void enterLocked(RankState& rs, const std::shared_ptr<Call>& call);
@@ -259,6 +262,9 @@ class World {
   std::atomic<int> poisonRank_{-1};
   mutable std::mutex poisonMutex_;
   std::string poisonReason_;
+
+  std::byte* llMailbox_ = nullptr;  ///< mapped anonymous, zero until written
+  std::size_t llMailboxBytes_ = 0;
 
   std::mutex poolMutex_;
   std::unique_ptr<ProgressPool> pools_[2];

@@ -20,6 +20,8 @@
 ///   void notify(std::int32_t r);                   wakes whoever runs r's lanes after a signal
 ///   static bool clash(const Loc& a, const Loc& b, std::uint64_t bytes, bool equalOk);
 ///   static constexpr const char* kBackend;         the backend's name in per-op traces
+///   std::byte* llSlot(from, to, seq);              the LL mailbox slot from -> to of call seq (nullptr:
+///                                                  none; LL ops then run as simple ones, ll_mailbox.hpp)
 ///
 /// `Loc` has `ptr` (the directly addressable byte, or nullptr). Lanes keep a `LaneScratch<Loc>`
 /// (lane_state.hpp) as `scratch`.
@@ -38,6 +40,7 @@
 #include "copro/transport/op_trace.hpp"
 #include "lane_state.hpp"
 #include "lane_util.hpp"
+#include "ll_mailbox.hpp"
 #include "op_messages.hpp"
 
 namespace copro::transport::lanes {
@@ -134,6 +137,8 @@ class LoadStoreLane {
     std::atomic<std::uint64_t>* sem = nullptr;
   };
   OpResult resolvePut(const core::FlatOp& op, const core::OpGeometry& g, bool reduces, PutEnds& e);
+  OpResult putLL(const core::FlatOp& op, const core::OpGeometry& g, std::byte* slot);
+  OpResult waitLL(const core::FlatOp& op, std::byte* slot);
   OpResult gatherReduceSources(const core::FlatOpView& op, const core::OpGeometry& g, const Loc& dst);
   int fuseFollowers(std::byte* d, std::uint64_t bytes);
   int fuseOne(const core::FlatOpView& f, std::byte* d, std::uint64_t bytes, const std::int32_t* targets,

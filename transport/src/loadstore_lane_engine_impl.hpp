@@ -201,9 +201,53 @@ OpResult COPRO_LSL::resolvePut(const core::FlatOp& op, const core::OpGeometry& g
   return OpResult::kDone;
 }
 
+/// An LL put: the bytes and their flags into this rank's mailbox slot at the peer; no access to the
+/// peer's buffers, so the peer need not have entered the call, only left the call that last used the slot.
+COPRO_LSL_TEMPLATE
+OpResult COPRO_LSL::putLL(const core::FlatOp& op, const core::OpGeometry& g, std::byte* slot) {
+  std::uint64_t srcOff = 0;
+  std::uint64_t dstOff = 0;
+  if (!offsets(op, g, srcOff, dstOff) || !localSource(op)) return OpResult::kFailed;
+  const std::uint64_t s = port().ctl(op.peer).state.load(std::memory_order_acquire);
+  if (Port::dead(s)) return fail(port().deadReason(op.peer), core::ErrorCode::kRemoteError);
+  if (s + 3 < 2 * call_.seq) {
+    l_.blockedOnRank.store(op.peer, std::memory_order_relaxed);
+    return OpResult::kBlocked;
+  }
+  Loc src;
+  if (!port().locate("src", me_, op.src.buf, srcOff, g.bytes, false, src, true)) return OpResult::kFailed;
+  if (src.ptr == nullptr && g.bytes > 0) return fail("the source of an LL put is not directly addressable");
+  llWrite(slot, src.ptr, g.bytes, call_.seq);
+  port().notify(op.peer);
+  return OpResult::kDone;
+}
+
+/// An LL wait: the peer's lines in this rank's mailbox, once they carry this call's flag, land in dst,
+/// and the semaphore counts the put's signal (so epochs advance as for a simple put).
+COPRO_LSL_TEMPLATE
+OpResult COPRO_LSL::waitLL(const core::FlatOp& op, std::byte* slot) {
+  std::atomic<std::uint64_t>* sem = nullptr;
+  if (!port().semaphore(me_, op.sem, sem, true)) return OpResult::kFailed;
+  if (op.dst.rank != core::kSelf && op.dst.rank != me_) return fail("the dst of an LL wait is local");
+  if (!llArrived(slot, op.bytes, call_.seq)) {
+    l_.blockedOnRank.store(op.peer, std::memory_order_relaxed);
+    return OpResult::kBlocked;
+  }
+  Loc dst;
+  if (!port().locate("dst", me_, op.dst.buf, op.dst.offset, op.bytes, true, dst, true)) return OpResult::kFailed;
+  if (dst.ptr == nullptr && op.bytes > 0) return fail("the destination of an LL wait is not directly addressable");
+  llRead(dst.ptr, slot, op.bytes);
+  sem->fetch_add(1, std::memory_order_release);
+  return OpResult::kDone;
+}
+
 COPRO_LSL_TEMPLATE
 OpResult COPRO_LSL::put(const core::FlatOpView& v, const core::OpGeometry& g) {
   const core::FlatOp& op = *v.rec;
+  if (op.protocol == core::Protocol::kLL && g.bytes <= core::kLLSlotBytes && op.peer >= 0 && op.peer < port().size() &&
+      op.peer != me_) {
+    if (std::byte* slot = port().llSlot(me_, op.peer, call_.seq)) return putLL(op, g, slot);
+  }
   PutEnds e;
   const OpResult r = resolvePut(op, g, false, e);
   if (r != OpResult::kDone) return r;
@@ -309,6 +353,10 @@ OpResult COPRO_LSL::signal(const core::FlatOpView& v, const core::OpGeometry&) {
 COPRO_LSL_TEMPLATE
 OpResult COPRO_LSL::wait(const core::FlatOpView& v, const core::OpGeometry&) {
   const core::FlatOp& op = *v.rec;
+  if (op.protocol == core::Protocol::kLL && op.bytes <= core::kLLSlotBytes && op.peer >= 0 && op.peer < port().size() &&
+      op.peer != me_) {
+    if (std::byte* slot = port().llSlot(op.peer, me_, call_.seq)) return waitLL(op, slot);
+  }
   std::atomic<std::uint64_t>* sem = nullptr;
   if (!port().semaphore(me_, op.sem, sem, true)) return OpResult::kFailed;
   if (core::waitSatisfied(sem->load(std::memory_order_acquire), port().semBase(op.sem), op.value)) {

@@ -1,5 +1,6 @@
 /// The shm communicator of one process: creation (control segment, CMA probe), calls (start, entry,
 /// completion, failure), liveness of peers, device/proxy progress, split and allocation.
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "call_reports.hpp"
 #include "copro/core/log.hpp"
 #include "copro/transport/bootstrap_tcp.hpp"
+#include "ll_mailbox.hpp"
 #include "process_state.hpp"
 #include "shm_internal.hpp"
 
@@ -61,7 +63,17 @@ struct RankInfo {
   std::uint64_t token;
   std::uint64_t probeAddr;
   std::uint64_t probeValue;
+  cpu_set_t cpus;  ///< the process's affinity mask (the wait policy counts the cores of all ranks)
 };
+
+/// Cores in the union of the ranks' affinity masks: a launcher that pins each rank to its own core (mpirun
+/// does for 2 ranks) gives each process one core, yet the ranks still fit the host's cores.
+int coresOfRanks(const std::vector<RankInfo>& infos) {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (const RankInfo& i : infos) CPU_OR(&all, &all, &i.cpus);
+  return CPU_COUNT(&all);
+}
 
 Status gatherOk(core::Bootstrap& bs, bool ok, bool& all) {
   std::vector<std::uint8_t> v(static_cast<std::size_t>(bs.size()));
@@ -82,7 +94,6 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   size_ = bootstrap_->size();
   if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(size_), 0);
   proxyDefault_ = calls::deviceLanesRunAsProxy(config_);
-  wait_ = calls::WaitPolicy::resolve(config_, size_);
   const std::string me = "shm rank " + std::to_string(rank_) + ": ";
 
   RankInfo mine{};
@@ -94,9 +105,12 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   probe_ = random[1] | 1;
   mine.probeAddr = reinterpret_cast<std::uint64_t>(&probe_);
   mine.probeValue = probe_;
+  CPU_ZERO(&mine.cpus);
+  if (sched_getaffinity(0, sizeof(mine.cpus), &mine.cpus) != 0) CPU_ZERO(&mine.cpus);
   std::vector<RankInfo> infos(static_cast<std::size_t>(size_));
   bootstrap_->allGather(&mine, infos.data(), sizeof(RankInfo)).throwIfError();
   prefix_ = "copro-" + std::to_string(infos[0].pid) + "-" + hex64(infos[0].token) + "-";
+  wait_ = calls::WaitPolicy::resolve(config_, size_, coresOfRanks(infos));
   pids_.resize(static_cast<std::size_t>(size_));
   for (int r = 0; r < size_; ++r) pids_[static_cast<std::size_t>(r)] = infos[static_cast<std::size_t>(r)].pid;
 
@@ -104,7 +118,8 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   // outlive the processes whatever happens to them.
   const std::string ctlName = prefix_ + "ctl";
   const std::size_t headerBytes = roundUp(sizeof(CtlHeader), 64);
-  const std::size_t ctlBytes = headerBytes + sizeof(RankCtl) * static_cast<std::size_t>(size_);
+  const std::size_t mailboxAt = roundUp(headerBytes + sizeof(RankCtl) * static_cast<std::size_t>(size_), 64);
+  const std::size_t ctlBytes = mailboxAt + lanes::llMailboxBytes(size_);
   std::string why;
   if (rank_ == 0) {
     try {
@@ -131,6 +146,7 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   if (why.empty()) {
     ctlHeader_ = reinterpret_cast<CtlHeader*>(ctlMap_.base);
     ranks_ = reinterpret_cast<RankCtl*>(ctlMap_.base + headerBytes);
+    if (lanes::llMailboxBytes(size_) > 0) llMailbox_ = ctlMap_.base + mailboxAt;
     if (ctlHeader_->magic != kCtlMagic || ctlHeader_->nranks != size_) why = "/" + ctlName + " has a wrong header";
   }
   if (why.empty()) {

@@ -23,6 +23,9 @@ class ShmExecutor final : public LoadStoreDomainExecutor {
   [[nodiscard]] int rank() const override { return comm_->rank(); }
   [[nodiscard]] int size() const override { return comm_->size(); }
   [[nodiscard]] std::vector<int> nodeOfRank() const override { return comm_->nodeOfRank(); }
+  [[nodiscard]] std::uint64_t llMaxBytes() const override {
+    return comm_->llMailbox() != nullptr ? core::kLLSlotBytes : 0;
+  }
 
   Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
                std::unique_ptr<core::CallHandle>& handle) override {

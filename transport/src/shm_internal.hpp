@@ -7,6 +7,8 @@
 ///   (2*seq: in call seq, 2*seq-1: entering, kDead), the count of peers in the middle of an access, the
 ///   futex word its sleepers wait on, the put_reduce lock, its pid and start time (liveness), and the
 ///   generation of its data segment;
+/// - the LL mailboxes (ll_mailbox.hpp) after the RankCtl array, when the world has at most
+///   lanes::kLLMaxRanks ranks;
 /// - one data segment per rank (owner-created, "<prefix>r<rank>-d<gen>", replaced when a call needs
 ///   more room): the region table of the current call, the semaphores, the layout words, scratch, and
 ///   in staging mode the shadows of the user buffers;
@@ -207,6 +209,8 @@ class ShmComm {
   [[nodiscard]] const std::vector<int>& nodeOfRank() const noexcept { return nodeOfRank_; }
   [[nodiscard]] const std::string& prefix() const noexcept { return prefix_; }
   [[nodiscard]] bool cma() const noexcept { return cma_; }
+  /// The LL mailboxes in the control segment (ll_mailbox.hpp), nullptr when the world has none.
+  [[nodiscard]] std::byte* llMailbox() const noexcept { return llMailbox_; }
 
   core::Status start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& buffers,
                      std::shared_ptr<Call>& out);
@@ -292,6 +296,7 @@ class ShmComm {
   Mapping ctlMap_;
   CtlHeader* ctlHeader_ = nullptr;
   RankCtl* ranks_ = nullptr;
+  std::byte* llMailbox_ = nullptr;
   std::vector<pid_t> pids_;
 
   // Own data segment and current call's published state.

@@ -59,6 +59,10 @@ class ShmPort final : public lanes::LoadStoreLane<ShmPort, Loc, Call, LaneState>
   [[nodiscard]] const std::uint64_t* ownLayout() const { return comm_.ownLayout(); }
   [[nodiscard]] std::uint64_t semBase(std::int32_t sem) const { return comm_.semBase(sem); }
   void notify(std::int32_t r) { comm_.notifyRank(r); }
+  [[nodiscard]] std::byte* llSlot(std::int32_t from, std::int32_t to, std::uint64_t seq) const {
+    std::byte* base = comm_.llMailbox();
+    return base == nullptr ? nullptr : lanes::llSlot(base, comm_.size(), from, to, seq);
+  }
 
   /// put_reduce into one rank is serialized by a lock word in its control block; a taken lock blocks
   /// the lane, not the thread, so a holder that dies is found by the liveness check.

@@ -14,11 +14,11 @@ int usableCores() noexcept {
   return std::max(static_cast<int>(std::thread::hardware_concurrency()), 1);
 }
 
-WaitPolicy WaitPolicy::resolve(const core::Config& config, int ranksOnHost) {
+WaitPolicy WaitPolicy::resolve(const core::Config& config, int ranksOnHost, int cores) {
   WaitPolicy p;
   p.spinSec = std::max(config.spinUs, 0.0) * 1e-6;
   bool spin = config.wait == "spin";
-  if (config.wait == "adaptive") spin = ranksOnHost <= usableCores();
+  if (config.wait == "adaptive") spin = ranksOnHost <= (cores > 0 ? cores : usableCores());
   if (spin) p.yield = false;
   if (config.wait == "spin") p.spinSec = std::numeric_limits<double>::infinity();
   return p;

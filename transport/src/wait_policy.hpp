@@ -20,8 +20,9 @@ struct WaitPolicy {
   bool yield = true;       ///< sched_yield between looks (else the pause instruction)
   double spinSec = 20e-6;  ///< look this long before sleeping; infinity: never sleep
 
-  /// The policy of a communicator whose host runs `ranksOnHost` ranks (threads or processes).
-  static WaitPolicy resolve(const core::Config& config, int ranksOnHost);
+  /// The policy of a communicator whose host runs `ranksOnHost` ranks (threads or processes) on
+  /// `cores` cores (default: this process's affinity mask, usableCores()).
+  static WaitPolicy resolve(const core::Config& config, int ranksOnHost, int cores = 0);
 
   void pause() const noexcept {
     if (yield) {

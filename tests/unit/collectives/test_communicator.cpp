@@ -49,6 +49,41 @@ TEST(Planner, PicksSmallMessageAndLargeMessageAlgorithmsByCost) {
   EXPECT_NE(table.find("ring"), std::string::npos) << table;
 }
 
+TEST(Planner, PicksLLBelowTheThresholdOnly) {
+  Config cfg;
+  CollectiveArgs a;
+  a.kind = CollectiveKind::kAllReduce;
+  a.nranks = 2;
+  a.dtype = DataType::kFloat32;
+  a.llMaxBytes = 4096;
+  a.count = 2;  // 8 bytes
+  EXPECT_EQ(collectives::plan(a, collectives::costModelFrom(cfg)).chosen->name, "oneshot_ll");
+  a.count = 1024;  // 4 KiB: at the threshold
+  EXPECT_EQ(collectives::plan(a, collectives::costModelFrom(cfg)).chosen->name, "oneshot_ll");
+  a.count = 1025;  // one element above
+  const collectives::Plan above = collectives::plan(a, collectives::costModelFrom(cfg));
+  EXPECT_NE(above.chosen->name, "oneshot_ll");
+  for (const auto& c : above.candidates) {
+    if (c.algorithm->name == "oneshot_ll") {
+      EXPECT_NE(c.unsupportedReason.find("COPRO_LL_MAX_BYTES"), std::string::npos) << c.unsupportedReason;
+    }
+  }
+  a.count = 2;
+  a.llMaxBytes = 0;  // a backend without mailboxes
+  EXPECT_NE(collectives::plan(a, collectives::costModelFrom(cfg)).chosen->name, "oneshot_ll");
+  a.llMaxBytes = 4096;
+  a.loadStoreDomains = {{0}, {1}};  // LL needs the peer's memory
+  EXPECT_NE(collectives::plan(a, collectives::costModelFrom(cfg)).chosen->name, "oneshot_ll");
+}
+
+TEST(Planner, LLThresholdComesFromConfigAndBackend) {
+  Config cfg;
+  EXPECT_EQ(cfg.llMaxBytes, 4096U);
+  cfg.set("COPRO_LL_MAX_BYTES", "16K");
+  EXPECT_EQ(cfg.llMaxBytes, 16384U);
+  EXPECT_THROW(cfg.set("COPRO_LL_MAX_BYTES", "17K"), Error);
+}
+
 TEST(Planner, ForcedAlgorithms) {
   Config cfg;
   cfg.algo = "allreduce=rhd,allgather=bruck";

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 
+#include "copro/core/flat_program.hpp"
 #include "copro/core/program.hpp"
 #include "copro/core/program_json.hpp"
 #include "copro/core/status.hpp"
@@ -71,6 +72,34 @@ TEST(ProgramJson, RoundTripIsExact) {
   const Program ring = fixtures::ringAllReduce(5, 3);
   EXPECT_EQ(programFromJson(programToJson(ring)), ring);
   EXPECT_EQ(programFromJson(programToJson(Program())), Program());
+}
+
+TEST(ProgramJson, LLProtocolRoundTrips) {
+  ProgramHeader h;
+  h.nranks = 2;
+  h.numSemaphores = 2;
+  h.scratchBytes = 16;
+  h.inputBytes = {8, 8};
+  h.outputBytes = {8, 8};
+  Program p(h, {});
+  p.mutableRank(0).emit(0, Op::putLL(1, Addr{1, BufferId::kScratch, 0}, Addr{kSelf, BufferId::kInput, 0}, 8, 0));
+  p.mutableRank(1).emit(0, Op::waitLL(0, Addr{kSelf, BufferId::kScratch, 0}, 8, 0, 1));
+  const std::string text = programToJson(p);
+  EXPECT_NE(text.find("\"protocol\":\"ll\""), std::string::npos) << text;
+  EXPECT_EQ(programFromJson(text), p);
+  // The flat form keeps it too.
+  EXPECT_EQ(unflatten(flatten(p.rank(1))), p.rank(1));
+  // Simple ops do not mention it.
+  EXPECT_EQ(programToJson(fixtures::ringAllReduce(2, 2)).find("protocol"), std::string::npos);
+  std::string bad = text;
+  bad.replace(bad.find("\"ll\""), 4, "\"lx\"");
+  try {
+    (void)programFromJson(bad);
+    FAIL() << "an unknown protocol was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("unknown protocol 'lx'"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("did you mean 'll'"), std::string::npos) << e.message();
+  }
 }
 
 TEST(ProgramJson, LazyProgramsAreWrittenLikeMaterializedOnes) {

@@ -407,5 +407,80 @@ TEST(Validator, SummaryLimitsLines) {
   EXPECT_EQ(r.summary(), "m0\nm1\nm2\nm3\nm4");
 }
 
+/// A 2-rank LL exchange: each rank LL-puts its 8 input bytes into the other's scratch slot.
+Program llExchange(std::uint64_t bytes = 8) {
+  ProgramHeader h = header(2, 2, 2 * kLLSlotBytes + 64);
+  h.inputBytes.assign(2, kLLSlotBytes + 64);
+  Program p(h, {});
+  for (std::int32_t r = 0; r < 2; ++r) {
+    const std::int32_t q = 1 - r;
+    p.mutableRank(r).emit(0, Op::putLL(q, Addr{q, BufferId::kScratch, 0}, self(BufferId::kInput, 0), bytes, r));
+    p.mutableRank(r).emit(0, Op::waitLL(q, self(BufferId::kScratch, 0), bytes, q, 1));
+  }
+  return p;
+}
+
+TEST(ValidatorLL, PairedLLOpsPass) {
+  const ValidationResult r = validateProgram(llExchange());
+  EXPECT_TRUE(r.ok()) << r.summary();
+  EXPECT_TRUE(validateProgram(llExchange(kLLSlotBytes)).ok());
+}
+
+TEST(ValidatorLL, RejectsBadLLOps) {
+  const auto expectMalformed = [](const Program& p, const std::string& text) {
+    const ValidationResult r = validateProgram(p);
+    EXPECT_TRUE(anyMessageContains(r, Kind::kMalformed, text)) << "want '" << text << "' in\n" << r.summary();
+  };
+  expectMalformed(llExchange(kLLSlotBytes + 1), "more than an LL mailbox slot");
+  {
+    Program p = llExchange();
+    p.mutableRank(0).lanes[0].ops.push_back(Op::copy(self(BufferId::kOutput, 0), self(BufferId::kInput, 0), 8));
+    p.mutableRank(0).lanes[0].ops.back().protocol = Protocol::kLL;
+    expectMalformed(p, "protocol ll is for put and wait only");
+  }
+  {
+    Program p = llExchange();
+    p.mutableRank(1).lanes[0].ops[1].bytes = 4;  // the wait does not repeat the put's size
+    expectMalformed(p, "does not match the LL put");
+  }
+  {
+    Program p = llExchange();
+    p.mutableRank(0).lanes[0].ops[0].sem = -1;
+    expectMalformed(p, "needs a semaphore");
+  }
+  {
+    Program p = llExchange();
+    p.mutableRank(0).emit(0, Op::signal(1, 0));  // a simple signal into the LL pair's semaphore
+    p.mutableRank(1).emit(0, Op::wait(0, 2));
+    expectMalformed(p, "must pair exactly one LL put with one LL wait");
+  }
+  {
+    Program p = llExchange();
+    p.mutableRank(0).lanes[0].ops[0].value = 2;
+    expectMalformed(p, "must have value 1");
+  }
+  {
+    Program p = llExchange();
+    p.mutableHeader().loadStoreDomains = {{0}, {1}};
+    expectMalformed(p, "in its load/store domain");
+  }
+  {
+    Program p = llExchange();
+    p.mutableRank(0).lanes[0].ops[0].indirect.bytesSlot = 0;
+    expectMalformed(p, "cannot be indirect");
+  }
+  {
+    // Two LL puts from rank 0 to rank 1 in one call would share one mailbox slot.
+    ProgramHeader h = header(2, 2, 64);
+    Program p(h, {});
+    for (std::int32_t s = 0; s < 2; ++s) {
+      p.mutableRank(0).emit(0, Op::putLL(1, Addr{1, BufferId::kScratch, 8U * static_cast<std::uint64_t>(s)},
+                                         self(BufferId::kInput, 0), 8, s));
+      p.mutableRank(1).emit(0, Op::waitLL(0, self(BufferId::kScratch, 8U * static_cast<std::uint64_t>(s)), 8, s, 1));
+    }
+    expectMalformed(p, "a second LL put from rank 0 to rank 1");
+  }
+}
+
 }  // namespace
 }  // namespace copro::core

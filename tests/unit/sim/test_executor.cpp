@@ -59,6 +59,24 @@ TEST(SimFormulas, RingAllReduce) {
   }
 }
 
+TEST(SimFormulas, LLPutsCarryTwiceTheBytes) {
+  // oneshot_ll is oneshot with LL puts: the same steps, but NCCL-style LL lines put a flag beside every data
+  // word, so each put's wire size doubles (docs/simulator.md).
+  const auto f = testing::starFabric(2, core::Bandwidth::bytesPerSec(kB), core::Time::sec(kL), core::Time::sec(kD));
+  CollectiveArgs a;
+  a.kind = CollectiveKind::kAllReduce;
+  a.nranks = 2;
+  a.count = 1024;  // 4 KiB per rank
+  a.dtype = core::DataType::kFloat32;
+  a.llMaxBytes = 4096;
+  const double n = 4096;
+  Simulator sim(f, formulaParams());
+  const double simple = sim.run(*collectives::buildProgram(a, "oneshot")).time.seconds();
+  const double ll = sim.run(*collectives::buildProgram(a, "oneshot_ll")).time.seconds();
+  expectWithin(simple, kAlpha + n * kBeta + n * kGamma, "oneshot AR");
+  expectWithin(ll, kAlpha + 2 * n * kBeta + n * kGamma, "oneshot_ll AR");
+}
+
 TEST(SimFormulas, RingReduceScatterAndAllGather) {
   const int p = 8;
   const double n = 8.0 * 1024 * 1024;  // the whole vector; each rank ends with n / p

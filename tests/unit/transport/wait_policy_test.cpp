@@ -40,5 +40,12 @@ TEST(WaitPolicy, AdaptiveSpinsWhileRanksFitTheCoresAndYieldsBeyond) {
   EXPECT_DOUBLE_EQ(over.spinSec, 7e-6);
 }
 
+TEST(WaitPolicy, AdaptiveCountsTheCoresOfAllTheHostsRanks) {
+  // shm passes the union of its processes' affinity masks: two ranks pinned to one core each still fit.
+  EXPECT_FALSE(WaitPolicy::resolve(withWait("adaptive"), 2, 2).yield);
+  EXPECT_TRUE(WaitPolicy::resolve(withWait("adaptive"), 3, 2).yield);
+  EXPECT_TRUE(WaitPolicy::resolve(withWait("yield"), 1, 64).yield);
+}
+
 }  // namespace
 }  // namespace copro::transport::calls

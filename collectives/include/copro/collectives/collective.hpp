@@ -80,6 +80,10 @@ struct CollectiveArgs {
   core::Initiation scaleUpInitiation = core::Initiation::kDevice;
   core::Initiation scaleOutInitiation = core::Initiation::kDevice;
   std::uint64_t chunkBytes = 1U << 20;  ///< pipelining chunk
+  /// Largest per-rank payload an algorithm may send with the LL protocol (COPRO_LL_MAX_BYTES capped by the
+  /// executor's mailboxes, Executor::llMaxBytes; 0: no LL). sim::Communicator leaves it 0: LL algorithms
+  /// run in the simulator when forced.
+  std::uint64_t llMaxBytes = 0;
   /// Lanes an algorithm may spread independent transfers over, as NCCL spreads peers over channels (pairwise
   /// all-to-all). The real backends keep 1; sim::Communicator passes `sim.channels`.
   std::int32_t channels = 1;

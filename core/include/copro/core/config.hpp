@@ -31,6 +31,7 @@ struct Config {
   // Algorithms.
   std::string algo;                     ///< COPRO_ALGO: "ring" or "allreduce=ring,allgather=bruck"
   std::uint64_t chunkBytes = 1U << 20;  ///< COPRO_CHUNK_SIZE: pipelining chunk of ring/tree/chain algorithms
+  std::uint64_t llMaxBytes = 4096;      ///< COPRO_LL_MAX_BYTES: LL protocol up to this many bytes (0: off)
   std::string nodeMap;                  ///< COPRO_NODE_MAP: rank->node map "0,0,1,1" or ranks per node "4"
   // Planner cost model (alpha-beta-gamma), see docs/planner.md.
   double planAlphaUs = 2.0;             ///< COPRO_PLAN_ALPHA_US: latency per message step (scale-up)

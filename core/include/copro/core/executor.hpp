@@ -67,6 +67,9 @@ class Executor {
   [[nodiscard]] virtual std::vector<int> nodeOfRank() const = 0;
   /// Groups of ranks whose buffers are mutually addressable (see ProgramHeader::loadStoreDomains).
   [[nodiscard]] virtual std::vector<std::vector<std::int32_t>> loadStoreDomains() const = 0;
+  /// The largest payload an LL put (Protocol::kLL) moves through this executor's mailboxes; 0 when it has
+  /// none (its LL ops then run as simple ones). The planner uses LL only up to this size.
+  [[nodiscard]] virtual std::uint64_t llMaxBytes() const { return 0; }
 
   /// Starts one call of `program` on this rank. Every rank of the communicator must start the same
   /// Program (same header) in the same order. Returns an error for a Program this executor cannot run.

@@ -25,7 +25,7 @@ struct FlatOp {
   OpCode code = OpCode::kFlush;
   DataType dtype = DataType::kUint8;
   ReduceOp redop = ReduceOp::kSum;
-  std::uint8_t reserved = 0;
+  Protocol protocol = Protocol::kSimple;
   std::int32_t peer = kSelf;
   Addr dst{};
   Addr src{};

@@ -55,6 +55,26 @@ enum class OpCode : std::uint8_t {
 inline constexpr int kNumOpCodes = 9;
 std::string_view opCodeName(OpCode c) noexcept;  ///< "put", "get", "signal", ...
 
+/// How a put's bytes and its signal travel (docs/program-ir.md, "Protocols"). `kSimple`: the bytes land
+/// in the destination, then the signal is added. `kLL` (low latency, after NCCL's LL protocols): on a
+/// load/store backend the bytes and their arrival flag travel together in flag-carrying lines through a
+/// per-peer mailbox mapped once, and the receiver's matching `wait` (also `kLL`) polls the flags, lands the
+/// bytes in its own destination and counts the signal itself. The meaning of the Program is the same
+/// either way; backends without a mailbox run LL ops as simple ones.
+enum class Protocol : std::uint8_t { kSimple = 0, kLL = 1 };
+std::string_view protocolName(Protocol p) noexcept;  ///< "simple" or "ll"
+/// "simple" or "ll"; false for anything else.
+bool parseProtocol(std::string_view text, Protocol& out) noexcept;
+/// The data bytes of one LL mailbox slot: the largest LL put.
+inline constexpr std::uint64_t kLLSlotBytes = 16 * 1024;
+/// An LL line: one cache line of 56 data bytes and an 8-byte flag (the call's epoch) at its end.
+inline constexpr std::uint64_t kLLLineBytes = 64;
+inline constexpr std::uint64_t kLLLineData = 56;
+/// Lines of an LL payload of `bytes` (an empty payload still sends one flag).
+inline constexpr std::uint64_t llLines(std::uint64_t bytes) {
+  return bytes == 0 ? 1 : (bytes + kLLLineData - 1) / kLLLineData;
+}
+
 /// Indirect ops read sizes and offsets from the executing rank's Layout words at run time. A slot of
 /// kNoSlot means "use the op's own field".
 inline constexpr std::int32_t kNoSlot = -1;
@@ -84,6 +104,7 @@ struct Op {
   std::vector<Addr> srcs;           ///< reduce: the sources (>= 1)
   std::vector<std::int32_t> ranks;  ///< multicast: target ranks
   Indirect indirect{};
+  Protocol protocol = Protocol::kSimple;  ///< put and wait only (kLL: see Protocol)
 
   [[nodiscard]] std::uint64_t count() const;  ///< elements for reduce/put_reduce (bytes / dtype size)
   friend bool operator==(const Op&, const Op&) = default;
@@ -94,6 +115,11 @@ struct Op {
   static Op get(std::int32_t peer, Addr dst, Addr src, std::uint64_t bytes);
   static Op signal(std::int32_t peer, std::int32_t sem, std::uint64_t add = 1);
   static Op wait(std::int32_t sem, std::uint64_t atLeast);
+  /// An LL put (adds 1 to `signalSem` on `peer` when the bytes are there) and the receiver's matching
+  /// wait: `from` is the putting rank, `dst`/`bytes` repeat the put's, `atLeast` counts this LL wait
+  /// among those on `sem` (docs/program-ir.md, "Protocols").
+  static Op putLL(std::int32_t peer, Addr dst, Addr src, std::uint64_t bytes, std::int32_t signalSem);
+  static Op waitLL(std::int32_t from, Addr dst, std::uint64_t bytes, std::int32_t sem, std::uint64_t atLeast);
   static Op reduce(Addr dst, std::vector<Addr> srcs, std::uint64_t count, DataType dtype, ReduceOp op,
                    std::uint32_t divisor = 0);
   static Op putReduce(std::int32_t peer, Addr dst, Addr src, std::uint64_t count, DataType dtype, ReduceOp op,
