@@ -320,6 +320,17 @@ void ShmComm::mapEnteredPeers(Call& call) {
   if (all) call.peersMapped.store(true, std::memory_order_release);
 }
 
+void ShmComm::mapNewPeerGenerations() noexcept {
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_ || ranks_[q].dataGen.load(std::memory_order_acquire) == 0) continue;
+    std::string why;
+    try {
+      (void)peerData(q, why);  // a name already gone (the peer moved on or died) is not this call's problem
+    } catch (...) {
+    }
+  }
+}
+
 std::byte* ShmComm::mapAllocation(const char* name, std::uint64_t needBytes, std::string& why) {
   std::string n(name, strnlen(name, sizeof(SharedRegion::allocName)));
   std::lock_guard<std::mutex> lock(mapMutex_);
@@ -786,6 +797,7 @@ bool ShmComm::runLanesOnce(const std::shared_ptr<Call>& call, core::Initiation m
     const LaneRun run = runLane(*this, *call, i, err);
     progressed = progressed || run.progressed;
     if (run.finishedNow && call->lanesLeft.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      mapNewPeerGenerations();
       completeCall(*call);
       return true;
     }

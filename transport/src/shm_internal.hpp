@@ -234,6 +234,10 @@ class ShmComm {
   /// Maps every peer that entered `call` (its data segment and the allocations it publishes), so that
   /// each segment is mapped by all ranks, and unlinked, early in the call that first publishes it.
   void mapEnteredPeers(Call& call);
+  /// Maps each peer's data segment generation published since this rank last mapped it (by name only, no
+  /// region reads), so that its name goes once every peer has it: a call whose lanes never look at a peer
+  /// (LL puts and waits) would otherwise leave a new generation named.
+  void mapNewPeerGenerations() noexcept;
   /// Maps (cached) the allocation segment `name`.
   std::byte* mapAllocation(const char* name, std::uint64_t needBytes, std::string& why);
   /// First rank whose failure or death poisons the world (-1: none) and why.
