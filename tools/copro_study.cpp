@@ -1,5 +1,7 @@
 // copro-study: the what-if studies of docs/studies/ (studies/README.md). One subcommand per study; each writes
 // <id>-<slug>.csv, .svg and .md into --out (default docs/studies) and refreshes the index README.md there.
+// Started by mpirun, the studies' simulations are shared over the MPI ranks and rank 0 writes the files
+// (sweep_shards.hpp).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -48,6 +50,16 @@ int runCli(int argc, char** argv) {
       study::writeIndex(opts);
       std::printf("wrote %s/README.md\n", opts.outDir.c_str());
       return 0;
+    }
+    const copro::tools::SweepShards shards;
+    if (shards.size() > 1) {
+      opts.shards = &shards;
+      if (shards.rank() == 0) {
+        std::fprintf(stderr, "copro-study: simulations shared over %d MPI ranks; rank 0 writes the files\n",
+                     shards.size());
+      } else if (std::freopen("/dev/null", "w", stdout) == nullptr) {  // rank 0 reports what was written
+        std::fprintf(stderr, "copro-study: rank %d could not silence its standard output\n", shards.rank());
+      }
     }
     if (allCmd->parsed()) {
       for (const auto& s : study::studyRegistry()) {

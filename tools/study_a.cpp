@@ -125,8 +125,8 @@ void runStudyA(const StudyOptions& o) {
   std::vector<StudyCase> sorted;
   sorted.reserve(order.size());
   for (std::size_t i : order) sorted.push_back(cases[i]);
-  std::fprintf(stderr, "copro-study a: %zu simulations on %d thread(s)\n", cases.size(), o.jobs);
-  const auto sortedOut = runStudyCases(sorted, o.jobs, o.quiet);
+  std::fprintf(stderr, "copro-study a: %zu simulations on %s\n", cases.size(), workersText(o).c_str());
+  const auto sortedOut = runStudyCases(sorted, o);
   std::vector<StudyOutcome> results(cases.size());
   for (std::size_t i = 0; i < order.size(); ++i) results[order[i]] = sortedOut[i];
 
@@ -154,7 +154,7 @@ void runStudyA(const StudyOptions& o) {
         << ',' << fmt("%.4f", ratio) << ',' << r.spineBytes << ',' << r.networkBytes << ',' << r.hostBytes << ','
         << r.bytesPut << ',' << r.flows << '\n';
   }
-  writeTextFile(prefix + ".csv", csv.str());
+  writeStudyFile(o, prefix + ".csv", csv.str());
 
   // Plot: bus bandwidth by size, one line per (workload, fabric).
   std::vector<PlotSeries> series;
@@ -178,7 +178,7 @@ void runStudyA(const StudyOptions& o) {
   po.x.format = TickFormat::kBytes;
   po.y.label = "bus bandwidth (GB/s)";
   po.width = 1100;
-  writeLineChart(prefix + ".svg", series, po);
+  writeStudyChart(o, prefix + ".svg", series, po);
 
   // The headline: at 16 MiB (or the largest size run, under --quick).
   auto headlineSize = [&](const Workload& wl) {
@@ -275,9 +275,9 @@ void runStudyA(const StudyOptions& o) {
      << "```\n"
      << info.script << (o.quick ? " --quick" : "") << "    # builds copro-study, then runs:\n"
      << reproduceCommand(o, info) << "\n```\n\n"
-     << cases.size() << " simulations; about " << fmt("%.0f", std::max(1.0, wall)) << " s of wall time on " << o.jobs
-     << " thread(s) when generated.\n";
-  writeTextFile(prefix + ".md", md.str());
+     << cases.size() << " simulations; about " << fmt("%.0f", std::max(1.0, wall)) << " s of wall time on "
+     << workersText(o) << " when generated.\n";
+  writeStudyFile(o, prefix + ".md", md.str());
 
   std::printf("study a: %s\n", headline.str().c_str());
   std::printf("  wrote %s.csv, %s.svg, %s.md (%.1f s)\n", prefix.c_str(), prefix.c_str(), prefix.c_str(), wall);

@@ -136,15 +136,18 @@ void runStudyB(const StudyOptions& o) {
   }
   // Pass 2: simulate them, `jobs` at a time (fabrics loaded first on this thread).
   for (const auto& j : jobs) (void)loadFabric(j.workload->topology, j.workload->overrides);
-  std::fprintf(stderr, "copro-study b: %zu distinct communication tasks on %d thread(s)\n", jobs.size(), o.jobs);
+  std::fprintf(stderr, "copro-study b: %zu distinct communication tasks on %s\n", jobs.size(), workersText(o).c_str());
   // Per job: its time (collective), or the dispatch and the combine of its shape (MoE).
   std::vector<core::Time> firstTime(jobs.size());
   std::vector<core::Time> combineTime(jobs.size());
   std::mutex printMutex;
-  parallelFor(jobs.size(), o.jobs, [&](std::size_t i) {
+  // Under mpirun each rank simulates its share; a job travels as its two times in picoseconds.
+  const std::vector<std::string> records = shardedFor(jobs.size(), o, [&](std::size_t i) {
     const sim::CommTask& t = jobs[i].task;
     const sim::Workload& wl = *jobs[i].workload;
     const auto t0 = std::chrono::steady_clock::now();
+    core::Time first{};
+    core::Time combine{};
     if (t.kind == sim::TaskKind::kCollective) {
       FabricCache fabrics;  // one per job: FabricCache is not thread-safe
       SimCase c;
@@ -156,22 +159,31 @@ void runStudyB(const StudyOptions& o) {
       c.ranks = t.groupSize;
       c.scaleUpInitiation = t.initiation;
       c.scaleOutInitiation = t.initiation;
-      firstTime[i] = runCase(fabrics, c).result.time;
+      first = runCase(fabrics, c).result.time;
     } else {
       const MoeSimResult r = simulateMoeTask(loadFabric(wl.topology, wl.overrides), t);
-      firstTime[i] = r.dispatch;
-      combineTime[i] = r.combine;
+      first = r.dispatch;
+      combine = r.combine;
     }
     if (!o.quiet) {
       const std::lock_guard<std::mutex> lock(printMutex);
       std::fprintf(stderr, "  [%zu/%zu] %s (%s): %.1f us%s (%.1f s)\n", i + 1, jobs.size(), t.name.c_str(),
-                   std::string(core::initiationName(t.initiation)).c_str(), firstTime[i].microseconds(),
+                   std::string(core::initiationName(t.initiation)).c_str(), first.microseconds(),
                    t.kind == sim::TaskKind::kCollective
                        ? ""
-                       : (" + " + fmt("%.1f", combineTime[i].microseconds()) + " us combine").c_str(),
+                       : (" + " + fmt("%.1f", combine.microseconds()) + " us combine").c_str(),
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
+    return std::to_string(first.picoseconds()) + ' ' + std::to_string(combine.picoseconds());
   });
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    std::istringstream in(records[i]);
+    std::int64_t firstPs = 0;
+    std::int64_t combinePs = 0;
+    in >> firstPs >> combinePs;
+    firstTime[i] = core::Time::ps(firstPs);
+    combineTime[i] = core::Time::ps(combinePs);
+  }
   auto timeOf = [&](const std::string& topology, const sim::CommTask& t) {
     const std::size_t i = jobIndex.at(topology + '\n' + commKey(t));
     return t.kind == sim::TaskKind::kMoeCombine ? combineTime[i] : firstTime[i];
@@ -214,7 +226,7 @@ void runStudyB(const StudyOptions& o) {
           << fmt("%.4f", stepMs(w, v) / stepMs(w, off)) << '\n';
     }
   }
-  writeTextFile(prefix + ".csv", csv.str());
+  writeStudyFile(o, prefix + ".csv", csv.str());
 
   // Plot: step time (relative to offload) by SMs held by communication, one line per workload.
   std::vector<PlotSeries> series;
@@ -239,7 +251,7 @@ void runStudyB(const StudyOptions& o) {
   po.y.label = "step time / offload step time";
   po.y.includeZero = false;
   po.width = 1000;
-  writeLineChart(prefix + ".svg", series, po);
+  writeStudyChart(o, prefix + ".svg", series, po);
 
   std::ostringstream headline;
   headline << "Against DeepEP-style kernels on " << variants[ref].commSms << " of 132 SMs, a communication "
@@ -334,8 +346,8 @@ void runStudyB(const StudyOptions& o) {
      << info.script << (o.quick ? " --quick" : "") << "    # builds copro-study, then runs:\n"
      << reproduceCommand(o, info) << "\n```\n\n"
      << jobs.size() << " communication simulations and " << runs.size() << " workload schedules; about "
-     << fmt("%.0f", std::max(1.0, wall)) << " s of wall time on " << o.jobs << " thread(s) when generated.\n";
-  writeTextFile(prefix + ".md", md.str());
+     << fmt("%.0f", std::max(1.0, wall)) << " s of wall time on " << workersText(o) << " when generated.\n";
+  writeStudyFile(o, prefix + ".md", md.str());
 
   std::printf("study b: %s\n", headline.str().c_str());
   std::printf("  wrote %s.csv, %s.svg, %s.md (%.1f s)\n", prefix.c_str(), prefix.c_str(), prefix.c_str(), wall);

@@ -66,8 +66,8 @@ void runStudyC(const StudyOptions& o) {
       }
     }
   }
-  std::fprintf(stderr, "copro-study c: %zu MoE simulations on %d thread(s)\n", cases.size(), o.jobs);
-  const auto results = runMoeCases(cases, o.jobs, o.quiet);
+  std::fprintf(stderr, "copro-study c: %zu MoE simulations on %s\n", cases.size(), workersText(o).c_str());
+  const auto results = runMoeCases(cases, o);
   const std::size_t nP = paths.size();
   const std::size_t nS = skews.size();
   auto at = [&](std::size_t f, std::size_t p, std::size_t s) -> const MoeSimResult& {
@@ -93,7 +93,7 @@ void runStudyC(const StudyOptions& o) {
       }
     }
   }
-  writeTextFile(prefix + ".csv", csv.str());
+  writeStudyFile(o, prefix + ".csv", csv.str());
 
   std::vector<PlotSeries> series;
   for (std::size_t p = 0; p < nP; ++p) {
@@ -120,7 +120,7 @@ void runStudyC(const StudyOptions& o) {
   po.y.scale = AxisScale::kLog10;
   po.y.includeZero = false;
   po.width = 1000;
-  writeLineChart(prefix + ".svg", series, po);
+  writeStudyChart(o, prefix + ".svg", series, po);
 
   // Headline: best path on each fabric, uniform routing.
   auto best = [&](std::size_t f, std::size_t s) {
@@ -217,8 +217,8 @@ void runStudyC(const StudyOptions& o) {
      << info.script << (o.quick ? " --quick" : "") << "    # builds copro-study, then runs:\n"
      << reproduceCommand(o, info) << "\n```\n\n"
      << cases.size() << " MoE simulations (each a dispatch and a combine); about " << fmt("%.0f", std::max(1.0, wall))
-     << " s of wall time on " << o.jobs << " thread(s) when generated.\n";
-  writeTextFile(prefix + ".md", md.str());
+     << " s of wall time on " << workersText(o) << " when generated.\n";
+  writeStudyFile(o, prefix + ".md", md.str());
 
   std::printf("study c: %s\n", headline.str().c_str());
   std::printf("  wrote %s.csv, %s.svg, %s.md (%.1f s)\n", prefix.c_str(), prefix.c_str(), prefix.c_str(), wall);

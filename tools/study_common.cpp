@@ -19,6 +19,7 @@
 #include "copro/sim/collective_sizes.hpp"
 #include "copro/sim/communicator.hpp"
 #include "copro/topologies/topology.hpp"
+#include "study_records.hpp"
 
 namespace copro::tools::study {
 
@@ -103,42 +104,36 @@ StudyOutcome runStudyCase(const topo::Fabric& fabric, const StudyCase& c) {
   return out;
 }
 
-std::vector<StudyOutcome> runStudyCases(const std::vector<StudyCase>& cases, int jobs, bool quiet) {
+std::vector<StudyOutcome> runStudyCases(const std::vector<StudyCase>& cases, const StudyOptions& o) {
   // Fabrics first, on this thread (the cache is not thread-safe; a bad topology fails before any run).
   std::vector<const topo::Fabric*> fabrics;
   fabrics.reserve(cases.size());
   for (const auto& c : cases) fabrics.push_back(&loadFabric(c.topology, c.overrides));
-  std::vector<StudyOutcome> out(cases.size());
-  std::vector<std::exception_ptr> errors(cases.size());
-  std::atomic<std::size_t> next{0};
   std::atomic<std::size_t> done{0};
   std::mutex printMutex;
-  auto worker = [&] {
-    for (std::size_t i = next++; i < cases.size(); i = next++) {
-      try {
-        out[i] = runStudyCase(*fabrics[i], cases[i]);
-      } catch (...) {
-        errors[i] = std::current_exception();
-      }
-      const std::size_t finished = ++done;
-      if (!quiet && !errors[i]) {
-        const std::lock_guard<std::mutex> lock(printMutex);
-        const auto& c = cases[i];
-        std::fprintf(stderr, "  [%zu/%zu] %s %s %d ranks %s on %s: %.3f us (%.2f s)\n", finished, cases.size(),
-                     std::string(collectives::collectiveName(c.kind)).c_str(), c.algorithm.c_str(), c.ranks,
-                     bytesText(out[i].bytes).c_str(), out[i].topologyName.c_str(), out[i].timeUs, out[i].wallSeconds);
-      }
+  const std::vector<std::string> records = shardedFor(cases.size(), o, [&](std::size_t i) {
+    const StudyOutcome out = runStudyCase(*fabrics[i], cases[i]);
+    const std::size_t finished = ++done;
+    if (!o.quiet) {
+      const std::lock_guard<std::mutex> lock(printMutex);
+      const auto& c = cases[i];
+      std::fprintf(stderr, "  [%zu/%zu] %s %s %d ranks %s on %s: %.3f us (%.2f s)\n", finished, cases.size(),
+                   std::string(collectives::collectiveName(c.kind)).c_str(), c.algorithm.c_str(), c.ranks,
+                   bytesText(out.bytes).c_str(), out.topologyName.c_str(), out.timeUs, out.wallSeconds);
     }
-  };
-  const int threads = std::max(1, std::min<int>(jobs, static_cast<int>(cases.size())));
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  for (const auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+    return encodeOutcome(out);
+  });
+  std::vector<StudyOutcome> out;
+  out.reserve(records.size());
+  for (const auto& r : records) out.push_back(decodeStudyOutcome(r));
   return out;
+}
+
+std::vector<StudyOutcome> runStudyCases(const std::vector<StudyCase>& cases, int jobs, bool quiet) {
+  StudyOptions o;
+  o.jobs = jobs;
+  o.quiet = quiet;
+  return runStudyCases(cases, o);
 }
 
 void parallelFor(std::size_t n, int jobs, const std::function<void(std::size_t)>& fn) {
@@ -163,6 +158,44 @@ void parallelFor(std::size_t n, int jobs, const std::function<void(std::size_t)>
   }
 }
 
+std::vector<std::string> shardedFor(std::size_t n, const StudyOptions& o,
+                                    const std::function<std::string(std::size_t)>& fn) {
+  const SweepShards* shards = o.shards != nullptr && o.shards->size() > 1 ? o.shards : nullptr;
+  std::vector<std::size_t> mine;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (shards == nullptr || shards->mine(i)) mine.push_back(i);
+  }
+  std::vector<std::string> out(n);
+  std::vector<std::exception_ptr> errors(n);
+  parallelFor(mine.size(), o.jobs, [&](std::size_t k) {
+    try {
+      out[mine[k]] = fn(mine[k]);
+    } catch (...) {
+      errors[mine[k]] = std::current_exception();
+    }
+  });
+  if (shards == nullptr) {
+    for (const auto& e : errors) {
+      if (e) std::rethrow_exception(e);
+    }
+    return out;
+  }
+  // Every rank sends its records, errors included, so that no rank waits for one that gave up.
+  std::map<std::size_t, std::string> records;
+  for (std::size_t i : mine) records[i] = errors[i] ? 'E' + encodeError(errors[i]) : 'R' + out[i];
+  const std::map<std::size_t, std::string> all = shards->allGather(records);
+  if (all.size() != n) {
+    throw Error(ErrorCode::kInternal, "a sharded study gathered " + std::to_string(all.size()) + " of " +
+                                          std::to_string(n) + " results (ranks built from different sources?)");
+  }
+  for (const auto& [i, r] : all) {  // in index order: the first error is the one a serial run throws
+    if (i >= n || r.empty()) throw Error(ErrorCode::kInternal, "a sharded study gathered a malformed result");
+    if (r[0] == 'E') throw decodeError(r.substr(1), i, static_cast<int>(i % static_cast<std::size_t>(shards->size())));
+    out[i] = r.substr(1);
+  }
+  return out;
+}
+
 collectives::MoeConfig deepSeekV3MoeConfig(collectives::MoePath path) {
   collectives::MoeConfig c;
   c.hidden = 7168;
@@ -176,14 +209,13 @@ collectives::MoeConfig deepSeekV3MoeConfig(collectives::MoePath path) {
   return c;
 }
 
-std::vector<MoeOutcome> runMoeCases(const std::vector<MoeCase>& cases, int jobs, bool quiet) {
+std::vector<MoeOutcome> runMoeCases(const std::vector<MoeCase>& cases, const StudyOptions& o) {
   std::vector<const topo::Fabric*> fabrics;
   fabrics.reserve(cases.size());
   for (const auto& c : cases) fabrics.push_back(&loadFabric(c.topology, c.overrides));
-  std::vector<MoeOutcome> out(cases.size());
   std::atomic<std::size_t> done{0};
   std::mutex printMutex;
-  parallelFor(cases.size(), jobs, [&](std::size_t i) {
+  const std::vector<std::string> records = shardedFor(cases.size(), o, [&](std::size_t i) {
     const MoeCase& c = cases[i];
     const topo::Fabric& fabric = *fabrics[i];
     const std::vector<int> nodes = c.nodeOfRank.empty() ? moeNodeOfRank(fabric, c.ranks) : c.nodeOfRank;
@@ -198,18 +230,30 @@ std::vector<MoeOutcome> runMoeCases(const std::vector<MoeCase>& cases, int jobs,
                              : collectives::MoeRouting::uniform(c.ranks, c.tokens, c.config.topk, c.config.numExperts,
                                                                 c.config.maxNodesPerToken, nodes, c.seed);
     const auto t0 = std::chrono::steady_clock::now();
-    out[i].result = simulateMoe(fabric, c.config, routing, nodes, sim::SimParams::fromFabric(fabric));
-    out[i].wallSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MoeOutcome out;
+    out.result = simulateMoe(fabric, c.config, routing, nodes, sim::SimParams::fromFabric(fabric));
+    out.wallSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::size_t finished = ++done;
-    if (!quiet) {
+    if (!o.quiet) {
       const std::lock_guard<std::mutex> lock(printMutex);
       std::fprintf(stderr, "  [%zu/%zu] moe %s EP%d %d tokens on %s%s: dispatch %.1f us, combine %.1f us (%.1f s)\n",
                    finished, cases.size(), std::string(collectives::moePathName(c.config.path)).c_str(), c.ranks,
                    c.tokens, fabric.name.c_str(), c.label.empty() ? "" : (" (" + c.label + ")").c_str(),
-                   out[i].result.dispatch.microseconds(), out[i].result.combine.microseconds(), out[i].wallSeconds);
+                   out.result.dispatch.microseconds(), out.result.combine.microseconds(), out.wallSeconds);
     }
+    return encodeOutcome(out);
   });
+  std::vector<MoeOutcome> out;
+  out.reserve(records.size());
+  for (const auto& r : records) out.push_back(decodeMoeOutcome(r));
   return out;
+}
+
+std::vector<MoeOutcome> runMoeCases(const std::vector<MoeCase>& cases, int jobs, bool quiet) {
+  StudyOptions o;
+  o.jobs = jobs;
+  o.quiet = quiet;
+  return runMoeCases(cases, o);
 }
 
 std::vector<std::int32_t> spreadPlacement(const topo::Fabric& fabric, std::int32_t servers, std::int32_t stride) {
@@ -291,6 +335,25 @@ void writeTextFile(const std::string& path, const std::string& text) {
   if (!f) throw Error(ErrorCode::kSystemError, "writing '" + path + "' failed");
 }
 
+std::string workersText(const StudyOptions& o) {
+  const std::string threads = std::to_string(o.jobs) + " thread(s)";
+  if (o.shards == nullptr || o.shards->size() == 1) return threads;
+  return std::to_string(o.shards->size()) + " MPI ranks of " + threads;
+}
+
+bool writesFiles(const StudyOptions& o) {
+  return o.shards == nullptr || o.shards->rank() == 0;
+}
+
+void writeStudyFile(const StudyOptions& o, const std::string& path, const std::string& text) {
+  if (writesFiles(o)) writeTextFile(path, text);
+}
+
+void writeStudyChart(const StudyOptions& o, const std::string& path, const std::vector<PlotSeries>& series,
+                     const PlotOptions& options) {
+  if (writesFiles(o)) writeLineChart(path, series, options);
+}
+
 const std::vector<StudyInfo>& studyRegistry() {
   static const std::vector<StudyInfo> registry = [] {
     std::vector<StudyInfo> r;
@@ -342,6 +405,7 @@ std::string reproduceCommand(const StudyOptions& o, const StudyInfo& s) {
 }
 
 void writeIndex(const StudyOptions& o) {
+  if (!writesFiles(o)) return;
   std::ostringstream os;
   os << "# What-if studies\n\n"
      << "Generated by `copro-study index` (and after every study) from the studies' own markdown: do not edit by "

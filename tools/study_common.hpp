@@ -14,6 +14,8 @@
 #include "copro/sim/simulator.hpp"
 #include "copro/topologies/fabric.hpp"
 #include "moe_sim.hpp"
+#include "plot.hpp"
+#include "sweep_shards.hpp"
 
 namespace copro::tools::study {
 
@@ -23,6 +25,9 @@ struct StudyOptions {
   bool quick = false;                   ///< smaller sizes (ctest): seconds instead of minutes
   int jobs = 2;                         ///< simulations run at once (threads)
   bool quiet = false;                   ///< no per-case progress lines on stderr
+  /// The MPI ranks of `mpirun -np N copro-study ...` (sweep_shards.hpp): each runs its share of a study's
+  /// simulations, all get every result, rank 0 writes the files. Null: this process runs everything.
+  const SweepShards* shards = nullptr;
 };
 
 /// One simulated collective call.
@@ -66,13 +71,22 @@ struct StudyOutcome {
 /// Runs one case on `fabric` (finalized; the case's topology). Throws core::Error for bad input.
 StudyOutcome runStudyCase(const topo::Fabric& fabric, const StudyCase& c);
 
-/// Runs every case, `jobs` at a time on threads (each with its own Simulator; fabrics are loaded once
-/// and shared read-only). Results in the order of `cases`; the first error is rethrown after the others
-/// finished. Unless quiet, one line per finished case on stderr.
+/// Runs every case, `o.jobs` at a time on threads (each with its own Simulator; fabrics are loaded once
+/// and shared read-only), shared over the MPI ranks of `o.shards`. Results in the order of `cases`; the
+/// first error is rethrown after the others finished. Unless `o.quiet`, one line per finished case on stderr.
+std::vector<StudyOutcome> runStudyCases(const std::vector<StudyCase>& cases, const StudyOptions& o);
+/// The same in this process alone.
 std::vector<StudyOutcome> runStudyCases(const std::vector<StudyCase>& cases, int jobs, bool quiet);
 
 /// Runs fn(0) .. fn(n-1), `jobs` at a time on threads; the first error is rethrown after all finished.
 void parallelFor(std::size_t n, int jobs, const std::function<void(std::size_t)>& fn);
+
+/// Runs fn(0) .. fn(n-1), `o.jobs` at a time on threads, each returning its result as bytes
+/// (study_records.hpp). Under `o.shards` (mpirun) each rank runs the indices it owns and every rank gets
+/// every result. The first error by index is rethrown on every rank after all finished: an error from
+/// another rank as core::Error with its code and message, naming the point and the rank.
+std::vector<std::string> shardedFor(std::size_t n, const StudyOptions& o,
+                                    const std::function<std::string(std::size_t)>& fn);
 
 /// One simulated MoE dispatch + combine (tools/moe_sim.hpp) on ranks 0..ranks-1 placed on GPUs 0..ranks-1.
 struct MoeCase {
@@ -95,8 +109,11 @@ struct MoeOutcome {
   double wallSeconds = 0;
 };
 
-/// Runs every MoE case, `jobs` at a time (fabrics loaded first on this thread, shared read-only). Results in
-/// the order of `cases`; unless quiet, one line per finished case on stderr.
+/// Runs every MoE case, `o.jobs` at a time (fabrics loaded first on this thread, shared read-only), shared
+/// over the MPI ranks of `o.shards`. Results in the order of `cases`; unless `o.quiet`, one line per finished
+/// case on stderr.
+std::vector<MoeOutcome> runMoeCases(const std::vector<MoeCase>& cases, const StudyOptions& o);
+/// The same in this process alone.
 std::vector<MoeOutcome> runMoeCases(const std::vector<MoeCase>& cases, int jobs, bool quiet);
 
 /// DeepSeek-V3's MoE layer (arXiv:2412.19437, sections 2.1.2 and 3.2.2): hidden 7168, top-8 of 256 routed
@@ -133,6 +150,16 @@ class MarkdownTable {
 
 /// Writes `text` to `path` (creating its folder); throws core::Error(kSystemError) naming the file.
 void writeTextFile(const std::string& path, const std::string& text);
+
+/// What runs the simulations: "2 thread(s)", or "4 MPI ranks of 2 thread(s)" in a sharded run.
+std::string workersText(const StudyOptions& o);
+/// Whether this process writes a study's files: not on the ranks above 0 of a sharded run.
+bool writesFiles(const StudyOptions& o);
+/// writeTextFile where this process writes the study's files (writesFiles), else nothing.
+void writeStudyFile(const StudyOptions& o, const std::string& path, const std::string& text);
+/// writeLineChart (plot.hpp) where this process writes the study's files, else nothing.
+void writeStudyChart(const StudyOptions& o, const std::string& path, const std::vector<PlotSeries>& series,
+                     const PlotOptions& options);
 
 /// A registered study: copro-study <id>.
 struct StudyInfo {

@@ -10,6 +10,7 @@
 
 #include "copro/core/status.hpp"
 #include "study_common.hpp"
+#include "study_records.hpp"
 
 namespace copro::tools::study {
 namespace {
@@ -171,6 +172,75 @@ TEST(StudyRunner, MoeCasesMatchSimulateMoeAndCheckTheNodeMap) {
   } catch (const core::Error& e) {
     EXPECT_NE(std::string(e.what()).find("maps 3 ranks to nodes but runs 8"), std::string::npos) << e.what();
   }
+}
+
+TEST(StudyRecords, OutcomesTravelBitForBit) {
+  // What a sharded study sends between MPI ranks: a real MoE outcome (per-rank and per-channel statistics
+  // included) and a study outcome come back equal, field for field and byte for byte.
+  MoeCase c;
+  c.topology = "h800-node";
+  c.ranks = 8;
+  c.tokens = 16;
+  c.config = deepSeekV3MoeConfig(collectives::MoePath::kDirect);
+  c.config.maxNodesPerToken = 0;
+  const MoeOutcome moe = runMoeCases({c}, 1, true).at(0);
+  ASSERT_FALSE(moe.result.dispatchResult.channels.empty());
+  const std::string bytes = encodeOutcome(moe);
+  const MoeOutcome back = decodeMoeOutcome(bytes);
+  EXPECT_EQ(encodeOutcome(back), bytes);
+  EXPECT_EQ(back.result.dispatch.picoseconds(), moe.result.dispatch.picoseconds());
+  EXPECT_EQ(back.result.combineGBps, moe.result.combineGBps);
+  EXPECT_EQ(back.result.dispatchResult.channels.size(), moe.result.dispatchResult.channels.size());
+  EXPECT_EQ(back.result.combineResult.ranks.size(), moe.result.combineResult.ranks.size());
+  EXPECT_EQ(back.result.combineResult.events, moe.result.combineResult.events);
+
+  StudyOutcome s;
+  s.topologyName = "deepseek-v3";
+  s.algorithm = "pairwise";
+  s.ranks = 64;
+  s.timeUs = 1.0 / 3.0;
+  s.hostBytes = 12345;
+  const StudyOutcome t = decodeStudyOutcome(encodeOutcome(s));
+  EXPECT_EQ(t.topologyName, s.topologyName);
+  EXPECT_EQ(t.algorithm, s.algorithm);
+  EXPECT_EQ(t.ranks, 64);
+  EXPECT_EQ(t.timeUs, s.timeUs);  // exact: doubles are copied, not printed
+  EXPECT_EQ(t.hostBytes, 12345U);
+}
+
+TEST(StudyRecords, ABadRecordIsAnErrorNotACrash) {
+  StudyOutcome s;
+  s.topologyName = "x";
+  const std::string bytes = encodeOutcome(s);
+  for (const std::string& bad : {bytes.substr(0, bytes.size() - 1), bytes + "z", std::string("\xff\xff\xff\xff")}) {
+    try {
+      (void)decodeStudyOutcome(bad);
+      FAIL() << "expected an error for a record of " << bad.size() << " bytes";
+    } catch (const core::Error& e) {
+      EXPECT_EQ(e.code(), core::ErrorCode::kInternal) << e.what();
+    }
+  }
+  // An error travels with its code and message, and says where it happened.
+  const core::Error e =
+      decodeError(encodeError(std::make_exception_ptr(core::Error(core::ErrorCode::kParseError, "bad"))), 4, 1);
+  EXPECT_EQ(e.code(), core::ErrorCode::kParseError);
+  EXPECT_EQ(e.message(), "bad (point 4, on MPI rank 1)");
+}
+
+TEST(StudyRunner, ShardedForWithoutShardsIsParallelFor) {
+  StudyOptions o;
+  o.jobs = 3;
+  const auto out = shardedFor(5, o, [](std::size_t i) { return std::string(i, 'x'); });
+  ASSERT_EQ(out.size(), 5U);
+  for (std::size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i], std::string(i, 'x'));
+  EXPECT_TRUE(writesFiles(o));
+  EXPECT_EQ(workersText(o), "3 thread(s)");
+  EXPECT_THROW((void)shardedFor(3, o,
+                                [](std::size_t i) -> std::string {
+                                  if (i == 1) throw core::Error(core::ErrorCode::kInvalidArgument, "no");
+                                  return "";
+                                }),
+               core::Error);
 }
 
 TEST(StudyOutput, MarkdownTableAndBytes) {

@@ -99,8 +99,8 @@ void runStudyD(const StudyOptions& o) {
       cases.push_back(c);
     }
   }
-  std::fprintf(stderr, "copro-study d: %zu simulations on %d thread(s)\n", cases.size(), o.jobs);
-  const auto results = runStudyCases(cases, o.jobs, o.quiet);
+  std::fprintf(stderr, "copro-study d: %zu simulations on %s\n", cases.size(), workersText(o).c_str());
+  const auto results = runStudyCases(cases, o);
   auto at = [&](std::size_t e, std::size_t v) -> const StudyOutcome& { return results[e * kVariants + v]; };
 
   const std::string prefix = studyPrefix(o, info);
@@ -115,7 +115,7 @@ void runStudyD(const StudyOptions& o) {
           << fmt("%.3f", r.busbwGBps) << ',' << r.flows << '\n';
     }
   }
-  writeTextFile(prefix + ".csv", csv.str());
+  writeStudyFile(o, prefix + ".csv", csv.str());
 
   std::vector<PlotSeries> series;
   for (std::size_t v = 0; v < kVariants; ++v) {
@@ -136,7 +136,7 @@ void runStudyD(const StudyOptions& o) {
   for (std::int32_t ep : eps) po.x.ticks.emplace_back(ep, std::to_string(ep));
   po.y.label = "time (us)";
   po.width = 1000;
-  writeLineChart(prefix + ".svg", series, po);
+  writeStudyChart(o, prefix + ".svg", series, po);
 
   // Headline: per-lane initiation (proxy on the lanes that leave the server) once buildProgram applies it;
   // until then the cost-override variant. At EP64 if run; the range over the multi-server groups.
@@ -234,9 +234,9 @@ void runStudyD(const StudyOptions& o) {
      << "```\n"
      << info.script << (o.quick ? " --quick" : "") << "    # builds copro-study, then runs:\n"
      << reproduceCommand(o, info) << "\n```\n\n"
-     << cases.size() << " simulations; about " << fmt("%.0f", std::max(1.0, wall)) << " s of wall time on " << o.jobs
-     << " thread(s) when generated.\n";
-  writeTextFile(prefix + ".md", md.str());
+     << cases.size() << " simulations; about " << fmt("%.0f", std::max(1.0, wall)) << " s of wall time on "
+     << workersText(o) << " when generated.\n";
+  writeStudyFile(o, prefix + ".md", md.str());
 
   std::printf("study d: %s\n", headline.str().c_str());
   std::printf("  wrote %s.csv, %s.svg, %s.md (%.1f s)\n", prefix.c_str(), prefix.c_str(), prefix.c_str(), wall);

@@ -66,8 +66,8 @@ void runStudyE(const StudyOptions& o) {
       cases.push_back(c);
     }
   }
-  std::fprintf(stderr, "copro-study e: %zu simulations on %d thread(s)\n", cases.size(), o.jobs);
-  const auto results = runStudyCases(cases, o.jobs, o.quiet);
+  std::fprintf(stderr, "copro-study e: %zu simulations on %s\n", cases.size(), workersText(o).c_str());
+  const auto results = runStudyCases(cases, o);
   const std::size_t nL = levels.size();
   auto at = [&](std::size_t p, std::size_t l) -> const StudyOutcome& { return results[p * nL + l]; };
 
@@ -105,7 +105,7 @@ void runStudyE(const StudyOptions& o) {
           << ',' << r.flows << '\n';
     }
   }
-  writeTextFile(prefix + ".csv", csv.str());
+  writeStudyFile(o, prefix + ".csv", csv.str());
 
   // Plot: rail-optimized, time by size, one line per (ranks, PXN level).
   std::vector<std::int32_t> railRanks;
@@ -137,7 +137,7 @@ void runStudyE(const StudyOptions& o) {
   po.y.scale = AxisScale::kLog2;
   po.y.includeZero = false;
   po.width = 1000;
-  writeLineChart(prefix + ".svg", series, po);
+  writeStudyChart(o, prefix + ".svg", series, po);
 
   // Headline: the largest rail point with the most ranks; the MPFT's host bytes.
   std::size_t h = 0;
@@ -232,9 +232,9 @@ void runStudyE(const StudyOptions& o) {
      << "```\n"
      << info.script << (o.quick ? " --quick" : "") << "    # builds copro-study, then runs:\n"
      << reproduceCommand(o, info) << "\n```\n\n"
-     << cases.size() << " simulations; about " << fmt("%.0f", std::max(1.0, wall)) << " s of wall time on " << o.jobs
-     << " thread(s) when generated.\n";
-  writeTextFile(prefix + ".md", md.str());
+     << cases.size() << " simulations; about " << fmt("%.0f", std::max(1.0, wall)) << " s of wall time on "
+     << workersText(o) << " when generated.\n";
+  writeStudyFile(o, prefix + ".md", md.str());
 
   std::printf("study e: %s\n", headline.str().c_str());
   std::printf("  wrote %s.csv, %s.svg, %s.md (%.1f s)\n", prefix.c_str(), prefix.c_str(), prefix.c_str(), wall);

@@ -39,8 +39,8 @@ void runStudyF(const StudyOptions& o) {
       cases.push_back(c);
     }
   }
-  std::fprintf(stderr, "copro-study f: %zu MoE simulations on %d thread(s)\n", cases.size(), o.jobs);
-  const auto results = runMoeCases(cases, o.jobs, o.quiet);
+  std::fprintf(stderr, "copro-study f: %zu MoE simulations on %s\n", cases.size(), workersText(o).c_str());
+  const auto results = runMoeCases(cases, o);
   auto at = [&](std::size_t v, std::size_t n) -> const MoeSimResult& { return results[v * nics.size() + n].result; };
   auto total = [](const MoeSimResult& r) { return r.dispatch.microseconds() + r.combine.microseconds(); };
   auto indexOf = [](const std::vector<int>& v, int x) {
@@ -64,7 +64,7 @@ void runStudyF(const StudyOptions& o) {
           << r.scaleUpBytes << '\n';
     }
   }
-  writeTextFile(prefix + ".csv", csv.str());
+  writeStudyFile(o, prefix + ".csv", csv.str());
 
   std::vector<PlotSeries> series;
   for (std::size_t v = 0; v < nvlinks.size(); ++v) {
@@ -86,7 +86,7 @@ void runStudyF(const StudyOptions& o) {
   for (int nic : nics) po.x.ticks.emplace_back(nic, std::to_string(nic));
   po.y.label = "dispatch + combine (us)";
   po.width = 1000;
-  writeLineChart(prefix + ".svg", series, po);
+  writeStudyChart(o, prefix + ".svg", series, po);
 
   // Headline: what doubling the NICs buys against what faster NVLink buys, from today's point.
   const std::size_t nHi = nics.size() - 1;
@@ -151,8 +151,8 @@ void runStudyF(const StudyOptions& o) {
      << info.script << (o.quick ? " --quick" : "") << "    # builds copro-study, then runs:\n"
      << reproduceCommand(o, info) << "\n```\n\n"
      << cases.size() << " MoE simulations (each a dispatch and a combine); about " << fmt("%.0f", std::max(1.0, wall))
-     << " s of wall time on " << o.jobs << " thread(s) when generated.\n";
-  writeTextFile(prefix + ".md", md.str());
+     << " s of wall time on " << workersText(o) << " when generated.\n";
+  writeStudyFile(o, prefix + ".md", md.str());
 
   std::printf("study f: %s\n", headline.str().c_str());
   std::printf("  wrote %s.csv, %s.svg, %s.md (%.1f s)\n", prefix.c_str(), prefix.c_str(), prefix.c_str(), wall);

@@ -2,6 +2,7 @@
 /// length-prefixed records to rank 0.
 #include "sweep_shards.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -90,13 +91,30 @@ std::map<std::size_t, std::string> SweepShards::gather(const std::map<std::size_
   return all;
 }
 
+std::map<std::size_t, std::string> SweepShards::allGather(const std::map<std::size_t, std::string>& mine) const {
+  if (size_ == 1) return mine;
+  const std::map<std::size_t, std::string> gathered = gather(mine);  // complete on rank 0, empty elsewhere
+  std::string blob = rank_ == 0 ? encode(gathered) : std::string();
+  unsigned long long length = blob.size();
+  MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+  blob.resize(static_cast<std::size_t>(length));
+  for (std::size_t at = 0; at < blob.size();) {  // MPI counts are ints: broadcast in pieces below 1 GiB
+    const std::size_t piece = std::min<std::size_t>(blob.size() - at, std::size_t{1} << 30);
+    MPI_Bcast(blob.data() + at, static_cast<int>(piece), MPI_CHAR, 0, MPI_COMM_WORLD);
+    at += piece;
+  }
+  std::map<std::size_t, std::string> all;
+  decode(blob, all);
+  return all;
+}
+
 #else
 
 SweepShards::SweepShards() {
   if (launchedByMpirun()) {
     throw Error(ErrorCode::kUnsupported,
-                "copro-sim was started by mpirun but built without MPI: install libopenmpi-dev and configure again, "
-                "or run the sweep without mpirun");
+                "this tool was started by mpirun but built without MPI: install libopenmpi-dev and configure again, "
+                "or run it without mpirun");
   }
 }
 
@@ -105,6 +123,10 @@ SweepShards::~SweepShards() = default;
 std::map<std::size_t, std::string> SweepShards::gather(const std::map<std::size_t, std::string>& mine) const {
   (void)encode;
   (void)decode;
+  return mine;
+}
+
+std::map<std::size_t, std::string> SweepShards::allGather(const std::map<std::size_t, std::string>& mine) const {
   return mine;
 }
 

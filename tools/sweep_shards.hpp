@@ -1,8 +1,9 @@
 #pragma once
-/// Sweeps across machines (docs/copro-sim.md, "Sweeps on several machines"): when copro-sim is started by
-/// mpirun (Open MPI), a sweep's points are dealt round-robin to the MPI ranks, each rank simulates its
-/// share, and rank 0 gathers the results and writes the one table, CSV and plot, in the order of a serial
-/// run. Started without mpirun, the job is one rank and nothing of MPI is touched.
+/// Sweeps across machines (docs/copro-sim.md, "Sweeps on several machines"): when copro-sim or copro-study
+/// is started by mpirun (Open MPI), a sweep's points are dealt round-robin to the MPI ranks, each rank
+/// simulates its share, and rank 0 gathers the results (copro-study: every rank gets them) and writes the
+/// one table, CSV and plot, in the order of a serial run. Started without mpirun, the job is one rank and
+/// nothing of MPI is touched.
 #include <cstddef>
 #include <map>
 #include <string>
@@ -26,6 +27,8 @@ class SweepShards {
   }
   /// Every rank's records (point index -> encoded result) on rank 0; an empty map on the others.
   [[nodiscard]] std::map<std::size_t, std::string> gather(const std::map<std::size_t, std::string>& mine) const;
+  /// Every rank's records on every rank (gather, then a broadcast from rank 0).
+  [[nodiscard]] std::map<std::size_t, std::string> allGather(const std::map<std::size_t, std::string>& mine) const;
 
  private:
   int rank_ = 0;
