@@ -161,7 +161,7 @@ Request Communicator::moeDispatch(const MoeConfig& config, const void* x, const 
       const auto routes = moeRouteTokens(config, me, topkIdx, numTokens, P.nodeOfRank, P.localIndex, epr);
       for (int t = 0; t < numTokens; ++t) {
         for (const auto& nm : routes[static_cast<std::size_t>(t)].nodes) {
-          order.emplace_back(static_cast<std::uint64_t>(nm.first), nm.second, t, -1);
+          order.emplace_back(static_cast<std::uint64_t>(nm.first), moeGroupOrder(nm.second), t, -1);
         }
       }
     } else {

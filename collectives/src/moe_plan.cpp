@@ -7,6 +7,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "copro/collectives/moe.hpp"
@@ -112,6 +113,14 @@ NodeMap makeNodeMap(const std::vector<int>& nodeOfRankIn, int nranks) {
 
 }  // namespace
 
+std::uint64_t moeGroupOrder(std::uint64_t mask) {
+  // splitmix64's finalizer: a bijection, so distinct masks keep distinct keys.
+  std::uint64_t z = mask + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
 std::vector<std::uint64_t> moeCountWords(const MoeConfig& c, int rank, const std::int32_t* topkIdx, int numTokens,
                                          const std::vector<int>& nodeOfRank) {
   const int nranks = static_cast<int>(nodeOfRank.size());
@@ -131,17 +140,17 @@ std::vector<std::uint64_t> moeCountWords(const MoeConfig& c, int rank, const std
     }
     return words;
   }
-  // (node, mask) per token; sort and run-length encode.
-  std::vector<std::pair<std::int32_t, std::uint64_t>> keys;
+  // (node, group order, mask) per token; sort and run-length encode.
+  std::vector<std::tuple<std::int32_t, std::uint64_t, std::uint64_t>> keys;
   for (const auto& r : routes) {
-    for (const auto& nm2 : r.nodes) keys.emplace_back(nm2.first, nm2.second);
+    for (const auto& nm2 : r.nodes) keys.emplace_back(nm2.first, moeGroupOrder(nm2.second), nm2.second);
   }
   std::sort(keys.begin(), keys.end());
   for (std::size_t i = 0; i < keys.size();) {
     std::size_t j = i;
     while (j < keys.size() && keys[j] == keys[i]) ++j;
-    words.push_back(static_cast<std::uint64_t>(keys[i].first));
-    words.push_back(keys[i].second);
+    words.push_back(static_cast<std::uint64_t>(std::get<0>(keys[i])));
+    words.push_back(std::get<2>(keys[i]));
     words.push_back(j - i);
     i = j;
   }

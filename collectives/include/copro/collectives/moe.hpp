@@ -119,9 +119,15 @@ struct MoePlan {
   [[nodiscard]] std::uint64_t landingRows(int rank) const;
 };
 
+/// Where a forward-path mask group goes in a source's node chunk: groups are sorted by (node,
+/// moeGroupOrder(mask)), a fixed pseudo-random permutation of the masks. Sorting by the mask itself would put
+/// every row for a node's last local ranks at the end of the chunk (their bits are the high ones), so relays
+/// would forward to them only at the end; DeepEP sends in token order, in which destinations are mixed.
+std::uint64_t moeGroupOrder(std::uint64_t mask);
+
 /// Count words of one rank, the input of the counts exchange (forward: (node, mask, count) triples sorted by
-/// (node, mask); direct: numExperts counts). Throws Error(kInvalidArgument) naming the token for an expert id
-/// out of range, an expert listed twice, or a token reaching more than maxNodesPerToken nodes.
+/// (node, moeGroupOrder(mask)); direct: numExperts counts). Throws Error(kInvalidArgument) naming the token for an
+/// expert id out of range, an expert listed twice, or a token reaching more than maxNodesPerToken nodes.
 std::vector<std::uint64_t> moeCountWords(const MoeConfig& c, int rank, const std::int32_t* topkIdx, int numTokens,
                                          const std::vector<int>& nodeOfRank);
 /// The plan from every rank's count words. Throws Error(kInvalidArgument) for a bad config (experts not a
