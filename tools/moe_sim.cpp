@@ -24,6 +24,25 @@ std::vector<int> moeNodeOfRank(const topo::Fabric& fabric, int ranks) {
 
 namespace {
 
+/// The fabric with every scale-up (NVLink) link at `efficiency` of its rate: what a forward-path MoE kernel
+/// reaches with its fixed SM budget (sim.moe.forward_scaleup_efficiency). Nodes keep their ids and ranks.
+topo::Fabric withScaleUpEfficiency(const topo::Fabric& fabric, double efficiency) {
+  topo::Fabric out;
+  out.name = fabric.name;
+  out.builder = fabric.builder;
+  out.bisectionBandwidth = fabric.bisectionBandwidth;
+  out.simParams = fabric.simParams;
+  out.simParamOrigin = fabric.simParamOrigin;
+  for (const topo::Node& n : fabric.nodes()) out.addNode(n);
+  for (const topo::Link& l : fabric.links()) {
+    const bool scaleUp = l.kind == topo::LinkKind::kNvLink;
+    const double bytesPerSecond = l.bandwidth.bytesPerSecond() * (scaleUp ? efficiency : 1.0);
+    out.addLink(l.a, l.b, l.kind, core::Bandwidth::bytesPerSec(bytesPerSecond), l.latency);
+  }
+  out.finalize();
+  return out;
+}
+
 void countPutBytes(const core::ProgramSource& program, const std::vector<int>& nodes, std::uint64_t& out,
                    std::uint64_t& up, std::uint64_t& ops) {
   for (std::int32_t r = 0; r < program.header().nranks; ++r) {
@@ -76,7 +95,10 @@ MoeSimResult simulateMoe(const topo::Fabric& fabric, const collectives::MoeConfi
   sim::CommunicatorOptions where;
   where.ranks = static_cast<std::int32_t>(nodeOfRank.size());
   where.params = params;
-  sim::Communicator comm(fabric, where);
+  const bool derate = config.path == collectives::MoePath::kForward && params.moeForwardScaleUpEfficiency < 1.0;
+  const topo::Fabric derated =
+      derate ? withScaleUpEfficiency(fabric, params.moeForwardScaleUpEfficiency) : topo::Fabric();
+  sim::Communicator comm(derate ? derated : fabric, where);
   const sim::PreparedMoe moe =
       comm.prepareMoe(config, routing, {options.pxnLevel, options.scaleUp, options.scaleOut}, nodeOfRank);
   const collectives::MoePlan& plan = moe.plan;

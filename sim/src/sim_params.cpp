@@ -237,9 +237,9 @@ const std::vector<std::string>& simParamKeys() {
         k.push_back(std::string("initiation.") + mode + "." + field);
       }
     }
-    for (const char* rest :
-         {"reduce_bw", "reduce_streams", "channels", "copy_bw", "signal_bytes", "chunk_size", "ecmp_seed",
-          "compute.sms", "compute.flops", "compute.comm_sms", "compute.efficiency", "moe.recv_row_cost"}) {
+    for (const char* rest : {"reduce_bw", "reduce_streams", "channels", "copy_bw", "signal_bytes", "chunk_size",
+                             "ecmp_seed", "compute.sms", "compute.flops", "compute.comm_sms", "compute.efficiency",
+                             "moe.recv_row_cost", "moe.forward_scaleup_efficiency"}) {
       k.emplace_back(rest);
     }
     return k;
@@ -325,6 +325,12 @@ SimParams SimParams::fromFabric(const topo::Fabric& fabric) {
         p.reduceStreams = t == "true";
       } else if (key == "moe.recv_row_cost") {
         p.moeRecvRowCost = parseSimDuration(value);
+      } else if (key == "moe.forward_scaleup_efficiency") {
+        const std::string t = core::trimmed(value);
+        char* end = nullptr;
+        const double v = std::strtod(t.c_str(), &end);
+        if (t.empty() || *end != '\0' || !(v > 0.0 && v <= 1.0)) bad("'" + value + "' is not a fraction in (0, 1]");
+        p.moeForwardScaleUpEfficiency = v;
       } else if (key == "copy_bw") {
         p.copyBandwidth = parseSimBandwidth(value);
       } else if (key == "signal_bytes") {

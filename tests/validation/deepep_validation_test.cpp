@@ -1,7 +1,8 @@
 // The simulator against DeepEP's public tables (docs/validation.md): normal kernels (intranode EP8 is in
 // tests/unit/sim/test_moe_calibration.cpp; internode EP16/32/64 here) and low-latency kernels EP8..256, on
-// topologies/deepseek-v3.yaml with its cited parameters. Only `sim.moe.recv_row_cost` is calibrated, on the
-// low-latency EP8 points; every other point is a prediction. DeepEp.* runs in the default suite, DeepEpFull.*
+// topologies/deepseek-v3.yaml with its cited parameters. Two parameters are calibrated, each on EP8 points
+// only: `sim.moe.recv_row_cost` on the low-latency EP8 points, `sim.moe.forward_scaleup_efficiency` on the
+// intranode EP8 points; every other point is a prediction. DeepEp.* runs in the default suite, DeepEpFull.*
 // (runs of more than a few seconds) and DeepEpLarge.* (low-latency EP128/EP256, ~20 CPU-min) under the `full` label.
 #include <gtest/gtest.h>
 
@@ -94,7 +95,7 @@ TEST(DeepEp, LowLatencyEp8And16) {
 }
 
 TEST(DeepEp, NormalInternodeEp16) {
-  expectWithin(normalPoint(16, 43, 43), 0.25);
+  expectWithin(normalPoint(16, 43, 43), 0.20);
 }
 
 TEST(DeepEpFull, LowLatencyEp32And64RiseAndFlatten) {
@@ -130,7 +131,8 @@ TEST(DeepEpFull, NormalInternodeEp32And64) {
   const Compared ep64 = normalPoint(64, 51, 50);
   expectWithin(ep32, 0.20);
   expectWithin(ep64, 0.20);
-  EXPECT_GT(ep32.combine, ep16.combine);  // throughput rises from EP16 to EP32
+  EXPECT_GT(ep32.dispatch, ep16.dispatch);  // throughput rises from EP16 to EP32
+  EXPECT_GT(ep32.combine, ep16.combine);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "copro/core/status.hpp"
 #include "copro/sim/simulator.hpp"
 #include "copro/topologies/topology.hpp"
 
@@ -45,6 +46,25 @@ TEST(LinkConventions, EveryHardwareTemplateChargesTheSameInitiationCosts) {
   for (const char* name : kHardware) {
     const SimParams p = SimParams::fromFabric(topo::loadTopology(name));
     for (int m = 0; m < 3; ++m) EXPECT_TRUE(p.initiation[m] == reference.initiation[m]) << name << " mode " << m;
+  }
+}
+
+TEST(LinkConventions, EveryHardwareTemplateGivesTheMoeKernelsTheSameNvlinkShare) {
+  // sim.moe.forward_scaleup_efficiency is a property of the normal kernels (their SM budget), calibrated once
+  // on DeepEP's intranode EP8 points (docs/validation.md): a comparison across fabrics must not change it.
+  for (const char* name : kHardware) {
+    EXPECT_EQ(SimParams::fromFabric(topo::loadTopology(name)).moeForwardScaleUpEfficiency, 0.87) << name;
+  }
+  EXPECT_EQ(SimParams::fromFabric(topo::loadTopology("single-switch-1024")).moeForwardScaleUpEfficiency, 1.0);
+  for (const char* bad : {"0", "1.5", "-0.2", "x", "0.5x"}) {
+    topo::Fabric f = topo::loadTopology("h800-node");
+    f.simParams["moe.forward_scaleup_efficiency"] = bad;
+    try {
+      (void)SimParams::fromFabric(f);
+      ADD_FAILURE() << "accepted forward_scaleup_efficiency " << bad;
+    } catch (const core::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("not a fraction in (0, 1]"), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -62,6 +62,9 @@ TEST(MoeCalibration, DecodeSpeedOfLight) {
   for (const auto& rs : d.ranks) EXPECT_EQ(rs.bytesSent, std::uint64_t{kTokens} * kTopk * kHidden);
 }
 
+// The Programs on the raw fabric, NVLink at its full 160 GB/s: ~177/179 GB/s, the figures the one calibrated
+// parameter of the normal kernels, sim.moe.forward_scaleup_efficiency (0.87), was fitted from; the MoE tools
+// (tools/moe_sim.cpp, `copro-sim moe`) apply it and give ~154/156 GB/s (docs/validation.md).
 TEST(MoeCalibration, DeepEpIntranodeEp8OnH800) {
   const topo::Fabric f = topo::loadTopology("h800-node");
   constexpr int kRanks = 8;

@@ -72,6 +72,10 @@ struct SimParams {
   /// `sim.moe.recv_row_cost`: GPU time per row a rank receives in a direct-path (low-latency) MoE dispatch or
   /// combine (the receive warps' unpack, or the weighted sum), after the last row lands; docs/moe.md.
   core::Time moeRecvRowCost{};
+  /// `sim.moe.forward_scaleup_efficiency`: the fraction of each scale-up (NVLink) link's rate that a
+  /// forward-path (normal-kernel) MoE dispatch or combine reaches: their copies run on a fixed SM budget
+  /// (DeepEP's 24 SMs), not at the link's rate; in (0, 1], 1 = the link's rate; docs/validation.md.
+  double moeForwardScaleUpEfficiency = 1.0;
   /// Reads fabric.simParams; throws core::Error(kInvalidArgument) naming the key (and its origin) and the
   /// nearest valid key for an unknown one.
   static SimParams fromFabric(const topo::Fabric& fabric);
