@@ -44,8 +44,12 @@ inline std::chrono::nanoseconds sleepLength(double timeoutSec, double stalledSec
 /// finished; the result is its status then.
 template <typename Host, typename CallT>
 core::Status driveCall(Host& host, const std::shared_ptr<CallT>& target, bool block, bool& done) {
-  auto stallStart = DriveClock::now();  // last progress of any lane of the front call
-  auto spinStart = stallStart;          // last progress of this thread's own lanes
+  // The clock is read only when a look finds nothing to do: after progress, the next idle look starts the
+  // stall timer (last progress of any lane of the front call) and the spin timer (of this thread's lanes).
+  DriveClock::time_point stallStart;
+  DriveClock::time_point spinStart;
+  bool stallFresh = true;
+  bool spinFresh = true;
   std::uint64_t sample = 0;
   bool armed = false;
   std::uint32_t seen = 0;
@@ -59,7 +63,7 @@ core::Status driveCall(Host& host, const std::shared_ptr<CallT>& target, bool bl
     if (!front || front->finished()) {
       front = host.frontCall();
       if (front) sample = front->progress.load(std::memory_order_relaxed);
-      stallStart = DriveClock::now();
+      stallFresh = true;
     }
     if (!front || front->phase.load(std::memory_order_acquire) != decltype(front->phase.load())::kRunning) {
       // Only in the instant between a failure and its bookkeeping; look again.
@@ -68,7 +72,7 @@ core::Status driveCall(Host& host, const std::shared_ptr<CallT>& target, bool bl
     }
     if (front->deviceLanes > 0 && host.runDeviceLanes(front)) {
       disarm();
-      stallStart = spinStart = DriveClock::now();
+      stallFresh = spinFresh = true;
       sample = front->progress.load(std::memory_order_relaxed);
       continue;
     }
@@ -77,8 +81,11 @@ core::Status driveCall(Host& host, const std::shared_ptr<CallT>& target, bool bl
     const std::uint64_t p = front->progress.load(std::memory_order_relaxed);
     if (p != sample) {
       sample = p;
-      stallStart = now;
+      stallFresh = true;
     }
+    if (stallFresh) stallStart = now;
+    if (spinFresh) spinStart = now;
+    stallFresh = spinFresh = false;
     const double stalled = secondsSince(stallStart, now);
     if (host.checkStall(front, stalled)) {
       disarm();
