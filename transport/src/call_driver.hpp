@@ -40,6 +40,9 @@ inline std::chrono::nanoseconds sleepLength(double timeoutSec, double stalledSec
   return d;
 }
 
+/// Idle looks of a blocking wait per clock read (see driveCall).
+inline constexpr std::uint32_t kClockEvery = 8;
+
 /// Drives the calls of one rank until `target` finished (block) or once (test). `done` says whether it
 /// finished; the result is its status then.
 template <typename Host, typename CallT>
@@ -51,6 +54,7 @@ core::Status driveCall(Host& host, const std::shared_ptr<CallT>& target, bool bl
   bool stallFresh = true;
   bool spinFresh = true;
   std::uint64_t sample = 0;
+  std::uint32_t idleLooks = 0;
   bool armed = false;
   std::uint32_t seen = 0;
   auto disarm = [&] {
@@ -76,13 +80,19 @@ core::Status driveCall(Host& host, const std::shared_ptr<CallT>& target, bool bl
       sample = front->progress.load(std::memory_order_relaxed);
       continue;
     }
-    const auto now = DriveClock::now();
     // Progress threads' work keeps the call from timing out but does not keep this thread spinning.
     const std::uint64_t p = front->progress.load(std::memory_order_relaxed);
     if (p != sample) {
       sample = p;
       stallFresh = true;
     }
+    // A blocking wait looks at the clock on every kClockEvery-th idle look only: the timers it feeds
+    // (the spin phase, COPRO_SPIN_US, and stall checks from 50 ms) are far coarser than a look.
+    if (block && !stallFresh && !spinFresh && !armed && ++idleLooks % kClockEvery != 0) {
+      host.spinPause();
+      continue;
+    }
+    const auto now = DriveClock::now();
     if (stallFresh) stallStart = now;
     if (spinFresh) spinStart = now;
     stallFresh = spinFresh = false;

@@ -322,8 +322,12 @@ void ShmComm::mapEnteredPeers(Call& call) {
 }
 
 void ShmComm::mapNewPeerGenerations() noexcept {
+  if (seenPeerGen_.size() != static_cast<std::size_t>(size_)) seenPeerGen_.assign(static_cast<std::size_t>(size_), 0);
   for (int q = 0; q < size_; ++q) {
-    if (q == rank_ || ranks_[q].dataGen.load(std::memory_order_acquire) == 0) continue;
+    const std::uint64_t gen = q == rank_ ? 0 : ranks_[q].dataGen.load(std::memory_order_acquire);
+    // Usually nothing new: no lock, no mapping lookup.
+    if (gen == 0 || gen == seenPeerGen_[static_cast<std::size_t>(q)]) continue;
+    seenPeerGen_[static_cast<std::size_t>(q)] = gen;
     std::string why;
     try {
       (void)peerData(q, why);  // a name already gone (the peer moved on or died) is not this call's problem

@@ -330,6 +330,9 @@ class ShmComm {
   std::map<std::string, Mapping> allocMaps_;
   std::mutex earlyMapMutex_;                   ///< mapEnteredPeers
   std::vector<std::uint64_t> earlyMappedSeq_;  ///< per peer: the call in which mapEnteredPeers mapped it
+  /// Per peer: the data generation mapNewPeerGenerations last saw (it runs once per call, when the call's
+  /// lanes finish; calls complete one after another, ordered by mutex_).
+  std::vector<std::uint64_t> seenPeerGen_;
 
   // Queue of started calls; guarded by mutex_.
   std::mutex mutex_;
