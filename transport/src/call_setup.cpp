@@ -75,7 +75,27 @@ bool rankIsLLOnly(const core::RankProgram& rp, std::int32_t rank, int size) {
   return true;
 }
 
+bool hasLLOp(const core::RankProgram& rp) {
+  for (const core::RankProgram::Lane& lane : rp.lanes) {
+    for (const core::Op& op : lane.ops) {
+      if (op.protocol == core::Protocol::kLL) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
+
+bool callIsLLOnly(const core::ProgramSource& program, std::int32_t rank, int size) {
+  if (size > lanes::kLLMaxRanks) return false;
+  try {
+    const core::RankProgram& own = program.rank(rank);
+    // Cheap first: this rank's own ops; only then every rank's (once per Program).
+    return (size == 1 || hasLLOp(own)) && rankIsLLOnly(own, rank, size) && programIsLLOnly(program, size);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
 
 bool programIsLLOnly(const core::ProgramSource& program, int size) {
   try {
@@ -112,9 +132,7 @@ core::Status prepareCall(CallBase& call, const std::shared_ptr<const core::Progr
       prepared.advance = std::make_shared<const std::vector<std::uint64_t>>(
           core::semaphoreAdvance(*call.rankProgram, program->header().numSemaphores));
       prepared.flat = std::make_shared<const core::FlatRankProgram>(core::flatten(*call.rankProgram));
-      // Cheap first: this rank's ops; only then every rank's (once per Program, at most kLLMaxRanks ranks).
-      prepared.llOnly = size <= lanes::kLLMaxRanks && rankIsLLOnly(*call.rankProgram, call.execRank, size) &&
-                        programIsLLOnly(*program, size);
+      prepared.llOnly = callIsLLOnly(*program, call.execRank, size);
     } catch (const core::Error& e) {
       return {e.code(), who + e.message()};
     }

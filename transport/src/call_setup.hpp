@@ -47,8 +47,8 @@ struct CallBase {
   std::shared_ptr<const core::FlatRankProgram> flat;          ///< the rank's ops, flat (what lanes interpret)
   std::uint64_t seq = 0;
   std::int32_t execRank = 0;  ///< the executing rank (for the label)
-  /// Every op of every rank is an LL put/wait or local (PreparedRank::llOnly): no rank reads another's
-  /// published buffers or semaphores in this call.
+  /// Every op of every rank is an LL put/wait or local and this rank's ops hold an LL op (callIsLLOnly):
+  /// no rank reads another's published buffers or semaphores in this call.
   bool llOnly = false;
 
   /// "allreduce.ring (call 3) on rank 0": formatted on demand (errors, traces), not on every call.
@@ -69,13 +69,19 @@ core::Status rankProgramOf(const core::ProgramSource& program, std::int32_t rank
 struct PreparedRank {
   std::shared_ptr<const std::vector<std::uint64_t>> advance;
   std::shared_ptr<const core::FlatRankProgram> flat;
-  bool llOnly = false;  ///< programIsLLOnly() of the Program
+  bool llOnly = false;  ///< callIsLLOnly() of the Program and rank
 };
 
 /// True when every op of every one of the `size` ranks of `program` is an LL put or LL wait (a peer in
 /// range, at most one slot, no indirect size) or touches only the executing rank's own memory (copy,
 /// reduce and wait on its own buffers and semaphores, flush): a call of it needs no published buffers.
 bool programIsLLOnly(const core::ProgramSource& program, int size);
+/// Whether a call of `program` by `rank` of `size` ranks may skip publishing its buffers (CallBase::llOnly):
+/// at most lanes::kLLMaxRanks ranks, programIsLLOnly, and this rank's own ops hold an LL op (one rank: none
+/// needed). The last rule keeps out Programs that a rank builds for itself alone, such as send/recv, where
+/// the other ranks' ops in its Program are not the ones those ranks run: a receiver whose own ops are a
+/// wait and a copy must still publish the scratch its sender puts into.
+bool callIsLLOnly(const core::ProgramSource& program, std::int32_t rank, int size);
 
 /// The prepared ranks of the most recently used Programs (a communicator runs few Programs many times).
 /// Not thread-safe: the owner locks.

@@ -116,6 +116,33 @@ TEST(CallSetup, LLOpsThatWouldRunAsSimpleOnesAreNotLLOnly) {
   EXPECT_FALSE(calls::programIsLLOnly(*llProgram(2, 64, [](int, RankProgram& rp) { rp.lanes[0].ops[0].peer = 5; }), 2));
 }
 
+TEST(CallSetup, ARankWithoutLLOpsPublishesItsBuffers) {
+  EXPECT_TRUE(calls::callIsLLOnly(*llProgram(2, 64), 0, 2));
+  EXPECT_TRUE(calls::callIsLLOnly(*llProgram(2, 64), 1, 2));
+  // Send/recv: each rank builds its own Program, in which the other rank's ops are not what it runs. The
+  // receiver's own ops (a simple wait and a copy out of scratch) are local, and so is the empty sender in
+  // its Program, yet the real sender puts into the receiver's scratch: the receiver must publish.
+  core::ProgramHeader h;
+  h.name = "sendrecv.test";
+  h.nranks = 2;
+  h.numSemaphores = 1;
+  h.scratchBytes = 64;
+  h.inputBytes.assign(2, 64);
+  h.outputBytes.assign(2, 64);
+  std::vector<RankProgram> ranks(2);
+  ranks[0].addLane();
+  ranks[1].addLane();
+  ranks[1].emit(0, Op::wait(0, 1));
+  ranks[1].emit(0, Op::copy(Addr{kSelf, BufferId::kOutput, 0}, Addr{kSelf, BufferId::kScratch, 0}, 64));
+  const core::Program recv(std::move(h), std::move(ranks));
+  EXPECT_TRUE(calls::programIsLLOnly(recv, 2));
+  EXPECT_FALSE(calls::callIsLLOnly(recv, 1, 2));
+  // One rank: local ops alone are enough (there is no peer).
+  EXPECT_TRUE(calls::callIsLLOnly(*llProgram(1, 64), 0, 1));
+  // Above the mailboxes' rank limit there is no LL at all.
+  EXPECT_FALSE(calls::callIsLLOnly(*llProgram(17, 64), 0, 17));
+}
+
 TEST(CallSetup, TheLabelIsFormattedOnDemand) {
   calls::CallBase call;
   const auto program = llProgram(2, 64);
