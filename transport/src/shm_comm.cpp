@@ -24,6 +24,15 @@
 #include "process_state.hpp"
 #include "shm_internal.hpp"
 
+// ThreadSanitizer builds (GCC's macro, clang's feature test) allocate every Call: see reusableCall().
+#if defined(__SANITIZE_THREAD__)
+#define COPRO_SHM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define COPRO_SHM_TSAN 1
+#endif
+#endif
+
 namespace copro::transport::shm {
 
 using core::Error;
@@ -380,7 +389,7 @@ std::shared_ptr<Call> ShmComm::frontCall() {
 }
 
 std::shared_ptr<Call> ShmComm::reusableCall() {
-#if !defined(__SANITIZE_THREAD__)
+#if !defined(COPRO_SHM_TSAN)
   // The last call is free once nobody else holds it (its handle, the queue, a driver or progress thread):
   // the acquire fence pairs with the release of their last reference, so their accesses happened before.
   // (ThreadSanitizer does not model the fence: its builds allocate every call.)
