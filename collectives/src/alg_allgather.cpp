@@ -1,4 +1,4 @@
-/// All-gather algorithms: allgather "ring", "rdoubling", "bruck"; allgatherv "ring".
+/// All-gather algorithms: allgather "ring", "rdoubling", "bruck", "oneshot_ll"; allgatherv "ring".
 /// docs/algorithms.md explains each with its cost formula. Every algorithm writes blocks straight into
 /// the peers' outputs at their final places, so none needs scratch.
 #include <algorithm>
@@ -239,6 +239,42 @@ std::shared_ptr<const core::ProgramSource> bruckBuild(const CollectiveArgs& args
   });
 }
 
+// ---- oneshot_ll: every rank's block straight to every peer over the LL protocol ---------------------
+
+std::string oneshotLLProblem(const CollectiveArgs& args) {
+  return llProblem(args, args.count * elemBytes(args));
+}
+
+double oneshotLLEstimate(const CollectiveArgs& args, const CostModel& cm) {
+  if (args.nranks <= 1) return singleRankUs(args, cm);
+  const LinkCost l = intraLinkCost(cm);
+  const double n = static_cast<double>(args.count * elemBytes(args));
+  // One step without a separate signal (half the step latency); the flags double the bytes on the wire.
+  return 0.5 * l.alpha + (args.nranks - 1) * n * 2 * l.beta;
+}
+
+std::shared_ptr<const core::ProgramSource> oneshotLLBuild(const CollectiveArgs& args) {
+  core::ProgramHeader h = baseHeader(args, "oneshot_ll");
+  // Semaphore q pairs rank q's LL put with our LL wait for it.
+  h.numSemaphores = args.nranks > 1 ? args.nranks : 0;
+  return std::make_shared<core::LazyProgram>(std::move(h), [args](std::int32_t rank, RankProgram& out) {
+    const std::vector<std::uint64_t> off = blockOffsets(args);
+    out.addLane();
+    const std::uint64_t es = elemBytes(args);
+    const std::uint64_t bytes = args.count * es;
+    const auto at = [&](std::int32_t q) { return off[static_cast<std::size_t>(q)] * es; };
+    // In place the rank's block already is in its output (the Program never names kInput then).
+    const Addr own = args.inPlace ? Addr{kSelf, BufferId::kOutput, at(rank)} : Addr{kSelf, BufferId::kInput, 0};
+    for (std::int32_t q = 0; q < args.nranks; ++q) {
+      if (q != rank) out.emit(0, Op::putLL(q, Addr{q, BufferId::kOutput, at(rank)}, own, bytes, rank));
+    }
+    for (std::int32_t q = 0; q < args.nranks; ++q) {
+      if (q != rank) out.emit(0, Op::waitLL(q, Addr{kSelf, BufferId::kOutput, at(q)}, bytes, q, 1));
+    }
+    emitOwnCopy(args, rank, off, out);
+  });
+}
+
 }  // namespace
 
 void addAllGatherAlgorithms(std::vector<Algorithm>& out) {
@@ -252,6 +288,10 @@ void addAllGatherAlgorithms(std::vector<Algorithm>& out) {
   out.push_back(Algorithm{"bruck", CollectiveKind::kAllGather,
                           "Bruck: ceil(log2 p) steps for any p, blocks put at their final places (no rotation)",
                           basicProblem, bruckEstimate, bruckBuild});
+  out.push_back(Algorithm{"oneshot_ll", CollectiveKind::kAllGather,
+                          "every rank LL-puts its block straight into every peer's output (data and arrival "
+                          "flags together, no separate signal); load/store backends, small blocks",
+                          oneshotLLProblem, oneshotLLEstimate, oneshotLLBuild});
   out.push_back(Algorithm{"ring", CollectiveKind::kAllGatherV,
                           "ring all-gather with per-rank counts, straight into the peers' outputs", vProblem,
                           ringEstimate, ringBuild});

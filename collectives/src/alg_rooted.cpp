@@ -244,6 +244,41 @@ std::string broadcastReason(const CollectiveArgs& a) {
   return rootedReason(a);
 }
 
+// Broadcast over the LL protocol: the root LL-puts its whole vector straight into every peer's output; each
+// peer LL-waits for it (semaphore 0 pairs the put with the wait).
+
+std::string broadcastLLReason(const CollectiveArgs& a) {
+  if (std::string why = rootedReason(a); !why.empty()) return why;
+  return llProblem(a, a.count * elemBytes(a));
+}
+
+std::shared_ptr<const core::ProgramSource> buildBroadcastLL(const CollectiveArgs& args) {
+  return std::make_shared<core::LazyProgram>(
+      broadcastHeader(args, "oneshot_ll"), [args](std::int32_t r, RankProgram& out) {
+        const std::uint64_t n = args.count * elemBytes(args);
+        if (args.nranks == 1) return emitSingleRank(args, out);
+        out.addLane();
+        if (r != args.root) {
+          out.emit(0, Op::waitLL(args.root, localAddr(BufferId::kOutput, 0), n, 0, 1));
+          return;
+        }
+        for (std::int32_t q = 0; q < args.nranks; ++q) {
+          if (q != r)
+            out.emit(0, Op::putLL(q, remoteAddr(q, BufferId::kOutput, 0), localAddr(BufferId::kInput, 0), n, 0));
+        }
+        if (!args.inPlace && n > 0)
+          out.emit(0, Op::copy(localAddr(BufferId::kOutput, 0), localAddr(BufferId::kInput, 0), n));
+      });
+}
+
+double estimateBroadcastLL(const CollectiveArgs& a, const CostModel& m) {
+  const double n = static_cast<double>(a.count * elemBytes(a));
+  if (a.nranks <= 1) return std::max(kMinEstimateUs, n * memoryUsPerByte(m));
+  const auto l = intraLinkCost(m);  // compose.hpp's alpha and beta (not this file's LinkCost)
+  // One step without a separate signal; the root writes p-1 copies, the flags double the bytes.
+  return std::max(kMinEstimateUs, 0.5 * l.alpha + (a.nranks - 1) * n * 2 * l.beta);
+}
+
 // ----------------------------------------------------------------------------------------------------------
 // Reduce: a pipelined tree towards the root. A child puts chunk c of its partial result into its parent's
 // scratch slot (edge k, c % 2) and signals semaphore k there; the parent reduces its input with the slots
@@ -577,6 +612,10 @@ void addRootedAlgorithms(std::vector<Algorithm>& out) {
   out.push_back({"chain", CollectiveKind::kBroadcast,
                  "pipelined chain root -> root+1 -> ...: bandwidth-optimal for large messages", broadcastReason,
                  estimateBroadcastChain, buildBroadcastChain});
+  out.push_back({"oneshot_ll", CollectiveKind::kBroadcast,
+                 "the root LL-puts its vector straight into every peer's output (data and arrival flags "
+                 "together, no separate signal); load/store backends, small messages",
+                 broadcastLLReason, estimateBroadcastLL, buildBroadcastLL});
   out.push_back({"binomial", CollectiveKind::kReduce,
                  "binomial tree towards the root, pipelined in chunks through double-buffered scratch", reduceReason,
                  estimateReduceBinomial, buildReduceBinomial});

@@ -665,6 +665,34 @@ std::string basicProblem(const CollectiveArgs& args) {
   return {};
 }
 
+std::string llProblem(const CollectiveArgs& args, std::uint64_t bytesPerPut) {
+  if (std::string why = basicProblem(args); !why.empty()) return why;
+  if (args.nranks <= 1) return {};
+  if (const int nodes = numNodes(args); nodes > 1) {
+    return "needs every rank on one node (the LL mailboxes are one host's shared memory); the ranks span " +
+           std::to_string(nodes) + " nodes";
+  }
+  if (!args.loadStoreDomains.empty()) {
+    bool one = false;
+    for (const auto& group : args.loadStoreDomains) {
+      const std::set<std::int32_t> members(group.begin(), group.end());
+      bool all = true;
+      for (std::int32_t r = 0; r < args.nranks && all; ++r) all = members.count(r) > 0;
+      one = one || all;
+    }
+    if (!one) {
+      return "needs every rank in one load/store domain (the ranks span " +
+             std::to_string(args.loadStoreDomains.size()) + " domains)";
+    }
+  }
+  if (bytesPerPut > args.llMaxBytes) {
+    return "sends " + std::to_string(bytesPerPut) + " bytes per peer with the LL protocol, above the limit of " +
+           std::to_string(args.llMaxBytes) +
+           " (COPRO_LL_MAX_BYTES, capped by the backend's mailboxes; 0: the backend has none)";
+  }
+  return {};
+}
+
 std::string vCountsProblem(const CollectiveArgs& args, const char* what) {
   if (std::string why = basicProblem(args); !why.empty()) return why;
   if (args.counts.size() != static_cast<std::size_t>(args.nranks)) {

@@ -64,6 +64,10 @@ inline core::Addr remoteAddr(std::int32_t peer, core::BufferId buf, std::uint64_
 
 /// "" when the rank count is usable; else why not.
 std::string basicProblem(const CollectiveArgs& args);
+/// basicProblem plus every rank on one node and in one load/store domain (when args name domains) and at most
+/// args.llMaxBytes (COPRO_LL_MAX_BYTES capped by the backend's mailboxes) in each LL put of `bytesPerPut`:
+/// whether an algorithm over the LL protocol may run. One rank needs no LL.
+std::string llProblem(const CollectiveArgs& args, std::uint64_t bytesPerPut);
 /// basicProblem plus one per-rank count (`what`: "send" or "receive") per rank for the v-collectives.
 std::string vCountsProblem(const CollectiveArgs& args, const char* what);
 

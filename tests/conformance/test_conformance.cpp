@@ -58,7 +58,8 @@ INSTANTIATE_TEST_SUITE_P(LaneMachine, PairwiseCase, ::testing::ValuesIn(laneMach
 
 /// The LL all-reduce (oneshot_ll) for every data type and op, at 2-4 ranks, from one element up to the LL
 /// limit (COPRO_LL_MAX_BYTES; the ctest entry copro_conformance_ll_slot raises it to the mailbox slot), in
-/// and out of place, on inproc. Every case must be one the planner lets LL run.
+/// and out of place, on inproc; and the LL all-gather and broadcast (oneshot_ll). Every case must be one the
+/// planner lets LL run.
 std::vector<Case> llCases() {
   Case probe;
   const std::uint64_t limit = caseLLMaxBytes(probe);
@@ -75,6 +76,28 @@ std::vector<Case> llCases() {
         for (std::uint64_t count : {std::uint64_t{1}, limit / core::dataTypeSize(c.dtype)}) {
           c.count = count;
           if (caseSupported(c)) out.push_back(c);
+        }
+      }
+    }
+  }
+  // All-gather and broadcast over LL (oneshot_ll): they move bytes and reduce nothing, so two data types
+  // suffice; roots 0 and 1.
+  for (const collectives::CollectiveKind kind :
+       {collectives::CollectiveKind::kAllGather, collectives::CollectiveKind::kBroadcast}) {
+    for (const DataType dtype : {DataType::kUint8, DataType::kFloat64}) {
+      for (int ranks : {2, 3, 4}) {
+        for (int place = 0; place < 2; ++place) {
+          Case c;
+          c.kind = kind;
+          c.algo = "oneshot_ll";
+          c.dtype = dtype;
+          c.ranks = ranks;
+          c.inPlace = place == 1;
+          c.root = (ranks + place) % ranks;
+          for (std::uint64_t count : {std::uint64_t{1}, std::uint64_t{13}, limit / core::dataTypeSize(dtype)}) {
+            c.count = count;
+            if (caseSupported(c)) out.push_back(c);
+          }
         }
       }
     }

@@ -40,13 +40,21 @@ inline std::chrono::nanoseconds sleepLength(double timeoutSec, double stalledSec
   return d;
 }
 
+/// Idle looks of a blocking wait per clock read (see driveCall).
+inline constexpr std::uint32_t kClockEvery = 8;
+
 /// Drives the calls of one rank until `target` finished (block) or once (test). `done` says whether it
 /// finished; the result is its status then.
 template <typename Host, typename CallT>
 core::Status driveCall(Host& host, const std::shared_ptr<CallT>& target, bool block, bool& done) {
-  auto stallStart = DriveClock::now();  // last progress of any lane of the front call
-  auto spinStart = stallStart;          // last progress of this thread's own lanes
+  // The clock is read only when a look finds nothing to do: after progress, the next idle look starts the
+  // stall timer (last progress of any lane of the front call) and the spin timer (of this thread's lanes).
+  DriveClock::time_point stallStart;
+  DriveClock::time_point spinStart;
+  bool stallFresh = true;
+  bool spinFresh = true;
   std::uint64_t sample = 0;
+  std::uint32_t idleLooks = 0;
   bool armed = false;
   std::uint32_t seen = 0;
   auto disarm = [&] {
@@ -59,7 +67,7 @@ core::Status driveCall(Host& host, const std::shared_ptr<CallT>& target, bool bl
     if (!front || front->finished()) {
       front = host.frontCall();
       if (front) sample = front->progress.load(std::memory_order_relaxed);
-      stallStart = DriveClock::now();
+      stallFresh = true;
     }
     if (!front || front->phase.load(std::memory_order_acquire) != decltype(front->phase.load())::kRunning) {
       // Only in the instant between a failure and its bookkeeping; look again.
@@ -68,17 +76,26 @@ core::Status driveCall(Host& host, const std::shared_ptr<CallT>& target, bool bl
     }
     if (front->deviceLanes > 0 && host.runDeviceLanes(front)) {
       disarm();
-      stallStart = spinStart = DriveClock::now();
+      stallFresh = spinFresh = true;
       sample = front->progress.load(std::memory_order_relaxed);
       continue;
     }
-    const auto now = DriveClock::now();
     // Progress threads' work keeps the call from timing out but does not keep this thread spinning.
     const std::uint64_t p = front->progress.load(std::memory_order_relaxed);
     if (p != sample) {
       sample = p;
-      stallStart = now;
+      stallFresh = true;
     }
+    // A blocking wait looks at the clock on every kClockEvery-th idle look only: the timers it feeds
+    // (the spin phase, COPRO_SPIN_US, and stall checks from 50 ms) are far coarser than a look.
+    if (block && !stallFresh && !spinFresh && !armed && ++idleLooks % kClockEvery != 0) {
+      host.spinPause();
+      continue;
+    }
+    const auto now = DriveClock::now();
+    if (stallFresh) stallStart = now;
+    if (spinFresh) spinStart = now;
+    stallFresh = spinFresh = false;
     const double stalled = secondsSince(stallStart, now);
     if (host.checkStall(front, stalled)) {
       disarm();

@@ -23,7 +23,7 @@ core::Status timeoutStatus(const std::string& label, double timeoutSec, const st
 /// "<label> lane L op I (code)" for messages. `CallT` has `label` and `rankProgram`.
 template <typename CallT>
 std::string opLabelOf(const CallT& call, int lane, std::uint32_t index) {
-  std::string out = call.label + " lane " + std::to_string(lane) + " op " + std::to_string(index);
+  std::string out = call.label() + " lane " + std::to_string(lane) + " op " + std::to_string(index);
   const auto& ops = call.rankProgram->lanes[static_cast<std::size_t>(lane)].ops;
   if (index < ops.size()) out += " (" + std::string(core::opCodeName(ops[index].code)) + ")";
   return out;
@@ -54,7 +54,7 @@ std::string blockedLanes(const CallT& call, int numLanes, LaneAt laneAt, SemProg
   for (int i = 0; i < numLanes && listed < 16; ++i) {
     const LaneSnapshot l = laneAt(i);
     if (l.done) continue;
-    out += (listed++ == 0 ? " " : "; ") + opLabelOf(call, i, l.pc).substr(call.label.size() + 1);
+    out += (listed++ == 0 ? " " : "; ") + opLabelOf(call, i, l.pc).substr(call.label().size() + 1);
     if (l.pc >= l.ops->size()) {
       out += pastEnd;
       continue;

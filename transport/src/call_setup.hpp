@@ -36,7 +36,8 @@ struct Region {
 void userRegions(const core::ProgramHeader& h, const core::CallBuffers& b, std::int32_t rank, std::vector<Region>& out);
 
 /// What every engine keeps of a started call: the Program, the executing rank's ops, the buffers, the
-/// semaphore epoch advance, the sequence number and the label used in messages.
+/// semaphore epoch advance, the sequence number and the executing rank (its label in messages is formatted
+/// only when a message needs it).
 struct CallBase {
   std::shared_ptr<const core::ProgramSource> program;
   const core::ProgramHeader* header = nullptr;
@@ -45,7 +46,13 @@ struct CallBase {
   std::shared_ptr<const std::vector<std::uint64_t>> advance;  ///< semaphore epoch advance of this rank
   std::shared_ptr<const core::FlatRankProgram> flat;          ///< the rank's ops, flat (what lanes interpret)
   std::uint64_t seq = 0;
-  std::string label;  ///< "allreduce.ring (call 3) on rank 0"
+  std::int32_t execRank = 0;  ///< the executing rank (for the label)
+  /// Every op of every rank is an LL put/wait or local and this rank's ops hold an LL op (callIsLLOnly):
+  /// no rank reads another's published buffers or semaphores in this call.
+  bool llOnly = false;
+
+  /// "allreduce.ring (call 3) on rank 0": formatted on demand (errors, traces), not on every call.
+  [[nodiscard]] std::string label() const;
 
   /// Moves the executing rank's semaphore epoch bases past this call, once it completed.
   void advanceEpochs(std::vector<std::uint64_t>& semBase) const {
@@ -62,7 +69,19 @@ core::Status rankProgramOf(const core::ProgramSource& program, std::int32_t rank
 struct PreparedRank {
   std::shared_ptr<const std::vector<std::uint64_t>> advance;
   std::shared_ptr<const core::FlatRankProgram> flat;
+  bool llOnly = false;  ///< callIsLLOnly() of the Program and rank
 };
+
+/// True when every op of every one of the `size` ranks of `program` is an LL put or LL wait (a peer in
+/// range, at most one slot, no indirect size) or touches only the executing rank's own memory (copy,
+/// reduce and wait on its own buffers and semaphores, flush): a call of it needs no published buffers.
+bool programIsLLOnly(const core::ProgramSource& program, int size);
+/// Whether a call of `program` by `rank` of `size` ranks may skip publishing its buffers (CallBase::llOnly):
+/// at most lanes::kLLMaxRanks ranks, programIsLLOnly, and this rank's own ops hold an LL op (one rank: none
+/// needed). The last rule keeps out Programs that a rank builds for itself alone, such as send/recv, where
+/// the other ranks' ops in its Program are not the ones those ranks run: a receiver whose own ops are a
+/// wait and a copy must still publish the scratch its sender puts into.
+bool callIsLLOnly(const core::ProgramSource& program, std::int32_t rank, int size);
 
 /// The prepared ranks of the most recently used Programs (a communicator runs few Programs many times).
 /// Not thread-safe: the owner locks.
@@ -79,18 +98,18 @@ class PreparedRankCache {
   std::vector<std::pair<std::shared_ptr<const core::ProgramSource>, PreparedRank>> entries_;  ///< most recent last
 };
 
-/// Fills `call.advance` and `call.flat` for `program` from `cache` (locking `mutex` around it when given),
-/// preparing them on a miss; a Status prefixed with `who` when the ops cannot be flattened.
+/// Fills `call.advance`, `call.flat` and `call.llOnly` for `program` run by `size` ranks from `cache`
+/// (locking `mutex` around it when given), preparing them on a miss; a Status prefixed with `who` when the
+/// ops cannot be flattened.
 core::Status prepareCall(CallBase& call, const std::shared_ptr<const core::ProgramSource>& program,
-                         PreparedRankCache& cache, std::mutex* mutex, const std::string& who);
+                         PreparedRankCache& cache, std::mutex* mutex, const std::string& who, int size);
 
 /// The first step of every engine's start(): checks that there is a Program and that the buffers fit it
-/// for `rank` of `size` ranks, then fills `call` (the Program, its header, the rank's ops, the buffers, and
-/// the epoch advance and flat ops prepared through `cache`, locked with `mutex` when given). `name`
-/// receives the Program's name for the call's label. Errors are prefixed with `who` ("shm rank 2: ").
+/// for `rank` of `size` ranks, then fills `call` (the Program, its header, the rank's ops, the buffers, the
+/// rank, and the epoch advance, flat ops and LL-only flag prepared through `cache`, locked with `mutex` when
+/// given). Errors are prefixed with `who` ("shm rank 2: ").
 core::Status openCall(CallBase& call, std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
-                      std::int32_t rank, int size, PreparedRankCache& cache, std::mutex* mutex, const std::string& who,
-                      std::string& name);
+                      std::int32_t rank, int size, PreparedRankCache& cache, std::mutex* mutex, const std::string& who);
 
 /// The label of call `seq` of `rank` in every message about it: "allreduce.ring (call 3) on rank 0".
 std::string callLabel(const std::string& name, std::uint64_t seq, std::int32_t rank);
@@ -98,6 +117,11 @@ std::string callLabel(const std::string& name, std::uint64_t seq, std::int32_t r
 /// Why a communicator takes no new call (labelled `label`): it was aborted, or it is unusable after the
 /// failure `brokenStatus` (`broken`); ok when it takes the call.
 core::Status refusal(const std::string& label, bool aborted, bool broken, const core::Status& brokenStatus);
+/// The same for `call` (its seq set), formatting its label only when it is refused.
+inline core::Status refusal(const CallBase& call, bool aborted, bool broken, const core::Status& brokenStatus) {
+  if (!aborted && !broken) return {};
+  return refusal(call.label(), aborted, broken, brokenStatus);
+}
 
 /// Fails every unfinished call of `queue` (an engine's calls, oldest first) and empties it: `which` gets
 /// `whichStatus`, every other call `code` with "<its label>: <reason>". `each(call)` runs for each failed call
@@ -109,7 +133,7 @@ core::Status failQueued(Queue& queue, const CallT* which, const core::Status& wh
   core::Status first;
   for (const auto& c : queue) {
     if (c->finished()) continue;
-    c->status = c.get() == which ? whichStatus : core::Status(code, c->label + ": " + reason);
+    c->status = c.get() == which ? whichStatus : core::Status(code, c->label() + ": " + reason);
     if (first.ok()) first = c->status;
     c->phase = failed;
     each(*c);
@@ -157,12 +181,26 @@ int prepareLanes(CallT& call, bool proxyDefault) {
 }
 
 /// Creates the `call.numLanes` lanes of `call` (an array `lanes`) and prepares them (prepareLanes below);
-/// `call.lanesLeft` counts the lanes with ops.
+/// `call.lanesLeft` counts the lanes with ops. A call object reused from an earlier call keeps its lane
+/// array (and the lanes' scratch vectors) when the lane count is the same; its lanes start over.
 template <typename CallT>
 void initLanes(CallT& call, bool proxyDefault) {
   using Lane = std::remove_reference_t<decltype(call.lanes[0])>;
-  call.numLanes = static_cast<int>(call.rankProgram->lanes.size());
-  call.lanes = std::make_unique<Lane[]>(static_cast<std::size_t>(call.numLanes));
+  const int n = static_cast<int>(call.rankProgram->lanes.size());
+  if (call.lanes && call.numLanes == n) {
+    for (int i = 0; i < n; ++i) {
+      Lane& l = call.lanes[static_cast<std::size_t>(i)];
+      l.pc.store(0, std::memory_order_relaxed);
+      l.done.store(false, std::memory_order_relaxed);
+      l.blockedOnRank.store(-1, std::memory_order_relaxed);
+      l.scratch.timedPc = ~0U;
+    }
+  } else {
+    call.numLanes = n;
+    call.lanes = std::make_unique<Lane[]>(static_cast<std::size_t>(n));
+  }
+  call.deviceLanes = 0;
+  call.pooled[0] = call.pooled[1] = false;
   call.lanesLeft.store(prepareLanes(call, proxyDefault), std::memory_order_relaxed);
 }
 

@@ -187,18 +187,15 @@ Status World::start(int r, std::shared_ptr<const core::ProgramSource> program, c
   RankState& rs = rank(r);
   const std::string who = "inproc rank " + std::to_string(r) + ": ";
   auto call = std::make_shared<Call>();
-  std::string name;
-  COPRO_RETURN_IF_ERROR(
-      calls::openCall(*call, std::move(program), b, r, size(), rs.advanceCache, &rs.mutex, who, name));
+  COPRO_RETURN_IF_ERROR(calls::openCall(*call, std::move(program), b, r, size(), rs.advanceCache, &rs.mutex, who));
   call->rank = &rs;
   calls::initLanes(*call, proxyDefault_);
   COPRO_RETURN_IF_ERROR(calls::startProgressThreads(*call, who, [this](int k) { ensurePool(k); }));
 
   std::lock_guard<std::mutex> lock(rs.mutex);
-  const std::string label = calls::callLabel(name, rs.nextSeq, r);
-  COPRO_RETURN_IF_ERROR(calls::refusal(label, rs.aborted.load(std::memory_order_acquire), rs.broken, rs.brokenStatus));
-  call->seq = rs.nextSeq++;
-  call->label = label;
+  call->seq = rs.nextSeq;
+  COPRO_RETURN_IF_ERROR(calls::refusal(*call, rs.aborted.load(std::memory_order_acquire), rs.broken, rs.brokenStatus));
+  ++rs.nextSeq;
   rs.queue.push_back(call);
   if (rs.queue.size() == 1) enterQueuedLocked(rs);
   out = std::move(call);
@@ -256,7 +253,7 @@ void World::enterLocked(RankState& rs, const std::shared_ptr<Call>& call) {
 
   call->phase.store(Phase::kRunning, std::memory_order_seq_cst);
   rs.state.store(2 * seq, std::memory_order_seq_cst);
-  COPRO_LOG(Trace, Transport, call->label << ": entered");
+  COPRO_LOG(Trace, Transport, call->label() << ": entered");
   const bool live = call->lanesLeft.load(std::memory_order_acquire) > 0;
   for (int k = 0; k < 2; ++k) {
     ProgressPool* p = pool(k);
@@ -381,14 +378,14 @@ bool World::checkStall(RankState& rs, const std::shared_ptr<Call>& front, double
         rs, front.get(),
         [&](const Call& c) {
           return Status(ErrorCode::kRemoteError,
-                        c.label + ": blocked while rank " + std::to_string(pr) + " is gone: " + reason);
+                        c.label() + ": blocked while rank " + std::to_string(pr) + " is gone: " + reason);
         },
         ErrorCode::kRemoteError, "not run: rank " + std::to_string(pr) + " is gone", false);
   }
   const double timeout = config_.timeoutSec;
   if (timeout > 0 && stalledSec >= timeout) {
     return failCalls(
-        rs, front.get(), [&](const Call& c) { return calls::timeoutStatus(c.label, timeout, stallReport(c)); },
+        rs, front.get(), [&](const Call& c) { return calls::timeoutStatus(c.label(), timeout, stallReport(c)); },
         ErrorCode::kTimeout, "not run: an earlier call timed out", false);
   }
   return false;

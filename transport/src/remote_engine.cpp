@@ -225,14 +225,11 @@ Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const c
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string who = std::string(t_->backend()) + " rank " + std::to_string(me()) + ": ";
   auto call = std::make_shared<Call>();
-  std::string name;
-  COPRO_RETURN_IF_ERROR(
-      calls::openCall(*call, std::move(program), b, me(), t_->size(), advanceCache_, nullptr, who, name));
-  const std::string label = calls::callLabel(name, nextSeq_, me());
+  COPRO_RETURN_IF_ERROR(calls::openCall(*call, std::move(program), b, me(), t_->size(), advanceCache_, nullptr, who));
   const bool aborted = retired_.load(std::memory_order_acquire) || aborted_.load(std::memory_order_acquire);
-  COPRO_RETURN_IF_ERROR(calls::refusal(label, aborted, broken_, brokenStatus_));
-  call->seq = nextSeq_++;
-  call->label = label;
+  call->seq = nextSeq_;
+  COPRO_RETURN_IF_ERROR(calls::refusal(*call, aborted, broken_, brokenStatus_));
+  ++nextSeq_;
   call->lanes.resize(call->rankProgram->lanes.size());
   for (std::size_t i = 0; i < call->lanes.size(); ++i) {
     call->lanes[i].ops = &call->rankProgram->lanes[i].ops;
@@ -309,7 +306,7 @@ void Engine::enter(Call& call) {
         Region{reinterpret_cast<std::byte*>(layout_), std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
   } catch (const core::Error& e) {
     call.phase = Phase::kRunning;
-    failFront(Status(e.code(), call.label + ": " + e.message()), true);
+    failFront(Status(e.code(), call.label() + ": " + e.message()), true);
     return;
   }
   entry.seq = call.seq;
@@ -318,15 +315,15 @@ void Engine::enter(Call& call) {
   entry.semaphores = sems_;
   entry.numSemaphores = h.numSemaphores;
   entry.numLanes = static_cast<int>(call.lanes.size());
-  entry.label = call.label;
+  entry.label = call.label();
   call.phase = Phase::kRunning;
   lastProgress_ = Clock::now();
   Status s = t_->enter(entry);
   if (!s.ok()) {
-    failFront(Status(s.code(), call.label + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
+    failFront(Status(s.code(), call.label() + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
     return;
   }
-  COPRO_LOG(Trace, Transport, call.label << ": entered");
+  COPRO_LOG(Trace, Transport, call.label() << ": entered");
 }
 
 void Engine::complete(Call& call) {
@@ -345,8 +342,8 @@ void Engine::failFront(const Status& statusSeen, bool poison) {
   if (status.code() == ErrorCode::kTimeout || status.code() == ErrorCode::kRemoteError) {
     const std::string stopped = t_->stoppedPeer();
     if (!stopped.empty()) {
-      status =
-          Status(status.code(), front->label + ": " + stopped + " (what this rank saw: " + statusSeen.message() + ")");
+      status = Status(status.code(),
+                      front->label() + ": " + stopped + " (what this rank saw: " + statusSeen.message() + ")");
     }
   }
   if (front->phase == Phase::kRunning) t_->leave();
@@ -399,7 +396,7 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
       abortHandled_ = true;
       const bool retired = retired_.load(std::memory_order_acquire);
       const std::string why = retired ? "the executor was destroyed" : "aborted by Executor::abort()";
-      failFront(Status(ErrorCode::kAborted, queue_.front()->label + ": " + why), true);
+      failFront(Status(ErrorCode::kAborted, queue_.front()->label() + ": " + why), true);
       continue;
     }
     Call& call = *queue_.front();
@@ -410,7 +407,7 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
     bool progressed = false;
     Status s = t_->progress(progressed);
     if (!s.ok()) {
-      failFront(Status(s.code(), call.label + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
+      failFront(Status(s.code(), call.label() + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
       continue;
     }
     if (runLanes(call, false)) progressed = true;
@@ -419,7 +416,7 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
       bool finished = false;
       s = t_->finishCall(finished);
       if (!s.ok()) {
-        failFront(Status(s.code(), call.label + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
+        failFront(Status(s.code(), call.label() + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
         continue;
       }
       if (finished) {
@@ -440,7 +437,7 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
     }
     const double idle = std::chrono::duration<double>(now - lastProgress_).count();
     if (idle > timeout) {
-      failFront(calls::timeoutStatus(call.label, timeout, stallReport(call)), false);
+      failFront(calls::timeoutStatus(call.label(), timeout, stallReport(call)), false);
       continue;
     }
     if (!block) {
@@ -469,7 +466,7 @@ void Engine::progressMain() {
         Call& call = *queue_.front();
         const Status s = t_->progress(progressed);
         if (!s.ok()) {
-          failFront(Status(s.code(), call.label + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
+          failFront(Status(s.code(), call.label() + ": " + s.message()), s.code() != ErrorCode::kRemoteError);
         } else if (runLanes(call, true)) {
           progressed = true;
         }

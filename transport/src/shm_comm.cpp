@@ -24,6 +24,15 @@
 #include "process_state.hpp"
 #include "shm_internal.hpp"
 
+// ThreadSanitizer builds (GCC's macro, clang's feature test) allocate every Call: see reusableCall().
+#if defined(__SANITIZE_THREAD__)
+#define COPRO_SHM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define COPRO_SHM_TSAN 1
+#endif
+#endif
+
 namespace copro::transport::shm {
 
 using core::Error;
@@ -94,7 +103,8 @@ ShmComm::ShmComm(std::shared_ptr<core::Bootstrap> bootstrap, core::Config config
   size_ = bootstrap_->size();
   if (nodeOfRank_.empty()) nodeOfRank_.assign(static_cast<std::size_t>(size_), 0);
   proxyDefault_ = calls::deviceLanesRunAsProxy(config_);
-  const std::string me = "shm rank " + std::to_string(rank_) + ": ";
+  who_ = "shm rank " + std::to_string(rank_) + ": ";
+  const std::string& me = who_;
 
   RankInfo mine{};
   mine.pid = static_cast<std::int32_t>(getpid());
@@ -321,8 +331,12 @@ void ShmComm::mapEnteredPeers(Call& call) {
 }
 
 void ShmComm::mapNewPeerGenerations() noexcept {
+  if (seenPeerGen_.size() != static_cast<std::size_t>(size_)) seenPeerGen_.assign(static_cast<std::size_t>(size_), 0);
   for (int q = 0; q < size_; ++q) {
-    if (q == rank_ || ranks_[q].dataGen.load(std::memory_order_acquire) == 0) continue;
+    const std::uint64_t gen = q == rank_ ? 0 : ranks_[q].dataGen.load(std::memory_order_acquire);
+    // Usually nothing new: no lock, no mapping lookup.
+    if (gen == 0 || gen == seenPeerGen_[static_cast<std::size_t>(q)]) continue;
+    seenPeerGen_[static_cast<std::size_t>(q)] = gen;
     std::string why;
     try {
       (void)peerData(q, why);  // a name already gone (the peer moved on or died) is not this call's problem
@@ -374,27 +388,48 @@ std::shared_ptr<Call> ShmComm::frontCall() {
   return queue_.empty() ? nullptr : queue_.front();
 }
 
+std::shared_ptr<Call> ShmComm::reusableCall() {
+#if !defined(COPRO_SHM_TSAN)
+  // The last call is free once nobody else holds it (its handle, the queue, a driver or progress thread):
+  // the acquire fence pairs with the release of their last reference, so their accesses happened before.
+  // (ThreadSanitizer does not model the fence: its builds allocate every call.)
+  std::shared_ptr<Call> call;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (lastCall_ && lastCall_.use_count() == 1) call = std::move(lastCall_);
+  }
+  if (call) {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    call->phase.store(Phase::kQueued, std::memory_order_relaxed);
+    call->progress.store(0, std::memory_order_relaxed);
+    call->peersMapped.store(false, std::memory_order_relaxed);
+    call->status = Status();
+    call->copyBack.clear();
+    call->copyBackBytes.clear();
+    return call;
+  }
+#endif
+  return std::make_shared<Call>();
+}
+
 Status ShmComm::start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
                       std::shared_ptr<Call>& out) {
-  const std::string who = "shm rank " + std::to_string(rank_) + ": ";
-  auto call = std::make_shared<Call>();
-  std::string name;
-  COPRO_RETURN_IF_ERROR(calls::openCall(*call, std::move(program), b, rank_, size_, advanceCache_, &mutex_, who, name));
+  std::shared_ptr<Call> call = reusableCall();
+  COPRO_RETURN_IF_ERROR(calls::openCall(*call, std::move(program), b, rank_, size_, advanceCache_, &mutex_, who_));
   calls::initLanes(*call, proxyDefault_);
-  COPRO_RETURN_IF_ERROR(calls::startProgressThreads(*call, who, [this](int k) { ensureProgressThread(k); }));
+  COPRO_RETURN_IF_ERROR(calls::startProgressThreads(*call, who_, [this](int k) { ensureProgressThread(k); }));
 
   std::lock_guard<std::mutex> lock(mutex_);
-  const std::string label = calls::callLabel(name, nextSeq_, rank_);
-  COPRO_RETURN_IF_ERROR(calls::refusal(label, aborted_.load(std::memory_order_acquire), broken_, brokenStatus_));
-  call->seq = nextSeq_++;
-  call->label = label;
+  call->seq = nextSeq_;
+  COPRO_RETURN_IF_ERROR(calls::refusal(*call, aborted_.load(std::memory_order_acquire), broken_, brokenStatus_));
+  ++nextSeq_;
   queue_.push_back(call);
   if (queue_.size() == 1) {
     try {
       enterQueuedLocked();
     } catch (const Error& e) {
       queue_.pop_back();
-      const Status st(e.code(), label + ": " + e.message());
+      const Status st(e.code(), call->label() + ": " + e.message());
       broken_ = true;
       brokenStatus_ = st;
       ranks_[rank_].state.store(kDeadState, std::memory_order_seq_cst);
@@ -402,6 +437,7 @@ Status ShmComm::start(std::shared_ptr<const core::ProgramSource> program, const 
       return st;
     }
   }
+  lastCall_ = call;
   out = std::move(call);
   return {};
 }
@@ -471,11 +507,48 @@ void ShmComm::ensureData(const core::ProgramHeader& h, std::size_t regions, std:
 
 void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
   const core::ProgramHeader& h = *call->header;
-  const core::CallBuffers& b = call->buffers;
   RankCtl& me = ranks_[rank_];
   me.state.store(2 * call->seq - 1, std::memory_order_seq_cst);
   drainAccessors(false);
+  if (call->llOnly && (size_ == 1 || llMailbox_ != nullptr)) {
+    enterOwnBuffersOnly(*call);
+  } else {
+    publishRegions(*call);
+  }
+  auto* dh = reinterpret_cast<DataHeader*>(data_.base);
+  sems_ = reinterpret_cast<std::atomic<std::uint64_t>*>(data_.base + dh->semsOff);
+  numSems_ = h.numSemaphores;
+  layout_ = reinterpret_cast<std::uint64_t*>(data_.base + dh->layoutOff);
+  std::fill(layout_, layout_ + h.layoutWords, 0);
+  std::copy(call->buffers.layoutInit.begin(), call->buffers.layoutInit.end(), layout_);
 
+  me.dataGen.store(dataGen_, std::memory_order_release);
+  call->phase.store(Phase::kRunning, std::memory_order_seq_cst);
+  me.state.store(2 * call->seq, std::memory_order_seq_cst);
+  COPRO_LOG(Trace, Transport, call->label() << ": entered");
+  notifyAll();  // peers' lanes may wait for this entry; in proxy mode our progress thread runs it
+}
+
+void ShmComm::enterOwnBuffersOnly(Call& call) {
+  const core::ProgramHeader& h = *call.header;
+  calls::userRegions(h, call.buffers, rank_, regions_);
+  ensureData(h, 0, 0);
+  auto* dh = reinterpret_cast<DataHeader*>(data_.base);
+  regions_[static_cast<std::size_t>(core::BufferId::kScratch)] =
+      Region{data_.base + dh->scratchOff, h.scratchBytes, true};
+  regions_[static_cast<std::size_t>(core::BufferId::kLayout)] =
+      Region{data_.base + dh->layoutOff, std::uint64_t{h.layoutWords} * sizeof(std::uint64_t), true};
+  // No peer of an LL-only call reads this table; one that runs another Program by mistake finds no
+  // buffer (a clear error), not the previous call's.
+  dh->numRegions = 0;
+  dh->numSems = 0;
+  call.copyBack.clear();
+  call.copyBackBytes.clear();
+}
+
+void ShmComm::publishRegions(Call& call) {
+  const core::ProgramHeader& h = *call.header;
+  const core::CallBuffers& b = call.buffers;
   std::vector<Region> user;
   calls::userRegions(h, b, rank_, user);
   const std::size_t nregions = user.size();
@@ -506,8 +579,8 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
   auto* dh = reinterpret_cast<DataHeader*>(data_.base);
   auto* shared = reinterpret_cast<SharedRegion*>(data_.base + dh->regionsOff);
   regions_.assign(nregions, Region{});
-  call->copyBack.clear();
-  call->copyBackBytes.clear();
+  call.copyBack.clear();
+  call.copyBackBytes.clear();
   for (std::size_t i = 0; i < nregions; ++i) {
     SharedRegion sr{};
     Region lr{};
@@ -537,8 +610,8 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
         if (first) {
           std::memcpy(shadow, u.base, u.limit);
           if (u.writable) {
-            call->copyBack.emplace_back(u.base, shadow);
-            call->copyBackBytes.push_back(u.limit);
+            call.copyBack.emplace_back(u.base, shadow);
+            call.copyBackBytes.push_back(u.limit);
           }
         }
         lr.base = shadow;
@@ -554,17 +627,6 @@ void ShmComm::enterLocked(const std::shared_ptr<Call>& call) {
   }
   dh->numRegions = static_cast<std::uint32_t>(nregions);
   dh->numSems = h.numSemaphores;
-  sems_ = reinterpret_cast<std::atomic<std::uint64_t>*>(data_.base + dh->semsOff);
-  numSems_ = h.numSemaphores;
-  layout_ = reinterpret_cast<std::uint64_t*>(data_.base + dh->layoutOff);
-  std::fill(layout_, layout_ + h.layoutWords, 0);
-  std::copy(b.layoutInit.begin(), b.layoutInit.end(), layout_);
-
-  me.dataGen.store(dataGen_, std::memory_order_release);
-  call->phase.store(Phase::kRunning, std::memory_order_seq_cst);
-  me.state.store(2 * call->seq, std::memory_order_seq_cst);
-  COPRO_LOG(Trace, Transport, call->label << ": entered");
-  notifyAll();  // peers' lanes may wait for this entry; in proxy mode our progress thread runs it
 }
 
 void ShmComm::completeCall(Call& call) {
@@ -584,7 +646,7 @@ void ShmComm::completeCall(Call& call) {
       // Entering the next call failed (no shared memory left): fail it and what follows.
       const Status st(e.code(), e.message());
       for (const auto& c : queue_) {
-        c->status = Status(e.code(), c->label + ": " + e.message());
+        c->status = Status(e.code(), c->label() + ": " + e.message());
         c->phase.store(Phase::kFailed, std::memory_order_seq_cst);
       }
       queue_.clear();
@@ -657,6 +719,11 @@ void ShmComm::abort() {
 void ShmComm::drainAccessors(bool includeRunners) noexcept {
   // A peer killed or stopped in the middle of an access never gives its count back: stop waiting once
   // one is dead or stopped. After a short spin the wait sleeps, so a survivor does not burn a core.
+  auto busy = [&] {
+    return (includeRunners && runners_.load(std::memory_order_seq_cst) != 0) ||
+           ranks_[rank_].accessors.load(std::memory_order_seq_cst) != 0;
+  };
+  if (!busy()) return;  // the usual case: no clock read
   const auto begin = Clock::now();
   auto lastCheck = begin;
   while ((includeRunners && runners_.load(std::memory_order_seq_cst) != 0) ||
@@ -756,7 +823,7 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
     const std::string reason = poisonReason();
     return failCalls(front.get(),
                      Status(ErrorCode::kRemoteError,
-                            front->label + ": blocked while rank " + std::to_string(pr) + " failed: " + reason),
+                            front->label() + ": blocked while rank " + std::to_string(pr) + " failed: " + reason),
                      ErrorCode::kRemoteError, "not run: rank " + std::to_string(pr) + " failed", false);
   }
   if (stalledSec >= 0.05) {
@@ -764,7 +831,7 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
     if (dead >= 0) {
       const std::string why =
           "rank " + std::to_string(dead) + " (pid " + std::to_string(ranks_[dead].pid) + ") exited or was killed";
-      return failCalls(front.get(), Status(ErrorCode::kRemoteError, front->label + ": " + why + " during this call"),
+      return failCalls(front.get(), Status(ErrorCode::kRemoteError, front->label() + ": " + why + " during this call"),
                        ErrorCode::kRemoteError, "not run: " + why, true, dead);
     }
   }
@@ -775,11 +842,11 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
     if (stopped >= 0) {
       const std::string why =
           stoppedPeerText(stopped, ranks_[stopped].pid) + " and made no progress for " + formatSeconds(timeout) + " s";
-      return failCalls(front.get(), Status(ErrorCode::kTimeout, front->label + ": " + why), ErrorCode::kTimeout,
+      return failCalls(front.get(), Status(ErrorCode::kTimeout, front->label() + ": " + why), ErrorCode::kTimeout,
                        "not run: " + why, true, stopped);
     }
-    return failCalls(front.get(), calls::timeoutStatus(front->label, timeout, stallReport(*front)), ErrorCode::kTimeout,
-                     "not run: an earlier call timed out", false);
+    return failCalls(front.get(), calls::timeoutStatus(front->label(), timeout, stallReport(*front)),
+                     ErrorCode::kTimeout, "not run: an earlier call timed out", false);
   }
   return false;
 }
@@ -788,7 +855,8 @@ bool ShmComm::checkStall(const std::shared_ptr<Call>& front, double stalledSec) 
 // Progress
 
 bool ShmComm::runLanesOnce(const std::shared_ptr<Call>& call, core::Initiation mode) {
-  mapEnteredPeers(*call);
+  // An LL-only call reads no peer's segments; mapNewPeerGenerations below still maps new generations.
+  if (!call->llOnly) mapEnteredPeers(*call);
   bool progressed = false;
   for (int i = 0; i < call->numLanes; ++i) {
     const LaneState& l = call->lanes[static_cast<std::size_t>(i)];

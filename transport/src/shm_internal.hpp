@@ -253,8 +253,15 @@ class ShmComm {
 
  private:
   friend class CommDriver;
+  /// The last call's object when nobody else holds it any more (its lanes and vectors are reused), else a
+  /// new one.
+  std::shared_ptr<Call> reusableCall();
   void enterQueuedLocked();
   void enterLocked(const std::shared_ptr<Call>& call);
+  /// Entry of an LL-only call (CallBase::llOnly): this rank's own buffers only, nothing published for peers.
+  void enterOwnBuffersOnly(Call& call);
+  /// Entry of any other call: the region table peers read (allocations by name, CMA addresses or shadows).
+  void publishRegions(Call& call);
   void ensureData(const core::ProgramHeader& h, std::size_t regions, std::uint64_t shadowBytes);
   void completeCall(Call& call);
   /// Fails `which` (nullptr: whatever is in flight) and every call behind it; marks this rank dead.
@@ -294,6 +301,7 @@ class ShmComm {
   bool proxyDefault_ = false;
   calls::WaitPolicy wait_;  ///< COPRO_WAIT resolved for this host's ranks
   std::string prefix_;      ///< "copro-<pid0>-<token>-"
+  std::string who_;         ///< "shm rank <r>: ", the prefix of this rank's messages
   bool cma_ = true;
   std::uint64_t probe_ = 0;
 
@@ -322,10 +330,14 @@ class ShmComm {
   std::map<std::string, Mapping> allocMaps_;
   std::mutex earlyMapMutex_;                   ///< mapEnteredPeers
   std::vector<std::uint64_t> earlyMappedSeq_;  ///< per peer: the call in which mapEnteredPeers mapped it
+  /// Per peer: the data generation mapNewPeerGenerations last saw (it runs once per call, when the call's
+  /// lanes finish; calls complete one after another, ordered by mutex_).
+  std::vector<std::uint64_t> seenPeerGen_;
 
   // Queue of started calls; guarded by mutex_.
   std::mutex mutex_;
   std::deque<std::shared_ptr<Call>> queue_;
+  std::shared_ptr<Call> lastCall_;  ///< the last call started, reused by the next once nobody holds it
   std::uint64_t nextSeq_ = 1;
   bool broken_ = false;
   core::Status brokenStatus_;

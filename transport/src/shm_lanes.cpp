@@ -110,6 +110,15 @@ class ShmPort final : public lanes::LoadStoreLane<ShmPort, Loc, Call, LaneState>
     }
     const auto* base = reinterpret_cast<const std::byte*>(h);
     const auto* regs = reinterpret_cast<const SharedRegion*>(base + h->regionsOff);
+    if (h->numRegions == 0) {
+      if (report) {
+        fail("rank " + std::to_string(r) +
+                 " published no buffers for this call: it runs only LL and local ops (do all ranks run the same "
+                 "collective with the same algorithm?)",
+             ErrorCode::kInvalidUsage);
+      }
+      return false;
+    }
     if (b >= h->numRegions) return noSuchBuffer(role, r, buf, h->numRegions, report);
     const SharedRegion& reg = regs[b];
     if (!boundsOk(role, r, buf, offset, bytes, reg.limit, reg.writable != 0, write, report)) return false;

@@ -76,6 +76,37 @@ TEST(Planner, PicksLLBelowTheThresholdOnly) {
   EXPECT_NE(collectives::plan(a, collectives::costModelFrom(cfg)).chosen->name, "oneshot_ll");
 }
 
+TEST(Planner, PicksLLAllGatherAndBroadcastBelowTheThresholdOnly) {
+  Config cfg;
+  for (CollectiveKind kind : {CollectiveKind::kAllGather, CollectiveKind::kBroadcast}) {
+    SCOPED_TRACE(collectives::collectiveName(kind));
+    CollectiveArgs a;
+    a.kind = kind;
+    a.nranks = 2;
+    a.dtype = DataType::kFloat32;
+    a.llMaxBytes = 4096;
+    a.count = 2;  // 8 bytes per LL put
+    EXPECT_EQ(collectives::plan(a, collectives::costModelFrom(cfg)).chosen->name, "oneshot_ll");
+    a.count = 1025;  // one element above the threshold
+    const collectives::Plan above = collectives::plan(a, collectives::costModelFrom(cfg));
+    EXPECT_NE(above.chosen->name, "oneshot_ll");
+    for (const auto& c : above.candidates) {
+      if (c.algorithm->name == "oneshot_ll") {
+        EXPECT_NE(c.unsupportedReason.find("COPRO_LL_MAX_BYTES"), std::string::npos) << c.unsupportedReason;
+      }
+    }
+    a.count = 2;
+    a.llMaxBytes = 0;  // a backend without mailboxes
+    EXPECT_NE(collectives::plan(a, collectives::costModelFrom(cfg)).chosen->name, "oneshot_ll");
+    a.llMaxBytes = 4096;
+    a.nodeOfRank = {0, 1};  // the mailboxes are one host's memory
+    EXPECT_NE(collectives::plan(a, collectives::costModelFrom(cfg)).chosen->name, "oneshot_ll");
+    a.nodeOfRank.clear();
+    a.loadStoreDomains = {{0}, {1}};
+    EXPECT_NE(collectives::plan(a, collectives::costModelFrom(cfg)).chosen->name, "oneshot_ll");
+  }
+}
+
 TEST(Planner, LLThresholdComesFromConfigAndBackend) {
   Config cfg;
   EXPECT_EQ(cfg.llMaxBytes, 4096U);

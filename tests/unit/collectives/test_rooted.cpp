@@ -380,6 +380,7 @@ TEST(Rooted, HeadersFollowTheBufferConventions) {
   EXPECT_EQ(h.outputBytes, (std::vector<std::uint64_t>(5, 40)));
 
   // The root's in-place flag changes no header (the ranks that do not set it must agree).
+  a.llMaxBytes = 4096;  // the LL algorithms (oneshot_ll) run only where the backend has mailboxes
   for (CollectiveKind kind :
        {CollectiveKind::kBroadcast, CollectiveKind::kReduce, CollectiveKind::kGather, CollectiveKind::kScatter}) {
     for (const Algorithm* alg : algorithmsFor(kind)) {
@@ -466,6 +467,7 @@ TEST(Rooted, UnsupportedReasons) {
       a.nranks = 4;
       a.count = 8;
       a.root = 3;
+      a.llMaxBytes = 4096;  // the LL algorithms (oneshot_ll) run only where the backend has mailboxes
       EXPECT_EQ(alg->unsupportedReason(a), "");
       a.root = 4;
       EXPECT_NE(alg->unsupportedReason(a).find("root 4 is out of range"), std::string::npos);

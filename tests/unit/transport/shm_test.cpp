@@ -530,6 +530,68 @@ TEST(Shm, SegmentsAreUnlinkedOnceEveryRankMappedThem) {
   EXPECT_TRUE(res.allZero()) << res.summary();
 }
 
+TEST(Shm, LLOnlyCallsAlternateWithCallsThatPublishBuffers) {
+  // An LL-only call (oneshot_ll, at most COPRO_LL_MAX_BYTES) publishes no buffers and reuses the last call's
+  // object and lanes; calls that publish (64 KiB, not LL) come between them, on fresh buffers each time, in
+  // and out of place. Every result is checked.
+  const int n = 2;
+  const ForkResult res = forkRanksSharingId(
+      n,
+      [&](int r, const UniqueId& id) {
+        Communicator comm = createCommunicator("shm", id, r, n, testConfig());
+        for (int k = 0; k < 60; ++k) {
+          const std::size_t count = (k % 3 == 2) ? 16384 : static_cast<std::size_t>(1 + k % 7);
+          const bool inPlace = (k % 4) == 1;
+          std::vector<float> in(count);
+          std::vector<float> out(count, -100.0F);
+          for (std::size_t i = 0; i < count; ++i)
+            in[i] = static_cast<float>((r + 1) * (k + 1) + static_cast<int>(i % 5));
+          const float* send = inPlace ? out.data() : in.data();
+          if (inPlace) out = in;
+          const Status st = comm.allReduce(send, out.data(), count, DataType::kFloat32, ReduceOp::kSum).wait();
+          CHILD_CHECK(st.ok(), "call " << k << ": " << st.toString());
+          for (std::size_t i = 0; i < count; ++i) {
+            const float want = static_cast<float>(3 * (k + 1) + 2 * static_cast<int>(i % 5));
+            CHILD_CHECK(out[i] == want, "call " << k << " element " << i << ": " << out[i] << ", want " << want);
+          }
+          if (k % 3 != 2)
+            CHILD_CHECK(comm.lastProgramName() == "allreduce.oneshot_ll",
+                        "call " << k << ": " << comm.lastProgramName());
+        }
+      },
+      60);
+  EXPECT_TRUE(res.allZero()) << res.summary();
+}
+
+TEST(Shm, APeerRunningAnotherProgramThanAnLLOnlyCallFailsClearly) {
+  // Rank 0 runs oneshot_ll (LL-only: it publishes no buffers), rank 1 the simple oneshot for the same call:
+  // rank 1's put finds no buffer at rank 0 and says so, and rank 0 learns of it; neither waits the timeout.
+  const int n = 2;
+  const double timeoutSec = 20;
+  const ForkResult res = forkRanksSharingId(
+      n,
+      [&](int r, const UniqueId& id) {
+        Communicator comm = createCommunicator("shm", id, r, n, testConfig("device", timeoutSec));
+        std::vector<float> in(2, 1.0F);
+        std::vector<float> out(2);
+        CallOptions o;
+        o.algorithm = r == 0 ? "oneshot_ll" : "oneshot";
+        const auto begin = std::chrono::steady_clock::now();
+        const Status st =
+            comm.allReduce(in.data(), out.data(), in.size(), DataType::kFloat32, ReduceOp::kSum, o).wait();
+        const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+        CHILD_CHECK(!st.ok(), "rank " << r << ": the mismatched call must fail");
+        CHILD_CHECK(took < timeoutSec / 2, "rank " << r << " took " << took << " s: " << st.toString());
+        if (r == 1) {
+          CHILD_CHECK(st.message().find("published no buffers") != std::string::npos, st.toString());
+        } else {
+          CHILD_CHECK(st.message().find("rank 1") != std::string::npos, st.toString());
+        }
+      },
+      60);
+  EXPECT_TRUE(res.allZero()) << res.summary();
+}
+
 TEST(Shm, NeedsABootstrap) {
   registerBuiltinBackends();
   core::ExecutorOptions o;
