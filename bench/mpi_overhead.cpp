@@ -1,11 +1,14 @@
 // copro-mpi-overhead: ring all-reduce written directly in MPI, two-sided and one-sided, next to copro's
-// `mpi` (and `ucx`) backend running the same ring algorithm. The raw loops are the yardstick for the
-// overhead of the Program executor (docs/mpi.md).
+// `mpi` backend (with and without pre-posted receives) and `ucx` backend running the same ring algorithm.
+// The raw loops are the yardstick for the overhead of the Program executor (docs/mpi.md).
 //
 //   mpirun -np 4 --oversubscribe build/bench/copro-mpi-overhead [min_bytes max_bytes iterations [mpi-only]]
 //
-// Per size it prints the median time per call (max over ranks) of each variant and copro's overhead over
-// the raw two-sided loop. Results are checked (small integers, exact in float).
+// Per size it prints the median time per call (max over ranks) of each variant and the overhead of copro's
+// `mpi` backend over the raw two-sided loop, with pre-posted receives (the default) and without them (the
+// path every put took before). Results are checked (small integers, exact in float). The last column
+// counts, on rank 0 over all calls of the pre-posting communicator, the data receives posted at entry,
+// those posted when the header came, and the planned messages already waiting when the call was entered.
 #include <mpi.h>
 
 #include <algorithm>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "copro/copro_mpi.hpp"
+#include "copro/transport/mpi.hpp"
 
 namespace {
 
@@ -173,13 +177,16 @@ int main(int argc, char** argv) {
   {
     copro::Config config = copro::Config::fromEnvironment();
     copro::Communicator mpiComm = copro::createFromMpi(MPI_COMM_WORLD, "mpi", config);
+    copro::transport::setMpiPrepostedReceives(false);
+    copro::Communicator lateComm = copro::createFromMpi(MPI_COMM_WORLD, "mpi", config);
+    copro::transport::setMpiPrepostedReceives(true);
     copro::Communicator ucxComm;
     if (withUcx) ucxComm = copro::createFromMpi(MPI_COMM_WORLD, "ucx", config);
     if (gRank == 0) {
       std::printf("# ring all-reduce, float32 sum, %d ranks, median of %d calls (max over ranks), ms per call\n", gSize,
                   iters);
-      std::printf("# %12s %12s %12s %12s %12s %10s\n", "bytes", "mpi-2sided", "mpi-1sided", "copro-mpi", "copro-ucx",
-                  "overhead");
+      std::printf("# %12s %12s %12s %12s %14s %12s %10s %14s %16s\n", "bytes", "mpi-2sided", "mpi-1sided", "copro-mpi",
+                  "copro-mpi-late", "copro-ucx", "overhead", "overhead-late", "pre/hdr/waiting");
     }
     for (std::size_t bytes = minBytes; bytes <= maxBytes; bytes *= 2) {
       const std::size_t count =
@@ -197,18 +204,33 @@ int main(int argc, char** argv) {
           MPI_Abort(MPI_COMM_WORLD, 1);
         }
       };
+      // How the data of the pre-posting communicator's puts met their receives on this rank.
+      copro::transport::MpiReceiveCounters met;
+      auto countedCall = [&](copro::Communicator& c) {
+        const copro::transport::MpiReceiveCounters a = copro::transport::mpiReceiveCounters();
+        coproCall(c);
+        const copro::transport::MpiReceiveCounters b = copro::transport::mpiReceiveCounters();
+        met.preposted += b.preposted - a.preposted;
+        met.postedAtHeader += b.postedAtHeader - a.postedAtHeader;
+        met.foundWaiting += b.foundWaiting - a.foundWaiting;
+      };
       OneSided os(count);
       std::vector<std::function<void()>> variants = {[&] { ringTwoSided(in.data(), out.data(), count, tmp); },
                                                      [&] { os.run(in.data(), out.data()); },
-                                                     [&] { coproCall(mpiComm); }};
+                                                     [&] { countedCall(mpiComm); }, [&] { coproCall(lateComm); }};
       if (withUcx) variants.emplace_back([&] { coproCall(ucxComm); });
-      // Variants take turns call by call, so that drifting load on a shared machine hits them alike; the
-      // median of the timed calls is reported.
+      // Variants take turns call by call (an untimed call, then the timed one), so that drifting load on a
+      // shared machine hits them alike; the median of the timed calls is reported.
       const int warm = 2;
       std::vector<std::vector<double>> times(variants.size());
       bool ok = true;
       for (int it = 0; it < warm + iters; ++it) {
-        for (std::size_t v = 0; v < variants.size(); ++v) {
+        for (std::size_t i = 0; i < variants.size(); ++i) {
+          // copro-mpi and copro-mpi-late swap places every other round, so neither always follows the raw loops.
+          const std::size_t v = (it % 2 == 1 && (i == 2 || i == 3)) ? 5 - i : i;
+          // The timed call is the variant's second in a row: the first copro call after the raw loops took
+          // milliseconds more at 2 ranks, whichever communicator it was on (docs/mpi.md).
+          variants[v]();
           std::fill(out.begin(), out.end(), -1.0F);
           const double t = timeOnce(variants[v]);
           if (it >= warm) times[v].push_back(t);
@@ -218,13 +240,17 @@ int main(int argc, char** argv) {
       const double two = median(times[0]);
       const double one = median(times[1]);
       const double cm = median(times[2]);
-      const double cu = withUcx ? median(times[3]) : 0;
+      const double late = median(times[3]);
+      const double cu = withUcx ? median(times[4]) : 0;
       int allOk = ok ? 1 : 0;
       int good = 0;
       MPI_Allreduce(&allOk, &good, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
       if (gRank == 0) {
-        std::printf("  %12zu %12.3f %12.3f %12.3f %12.3f %9.1f%%%s\n", count * sizeof(float), two * 1e3, one * 1e3,
-                    cm * 1e3, cu * 1e3, (cm / two - 1) * 100, good != 0 ? "" : "  WRONG RESULT");
+        std::printf("  %12zu %12.3f %12.3f %12.3f %14.3f %12.3f %9.1f%% %13.1f%% %6llu/%llu/%llu%s\n",
+                    count * sizeof(float), two * 1e3, one * 1e3, cm * 1e3, late * 1e3, cu * 1e3, (cm / two - 1) * 100,
+                    (late / two - 1) * 100, static_cast<unsigned long long>(met.preposted),
+                    static_cast<unsigned long long>(met.postedAtHeader),
+                    static_cast<unsigned long long>(met.foundWaiting), good != 0 ? "" : "  WRONG RESULT");
       }
     }
   }

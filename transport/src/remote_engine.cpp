@@ -311,6 +311,7 @@ void Engine::enter(Call& call) {
   }
   entry.seq = call.seq;
   entry.header = &h;
+  entry.program = call.program;
   entry.regions = call.regions;
   entry.semaphores = sems_;
   entry.numSemaphores = h.numSemaphores;

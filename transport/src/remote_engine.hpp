@@ -82,6 +82,8 @@ using remote::RegisteredRange;
 struct CallEntry {
   std::uint64_t seq = 0;  ///< 1, 2, ... per communicator; every rank numbers its calls alike
   const core::ProgramHeader* header = nullptr;
+  /// The call's Program (every rank's ops), for a transport that prepares for its peers' operations.
+  std::shared_ptr<const core::ProgramSource> program;
   std::vector<Region> regions;  ///< this rank's buffers, indexed by BufferId value (extras follow)
   std::atomic<std::uint64_t>* semaphores = nullptr;
   std::int32_t numSemaphores = 0;

@@ -15,4 +15,10 @@ void mpiCheck(int rc, const char* what);
 /// Duplicates `comm` with MPI_ERRORS_RETURN, so that MPI errors come back as codes.
 MPI_Comm dupComm(MPI_Comm comm);
 
+/// setMpiPrepostedReceives' setting (receive_counters.cpp).
+bool prepostedReceivesEnabled();
+/// Counts one incoming put's data receive into mpiReceiveCounters().
+enum class ReceiveKind { kPreposted, kPostedAtHeader, kFoundWaiting };
+void countReceive(ReceiveKind kind);
+
 }  // namespace copro::transport::mpi

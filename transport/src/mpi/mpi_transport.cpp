@@ -3,7 +3,9 @@
 /// receives the header, places the data into the buffer of its current call and then adds the signal.
 /// Headers from one source are handled in arrival order and their signals applied only after all earlier
 /// data from that source was placed, which gives "signal after data". A header of a later call waits
-/// until the target has entered that call. See docs/mpi.md.
+/// until the target has entered that call. The data of the puts a Program fixes in advance goes to
+/// receives the target posted when it entered the call (put_plan.hpp, preposted_receives.hpp), so that it
+/// does not take MPI's unexpected-message path. See docs/mpi.md.
 #include <unistd.h>
 
 #include <climits>
@@ -22,6 +24,8 @@
 #include "copro/core/log.hpp"
 #include "copro/transport/mpi.hpp"
 #include "mpi_common.hpp"
+#include "preposted_receives.hpp"
+#include "put_plan.hpp"
 
 namespace copro::transport {
 
@@ -37,6 +41,9 @@ constexpr int kTagReply = 13;
 constexpr std::uint64_t kChunk = std::uint64_t{1} << 30;
 
 enum class Kind : std::uint8_t { kPut = 1, kGet = 2, kSignal = 3, kFail = 4 };
+/// How a put's data travels: its own message on kTagData, inside the header, or its own message on the
+/// tag of a planned put (preposted_receives.hpp), which the target posted a receive for in advance.
+enum class DataMode : std::uint8_t { kSeparate = 0, kInline = 1, kPlanned = 2 };
 
 /// The header of every message on kTagHeader.
 struct Wire {
@@ -49,7 +56,7 @@ struct Wire {
   std::uint32_t opIndex = 0;
   std::uint16_t buf = 0;
   Kind kind = Kind::kPut;
-  std::uint8_t inlined = 0;
+  DataMode mode = DataMode::kSeparate;
 };
 
 /// Header messages are at most this long; puts up to kInlineMax bytes carry their data inline (one
@@ -127,22 +134,26 @@ std::string opName(Kind k) {
 class MpiTransport final : public remote::RemoteTransport {
  public:
   /// Takes ownership of `comm` (with MPI_ERRORS_RETURN set).
-  explicit MpiTransport(MPI_Comm comm) : comm_(comm) {
+  /// `prepost`: pre-post the receives of planned puts, when every rank asks for it.
+  MpiTransport(MPI_Comm comm, bool prepost) : comm_(comm) {
     mpiCheck(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     mpiCheck(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
     sources_.resize(static_cast<std::size_t>(size_));
     // Pids and a host hash of every rank, so that a stopped peer on this host can be named.
     char host[256] = {};
     (void)gethostname(host, sizeof(host) - 1);
-    const long long mine[2] = {static_cast<long long>(getpid()),
-                               static_cast<long long>(std::hash<std::string>{}(std::string(host)) >> 1)};
-    std::vector<long long> all(2 * static_cast<std::size_t>(size_));
-    mpiCheck(MPI_Allgather(mine, 2, MPI_LONG_LONG, all.data(), 2, MPI_LONG_LONG, comm_), "MPI_Allgather");
+    const long long mine[3] = {static_cast<long long>(getpid()),
+                               static_cast<long long>(std::hash<std::string>{}(std::string(host)) >> 1),
+                               prepost ? 1 : 0};
+    std::vector<long long> all(3 * static_cast<std::size_t>(size_));
+    mpiCheck(MPI_Allgather(mine, 3, MPI_LONG_LONG, all.data(), 3, MPI_LONG_LONG, comm_), "MPI_Allgather");
+    prepost_ = true;
     for (int q = 0; q < size_; ++q) {
-      if (all[2 * static_cast<std::size_t>(q) + 1] == mine[1]) {
-        localPids_.emplace_back(q, static_cast<pid_t>(all[2 * static_cast<std::size_t>(q)]));
-      }
+      const std::size_t at = 3 * static_cast<std::size_t>(q);
+      if (all[at + 1] == mine[1]) localPids_.emplace_back(q, static_cast<pid_t>(all[at]));
+      prepost_ = prepost_ && all[at + 2] != 0;
     }
+    planLimits_ = planLimits(comm_);
     for (int s = 0; s < size_; ++s) {
       if (s != rank_) postHeader(s);
     }
@@ -151,6 +162,8 @@ class MpiTransport final : public remote::RemoteTransport {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (finalized) return;  // too late to release anything (the user finalized first)
+    posted_.cancel();
+    cancelIncomingData();
     for (Source& src : sources_) {
       if (src.req != MPI_REQUEST_NULL) {
         MPI_Cancel(&src.req);
@@ -200,7 +213,7 @@ class MpiTransport final : public remote::RemoteTransport {
       l.reqs.clear();
       l.bufs.clear();
     }
-    return {};
+    return prepare(entry);
   }
 
   Reach reach(int peer, Status& error) override {
@@ -218,11 +231,12 @@ class MpiTransport final : public remote::RemoteTransport {
     w.sem = sem;
     w.value = value;
     const bool inlined = bytes <= kInlineMax;
-    w.inlined = inlined ? 1 : 0;
+    const bool planned = !inlined && isPlannedPut(lane, opIndex, peer, buf, offset, bytes);
+    w.mode = inlined ? DataMode::kInline : (planned ? DataMode::kPlanned : DataMode::kSeparate);
     COPRO_RETURN_IF_ERROR(sendHeader(lane, peer, w, inlined ? src : nullptr, inlined ? bytes : 0));
-    if (!inlined)
-      COPRO_RETURN_IF_ERROR(sendData(lanes_[static_cast<std::size_t>(lane)].reqs, peer, kTagData, src, bytes));
-    return {};
+    if (inlined) return {};
+    const int tag = planned ? PrepostedReceives::tag(static_cast<std::uint32_t>(lane), seq_) : kTagData;
+    return sendData(lanes_[static_cast<std::size_t>(lane)].reqs, peer, tag, src, bytes);
   }
 
   Status get(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset, std::byte* dst,
@@ -270,10 +284,16 @@ class MpiTransport final : public remote::RemoteTransport {
     for (const Source& src : sources_) {
       if (!src.fifo.empty() && src.fifo.front().w.seq <= seq_) done = false;
     }
+    if (done) return unclaimedPuts();
     return {};
   }
 
-  void leave() override { inCall_ = false; }
+  void leave() override {
+    inCall_ = false;
+    posted_.cancel();  // none left after a call that completed; a failed one may leave some
+  }
+
+  void markBroken() override { cancelIncomingData(); }
 
   [[nodiscard]] std::string stoppedPeer() override {
     for (const auto& [q, pid] : localPids_) {
@@ -333,7 +353,7 @@ class MpiTransport final : public remote::RemoteTransport {
     mpiCheck(MPI_Comm_size(out, &n), "MPI_Comm_size");
     members.assign(static_cast<std::size_t>(n), 0);
     mpiCheck(MPI_Allgather(&rank_, 1, MPI_INT, members.data(), 1, MPI_INT, out), "MPI_Allgather");
-    return std::make_unique<MpiTransport>(out);
+    return std::make_unique<MpiTransport>(out, prepost_);
   }
 
  private:
@@ -430,7 +450,8 @@ class MpiTransport final : public remote::RemoteTransport {
     }
     std::byte* p = reg.base + w.offset;
     if (write) {
-      if (w.inlined != 0) {
+      if (w.mode == DataMode::kPlanned) return claimPlanned(s, in, p);
+      if (w.mode == DataMode::kInline) {
         if (in.payload.size() != w.bytes) {
           return {ErrorCode::kInternal, who(s, w) + ": inline data of " + std::to_string(in.payload.size()) +
                                             " bytes, header says " + std::to_string(w.bytes)};
@@ -438,6 +459,7 @@ class MpiTransport final : public remote::RemoteTransport {
         if (w.bytes > 0) std::memmove(p, in.payload.data(), w.bytes);
         return {};
       }
+      countReceive(ReceiveKind::kPostedAtHeader);
       return recvData(in.reqs, s, kTagData, p, w.bytes);
     }
     return sendData(in.reqs, s, kTagReply, p, w.bytes);
@@ -462,7 +484,7 @@ class MpiTransport final : public remote::RemoteTransport {
           failReason_.assign(reinterpret_cast<const char*>(src.buf.data() + sizeof(Wire)), extra);
         }
       } else {
-        if (in.w.inlined != 0) in.payload.assign(src.buf.data() + sizeof(Wire), src.buf.data() + count);
+        if (in.w.mode == DataMode::kInline) in.payload.assign(src.buf.data() + sizeof(Wire), src.buf.data() + count);
         src.lastSeq = std::max(src.lastSeq, in.w.seq);
         src.fifo.push_back(std::move(in));
       }
@@ -500,6 +522,106 @@ class MpiTransport final : public remote::RemoteTransport {
     return {};
   }
 
+  /// What qualifies a put for the pre-posted receive plan on this communicator.
+  static PlanLimits planLimits(MPI_Comm comm) {
+    int* ub = nullptr;
+    int flag = 0;
+    int tagUb = 32767;  // the least MPI guarantees
+    if (MPI_Comm_get_attr(comm, MPI_TAG_UB, static_cast<void*>(&ub), &flag) == MPI_SUCCESS && flag != 0 &&
+        ub != nullptr) {
+      tagUb = *ub;
+    }
+    PlanLimits limits;
+    limits.minBytes = kInlineMax;
+    limits.maxBytes = kChunk;
+    limits.maxLanes = std::min(PrepostedReceives::lanesWithTags(tagUb), 1 << 14);
+    return limits;
+  }
+
+  /// Entering a call: the plan of its Program, the initiator's cursors into it, the posted receives.
+  Status prepare(const remote::CallEntry& entry) {
+    plan_ = prepost_ && entry.program ? plans_.get(entry.program, rank_, size_, planLimits_) : nullptr;
+    if (plan_ && !plan_->active()) plan_.reset();
+    if (plan_) {
+      outCursor_.resize(plan_->out.size());
+      for (std::size_t t = 0; t < plan_->out.size(); ++t) outCursor_[t].assign(plan_->out[t].size(), 0);
+    }
+    return posted_.post(comm_, rank_, plan_, regions_, seq_);
+  }
+
+  /// Whether this put is the next planned one of its lane to `peer` (then it takes the planned path).
+  bool isPlannedPut(int lane, std::uint32_t opIndex, int peer, BufferId buf, std::uint64_t offset,
+                    std::uint64_t bytes) {
+    if (!plan_) return false;
+    const LanePuts& lanes = plan_->out[static_cast<std::size_t>(peer)];
+    if (static_cast<std::size_t>(lane) >= lanes.size()) return false;
+    const std::vector<PlannedPut>& list = lanes[static_cast<std::size_t>(lane)];
+    std::size_t& next = outCursor_[static_cast<std::size_t>(peer)][static_cast<std::size_t>(lane)];
+    if (next >= list.size() || !list[next].same(opIndex, static_cast<std::uint16_t>(buf), offset, bytes)) return false;
+    ++next;
+    return true;
+  }
+
+  /// The header of a planned put (already checked against this rank's buffers): takes the receive posted
+  /// for it, or posts it now.
+  Status claimPlanned(int s, Incoming& in, std::byte* dst) {
+    const Wire& w = in.w;
+    PlannedPut expected;
+    bool hasExpected = false;
+    MPI_Request req = MPI_REQUEST_NULL;
+    const PlannedPut got{w.opIndex, w.buf, w.offset, w.bytes};
+    switch (posted_.claim(s, w.lane, got, req, expected, hasExpected)) {
+      case PrepostedReceives::Claim::kClaimed:
+        countReceive(ReceiveKind::kPreposted);
+        in.reqs.push_back(req);
+        return {};
+      case PrepostedReceives::Claim::kPostNow:
+        countReceive(ReceiveKind::kPostedAtHeader);
+        return recvData(in.reqs, s, PrepostedReceives::tag(w.lane, w.seq), dst, w.bytes);
+      case PrepostedReceives::Claim::kMismatch:
+      default:
+        break;
+    }
+    const std::string mine = hasExpected
+                                 ? "op " + std::to_string(expected.opIndex) + " (" + std::to_string(expected.bytes) +
+                                       " bytes into " + core::bufferName(static_cast<BufferId>(expected.buf)) + "[" +
+                                       std::to_string(expected.offset) + ", ...))"
+                                 : std::string("no further put from that lane");
+    return {ErrorCode::kInvalidProgram,
+            who(s, w) + " of " + std::to_string(w.bytes) + " bytes into " +
+                core::bufferName(static_cast<BufferId>(w.buf)) + "[" + std::to_string(w.offset) + ", ...) of rank " +
+                std::to_string(rank_) + " is not what rank " + std::to_string(rank_) +
+                "'s Program of the call expects next from that lane (" + mine +
+                "): the ranks generated different Programs (do their call arguments agree?)"};
+  }
+
+  /// After the call's headers were all handled: a planned put that never came is an error (the ranks'
+  /// Programs differ, or the put is not ordered before the end of the call).
+  Status unclaimedPuts() const {
+    int s = 0;
+    int lane = 0;
+    PlannedPut p;
+    if (!posted_.firstUnclaimed(s, lane, p)) return {};
+    return {ErrorCode::kInvalidProgram,
+            "rank " + std::to_string(s) + " lane " + std::to_string(lane) + " op " + std::to_string(p.opIndex) +
+                " (put) of " + std::to_string(p.bytes) + " bytes into " +
+                core::bufferName(static_cast<BufferId>(p.buf)) + "[" + std::to_string(p.offset) + ", ...) of rank " +
+                std::to_string(rank_) + ", which rank " + std::to_string(rank_) +
+                "'s Program of the call has, did not arrive before rank " + std::to_string(rank_) +
+                " finished the call: the ranks generated different Programs (do their call arguments agree?) or "
+                "the put is not followed by a signal this rank waits for"};
+  }
+
+  /// Cancels the data receives of incoming puts still in flight (the communicator failed: nothing may
+  /// land in a user buffer after its call returned).
+  void cancelIncomingData() {
+    for (Source& src : sources_) {
+      for (Incoming& in : src.fifo) {
+        if (in.w.kind == Kind::kPut) cancelReceives(in.reqs);
+      }
+    }
+  }
+
   std::vector<std::pair<int, pid_t>> localPids_;  ///< ranks on this host and their pids
   MPI_Comm comm_;
   int rank_ = 0;
@@ -519,6 +641,12 @@ class MpiTransport final : public remote::RemoteTransport {
   std::string failReason_;
   std::vector<MPI_Request> failReqs_;
   std::vector<std::unique_ptr<std::byte[]>> failBufs_;
+  bool prepost_ = false;  ///< every rank asked for pre-posted receives (setMpiPrepostedReceives)
+  PlanLimits planLimits_;
+  CallPlanCache plans_{8};
+  std::shared_ptr<const CallPlan> plan_;             ///< the current call's, when it has one
+  std::vector<std::vector<std::size_t>> outCursor_;  ///< [target][lane]: the next planned put
+  PrepostedReceives posted_;
 };
 
 }  // namespace
@@ -531,7 +659,8 @@ std::unique_ptr<remote::RemoteTransport> makeMpiTransport(const core::Bootstrap&
                       "the mpi transport runs over an MPI bootstrap (createMpiBootstrap / copro::createFromMpi), not "
                       "another kind of bootstrap");
   }
-  return std::make_unique<mpi::MpiTransport>(mpi::dupComm(comm));
+  // Between virtual nodes this transport carries only some of a Program's puts: no plan.
+  return std::make_unique<mpi::MpiTransport>(mpi::dupComm(comm), false);
 }
 
 std::unique_ptr<core::Executor> createMpiExecutor(const core::ExecutorOptions& options) {
@@ -546,7 +675,8 @@ std::unique_ptr<core::Executor> createMpiExecutor(const core::ExecutorOptions& o
                       "the mpi backend runs over an MPI bootstrap (createMpiBootstrap / copro::createFromMpi), not "
                       "another kind of bootstrap");
   }
-  return remote::makeRemoteExecutor(std::make_unique<mpi::MpiTransport>(mpi::dupComm(comm)), options);
+  return remote::makeRemoteExecutor(
+      std::make_unique<mpi::MpiTransport>(mpi::dupComm(comm), mpi::prepostedReceivesEnabled()), options);
 }
 
 void registerMpi(core::ExecutorRegistry& registry) {

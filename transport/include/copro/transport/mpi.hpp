@@ -14,6 +14,7 @@
 #endif
 #include <mpi.h>
 
+#include <cstdint>
 #include <memory>
 
 #include "copro/core/bootstrap.hpp"
@@ -33,6 +34,20 @@ MPI_Comm mpiCommOf(const core::Bootstrap& bootstrap);
 /// This process's executor of the `mpi` backend. `options.bootstrap` must come from createMpiBootstrap
 /// (its communicator is duplicated for the data path). Throws Error(kInvalidArgument) otherwise.
 std::unique_ptr<core::Executor> createMpiExecutor(const core::ExecutorOptions& options);
+
+/// How the data messages of this process's incoming `mpi` puts met their receives, since the start (or
+/// the last reset), over every `mpi` executor (docs/mpi.md, "Pre-posted receives"). For tests and logs.
+struct MpiReceiveCounters {
+  std::uint64_t preposted = 0;       ///< posted when the call was entered, before the put's header arrived
+  std::uint64_t postedAtHeader = 0;  ///< posted when the header arrived (the data was likely unexpected)
+  std::uint64_t foundWaiting = 0;    ///< a planned data message already waited unmatched when the call was entered
+};
+MpiReceiveCounters mpiReceiveCounters();
+void resetMpiReceiveCounters();
+
+/// Whether `mpi` executors created from now on pre-post the receives of the puts their Programs plan
+/// (default true). A communicator pre-posts only when every rank enabled it at creation. For measurements.
+void setMpiPrepostedReceives(bool enabled);
 
 /// Adds the backend to a registry under the name "mpi".
 void registerMpi(core::ExecutorRegistry& registry);
