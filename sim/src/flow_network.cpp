@@ -24,7 +24,7 @@ std::int64_t transferPs(double bytes, double bytesPerSecond) {
 
 FlowNetwork::FlowNetwork(const topo::Fabric& fabric) : NetworkModel(fabric) {
   const std::size_t nch = numChannels();
-  members_.resize(nch);
+  head_.assign(nch, -1);
   channelMark_.assign(nch, 0);
   isDirty_.assign(nch, 0);
   fill_.assign(nch, ChannelFill{});
@@ -46,14 +46,14 @@ void FlowNetwork::markDirty(std::int32_t channel) {
   }
 }
 
-std::int32_t FlowNetwork::allocPath(std::size_t n) {
-  if (n < freePaths_.size() && !freePaths_[n].empty()) {
-    const std::int32_t b = freePaths_[n].back();
-    freePaths_[n].pop_back();
+std::int32_t FlowNetwork::allocHops(std::size_t n) {
+  if (n < freeHops_.size() && !freeHops_[n].empty()) {
+    const std::int32_t b = freeHops_[n].back();
+    freeHops_[n].pop_back();
     return b;
   }
-  const auto b = static_cast<std::int32_t>(pathChannels_.size());
-  pathChannels_.resize(pathChannels_.size() + n);
+  const auto b = static_cast<std::int32_t>(hops_.size());
+  hops_.resize(hops_.size() + n);
   return b;
 }
 
@@ -70,7 +70,7 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
     fixedIn_.push_back(0);
     paths_.emplace_back();
   }
-  const std::int32_t begin = allocPath(numChannels);
+  const std::int32_t begin = allocHops(numChannels);
   FlowState& f = flows_[static_cast<std::size_t>(id)];
   const std::uint32_t version = f.version + 1;  // never reuse a (flow, version) pair of a stale event
   f = FlowState{};
@@ -83,8 +83,14 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
   paths_[static_cast<std::size_t>(id)] = PathSpan{begin, static_cast<std::int32_t>(numChannels)};
   for (std::size_t i = 0; i < numChannels; ++i) {
     const std::int32_t ch = channels[i];
-    pathChannels_[static_cast<std::size_t>(begin) + i] = ch;
-    members_[static_cast<std::size_t>(ch)].push_back(id);
+    const auto h = static_cast<std::int32_t>(static_cast<std::size_t>(begin) + i);
+    Hop& hop = hops_[static_cast<std::size_t>(h)];
+    hop.flow = id;
+    hop.channel = ch;
+    hop.prev = -1;
+    hop.next = head_[static_cast<std::size_t>(ch)];
+    if (hop.next >= 0) hops_[static_cast<std::size_t>(hop.next)].prev = h;
+    head_[static_cast<std::size_t>(ch)] = h;
     enterChannel(ch, now, bytes);
     markDirty(ch);
   }
@@ -98,16 +104,19 @@ void FlowNetwork::finish(std::int32_t flow, std::int64_t now) {
   // Channels are marked dirty in the order the per-flow list used to give (last hop first): the dirty order
   // decides the order of the recomputed components and so of same-time events.
   for (std::size_t i = static_cast<std::size_t>(span.len); i-- > 0;) {
-    const std::int32_t ch = pathChannels_[static_cast<std::size_t>(span.begin) + i];
-    std::vector<std::int32_t>& m = members_[static_cast<std::size_t>(ch)];
-    // Flows mostly end in the order they started: the oldest members sit at the front.
-    m.erase(std::find(m.begin(), m.end(), flow));
-    leaveChannel(ch, now);
-    markDirty(ch);
+    const Hop& hop = hops_[static_cast<std::size_t>(span.begin) + i];
+    if (hop.prev >= 0) {
+      hops_[static_cast<std::size_t>(hop.prev)].next = hop.next;
+    } else {
+      head_[static_cast<std::size_t>(hop.channel)] = hop.next;
+    }
+    if (hop.next >= 0) hops_[static_cast<std::size_t>(hop.next)].prev = hop.prev;
+    leaveChannel(hop.channel, now);
+    markDirty(hop.channel);
   }
   const auto len = static_cast<std::size_t>(span.len);
-  if (freePaths_.size() <= len) freePaths_.resize(len + 1);
-  freePaths_[len].push_back(span.begin);
+  if (freeHops_.size() <= len) freeHops_.resize(len + 1);
+  freeHops_[len].push_back(span.begin);
   span = PathSpan{};
   f.active = false;
   ++f.version;
@@ -140,16 +149,15 @@ void FlowNetwork::recompute(std::int64_t now, std::vector<Finish>& out,
       const std::int32_t ch = stack_.back();
       stack_.pop_back();
       compChannels_.push_back(ch);
-      const std::vector<std::int32_t>& members = members_[static_cast<std::size_t>(ch)];
-      for (std::size_t j = members.size(); j-- > 0;) {  // newest first
-        const std::int32_t fl = members[j];
+      for (std::int32_t h = head_[static_cast<std::size_t>(ch)]; h >= 0; h = hops_[static_cast<std::size_t>(h)].next) {
+        const std::int32_t fl = hops_[static_cast<std::size_t>(h)].flow;
         if (flowMark_[static_cast<std::size_t>(fl)] == stamp_) continue;
         flowMark_[static_cast<std::size_t>(fl)] = stamp_;
         compFlows_.push_back(fl);
         const PathSpan span = paths_[static_cast<std::size_t>(fl)];
-        const std::int32_t* path = pathChannels_.data() + span.begin;
+        const Hop* path = hops_.data() + span.begin;
         for (std::size_t k = static_cast<std::size_t>(span.len); k-- > 0;) {  // last hop first
-          const std::int32_t c2 = path[k];
+          const std::int32_t c2 = path[k].channel;
           if (channelMark_[static_cast<std::size_t>(c2)] != stamp_) {
             channelMark_[static_cast<std::size_t>(c2)] = stamp_;
             // A channel of this flow alone leads nowhere: record it without a visit (the visit order, and
@@ -232,10 +240,10 @@ void FlowNetwork::fillRates() {
   // pop sequence, and so every rate, is the same as with all of them, at a fraction of the heap traffic.
   for (const std::int32_t fl : compFlows_) {
     const PathSpan span = paths_[static_cast<std::size_t>(fl)];
-    const std::int32_t* path = pathChannels_.data() + span.begin;
+    const Hop* path = hops_.data() + span.begin;
     std::int32_t best = -1;
     for (std::size_t k = 0; k < static_cast<std::size_t>(span.len); ++k) {
-      const std::int32_t ch = path[k];
+      const std::int32_t ch = path[k].channel;
       if (load_[static_cast<std::size_t>(ch)] != 1) continue;
       if (best < 0 || capacity_[static_cast<std::size_t>(ch)] < capacity_[static_cast<std::size_t>(best)] ||
           (capacity_[static_cast<std::size_t>(ch)] == capacity_[static_cast<std::size_t>(best)] && ch < best)) {
@@ -264,17 +272,16 @@ void FlowNetwork::fillRates() {
     }
     heapRemove(top);
     const double share = std::max(current, capacity_[c] * 1e-12);
-    const std::vector<std::int32_t>& members = members_[c];
-    for (std::size_t j = members.size(); j-- > 0;) {  // newest first
-      const std::int32_t fl = members[j];
+    for (std::int32_t h = head_[c]; h >= 0; h = hops_[static_cast<std::size_t>(h)].next) {
+      const std::int32_t fl = hops_[static_cast<std::size_t>(h)].flow;
       std::uint32_t& fixed = fixedIn_[static_cast<std::size_t>(fl)];
       if (fixed == fixedMark) continue;
       fixed = fixedMark;
       flows_[static_cast<std::size_t>(fl)].newRate = share;
       const PathSpan span = paths_[static_cast<std::size_t>(fl)];
-      const std::int32_t* path = pathChannels_.data() + span.begin;
+      const Hop* path = hops_.data() + span.begin;
       for (std::size_t k = static_cast<std::size_t>(span.len); k-- > 0;) {
-        const auto c2 = static_cast<std::size_t>(path[k]);
+        const auto c2 = static_cast<std::size_t>(path[k].channel);
         ChannelFill& cf = fill_[c2];
         cf.remCap = std::max(0.0, cf.remCap - share);
         --cf.unfixed;
@@ -296,14 +303,6 @@ void FlowNetwork::fillRates() {
 
 void FlowNetwork::solveComponent(std::int64_t now, std::vector<Finish>& out,
                                  const std::function<void(std::int32_t, double)>* onRate) {
-  for (const std::int32_t fl : compFlows_) {
-    FlowState& f = flows_[static_cast<std::size_t>(fl)];
-    if (!f.fresh) {
-      f.remaining -= f.rate * static_cast<double>(now - f.last) * 1e-12;
-      if (f.remaining < 0.0) f.remaining = 0.0;
-    }
-    f.last = now;
-  }
   if (compFlows_.size() == 1) {
     // The common case (a flow alone on its links): its rate is its narrowest channel.
     const std::int32_t fl = compFlows_[0];
@@ -311,7 +310,7 @@ void FlowNetwork::solveComponent(std::int64_t now, std::vector<Finish>& out,
     double rate = std::numeric_limits<double>::infinity();
     for (std::size_t k = 0; k < static_cast<std::size_t>(span.len); ++k) {
       rate =
-          std::min(rate, capacity_[static_cast<std::size_t>(pathChannels_[static_cast<std::size_t>(span.begin) + k])]);
+          std::min(rate, capacity_[static_cast<std::size_t>(hops_[static_cast<std::size_t>(span.begin) + k].channel)]);
     }
     for (const std::int32_t ch : compChannels_) {
       const auto c = static_cast<std::size_t>(ch);
@@ -321,8 +320,15 @@ void FlowNetwork::solveComponent(std::int64_t now, std::vector<Finish>& out,
   } else {
     fillRates();
   }
+  // One pass over the flows' records: bring `remaining` up to date (the filling does not read it), then
+  // re-time the flows whose rate changed.
   for (const std::int32_t fl : compFlows_) {
     FlowState& f = flows_[static_cast<std::size_t>(fl)];
+    if (!f.fresh) {
+      f.remaining -= f.rate * static_cast<double>(now - f.last) * 1e-12;
+      if (f.remaining < 0.0) f.remaining = 0.0;
+    }
+    f.last = now;
     if (!f.fresh && f.newRate == f.rate) continue;  // same rate: the scheduled finish still holds
     f.fresh = false;
     f.rate = f.newRate;

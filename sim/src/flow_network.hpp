@@ -3,7 +3,7 @@
 /// (progressive filling). Changes (flow starts and ends) only mark channels dirty; `recompute` then
 /// re-solves the connected components (flows <-> channels) that contain a dirty channel, once per batch.
 ///
-/// Storage is index-based and recycled (flows, per-channel member arrays, path blocks, scratch vectors), so a
+/// Storage is index-based and recycled (flows, hop blocks, scratch vectors), so a
 /// long run allocates nothing per flow once the pools have grown. The solver's per-flow and per-channel
 /// state lives in dense arrays (docs/simulator.md, "Engine data layout"): re-solving a component of
 /// thousands of flows is bound by the memory it touches, not by arithmetic.
@@ -59,10 +59,19 @@ class FlowNetwork final : public NetworkModel {
     bool active = false;
     bool fresh = false;  ///< started since the last recompute
   };
-  /// A flow's channels are pathChannels_[begin, begin + len), in path order.
+  /// A flow's hops are hops_[begin, begin + len), in path order.
   struct PathSpan {
     std::int32_t begin = -1;
     std::int32_t len = 0;
+  };
+  /// Membership of one flow in one channel's list (doubly linked per channel, newest first; a flow's hops
+  /// are contiguous, so walking a flow's channels reads one cache line or two). Insertion and removal are
+  /// O(1) and keep the order, which decides the order of a component's flows and so of same-time finishes.
+  struct Hop {
+    std::int32_t flow = -1;
+    std::int32_t channel = -1;
+    std::int32_t prev = -1;
+    std::int32_t next = -1;
   };
   /// A channel's state during one progressive filling (one cache line holds what a fixed flow updates).
   struct ChannelFill {
@@ -77,7 +86,7 @@ class FlowNetwork final : public NetworkModel {
   };
 
   void markDirty(std::int32_t channel);
-  std::int32_t allocPath(std::size_t n);
+  std::int32_t allocHops(std::size_t n);
   /// Next epoch of a stamp array (marks of a search or of a filling); clears the array when it wraps.
   static std::uint32_t nextStamp(std::uint32_t& stamp, std::vector<std::uint32_t>& marks);
   /// Progressive filling over compChannels_/compFlows_: sets every flow's newRate and its channels' remCap.
@@ -94,9 +103,7 @@ class FlowNetwork final : public NetworkModel {
   void heapDown(std::size_t i);
   void heapRemove(std::int32_t channel);
 
-  /// Flows on each channel, oldest first; walks go newest first (the order of the former per-channel lists,
-  /// which decides the order of a component's flows and so of same-time finishes).
-  std::vector<std::vector<std::int32_t>> members_;
+  std::vector<std::int32_t> head_;  ///< per channel: its newest hop, or -1
   std::vector<std::uint32_t> channelMark_;
   std::vector<std::uint8_t> isDirty_;
   std::vector<ChannelFill> fill_;
@@ -107,8 +114,8 @@ class FlowNetwork final : public NetworkModel {
   std::vector<std::uint32_t> fixedIn_;   ///< per flow: fillStamp_ when the current filling fixed its rate
   std::vector<PathSpan> paths_;          ///< per flow
   std::vector<std::int32_t> freeFlows_;
-  std::vector<std::int32_t> pathChannels_;
-  std::vector<std::vector<std::int32_t>> freePaths_;  ///< free path blocks by length
+  std::vector<Hop> hops_;
+  std::vector<std::vector<std::int32_t>> freeHops_;  ///< free hop blocks by length
 
   std::vector<std::int32_t> dirty_;
   std::vector<std::int32_t> stack_;
