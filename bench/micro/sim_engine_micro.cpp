@@ -121,6 +121,41 @@ void BM_MaxMinIncastResolve(benchmark::State& state) {
 }
 BENCHMARK(BM_MaxMinIncastResolve)->Arg(64)->Arg(1024);
 
+/// One large component of many-to-many traffic (an MoE dispatch): range(0) flows between random GPU pairs of
+/// a 256-GPU star, so every uplink and downlink carries ~range(0)/256 flows; one flow ends and another
+/// starts per re-solve, and the whole component is searched and re-filled each time (the engine's cost in
+/// the DeepSeek-V3 MoE rows of docs/sim-bench.md).
+void BM_MaxMinManyToManyResolve(benchmark::State& state) {
+  const auto k = static_cast<std::size_t>(state.range(0));
+  const std::int32_t p = 256;
+  const copro::topo::Fabric f = star(p);
+  FlowNetwork net(f);
+  std::mt19937_64 rng(5);
+  const auto startRandom = [&](std::int64_t now) {
+    const auto src = static_cast<std::int32_t>(rng() % p);
+    const auto dst = static_cast<std::int32_t>((static_cast<std::uint64_t>(src) + 1 + rng() % (p - 1)) % p);
+    const std::int32_t path[2] = {starChannel(f, src, 0), starChannel(f, dst, 1)};
+    return net.start(now, path, 2, std::uint64_t{1} << 30, 0);
+  };
+  std::vector<std::int32_t> ids;
+  for (std::size_t i = 0; i < k; ++i) ids.push_back(startRandom(0));
+  std::vector<NetworkModel::Finish> out;
+  net.recompute(0, out);
+  std::int64_t now = 0;
+  std::size_t next = 0;
+  for (auto _ : state) {
+    now += 1000;
+    net.finish(ids[next % k], now);
+    ids[next % k] = startRandom(now);
+    ++next;
+    out.clear();
+    net.recompute(now, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(k));
+}
+BENCHMARK(BM_MaxMinManyToManyResolve)->Arg(1024)->Arg(8192);
+
 /// Op generation: rank 0's lane of a streamed, unchunked ring all-reduce on range(0) ranks, op by op
 /// (what the executor pulls; the lane is reopened when it ends).
 void BM_OpGenerationRingLane(benchmark::State& state) {

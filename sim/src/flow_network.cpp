@@ -27,10 +27,15 @@ FlowNetwork::FlowNetwork(const topo::Fabric& fabric) : NetworkModel(fabric) {
   head_.assign(nch, -1);
   channelMark_.assign(nch, 0);
   isDirty_.assign(nch, 0);
-  remCap_.assign(nch, 0.0);
-  unfixed_.assign(nch, 0);
-  key_.assign(nch, 0.0);
-  heapPos_.assign(nch, -1);
+  fill_.assign(nch, ChannelFill{});
+}
+
+std::uint32_t FlowNetwork::nextStamp(std::uint32_t& stamp, std::vector<std::uint32_t>& marks) {
+  if (++stamp == 0) {  // wrapped: no mark may look current
+    std::fill(marks.begin(), marks.end(), 0u);
+    stamp = 1;
+  }
+  return stamp;
 }
 
 void FlowNetwork::markDirty(std::int32_t channel) {
@@ -61,6 +66,9 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
   } else {
     id = static_cast<std::int32_t>(flows_.size());
     flows_.emplace_back();
+    flowMark_.push_back(0);
+    fixedIn_.push_back(0);
+    paths_.emplace_back();
   }
   const std::int32_t begin = allocHops(numChannels);
   FlowState& f = flows_[static_cast<std::size_t>(id)];
@@ -72,8 +80,7 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
   f.tag = tag;
   f.active = true;
   f.fresh = true;
-  f.hopBegin = begin;
-  f.hopLen = static_cast<std::uint16_t>(numChannels);
+  paths_[static_cast<std::size_t>(id)] = PathSpan{begin, static_cast<std::int32_t>(numChannels)};
   for (std::size_t i = 0; i < numChannels; ++i) {
     const std::int32_t ch = channels[i];
     const auto h = static_cast<std::int32_t>(static_cast<std::size_t>(begin) + i);
@@ -93,24 +100,24 @@ std::int32_t FlowNetwork::start(std::int64_t now, const std::int32_t* channels, 
 
 void FlowNetwork::finish(std::int32_t flow, std::int64_t now) {
   FlowState& f = flows_[static_cast<std::size_t>(flow)];
+  PathSpan& span = paths_[static_cast<std::size_t>(flow)];
   // Channels are marked dirty in the order the per-flow list used to give (last hop first): the dirty order
   // decides the order of the recomputed components and so of same-time events.
-  for (std::size_t i = f.hopLen; i-- > 0;) {
-    const Hop& hop = hops_[static_cast<std::size_t>(f.hopBegin) + i];
-    const auto ch = static_cast<std::size_t>(hop.channel);
+  for (std::size_t i = static_cast<std::size_t>(span.len); i-- > 0;) {
+    const Hop& hop = hops_[static_cast<std::size_t>(span.begin) + i];
     if (hop.prev >= 0) {
       hops_[static_cast<std::size_t>(hop.prev)].next = hop.next;
     } else {
-      head_[ch] = hop.next;
+      head_[static_cast<std::size_t>(hop.channel)] = hop.next;
     }
     if (hop.next >= 0) hops_[static_cast<std::size_t>(hop.next)].prev = hop.prev;
     leaveChannel(hop.channel, now);
     markDirty(hop.channel);
   }
-  if (freeHops_.size() <= f.hopLen) freeHops_.resize(f.hopLen + std::size_t{1});
-  freeHops_[f.hopLen].push_back(f.hopBegin);
-  f.hopBegin = -1;
-  f.hopLen = 0;
+  const auto len = static_cast<std::size_t>(span.len);
+  if (freeHops_.size() <= len) freeHops_.resize(len + 1);
+  freeHops_[len].push_back(span.begin);
+  span = PathSpan{};
   f.active = false;
   ++f.version;
   freeFlows_.push_back(flow);
@@ -121,17 +128,18 @@ void FlowNetwork::recompute(std::int64_t now, std::vector<Finish>& out,
                             const std::function<void(std::int32_t, double)>* onRate) {
   if (dirty_.empty()) return;
   ++recomputations_;
-  ++stamp_;
-  // One stamp for the whole batch: components are disjoint, so a channel or flow met once is done.
+  // One stamp for the whole batch: components are disjoint, so a channel or flow met once is done. Channel
+  // and flow marks share the stamp; a wrap clears both.
+  if (nextStamp(stamp_, channelMark_) == 1) std::fill(flowMark_.begin(), flowMark_.end(), 0u);
+  const bool tracing = onRate != nullptr && *onRate;
   for (std::size_t i = 0; i < dirty_.size(); ++i) {
     const std::int32_t seed = dirty_[i];
     isDirty_[static_cast<std::size_t>(seed)] = 0;
     if (channelMark_[static_cast<std::size_t>(seed)] == stamp_) continue;
-    if (load_[static_cast<std::size_t>(seed)] == 0 && (onRate == nullptr || !*onRate)) {
+    if (load_[static_cast<std::size_t>(seed)] == 0 && !tracing) {
       channelMark_[static_cast<std::size_t>(seed)] = stamp_;  // an emptied channel: nothing to share
       continue;
     }
-    const bool tracing = onRate != nullptr && *onRate;
     compChannels_.clear();
     compFlows_.clear();
     stack_.clear();
@@ -143,13 +151,13 @@ void FlowNetwork::recompute(std::int64_t now, std::vector<Finish>& out,
       compChannels_.push_back(ch);
       for (std::int32_t h = head_[static_cast<std::size_t>(ch)]; h >= 0; h = hops_[static_cast<std::size_t>(h)].next) {
         const std::int32_t fl = hops_[static_cast<std::size_t>(h)].flow;
-        FlowState& f = flows_[static_cast<std::size_t>(fl)];
-        if (f.mark == stamp_) continue;
-        f.mark = stamp_;
+        if (flowMark_[static_cast<std::size_t>(fl)] == stamp_) continue;
+        flowMark_[static_cast<std::size_t>(fl)] = stamp_;
         compFlows_.push_back(fl);
-        const Hop* fh = hops_.data() + f.hopBegin;
-        for (std::size_t k = f.hopLen; k-- > 0;) {  // last hop first: the traversal order of the old lists
-          const std::int32_t c2 = fh[k].channel;
+        const PathSpan span = paths_[static_cast<std::size_t>(fl)];
+        const Hop* path = hops_.data() + span.begin;
+        for (std::size_t k = static_cast<std::size_t>(span.len); k-- > 0;) {  // last hop first
+          const std::int32_t c2 = path[k].channel;
           if (channelMark_[static_cast<std::size_t>(c2)] != stamp_) {
             channelMark_[static_cast<std::size_t>(c2)] = stamp_;
             // A channel of this flow alone leads nowhere: record it without a visit (the visit order, and
@@ -169,21 +177,26 @@ void FlowNetwork::recompute(std::int64_t now, std::vector<Finish>& out,
   dirty_.clear();
 }
 
+void FlowNetwork::heapPush(std::int32_t channel, double key) {
+  fill_[static_cast<std::size_t>(channel)].heapPos = static_cast<std::int32_t>(heap_.size());
+  heap_.push_back({key, channel});
+}
+
 void FlowNetwork::heapUp(std::size_t i) {
-  const std::int32_t x = heap_[i];
+  const HeapEntry x = heap_[i];
   while (i > 0) {
     const std::size_t parent = (i - 1) / 2;
     if (!heapLess(x, heap_[parent])) break;
     heap_[i] = heap_[parent];
-    heapPos_[static_cast<std::size_t>(heap_[i])] = static_cast<std::int32_t>(i);
+    fill_[static_cast<std::size_t>(heap_[i].channel)].heapPos = static_cast<std::int32_t>(i);
     i = parent;
   }
   heap_[i] = x;
-  heapPos_[static_cast<std::size_t>(x)] = static_cast<std::int32_t>(i);
+  fill_[static_cast<std::size_t>(x.channel)].heapPos = static_cast<std::int32_t>(i);
 }
 
 void FlowNetwork::heapDown(std::size_t i) {
-  const std::int32_t x = heap_[i];
+  const HeapEntry x = heap_[i];
   const std::size_t n = heap_.size();
   for (;;) {
     std::size_t c = 2 * i + 1;
@@ -191,46 +204,46 @@ void FlowNetwork::heapDown(std::size_t i) {
     if (c + 1 < n && heapLess(heap_[c + 1], heap_[c])) ++c;
     if (!heapLess(heap_[c], x)) break;
     heap_[i] = heap_[c];
-    heapPos_[static_cast<std::size_t>(heap_[i])] = static_cast<std::int32_t>(i);
+    fill_[static_cast<std::size_t>(heap_[i].channel)].heapPos = static_cast<std::int32_t>(i);
     i = c;
   }
   heap_[i] = x;
-  heapPos_[static_cast<std::size_t>(x)] = static_cast<std::int32_t>(i);
+  fill_[static_cast<std::size_t>(x.channel)].heapPos = static_cast<std::int32_t>(i);
 }
 
 void FlowNetwork::heapRemove(std::int32_t channel) {
-  const auto i = static_cast<std::size_t>(heapPos_[static_cast<std::size_t>(channel)]);
-  heapPos_[static_cast<std::size_t>(channel)] = -1;
-  const std::int32_t last = heap_.back();
+  std::int32_t& pos = fill_[static_cast<std::size_t>(channel)].heapPos;
+  const auto i = static_cast<std::size_t>(pos);
+  pos = -1;
+  const HeapEntry last = heap_.back();
   heap_.pop_back();
   if (i == heap_.size()) return;
   heap_[i] = last;
-  heapPos_[static_cast<std::size_t>(last)] = static_cast<std::int32_t>(i);
+  fill_[static_cast<std::size_t>(last.channel)].heapPos = static_cast<std::int32_t>(i);
   heapUp(i);
-  heapDown(static_cast<std::size_t>(heapPos_[static_cast<std::size_t>(last)]));
+  heapDown(static_cast<std::size_t>(fill_[static_cast<std::size_t>(last.channel)].heapPos));
 }
 
 void FlowNetwork::fillRates() {
+  const std::uint32_t fixedMark = nextStamp(fillStamp_, fixedIn_);
   heap_.clear();
   for (const std::int32_t ch : compChannels_) {
     const auto c = static_cast<std::size_t>(ch);
-    remCap_[c] = capacity_[c];
-    unfixed_[c] = load_[c];
-    if (unfixed_[c] > 1) {
-      key_[c] = remCap_[c] / unfixed_[c];
-      heapPos_[c] = static_cast<std::int32_t>(heap_.size());
-      heap_.push_back(ch);
-    }
+    ChannelFill& cf = fill_[c];
+    cf.remCap = capacity_[c];
+    cf.unfixed = load_[c];
+    cf.heapPos = -1;
+    if (cf.unfixed > 1) heapPush(ch, cf.remCap / cf.unfixed);
   }
   // Channels carrying one flow: of a flow's private channels only the smallest (capacity, id) can ever pop
   // while the flow is unfixed (their keys stay at their capacities), so only that one enters the heap. The
   // pop sequence, and so every rate, is the same as with all of them, at a fraction of the heap traffic.
   for (const std::int32_t fl : compFlows_) {
-    const FlowState& f = flows_[static_cast<std::size_t>(fl)];
-    const Hop* fh = hops_.data() + f.hopBegin;
+    const PathSpan span = paths_[static_cast<std::size_t>(fl)];
+    const Hop* path = hops_.data() + span.begin;
     std::int32_t best = -1;
-    for (std::size_t k = 0; k < f.hopLen; ++k) {
-      const std::int32_t ch = fh[k].channel;
+    for (std::size_t k = 0; k < static_cast<std::size_t>(span.len); ++k) {
+      const std::int32_t ch = path[k].channel;
       if (load_[static_cast<std::size_t>(ch)] != 1) continue;
       if (best < 0 || capacity_[static_cast<std::size_t>(ch)] < capacity_[static_cast<std::size_t>(best)] ||
           (capacity_[static_cast<std::size_t>(ch)] == capacity_[static_cast<std::size_t>(best)] && ch < best)) {
@@ -238,10 +251,8 @@ void FlowNetwork::fillRates() {
       }
     }
     if (best < 0) continue;
-    const auto c = static_cast<std::size_t>(best);
-    key_[c] = remCap_[c] / unfixed_[c];
-    heapPos_[c] = static_cast<std::int32_t>(heap_.size());
-    heap_.push_back(best);
+    const ChannelFill& cf = fill_[static_cast<std::size_t>(best)];
+    heapPush(best, cf.remCap / cf.unfixed);
   }
   for (std::size_t i = heap_.size() / 2; i-- > 0;) heapDown(i);
   // Progressive filling: the channel with the smallest fair share is the next bottleneck; its unfixed flows
@@ -251,34 +262,38 @@ void FlowNetwork::fillRates() {
   // lower bound) and the channel is re-sifted when it reaches the top; a fall is sifted up at once. The pop
   // order is then exactly that of a heap kept current.
   while (!heap_.empty()) {
-    const std::int32_t top = heap_[0];
+    const std::int32_t top = heap_[0].channel;
     const auto c = static_cast<std::size_t>(top);
-    const double current = remCap_[c] / unfixed_[c];
-    if (current != key_[c]) {
-      key_[c] = current;
+    const double current = fill_[c].remCap / fill_[c].unfixed;
+    if (current != heap_[0].key) {
+      heap_[0].key = current;
       heapDown(0);
       continue;
     }
     heapRemove(top);
     const double share = std::max(current, capacity_[c] * 1e-12);
     for (std::int32_t h = head_[c]; h >= 0; h = hops_[static_cast<std::size_t>(h)].next) {
-      FlowState& f = flows_[static_cast<std::size_t>(hops_[static_cast<std::size_t>(h)].flow)];
-      if (f.fixed) continue;
-      f.fixed = true;
-      f.newRate = share;
-      const Hop* fh = hops_.data() + f.hopBegin;
-      for (std::size_t k = f.hopLen; k-- > 0;) {
-        const auto c2 = static_cast<std::size_t>(fh[k].channel);
-        remCap_[c2] = std::max(0.0, remCap_[c2] - share);
-        --unfixed_[c2];
+      const std::int32_t fl = hops_[static_cast<std::size_t>(h)].flow;
+      std::uint32_t& fixed = fixedIn_[static_cast<std::size_t>(fl)];
+      if (fixed == fixedMark) continue;
+      fixed = fixedMark;
+      flows_[static_cast<std::size_t>(fl)].newRate = share;
+      const PathSpan span = paths_[static_cast<std::size_t>(fl)];
+      const Hop* path = hops_.data() + span.begin;
+      for (std::size_t k = static_cast<std::size_t>(span.len); k-- > 0;) {
+        const auto c2 = static_cast<std::size_t>(path[k].channel);
+        ChannelFill& cf = fill_[c2];
+        cf.remCap = std::max(0.0, cf.remCap - share);
+        --cf.unfixed;
         if (c2 == c) continue;
-        if (unfixed_[c2] > 0) {
-          const double k2 = remCap_[c2] / unfixed_[c2];
-          if (k2 < key_[c2]) {
-            key_[c2] = k2;
-            heapUp(static_cast<std::size_t>(heapPos_[c2]));
+        if (cf.unfixed > 0) {
+          const double k2 = cf.remCap / cf.unfixed;
+          HeapEntry& e = heap_[static_cast<std::size_t>(cf.heapPos)];
+          if (k2 < e.key) {
+            e.key = k2;
+            heapUp(static_cast<std::size_t>(cf.heapPos));
           }
-        } else if (heapPos_[c2] >= 0) {
+        } else if (cf.heapPos >= 0) {
           heapRemove(static_cast<std::int32_t>(c2));
         }
       }
@@ -288,6 +303,25 @@ void FlowNetwork::fillRates() {
 
 void FlowNetwork::solveComponent(std::int64_t now, std::vector<Finish>& out,
                                  const std::function<void(std::int32_t, double)>* onRate) {
+  if (compFlows_.size() == 1) {
+    // The common case (a flow alone on its links): its rate is its narrowest channel.
+    const std::int32_t fl = compFlows_[0];
+    const PathSpan span = paths_[static_cast<std::size_t>(fl)];
+    double rate = std::numeric_limits<double>::infinity();
+    for (std::size_t k = 0; k < static_cast<std::size_t>(span.len); ++k) {
+      rate =
+          std::min(rate, capacity_[static_cast<std::size_t>(hops_[static_cast<std::size_t>(span.begin) + k].channel)]);
+    }
+    for (const std::int32_t ch : compChannels_) {
+      const auto c = static_cast<std::size_t>(ch);
+      fill_[c].remCap = capacity_[c] - (load_[c] > 0 ? rate : 0.0);
+    }
+    flows_[static_cast<std::size_t>(fl)].newRate = rate;
+  } else {
+    fillRates();
+  }
+  // One pass over the flows' records: bring `remaining` up to date (the filling does not read it), then
+  // re-time the flows whose rate changed.
   for (const std::int32_t fl : compFlows_) {
     FlowState& f = flows_[static_cast<std::size_t>(fl)];
     if (!f.fresh) {
@@ -295,26 +329,6 @@ void FlowNetwork::solveComponent(std::int64_t now, std::vector<Finish>& out,
       if (f.remaining < 0.0) f.remaining = 0.0;
     }
     f.last = now;
-    f.fixed = false;
-  }
-  if (compFlows_.size() == 1) {
-    // The common case (a flow alone on its links): its rate is its narrowest channel.
-    FlowState& f = flows_[static_cast<std::size_t>(compFlows_[0])];
-    double rate = std::numeric_limits<double>::infinity();
-    for (std::size_t k = 0; k < f.hopLen; ++k) {
-      rate =
-          std::min(rate, capacity_[static_cast<std::size_t>(hops_[static_cast<std::size_t>(f.hopBegin) + k].channel)]);
-    }
-    for (const std::int32_t ch : compChannels_) {
-      const auto c = static_cast<std::size_t>(ch);
-      remCap_[c] = capacity_[c] - (load_[c] > 0 ? rate : 0.0);
-    }
-    f.newRate = rate;
-  } else {
-    fillRates();
-  }
-  for (const std::int32_t fl : compFlows_) {
-    FlowState& f = flows_[static_cast<std::size_t>(fl)];
     if (!f.fresh && f.newRate == f.rate) continue;  // same rate: the scheduled finish still holds
     f.fresh = false;
     f.rate = f.newRate;
@@ -333,7 +347,7 @@ void FlowNetwork::solveComponent(std::int64_t now, std::vector<Finish>& out,
   if (onRate != nullptr && *onRate) {
     for (const std::int32_t ch : compChannels_) {
       const auto c = static_cast<std::size_t>(ch);
-      const double used = load_[c] == 0 ? 0.0 : (capacity_[c] - remCap_[c]) / capacity_[c];
+      const double used = load_[c] == 0 ? 0.0 : (capacity_[c] - fill_[c].remCap) / capacity_[c];
       (*onRate)(ch, std::clamp(used, 0.0, 1.0));
     }
   }
