@@ -25,6 +25,7 @@
 #include "driven_call_handle.hpp"
 #include "lane_util.hpp"
 #include "op_messages.hpp"
+#include "stopped_peer_watch.hpp"
 
 namespace copro::transport::remote {
 
@@ -218,6 +219,7 @@ class Engine {
   calls::PreparedRankCache advanceCache_{16};
   Status error_;
   Clock::time_point lastProgress_ = Clock::now();
+  StoppedPeerWatch stoppedWatch_;  ///< a peer seen stopped during the current stall
 };
 
 Status Engine::start(std::shared_ptr<const core::ProgramSource> program, const core::CallBuffers& b,
@@ -341,7 +343,7 @@ void Engine::failFront(const Status& statusSeen, bool poison) {
   // A stopped peer is the likely cause of a timeout or of peers that gave up: name it first.
   Status status = statusSeen;
   if (status.code() == ErrorCode::kTimeout || status.code() == ErrorCode::kRemoteError) {
-    const std::string stopped = t_->stoppedPeer();
+    const std::string stopped = stoppedWatch_.blame(t_->stoppedPeer(), lastProgress_, Clock::now());
     if (!stopped.empty()) {
       status = Status(status.code(),
                       front->label() + ": " + stopped + " (what this rank saw: " + statusSeen.message() + ")");
@@ -437,6 +439,7 @@ Status Engine::drive(const std::shared_ptr<Call>& target, bool block, bool& done
       continue;
     }
     const double idle = std::chrono::duration<double>(now - lastProgress_).count();
+    stoppedWatch_.look(lastProgress_, now, timeout, [this] { return t_->stoppedPeer(); });
     if (idle > timeout) {
       failFront(calls::timeoutStatus(call.label(), timeout, stallReport(call)), false);
       continue;

@@ -29,7 +29,15 @@ inline constexpr std::int64_t kMaxSms = 65536;
 /// Ports of one switch in a topology.
 inline constexpr std::int64_t kMaxSwitchRadix = 65536;
 /// Nodes (GPUs, NICs, hosts, switches) and directed links of one fabric.
+#ifndef COPRO_FUZZ_LIMITS
 inline constexpr std::int64_t kMaxFabricNodes = std::int64_t{1} << 22;
 inline constexpr std::int64_t kMaxFabricLinks = std::int64_t{1} << 23;
+#else
+// The fuzz build (fuzz/CMakeLists.txt) refuses fabrics past 4,096 nodes or links through these same
+// checks, so that mutated topology files do not spend the fuzzer's time building large networks (the
+// seeds have at most 336 links; docs/fuzzing.md).
+inline constexpr std::int64_t kMaxFabricNodes = 4096;
+inline constexpr std::int64_t kMaxFabricLinks = 4096;
+#endif
 
 }  // namespace copro::core
