@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "../loopback_port.hpp"
 #include "copro/copro.hpp"
 #include "copro/transport/bootstrap_tcp.hpp"
 
@@ -41,39 +42,9 @@ using Clock = std::chrono::steady_clock;
 constexpr int kRanks = 3;
 constexpr double kTimeoutSec = 10;  // COPRO_TIMEOUT of the ranks
 
-/// Whether a loopback TCP socket can bind `port` (0: any; then `port` becomes the one the kernel chose).
-bool bindsLoopback(int& port) {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  socklen_t len = sizeof(addr);
-  const bool ok = s >= 0 && bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-                  getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  if (s >= 0) close(s);
-  if (ok) port = ntohs(addr.sin_port);
-  return ok;
-}
-
-/// A loopback TCP port nobody listens on, for the root of a rendezvous. Picked below the ephemeral range
-/// (ip_local_port_range): a port that bind(0) hands out can be taken by any outgoing connection before the
-/// root listens on it, which happened with several copies of the test running ("Address already in use").
+/// A loopback TCP port nobody listens on, for the root of a rendezvous (tests/loopback_port.hpp).
 int unusedPort() {
-  int low = 32768;
-  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
-    if (std::fscanf(f, "%d", &low) != 1) low = 32768;
-    std::fclose(f);
-  }
-  constexpr int kFirst = 10000;
-  std::mt19937 gen(std::random_device{}());
-  std::uniform_int_distribution<int> pick(kFirst, std::max(kFirst, low - 1));
-  for (int tries = 0; low > kFirst + 100 && tries < 50; ++tries) {
-    int port = pick(gen);
-    if (bindsLoopback(port)) return port;
-  }
-  int any = 0;
-  return bindsLoopback(any) ? any : 0;
+  return copro::testing::unusedLoopbackPort();
 }
 
 std::set<std::string> shmEntries() {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "../loopback_port.hpp"
 #include "copro/copro.hpp"
 #include "copro/transport/bootstrap_tcp.hpp"
 
@@ -26,20 +27,9 @@ using copro::DataType;
 using copro::ReduceOp;
 using Clock = std::chrono::steady_clock;
 
-/// A TCP port that was free a moment ago (bound to port 0, then released).
+/// A loopback port for the rendezvous root, below the ephemeral range (tests/loopback_port.hpp).
 int freePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof(a);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    std::abort();
-  }
-  close(fd);
-  return ntohs(a.sin_port);
+  return copro::testing::unusedLoopbackPort();
 }
 
 struct ChildResult {

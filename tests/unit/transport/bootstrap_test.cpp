@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../loopback_port.hpp"
 #include "bootstrap_auth.hpp"
 #include "copro/copro.hpp"
 #include "mp_test_util.hpp"
@@ -393,17 +394,9 @@ TEST(Bootstrap, BadArgumentsThrow) {
   }
 }
 
-/// A free TCP port on the loopback interface (bound and released; fine for a test).
+/// A loopback port for the rendezvous root, below the ephemeral range (tests/loopback_port.hpp).
 int freePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
+  return copro::testing::unusedLoopbackPort();
 }
 
 TEST(Bootstrap, EnvironmentForm) {
